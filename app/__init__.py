@@ -1,0 +1,1 @@
+"""graphpush: run LangGraph workflows and stream every step over WebSocket and SSE."""

@@ -1,0 +1,82 @@
+"""The exception tree, and the one place it maps to HTTP statuses and error codes.
+
+    GraphpushError                 500 internal_error
+    ├── BadRequest                 400 bad_request
+    │   └── UnsupportedMediaType   415 unsupported_media_type
+    ├── Unauthorized               401 unauthorized
+    ├── NotFound                   404 not_found
+    ├── Conflict                   409 conflict
+    │   └── IllegalTransition      409 illegal_transition
+    ├── PayloadTooLarge            413 payload_too_large
+    ├── ValidationFailed           422 validation_failed   (``details``: every problem)
+    └── QueueFull                  503 queue_full          (``Retry-After``)
+
+Node failures inside a run are not exceptions of this tree: they end the run with status
+``error`` and travel in push messages (see :mod:`app.node_error`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class GraphpushError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadRequest(GraphpushError):
+    status = 400
+    code = "bad_request"
+
+
+class UnsupportedMediaType(BadRequest):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class Unauthorized(GraphpushError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(GraphpushError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(GraphpushError):
+    status = 409
+    code = "conflict"
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+
+class PayloadTooLarge(GraphpushError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ValidationFailed(GraphpushError):
+    """``details`` is a list of ``{"path": "nodes[3].parameters.ms", "message": ...}``."""
+
+    status = 422
+    code = "validation_failed"
+
+
+class QueueFull(GraphpushError):
+    status = 503
+    code = "queue_full"
+    retry_after_s: ClassVar[int] = 1
+
+
+def problem(path: str, message: str) -> dict[str, str]:
+    """One entry of :class:`ValidationFailed` details."""
+    return {"path": path, "message": message}

@@ -1,0 +1,109 @@
+"""The Starlette application and its lifespan, which owns every long-lived resource."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.api import JSONResponse, api_routes
+from app.bus import LocalEventBus
+from app.errors import GraphpushError
+from app.examples import load_examples
+from app.memory_store import MemoryStore
+from app.push.hub import PushHub
+from app.queue import LocalQueue
+from app.runtime import Runtime
+from app.service import ExecutionService
+from app.settings import Settings, load_settings
+from app.sqlite_store import SqliteStore
+from transports.routes import push_routes
+
+log = logging.getLogger("graphpush")
+
+#: Called with the service before it starts: register graphs and node types here.
+Setup = Callable[[ExecutionService], None]
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+async def _graphpush_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GraphpushError)
+    headers = {"Retry-After": str(exc.retry_after_s)} if hasattr(exc, "retry_after_s") else None
+    return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status, headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(error_body("internal_error", "internal server error"), 500)
+
+
+async def _stores(stack: AsyncExitStack, settings: Settings) -> tuple[Any, BaseCheckpointSaver[Any]]:
+    if settings.database == "memory":
+        return MemoryStore(), InMemorySaver()
+    store = SqliteStore(settings.sqlite_path)
+    await store.open()
+    stack.push_async_callback(store.close)
+    saver = await stack.enter_async_context(
+        AsyncSqliteSaver.from_conn_string(str(settings.checkpoint_path))
+    )
+    return store, saver
+
+
+def create_app(settings: Settings | None = None, setup: Setup | None = None) -> Starlette:
+    """The graphpush ASGI app. ``setup`` runs before the workers start (Python API)."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            store, checkpointer = await _stores(stack, settings)
+            bus = LocalEventBus()
+            service = ExecutionService(
+                settings=settings,
+                store=store,
+                workflows=store,
+                bus=bus,
+                queue=LocalQueue(settings.queue_bound),
+                checkpointer=checkpointer,
+            )
+            hub = PushHub(settings=settings, service=service)
+            stack.callback(bus.subscribe(hub.on_event))
+            # Closed after the engine (callbacks run in reverse): connections get the final
+            # messages of runs canceled by the shutdown before they close.
+            stack.push_async_callback(hub.aclose)
+            if setup is not None:
+                setup(service)
+            if settings.load_examples:
+                await load_examples(service)
+            app.state.runtime = Runtime(settings, store, store, bus, service, hub)
+            await service.start()
+            stack.push_async_callback(service.shutdown)
+            yield
+
+    return Starlette(
+        routes=[*api_routes(), *push_routes()],
+        lifespan=lifespan,
+        exception_handlers={
+            GraphpushError: _graphpush_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )

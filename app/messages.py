@@ -1,0 +1,244 @@
+"""Push messages, field for field as n8n's ``@n8n/api-types`` push types (SPEC §4).
+
+Every server→client message is ``{"type": T, "data": {...}}``; the Structs below are tagged
+by ``type`` and encoded once with :data:`encoder`. Optional fields default to ``UNSET`` and
+are omitted from the JSON, never sent as ``null``. ``graph_state`` is graphpush's extension
+on every execution message. Inbound WebSocket commands are decoded by :data:`command_decoder`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+JsonObject = dict[str, Any]
+
+
+class _Message(msgspec.Struct, tag_field="type", omit_defaults=True):
+    """Base of every server→client message."""
+
+
+class SourceData(msgspec.Struct):
+    previousNode: str
+    previousNodeOutput: int = 0
+    previousNodeRun: int = 0
+
+
+class TaskStartedData(msgspec.Struct):
+    """n8n's ``ITaskStartedData``."""
+
+    startTime: int
+    executionIndex: int
+    source: list[SourceData]
+    hints: list[JsonObject]
+
+
+class TaskResultData(msgspec.Struct, omit_defaults=True):
+    """n8n's ``Omit<ITaskData, 'data'>`` (``nodeExecuteAfter``) or ``ITaskData`` with ``data``."""
+
+    startTime: int
+    executionIndex: int
+    source: list[SourceData]
+    hints: list[JsonObject]
+    executionTime: int
+    executionStatus: str
+    error: JsonObject | UnsetType = UNSET
+    data: dict[str, list[list[JsonObject]]] | UnsetType = UNSET
+
+
+class ExecutionStartedData(msgspec.Struct, omit_defaults=True):
+    executionId: str
+    mode: str
+    startedAt: str
+    workflowId: str
+    flattedRunData: str
+    workflowName: str | UnsetType = UNSET
+    retryOf: str | UnsetType = UNSET
+    graph_state: JsonObject | UnsetType = UNSET
+
+
+class ExecutionStarted(_Message, tag="executionStarted"):
+    data: ExecutionStartedData
+
+
+class NodeExecuteBeforeData(msgspec.Struct, omit_defaults=True):
+    executionId: str
+    nodeName: str
+    sequenceNumber: int
+    data: TaskStartedData
+    graph_state: JsonObject | UnsetType = UNSET
+
+
+class NodeExecuteBefore(_Message, tag="nodeExecuteBefore"):
+    data: NodeExecuteBeforeData
+
+
+class NodeExecuteAfterMessageData(msgspec.Struct, omit_defaults=True):
+    executionId: str
+    nodeName: str
+    sequenceNumber: int
+    itemCountByConnectionType: dict[str, list[int]]
+    data: TaskResultData
+    graph_state: JsonObject | UnsetType = UNSET
+
+
+class NodeExecuteAfter(_Message, tag="nodeExecuteAfter"):
+    data: NodeExecuteAfterMessageData
+
+
+class NodeExecuteAfterDataMessageData(msgspec.Struct, omit_defaults=True):
+    executionId: str
+    nodeName: str
+    itemCountByConnectionType: dict[str, list[int]]
+    data: TaskResultData
+    graph_state: JsonObject | UnsetType = UNSET
+
+
+class NodeExecuteAfterData(_Message, tag="nodeExecuteAfterData"):
+    data: NodeExecuteAfterDataMessageData
+
+
+class ExecutionWaitingData(msgspec.Struct, omit_defaults=True):
+    executionId: str
+    graph_state: JsonObject | UnsetType = UNSET
+
+
+class ExecutionWaiting(_Message, tag="executionWaiting"):
+    data: ExecutionWaitingData
+
+
+class ExecutionFinishedData(msgspec.Struct, omit_defaults=True):
+    executionId: str
+    workflowId: str
+    status: str
+    graph_state: JsonObject | UnsetType = UNSET
+
+
+class ExecutionFinished(_Message, tag="executionFinished"):
+    data: ExecutionFinishedData
+
+
+class ExecutionRecoveredData(msgspec.Struct, omit_defaults=True):
+    executionId: str
+    graph_state: JsonObject | UnsetType = UNSET
+
+
+class ExecutionRecovered(_Message, tag="executionRecovered"):
+    data: ExecutionRecoveredData
+
+
+ExecutionMessage = (
+    ExecutionStarted
+    | NodeExecuteBefore
+    | NodeExecuteAfter
+    | NodeExecuteAfterData
+    | ExecutionWaiting
+    | ExecutionFinished
+    | ExecutionRecovered
+)
+
+#: Messages after which an execution's stream may end or pause.
+TERMINAL: Final = "executionFinished"
+WAITING: Final = "executionWaiting"
+#: Sent as a binary WebSocket frame, as n8n does.
+BINARY_TYPES: Final = frozenset({"nodeExecuteAfterData"})
+
+#: n8n's editor shows this in place of each item of output data too large to push.
+TRIMMED_ITEM: Final[JsonObject] = {"json": {"__isTrimmedManualExecutionDataItem": True}}
+
+def _fallback(value: object) -> object:
+    """Values JSON has no form for (a registered graph may return any object) go as text."""
+    return repr(value)
+
+
+encoder: Final = msgspec.json.Encoder(enc_hook=_fallback)
+
+
+def encode(message: ExecutionMessage) -> bytes:
+    return encoder.encode(message)
+
+
+# ---- connection-level messages (graphpush's own, not n8n's) -------------------------------
+
+
+class ExecutionSnapshotData(msgspec.Struct):
+    executionId: str
+    status: str
+    graph_state: JsonObject
+
+
+class ExecutionSnapshot(_Message, tag="executionSnapshot"):
+    data: ExecutionSnapshotData
+
+
+class ResumeFailedData(msgspec.Struct):
+    lastEventId: int
+
+
+class ResumeFailed(_Message, tag="resumeFailed"):
+    data: ResumeFailedData
+
+
+class Pong(_Message, tag="pong"):
+    pass
+
+
+class ReplyData(msgspec.Struct, omit_defaults=True):
+    command: str | UnsetType = UNSET
+    executionId: str | UnsetType = UNSET
+    code: str | UnsetType = UNSET
+    message: str | UnsetType = UNSET
+
+
+class Ack(_Message, tag="ack"):
+    data: ReplyData
+
+
+class Error(_Message, tag="error"):
+    data: ReplyData
+
+
+# ---- inbound WebSocket commands (SPEC §5.1) ------------------------------------------------
+
+
+class _Command(msgspec.Struct, tag_field="type", forbid_unknown_fields=False):
+    pass
+
+
+class ExecutionRef(msgspec.Struct):
+    executionId: str
+
+
+class SubscribeRef(msgspec.Struct):
+    executionId: str
+    after: int | None = None
+
+
+class Heartbeat(_Command, tag="heartbeat"):
+    pass
+
+
+class Ping(_Command, tag="ping"):
+    pass
+
+
+class SubscribeExecution(_Command, tag="subscribe_execution"):
+    data: SubscribeRef
+
+
+class UnsubscribeExecution(_Command, tag="unsubscribe_execution"):
+    data: ExecutionRef
+
+
+class CancelExecution(_Command, tag="cancel_execution"):
+    data: ExecutionRef
+
+
+Command = Heartbeat | Ping | SubscribeExecution | UnsubscribeExecution | CancelExecution
+CommandType = Literal[
+    "heartbeat", "ping", "subscribe_execution", "unsubscribe_execution", "cancel_execution"
+]
+
+command_decoder: Final = msgspec.json.Decoder(Command)

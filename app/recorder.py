@@ -1,0 +1,259 @@
+"""``RunRecorder``: turns one run's lifecycle and node events into the push messages of
+SPEC §4, in order, each encoded once and numbered with the execution's log ``seq``.
+
+It also keeps the run's :class:`GraphState`, its per-node run metadata and outputs in the
+:class:`ExecutionRecord`, so the record always matches the last message built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app import messages as m
+from app.clock import iso, now_ms
+from app.compiled import NodeInfo
+from app.flatted import stringify
+from app.graph_state import GraphState
+from app.node_error import node_operation_error
+from app.runner import TaskFinished
+from app.store import ExecutionRecord, StoredEvent
+
+
+@dataclass(slots=True)
+class _Task:
+    name: str
+    start: m.TaskStartedData
+    #: A waiting node run again by a resume: its events were sent before the pause.
+    silent: bool
+
+
+class RunRecorder:
+    """Builds the messages of one execution. Call order: ``execution_started`` once (not on
+    resume), then per task ``node_started`` / ``node_finished``, then exactly one of
+    ``execution_waiting`` or ``execution_finished``."""
+
+    def __init__(
+        self,
+        record: ExecutionRecord,
+        nodes: dict[str, NodeInfo],
+        predecessors: dict[str, list[tuple[str, int]]],
+    ) -> None:
+        self.record = record
+        self.nodes = nodes
+        self.predecessors = predecessors
+        self.graph_state = (
+            GraphState.from_frontend_format(record.graph_state)
+            if record.graph_state
+            else GraphState(nodes)
+        )
+        self._tasks: dict[str, _Task] = {}
+        self._routes: dict[str, int] = {}
+
+    def _event(self, message: m.ExecutionMessage, type_: str) -> StoredEvent:
+        self.record.last_seq += 1
+        return StoredEvent(self.record.last_seq, type_, m.encode(message))
+
+    def _node_sequence(self) -> int:
+        number = self.record.next_sequence_number
+        self.record.next_sequence_number += 1
+        return number
+
+    def execution_started(self) -> StoredEvent:
+        record = self.record
+        record.started_at = record.started_at or now_ms()
+        data = m.ExecutionStartedData(
+            executionId=record.id,
+            mode=record.mode,
+            startedAt=iso(record.started_at),
+            workflowId=record.workflow_id,
+            workflowName=record.workflow_name,
+            flattedRunData=stringify(record.outputs and _run_data(record) or {}),
+            graph_state=self._snapshot(),
+        )
+        if record.retry_of is not None:
+            data.retryOf = record.retry_of
+        return self._event(m.ExecutionStarted(data), "executionStarted")
+
+    def node_started(self, task_id: str, name: str) -> StoredEvent | None:
+        silent = self.graph_state.status_of(name) == "waiting"
+        start = m.TaskStartedData(
+            startTime=now_ms(),
+            executionIndex=self.record.next_execution_index,
+            source=self._source(name),
+            hints=[],
+        )
+        self._tasks[task_id] = _Task(name, start, silent)
+        if silent:
+            return None
+        self.record.next_execution_index += 1
+        self.graph_state.mark_node_started(name, start.startTime)
+        data = m.NodeExecuteBeforeData(
+            executionId=self.record.id,
+            nodeName=name,
+            sequenceNumber=self._node_sequence(),
+            data=start,
+            graph_state=self._snapshot(),
+        )
+        return self._event(m.NodeExecuteBefore(data), "nodeExecuteBefore")
+
+    def node_finished(self, event: TaskFinished) -> list[StoredEvent]:
+        """``nodeExecuteAfter`` then ``nodeExecuteAfterData`` (nothing for a silent task)."""
+        task = self._tasks.pop(event.task_id)
+        node = self._node(task.name)
+        finished_at = now_ms()
+        status = "error" if event.error else "waiting" if event.interrupts else "success"
+        output, index = _output(task.name, event.result, node)
+        if status == "success":
+            self._routes[task.name] = index
+        execution_time = max(0, finished_at - task.start.startTime)
+        main: list[list[m.JsonObject]] = [[] for _ in range(max(node.outputs, index + 1))]
+        main[index] = [{"json": output, "pairedItem": {"item": 0}}]
+        counts = {} if event.error else {"main": [len(items) for items in main]}
+        self._remember(task, status, execution_time, counts, main)
+        if task.silent:
+            return []
+        result = m.TaskResultData(
+            startTime=task.start.startTime,
+            executionIndex=task.start.executionIndex,
+            source=task.start.source,
+            hints=[],
+            executionTime=execution_time,
+            executionStatus=status,
+        )
+        if event.error is not None:
+            result.error = node_operation_error(event.error, node, finished_at)
+            self.graph_state.mark_error(task.name, str(event.error), type(event.error).__name__)
+            self.record.error = {
+                "message": result.error["message"],
+                "node": task.name,
+                "type": "NodeOperationError",
+            }
+        graph_state = self._snapshot()
+        after = m.NodeExecuteAfterMessageData(
+            executionId=self.record.id,
+            nodeName=task.name,
+            sequenceNumber=self._node_sequence(),
+            itemCountByConnectionType=counts,
+            data=result,
+            graph_state=graph_state,
+        )
+        full = m.TaskResultData(**{**_fields(result), "data": {"main": main}})
+        if event.error is not None:
+            full = result
+        after_data = m.NodeExecuteAfterDataMessageData(
+            executionId=self.record.id,
+            nodeName=task.name,
+            itemCountByConnectionType=counts,
+            data=full,
+            graph_state=graph_state,
+        )
+        return [
+            self._event(m.NodeExecuteAfter(after), "nodeExecuteAfter"),
+            self._event(m.NodeExecuteAfterData(after_data), "nodeExecuteAfterData"),
+        ]
+
+    def execution_waiting(self) -> StoredEvent:
+        data = m.ExecutionWaitingData(executionId=self.record.id, graph_state=self._snapshot())
+        return self._event(m.ExecutionWaiting(data), "executionWaiting")
+
+    def execution_finished(self, status: str) -> StoredEvent:
+        """The run's terminal message; the record gets its final status and stop time."""
+        record = self.record
+        if status == "canceled":
+            self.graph_state.mark_canceled()
+        record.stopped_at = now_ms()
+        data = m.ExecutionFinishedData(
+            executionId=record.id,
+            workflowId=record.workflow_id,
+            status=status,
+            graph_state=self._snapshot(),
+        )
+        return self._event(m.ExecutionFinished(data), "executionFinished")
+
+    def fail_run(self, message: str, error_type: str) -> None:
+        """Record a run-level error (no node to blame: timeout, recursion limit, crash)."""
+        self.graph_state.mark_error(None, message, error_type)
+        self.record.error = {"message": message, "node": None, "type": error_type}
+
+    # ---- helpers ---------------------------------------------------------------------
+
+    def _snapshot(self) -> dict[str, Any]:
+        state = self.graph_state.to_frontend_format()
+        self.record.graph_state = state
+        return state
+
+    def _node(self, name: str) -> NodeInfo:
+        node = self.nodes.get(name)
+        return node or NodeInfo(id=name, name=name, type="langgraph", position=(0, 0), parameters={})
+
+    def _source(self, name: str) -> list[m.SourceData]:
+        runs = self.record.run_data
+        done = [
+            (src, out)
+            for src, out in self.predecessors.get(name, ())
+            if runs.get(src) and self._routes.get(src, 0) == out
+        ]
+        if self._node(name).type != "merge":
+            done = sorted(done, key=lambda p: runs[p[0]][-1]["execution_index"])[-1:]
+        return [m.SourceData(src, out, len(runs[src]) - 1) for src, out in done]
+
+    def _remember(
+        self, task: _Task, status: str, time_ms: int, counts: dict[str, list[int]], main: Any
+    ) -> None:
+        runs = self.record.run_data.setdefault(task.name, [])
+        outputs = self.record.outputs.setdefault(task.name, [])
+        if task.silent and runs:  # the resumed waiting node finishes the run it began
+            runs.pop()
+            outputs.pop()
+        runs.append(
+            {
+                "status": status,
+                "start_time": task.start.startTime,
+                "execution_index": task.start.executionIndex,
+                "execution_time": time_ms,
+                "item_count": counts,
+            }
+        )
+        outputs.append({"main": main})
+        if task.silent:
+            self.graph_state.mark_node_finished(task.name, status, time_ms)
+        elif status != "error":
+            self.graph_state.mark_node_finished(task.name, status, time_ms)
+
+
+def _fields(result: m.TaskResultData) -> dict[str, Any]:
+    return {f: getattr(result, f) for f in result.__struct_fields__}
+
+
+def _output(name: str, result: Any, node: NodeInfo) -> tuple[Any, int]:
+    """The node's output JSON and the output index it took."""
+    if isinstance(result, dict) and "agent_results" in result:
+        output = result["agent_results"].get(name, {})
+        index = int(result.get("routes", {}).get(name, 0))
+    else:
+        output, index = (result if result is not None else {}), 0
+    if not isinstance(output, dict):
+        output = {"value": output}
+    return output, index
+
+
+def _run_data(record: ExecutionRecord) -> dict[str, Any]:
+    """Prior run data in n8n's ``IRunData`` shape, for ``flattedRunData``."""
+    return {
+        name: [
+            {**_task_meta(meta), "data": output}
+            for meta, output in zip(record.run_data[name], outputs, strict=False)
+        ]
+        for name, outputs in record.outputs.items()
+    }
+
+
+def _task_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "startTime": meta["start_time"],
+        "executionIndex": meta["execution_index"],
+        "executionTime": meta["execution_time"],
+        "executionStatus": meta["status"],
+        "source": [],
+    }

@@ -1,0 +1,72 @@
+"""``GraphRunner``: runs a compiled LangGraph graph and yields its task starts and results.
+
+Node events come from LangGraph's own task stream (``stream_mode="tasks"``), so a graph
+registered from Python reports its nodes exactly like a built-in workflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.types import Command
+
+from app.compiled import CompiledWorkflow
+
+
+@dataclass(slots=True)
+class TaskStarted:
+    task_id: str
+    name: str
+
+
+@dataclass(slots=True)
+class TaskFinished:
+    task_id: str
+    name: str
+    result: Any
+    error: BaseException | None
+    interrupts: list[Any] = field(default_factory=list)
+
+
+RunnerEvent = TaskStarted | TaskFinished
+
+
+class GraphRunner:
+    """Streams one run (or the resumption of a paused one) of a compiled workflow."""
+
+    async def stream(
+        self,
+        compiled: CompiledWorkflow,
+        *,
+        thread_id: str,
+        input: dict[str, Any] | None = None,
+        resume: Any = None,
+        resuming: bool = False,
+    ) -> AsyncIterator[RunnerEvent]:
+        """Yield a :class:`TaskStarted` before each node runs and a :class:`TaskFinished`
+        after. A failing node's ``TaskFinished`` carries the error, then the exception is
+        raised from this iterator. Cancelling the consuming task cancels the running node.
+        """
+        payload: Any = Command(resume=resume) if resuming else {"input": input or {}}
+        config: Any = {
+            "configurable": {"thread_id": thread_id},
+            "recursion_limit": compiled.recursion_limit,
+        }
+        async for chunk in compiled.graph.astream(
+            payload, config, stream_mode="tasks", durability="exit"
+        ):
+            yield _event(chunk)
+
+
+def _event(chunk: dict[str, Any]) -> RunnerEvent:
+    if "input" in chunk and "triggers" in chunk:
+        return TaskStarted(task_id=chunk["id"], name=chunk["name"])
+    return TaskFinished(
+        task_id=chunk["id"],
+        name=chunk["name"],
+        result=chunk.get("result"),
+        error=chunk.get("error"),
+        interrupts=list(chunk.get("interrupts") or ()),
+    )

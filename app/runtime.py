@@ -1,0 +1,31 @@
+"""The resources the lifespan owns, and the one typed accessor handlers use to reach them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+from starlette.requests import HTTPConnection
+
+from app.bus import EventBus
+from app.settings import Settings
+from app.store import ExecutionStore, WorkflowStore
+
+if TYPE_CHECKING:
+    from app.push.hub import PushHub
+    from app.service import ExecutionService
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    store: ExecutionStore
+    workflows: WorkflowStore
+    bus: EventBus
+    service: ExecutionService
+    hub: PushHub
+
+
+def runtime(conn: HTTPConnection) -> Runtime:
+    """The running app's :class:`Runtime` (set by the lifespan)."""
+    return cast(Runtime, conn.app.state.runtime)

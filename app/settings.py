@@ -1,0 +1,82 @@
+"""One frozen settings object, read from ``GRAPHPUSH_*`` environment variables and CLI flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every tunable of the service. Environment variable: ``GRAPHPUSH_`` + upper-case name."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./var")
+    #: ``sqlite`` (default, a file under ``data_dir``) or ``memory`` (nothing kept).
+    database: str = "sqlite"
+    workers: int = 1
+    #: Runs waiting in the queue before ``POST .../run`` answers 503.
+    queue_bound: int = 10_000
+    max_body_bytes: int = 16 * 1024 * 1024
+    #: Seconds running executions get to finish on shutdown before they are cancelled.
+    shutdown_timeout_s: float = 10.0
+    #: Python modules whose functions ``python`` nodes may call.
+    python_modules: tuple[str, ...] = ("app.examples_lib",)
+    default_recursion_limit: int = 100
+    load_examples: bool = True
+    # push
+    ping_interval_s: float = 25.0
+    max_message_bytes: int = 5 * 1024 * 1024
+    #: Messages kept per pushRef for resume, and how long.
+    resume_buffer_count: int = 10_000
+    resume_buffer_age_s: float = 300.0
+    #: Bytes queued for one connection before it is cut off as a slow consumer.
+    connection_buffer_bytes: int = 8 * 1024 * 1024
+    max_inbound_frame_bytes: int = 64 * 1024
+    ws_per_message_deflate: bool = False
+    allowed_origins: tuple[str, ...] = ()
+    #: API keys; when empty, REST and push are open (and the server binds to loopback).
+    api_keys: tuple[str, ...] = ()
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "graphpush.sqlite"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.data_dir / "checkpoints.sqlite"
+
+
+_FIELDS = {f.name: f for f in msgspec.structs.fields(Settings)}
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build settings from defaults, then ``GRAPHPUSH_*`` variables, then ``overrides``.
+
+    Raises ``msgspec.ValidationError`` naming the offending setting.
+    """
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    for name in _FIELDS:
+        value = env.get(f"GRAPHPUSH_{name.upper()}")
+        if value is None:
+            continue
+        raw[name] = _split(value) if name in {"python_modules", "allowed_origins", "api_keys"} else value
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return msgspec.convert(raw, Settings, strict=False, dec_hook=_path_hook)
+
+
+def _path_hook(type_: type, obj: Any) -> Any:
+    if type_ is Path:
+        return Path(obj)
+    raise NotImplementedError

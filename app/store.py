@@ -1,0 +1,147 @@
+"""The persistence seams: execution records with their event logs, and workflows.
+
+Writes are staged and committed in groups (one transaction for many runs' events): a
+:class:`ExecutionStore` ``stage`` call returns at once, ``commit`` returns once everything
+staged before it is durable. Reads see everything staged before them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from app.errors import NotFound
+from app.status import ExecutionStatus, check_transition
+
+JsonObject = dict[str, Any]
+
+
+class StoredEvent(msgspec.Struct, frozen=True, gc=False):
+    """One push message of an execution's log; ``seq`` counts from 1 per execution."""
+
+    seq: int
+    type: str
+    payload: bytes
+
+
+class ExecutionRecord(msgspec.Struct, kw_only=True):
+    """Everything kept about one run. Times are epoch milliseconds."""
+
+    id: str
+    workflow_id: str
+    workflow_name: str
+    status: ExecutionStatus = ExecutionStatus.NEW
+    mode: str = "manual"
+    push_ref: str | None = None
+    owner: str | None = None
+    created_at: int
+    started_at: int | None = None
+    stopped_at: int | None = None
+    error: JsonObject | None = None
+    retry_of: str | None = None
+    input: JsonObject = msgspec.field(default_factory=dict)
+    #: The workflow as it was when the run was queued (``AgentWorkflowDto`` as JSON).
+    workflow: JsonObject = msgspec.field(default_factory=dict)
+    #: ``GraphState.to_frontend_format()`` as last stored.
+    graph_state: JsonObject = msgspec.field(default_factory=dict)
+    #: node name -> list of run metadata (status, start, execution time, item counts).
+    run_data: dict[str, list[JsonObject]] = msgspec.field(default_factory=dict)
+    #: node name -> list of that node's outputs, one per run (the full data, kept for REST).
+    outputs: dict[str, list[Any]] = msgspec.field(default_factory=dict)
+    last_seq: int = 0
+    #: Sequence number of the next node event (``sequenceNumber``), kept across a resume.
+    next_sequence_number: int = 0
+    next_execution_index: int = 0
+    #: Set while a resumed run waits in the queue: the value handed to ``interrupt()``.
+    resume_value: Any = None
+    resume_pending: bool = False
+
+
+class ExecutionQuery(msgspec.Struct, frozen=True, kw_only=True):
+    workflow_id: str | None = None
+    status: ExecutionStatus | None = None
+    owner: str | None = None
+    limit: int = 20
+    offset: int = 0
+
+
+class ExecutionPage(msgspec.Struct, frozen=True):
+    items: list[ExecutionRecord]
+    total: int
+
+
+class ExecutionStore(Protocol):
+    """Execution records and their ordered event logs (the ``ExecutionRepository``)."""
+
+    def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        """Queue a write of ``record`` (whole) and of ``events`` appended to its log."""
+        ...
+
+    def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
+        """Queue ``events`` appended to the log of ``execution_id`` (record unchanged)."""
+        ...
+
+    async def commit(self) -> None:
+        """Return once everything staged so far is durable."""
+        ...
+
+    async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        """``stage`` then ``commit``."""
+        ...
+
+    async def get(self, execution_id: str) -> ExecutionRecord | None: ...
+
+    async def list(self, query: ExecutionQuery) -> ExecutionPage:
+        """Newest first, with the total matching ``query`` before ``limit``/``offset``."""
+        ...
+
+    async def update_status(self, execution_id: str, status: ExecutionStatus) -> ExecutionRecord:
+        """Move a run to ``status`` after checking the transition; raises ``NotFound`` or
+        ``IllegalTransition``."""
+        ...
+
+    async def read_events(
+        self, execution_id: str, after: int = 0, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """The log entries with ``seq > after``, in order."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class WorkflowStore(Protocol):
+    """Workflows as validated ``AgentWorkflowDto`` JSON objects, by id."""
+
+    async def create_workflow(self, workflow_id: str, body: JsonObject) -> None:
+        """Raises ``Conflict`` if the id exists."""
+        ...
+
+    async def put_workflow(self, workflow_id: str, body: JsonObject) -> None: ...
+
+    async def get_workflow(self, workflow_id: str) -> JsonObject | None: ...
+
+    async def list_workflows(self) -> list[JsonObject]: ...
+
+    async def delete_workflow(self, workflow_id: str) -> bool: ...
+
+
+class StatusUpdates:
+    """``update_status`` for any store with ``get`` and ``save``: the transition is checked
+    by :func:`app.status.check_transition`, the one place that knows the legal moves."""
+
+    async def get(self, execution_id: str) -> ExecutionRecord | None:
+        raise NotImplementedError
+
+    async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        raise NotImplementedError
+
+    async def update_status(self, execution_id: str, status: ExecutionStatus) -> ExecutionRecord:
+        record = await self.get(execution_id)
+        if record is None:
+            raise NotFound(f"execution {execution_id!r} not found")
+        check_transition(record.status, status)
+        record.status = status
+        await self.save(record)
+        return record

@@ -1,0 +1,1 @@
+"""Push transports: thin adapters moving bytes between sockets and the push core."""
