@@ -178,7 +178,11 @@ async def cancel_execution(request: Request) -> Response:
         request.path_params["execution_id"], _owner(request)
     )
     return JSONResponse(
-        {"execution_id": record.id, "status": "canceling", "status_url": execution_dto(record)["links"]["self"]},
+        {
+            "execution_id": record.id,
+            "status": "canceling",
+            "status_url": execution_dto(record)["links"]["self"],
+        },
         status_code=202,
     )
 
@@ -196,13 +200,19 @@ async def resume_execution(request: Request) -> Response:
 async def execution_events(request: Request) -> Response:
     raw = request.query_params.get("after", "0")
     if not raw.isdigit():
-        raise ValidationFailed("bad query parameters", [problem("after", "expected an integer >= 0")])
+        raise ValidationFailed(
+            "bad query parameters", [problem("after", "expected an integer >= 0")]
+        )
     execution_id = request.path_params["execution_id"]
     events = await runtime(request).service.read_events(execution_id, int(raw), _owner(request))
-    items = [
-        {"seq": e.seq, "type": e.type, "message": msgspec.Raw(e.payload)} for e in events
-    ]
-    return JSONResponse({"execution_id": execution_id, "items": items, "last_seq": events[-1].seq if events else int(raw)})
+    items = [{"seq": e.seq, "type": e.type, "message": msgspec.Raw(e.payload)} for e in events]
+    return JSONResponse(
+        {
+            "execution_id": execution_id,
+            "items": items,
+            "last_seq": events[-1].seq if events else int(raw),
+        }
+    )
 
 
 # ---- operations -----------------------------------------------------------------------

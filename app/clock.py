@@ -12,4 +12,7 @@ def now_ms() -> int:
 
 def iso(ms: int) -> str:
     """``1795631870207`` -> ``"2026-11-25T18:37:50.207Z"``."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return (
+        datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{ms % 1000:03d}Z"
+    )

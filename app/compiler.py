@@ -70,14 +70,16 @@ def compile_workflow(
         builder.add_node(name, _node_function(name, run, sources, fan_in=info.type == MERGE_TYPE))
     builder.add_edge(START, entry)
     _add_edges(builder, workflow, nodes)
+    uses_interrupts = any(info.type == WAIT_TYPE for info in nodes.values())
     return CompiledWorkflow(
         workflow_id=workflow_id,
         name=workflow.name,
-        graph=builder.compile(checkpointer=checkpointer),
+        # Only a run that can pause needs its state saved; the others skip the checkpointer.
+        graph=builder.compile(checkpointer=checkpointer if uses_interrupts else None),
         nodes=nodes,
         predecessors=predecessors,
         recursion_limit=workflow.settings.recursion_limit or default_recursion_limit,
-        uses_interrupts=any(info.type == WAIT_TYPE for info in nodes.values()),
+        uses_interrupts=uses_interrupts,
         settings=msgspec.to_builtins(workflow.settings),
     )
 

@@ -66,7 +66,9 @@ def execution_dto(record: ExecutionRecord, *, include_data: bool = False) -> Jso
         "summary": {
             "nodes_total": len(record.graph_state.get("nodes", {})) or len(runs),
             "nodes_completed": len(record.graph_state.get("completed_nodes", [])),
-            "nodes_failed": sum(1 for rs in runs.values() if any(r["status"] == "error" for r in rs)),
+            "nodes_failed": sum(
+                1 for rs in runs.values() if any(r["status"] == "error" for r in rs)
+            ),
             "duration_ms": duration,
             "last_node_executed": last,
             "events": record.last_seq,

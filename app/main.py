@@ -55,7 +55,9 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body("internal_error", "internal server error"), 500)
 
 
-async def _stores(stack: AsyncExitStack, settings: Settings) -> tuple[Any, BaseCheckpointSaver[Any]]:
+async def _stores(
+    stack: AsyncExitStack, settings: Settings
+) -> tuple[Any, BaseCheckpointSaver[Any]]:
     if settings.database == "memory":
         return MemoryStore(), InMemorySaver()
     store = SqliteStore(settings.sqlite_path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -62,6 +63,8 @@ class ExecutionManager:
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self.active: dict[str, ActiveExecution] = {}
+        #: Runs ended by this process, by final status (``/metrics``).
+        self.finished: Counter[str] = Counter()
         #: Runs canceled while queued: a worker that takes one drops it.
         self.dropped: set[str] = set()
 
@@ -91,8 +94,9 @@ class ExecutionManager:
     def _ended(self, execution_id: str, task: asyncio.Task[None]) -> None:
         self.active.pop(execution_id, None)
         if not task.cancelled() and task.exception() is not None:
-            log.error("execution %s failed inside the engine", execution_id,
-                      exc_info=task.exception())  # fmt: skip
+            log.error(
+                "execution %s failed inside the engine", execution_id, exc_info=task.exception()
+            )
 
     def cancel(self, execution_id: str) -> bool:
         """Stop a running execution; it ends ``canceled``. False if it is not running here."""
@@ -176,6 +180,7 @@ class ExecutionManager:
         check_transition(record.status, status)
         record.status = status
         record.resume_value = None
+        self.finished[status.value] += 1
         if status is ExecutionStatus.WAITING:
             event = recorder.execution_waiting()
         else:
@@ -220,5 +225,10 @@ class ExecutionManager:
 
 def _push_event(record: ExecutionRecord, event: StoredEvent) -> PushEvent:
     return PushEvent(
-        record.id, event.seq, event.type, event.payload, push_ref=record.push_ref, owner=record.owner
+        record.id,
+        event.seq,
+        event.type,
+        event.payload,
+        push_ref=record.push_ref,
+        owner=record.owner,
     )

@@ -6,6 +6,7 @@ stored, exactly as with :class:`~app.sqlite_store.SqliteStore`.
 
 from __future__ import annotations
 
+import builtins
 import itertools
 from collections.abc import Sequence
 
@@ -13,7 +14,14 @@ import msgspec
 
 from app.errors import Conflict
 from app.messages import encoder
-from app.store import ExecutionPage, StatusUpdates, ExecutionQuery, ExecutionRecord, JsonObject, StoredEvent
+from app.store import (
+    ExecutionPage,
+    ExecutionQuery,
+    ExecutionRecord,
+    JsonObject,
+    StatusUpdates,
+    StoredEvent,
+)
 
 _decode = msgspec.json.Decoder(ExecutionRecord).decode
 
@@ -64,7 +72,7 @@ class MemoryStore(StatusUpdates):
 
     async def read_events(
         self, execution_id: str, after: int = 0, limit: int | None = None
-    ) -> list[StoredEvent]:
+    ) -> builtins.list[StoredEvent]:
         events = [e for e in self._events.get(execution_id, ()) if e.seq > after]
         return events if limit is None else events[:limit]
 
@@ -80,7 +88,7 @@ class MemoryStore(StatusUpdates):
     async def get_workflow(self, workflow_id: str) -> JsonObject | None:
         return self._workflows.get(workflow_id)
 
-    async def list_workflows(self) -> list[JsonObject]:
+    async def list_workflows(self) -> builtins.list[JsonObject]:
         return list(self._workflows.values())
 
     async def delete_workflow(self, workflow_id: str) -> bool:

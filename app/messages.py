@@ -148,6 +148,7 @@ BINARY_TYPES: Final = frozenset({"nodeExecuteAfterData"})
 #: n8n's editor shows this in place of each item of output data too large to push.
 TRIMMED_ITEM: Final[JsonObject] = {"json": {"__isTrimmedManualExecutionDataItem": True}}
 
+
 def _fallback(value: object) -> object:
     """Values JSON has no form for (a registered graph may return any object) go as text."""
     return repr(value)

@@ -162,7 +162,7 @@ class _If(_Builtin[_IfParams]):
 
         async def run(item: dict[str, Any], state: RunState) -> tuple[Any, int]:
             try:
-                holds = bool(compare(lookup(item, params.field), params.value))
+                holds = bool(compare(_lookup(item, params.field), params.value))
             except TypeError:  # e.g. "gt" between a string and a number: the test fails
                 holds = False
             return item, 0 if holds else 1
@@ -185,7 +185,7 @@ class _Switch(_Builtin[_SwitchParams]):
 
     def bind(self, params: _SwitchParams, node: NodeInfo) -> NodeFn:
         async def run(item: dict[str, Any], state: RunState) -> tuple[Any, int]:
-            actual = lookup(item, params.field)
+            actual = _lookup(item, params.field)
             matches = (i for i, case in enumerate(params.cases) if case == actual)
             return item, next(matches, len(params.cases))
 
@@ -300,7 +300,7 @@ def _unusable(reference: str, allowed: tuple[str, ...]) -> str | None:
     return None
 
 
-def lookup(item: dict[str, Any], field: str) -> Any:
+def _lookup(item: dict[str, Any], field: str) -> Any:
     """``item[field]``, else the dotted path ``a.b.c`` through nested objects; None if absent."""
     if field in item:
         return item[field]

@@ -68,7 +68,7 @@ class RunRecorder:
             startedAt=iso(record.started_at),
             workflowId=record.workflow_id,
             workflowName=record.workflow_name,
-            flattedRunData=stringify(record.outputs and _run_data(record) or {}),
+            flattedRunData=stringify((record.outputs and _run_data(record)) or {}),
             graph_state=self._snapshot(),
         )
         if record.retry_of is not None:
@@ -185,7 +185,9 @@ class RunRecorder:
 
     def _node(self, name: str) -> NodeInfo:
         node = self.nodes.get(name)
-        return node or NodeInfo(id=name, name=name, type="langgraph", position=(0, 0), parameters={})
+        return node or NodeInfo(
+            id=name, name=name, type="langgraph", position=(0, 0), parameters={}
+        )
 
     def _source(self, name: str) -> list[m.SourceData]:
         runs = self.record.run_data
@@ -216,9 +218,7 @@ class RunRecorder:
             }
         )
         outputs.append({"main": main})
-        if task.silent:
-            self.graph_state.mark_node_finished(task.name, status, time_ms)
-        elif status != "error":
+        if task.silent or status != "error":
             self.graph_state.mark_node_finished(task.name, status, time_ms)
 
 

@@ -54,9 +54,9 @@ class GraphRunner:
             "configurable": {"thread_id": thread_id},
             "recursion_limit": compiled.recursion_limit,
         }
-        async for chunk in compiled.graph.astream(
-            payload, config, stream_mode="tasks", durability="exit"
-        ):
+        # With a checkpointer, state is saved once, when the run pauses or ends, not per step.
+        options: Any = {"durability": "exit"} if compiled.graph.checkpointer else {}
+        async for chunk in compiled.graph.astream(payload, config, stream_mode="tasks", **options):
             yield _event(chunk)
 
 

@@ -19,6 +19,7 @@ from app.compiled import CompiledWorkflow
 from app.compiler import compile_graph, compile_workflow
 from app.errors import Conflict, IllegalTransition, NotFound, QueueFull, ValidationFailed, problem
 from app.manager import ExecutionManager
+from app.metrics import prometheus
 from app.messages import (
     ExecutionRecovered,
     ExecutionRecoveredData,
@@ -71,6 +72,8 @@ class ExecutionService:
         self.registry = registry or NodeRegistry.with_builtins()
         self._checkpointer = checkpointer
         self._graphs: dict[str, CompiledWorkflow] = {}
+        #: Stored workflows by id with their version, read once, dropped on update or delete.
+        self._workflows: dict[str, tuple[JsonObject, str]] = {}
         self._compiled: dict[tuple[str, str], CompiledWorkflow] = {}
         self._reserved = 0
         self.manager = ExecutionManager(
@@ -83,11 +86,15 @@ class ExecutionService:
         """Make ``type_name`` usable in workflows (validation and runs)."""
         self.registry.register(type_name, node_type)
 
-    def register_graph(self, workflow_id: str, graph: Pregel[Any, Any, Any, Any], name: str = "") -> None:
+    def register_graph(
+        self, workflow_id: str, graph: Pregel[Any, Any, Any, Any], name: str = ""
+    ) -> None:
         """Expose a compiled LangGraph graph as workflow ``workflow_id``; its runs emit the
         same push messages as built-in workflows."""
         if not PUSH_REF.match(workflow_id):
-            raise ValidationFailed("bad workflow id", [problem("id", "expected [a-zA-Z0-9_-]{1,64}")])
+            raise ValidationFailed(
+                "bad workflow id", [problem("id", "expected [a-zA-Z0-9_-]{1,64}")]
+            )
         self._graphs[workflow_id] = compile_graph(workflow_id, name or workflow_id, graph)
 
     # ---- workflows ---------------------------------------------------------------------
@@ -111,21 +118,30 @@ class ExecutionService:
             raise ValidationFailed("id mismatch", [problem("id", f"must be {workflow_id!r}")])
         workflow["id"] = workflow_id
         await self.workflows.put_workflow(workflow_id, workflow)
+        self._workflows.pop(workflow_id, None)
         return workflow
 
     async def get_workflow(self, workflow_id: str) -> JsonObject:
+        return (await self._workflow(workflow_id))[0]
+
+    async def _workflow(self, workflow_id: str) -> tuple[JsonObject, str]:
+        """The workflow and its version (a digest of its JSON)."""
         if workflow_id in self._graphs:
-            return _graph_workflow(self._graphs[workflow_id])
-        workflow = await self.workflows.get_workflow(workflow_id)
-        if workflow is None:
-            raise NotFound(f"workflow {workflow_id!r} not found")
-        return workflow
+            return _graph_workflow(self._graphs[workflow_id]), "graph"
+        cached = self._workflows.get(workflow_id)
+        if cached is None:
+            workflow = await self.workflows.get_workflow(workflow_id)
+            if workflow is None:
+                raise NotFound(f"workflow {workflow_id!r} not found")
+            cached = self._workflows[workflow_id] = (workflow, _version(workflow))
+        return cached
 
     async def list_workflows(self) -> list[JsonObject]:
         graphs = [_graph_workflow(g) for g in self._graphs.values()]
         return [*await self.workflows.list_workflows(), *graphs]
 
     async def delete_workflow(self, workflow_id: str) -> None:
+        self._workflows.pop(workflow_id, None)
         if self._graphs.pop(workflow_id, None) is None and not await self.workflows.delete_workflow(
             workflow_id
         ):
@@ -136,7 +152,7 @@ class ExecutionService:
             if record.workflow_id not in self._graphs:
                 raise NotFound(f"graph {record.workflow_id!r} is not registered in this process")
             return self._graphs[record.workflow_id]
-        key = (record.workflow_id, _version(record.workflow))
+        key = (record.workflow_id, record.workflow_version or _version(record.workflow))
         compiled = self._compiled.get(key)
         if compiled is None:
             workflow = parse_workflow(
@@ -182,7 +198,7 @@ class ExecutionService:
             raise ValidationFailed(
                 "bad push_ref", [problem("push_ref", "expected [A-Za-z0-9_-]{1,64}")]
             )
-        workflow = await self.get_workflow(workflow_id)
+        workflow, version = await self._workflow(workflow_id)
         record = ExecutionRecord(
             id=new_id(),
             workflow_id=workflow_id,
@@ -192,6 +208,7 @@ class ExecutionService:
             created_at=now_ms(),
             input=input or {},
             workflow=workflow,
+            workflow_version=version,
         )
         await self._enqueue(record)
         return record
@@ -207,7 +224,9 @@ class ExecutionService:
     async def list_executions(self, query: ExecutionQuery) -> ExecutionPage:
         return await self.store.list(query)
 
-    async def cancel_execution(self, execution_id: str, owner: str | None = None) -> ExecutionRecord:
+    async def cancel_execution(
+        self, execution_id: str, owner: str | None = None
+    ) -> ExecutionRecord:
         """Cancel a queued, running or waiting run; it ends with ``executionFinished{canceled}``.
         Raises :class:`IllegalTransition` (409) for a finished run."""
         record = await self.get_execution(execution_id, owner)
@@ -264,6 +283,12 @@ class ExecutionService:
         for record in reversed(queued.items):
             self.queue.put(record)
         self.manager.start()
+
+    def metrics_text(self) -> str:
+        manager = self.manager
+        gauges = {"queue_depth": self.queue.qsize(), "executions_active": len(manager.active)}
+        counters = {f'executions_finished_total{{status="{k}"}}': v for k, v in manager.finished.items()}
+        return prometheus(gauges, counters)
 
     async def shutdown(self) -> None:
         await self.manager.shutdown(self.settings.shutdown_timeout_s)

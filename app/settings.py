@@ -71,7 +71,9 @@ def load_settings(
         value = env.get(f"GRAPHPUSH_{name.upper()}")
         if value is None:
             continue
-        raw[name] = _split(value) if name in {"python_modules", "allowed_origins", "api_keys"} else value
+        raw[name] = (
+            _split(value) if name in {"python_modules", "allowed_origins", "api_keys"} else value
+        )
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return msgspec.convert(raw, Settings, strict=False, dec_hook=_path_hook)
 

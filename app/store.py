@@ -7,6 +7,7 @@ staged before it is durable. Reads see everything staged before them.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -44,6 +45,8 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     input: JsonObject = msgspec.field(default_factory=dict)
     #: The workflow as it was when the run was queued (``AgentWorkflowDto`` as JSON).
     workflow: JsonObject = msgspec.field(default_factory=dict)
+    #: A digest of ``workflow``: runs of one version share one compiled graph.
+    workflow_version: str = ""
     #: ``GraphState.to_frontend_format()`` as last stored.
     graph_state: JsonObject = msgspec.field(default_factory=dict)
     #: node name -> list of run metadata (status, start, execution time, item counts).
@@ -68,7 +71,7 @@ class ExecutionQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ExecutionPage(msgspec.Struct, frozen=True):
-    items: list[ExecutionRecord]
+    items: builtins.list[ExecutionRecord]
     total: int
 
 
@@ -104,7 +107,7 @@ class ExecutionStore(Protocol):
 
     async def read_events(
         self, execution_id: str, after: int = 0, limit: int | None = None
-    ) -> list[StoredEvent]:
+    ) -> builtins.list[StoredEvent]:
         """The log entries with ``seq > after``, in order."""
         ...
 
@@ -122,7 +125,7 @@ class WorkflowStore(Protocol):
 
     async def get_workflow(self, workflow_id: str) -> JsonObject | None: ...
 
-    async def list_workflows(self) -> list[JsonObject]: ...
+    async def list_workflows(self) -> builtins.list[JsonObject]: ...
 
     async def delete_workflow(self, workflow_id: str) -> bool: ...
 

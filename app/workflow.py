@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, cast, get_args, get_origin
 
 import msgspec
 
@@ -35,10 +35,13 @@ class Connection(msgspec.Struct, frozen=True):
 
     node: str
     type: str = "main"
+    #: The target's input (n8n); kept as given, every node here has one input.
     index: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 class WorkflowNode(msgspec.Struct, frozen=True):
+    """One node: n8n's ``INode`` with snake_case names; ``parameters`` depend on ``type``."""
+
     name: NonEmpty
     type: NonEmpty
     parameters: dict[str, Any] = {}
@@ -71,11 +74,10 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
                     yield source, index, target.node
 
     def roots(self) -> list[str]:
-        """The names of the nodes without an incoming connection, in node order."""
-        targets = {target for _, _, target in self.edges()}
-        return [
-            name for name in dict.fromkeys(node.name for node in self.nodes) if name not in targets
-        ]
+        """The names of the nodes no other node connects to, in node order."""
+        names = dict.fromkeys(node.name for node in self.nodes)
+        targets = {target for source, _, target in self.edges() if source in names}
+        return [name for name in names if name not in targets]
 
     def entry_node(self) -> str | None:
         """``entry`` if set, else the only node without an incoming connection (or None)."""
@@ -111,9 +113,7 @@ def parse_workflow(
 
 def workflow_to_json(workflow: Workflow) -> dict[str, Any]:
     """The workflow as JSON-ready builtins for storage, without the fields that are None."""
-    result = _without_none(workflow)
-    assert isinstance(result, dict)
-    return result
+    return cast(dict[str, Any], _without_none(workflow))
 
 
 def check_value(raw: Any, type_: Any, path: str) -> list[Problem]:
@@ -152,7 +152,7 @@ def _decode(body: bytes | dict[str, Any]) -> Any:
         return body
     try:
         return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise _invalid([problem("$", f"invalid JSON: {exc}")]) from None
 
 
@@ -206,6 +206,7 @@ _RESERVED_CHARS = ("|", ":")
 def _semantic_problems(
     workflow: Workflow, registry: NodeRegistry, ctx: ValidationContext
 ) -> list[Problem]:
+    """Names, types and parameters; then connections (output counts known); then the graph."""
     outputs: dict[str, int] = {}
     problems = _name_problems(workflow.nodes)
     for i, node in enumerate(workflow.nodes):

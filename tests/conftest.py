@@ -101,8 +101,13 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", ws_ping_interval=None,
-            ws_per_message_deflate=False, **config,  # fmt: skip
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            ws_ping_interval=None,
+            ws_per_message_deflate=False,
+            **config,
         )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -1,0 +1,71 @@
+"""Who may open a push connection, and with which parameters (SPEC §5.1, §5.4, §5.5).
+
+Pure checks shared by both transports; API keys are checked by :func:`app.auth.authenticate`
+in the transport's request handling. Refusals are :class:`~app.errors.GraphpushError`s: SSE
+answers them with their HTTP status and JSON error body, WebSocket closes with
+:func:`close_code_for`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Final
+
+from app.errors import BadRequest, GraphpushError, Unauthorized
+from app.push.connection import CloseCode
+from app.push.origin import origin_allowed
+
+PUSH_REF: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CURSOR: Final = re.compile(r"[0-9]{1,18}")
+
+
+class Forbidden(GraphpushError):
+    """A cross-site Origin (403 / WebSocket 1008)."""
+
+    status = 403
+    code = "forbidden"
+
+
+def check_origin(headers: Mapping[str, str], allowed: tuple[str, ...]) -> None:
+    """Raise :class:`Forbidden` unless :func:`~app.push.origin.origin_allowed`."""
+    if not origin_allowed(headers, allowed):
+        raise Forbidden("cross-site push connections are not allowed from this Origin")
+
+
+def push_ref(value: str | None) -> str:
+    """The validated ``pushRef`` query parameter (``[A-Za-z0-9_-]{1,64}``)."""
+    if value is None or not PUSH_REF.fullmatch(value):
+        raise BadRequest("the query parameter pushRef must match [A-Za-z0-9_-]{1,64}")
+    return value
+
+
+def cursor(value: str | None, name: str) -> int | None:
+    """A resume cursor (``Last-Event-ID``, ``lastEventId``, ``after``): a number ≥ 0 or None."""
+    if value is None or value == "":
+        return None
+    if not _CURSOR.fullmatch(value.strip()):
+        raise BadRequest(f"{name} must be a non-negative integer")
+    return int(value)
+
+
+def accepts_event_stream(accept: str | None) -> bool:
+    """False only when ``Accept`` is given and rules out ``text/event-stream``."""
+    if not accept:
+        return True
+    types = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
+    return bool(types & {"text/event-stream", "text/*", "*/*"})
+
+
+def close_code_for(exc: GraphpushError) -> int:
+    """The WebSocket close code that refuses a connection for ``exc``."""
+    if isinstance(exc, Unauthorized):
+        return CloseCode.UNAUTHORIZED
+    return CloseCode.POLICY_VIOLATION
+
+
+class NotAcceptable(GraphpushError):
+    """A plain GET of ``/agents/push`` whose ``Accept`` rules out ``text/event-stream``."""
+
+    status = 406
+    code = "not_acceptable"

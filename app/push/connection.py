@@ -1,0 +1,126 @@
+"""One client connection as seen by the core: a bounded outbox and a state, no I/O.
+
+Call order, as for a sans-I/O protocol: the core calls :meth:`Connection.deliver` (and
+:meth:`~Connection.close` / :meth:`~Connection.abort`); each of them calls the ``wakeup``
+callback the transport gave, after which the transport must call
+:meth:`~Connection.data_to_send` and write what it returns. Once :attr:`~Connection.open`
+is False and ``data_to_send`` returns nothing, the transport closes the socket with
+:attr:`~Connection.close_code` (WebSocket) or ends the stream (SSE). When ``aborted`` is
+True it must stop writing at once, even in the middle of a blocked write.
+
+Slow consumers (SPEC §5.3): a connection whose queued bytes pass ``limit`` is aborted
+with :attr:`CloseCode.SLOW_CONSUMER` and its queue is dropped, so memory stays bounded and
+nobody waits for it. A backlog (resume or replay) is exempt from the bound while it is
+queued: it comes from memory that is already held, and only live messages can grow.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+from app.push.wire import Outgoing
+
+#: Rough per-message bookkeeping cost counted against the bound besides the payload.
+OVERHEAD_BYTES = 64
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes of the push connection (SSE just ends its stream)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    #: The outbound buffer passed ``connection_buffer_bytes`` (a client that stopped reading).
+    SLOW_CONSUMER = 4008
+    UNAUTHORIZED = 4401
+
+
+class State(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"  # send what is queued, then close
+    ABORTED = "aborted"  # close now, drop what is queued
+
+
+class Connection:
+    """A live connection: ``push_ref`` for ``/agents/push``, None for an execution stream."""
+
+    __slots__ = (
+        "_backlog_bytes",
+        "_outbox",
+        "_queued_bytes",
+        "_wakeup",
+        "close_code",
+        "close_reason",
+        "limit",
+        "owner",
+        "push_ref",
+        "state",
+    )
+
+    def __init__(
+        self, *, push_ref: str | None, owner: str | None, limit: int, wakeup: Callable[[], None]
+    ) -> None:
+        self.push_ref = push_ref
+        self.owner = owner
+        self.limit = limit
+        self.state = State.OPEN
+        self.close_code: int = CloseCode.NORMAL
+        self.close_reason = ""
+        self._wakeup = wakeup
+        self._outbox: list[Outgoing] = []
+        self._queued_bytes = 0
+        self._backlog_bytes = 0
+
+    @property
+    def open(self) -> bool:
+        return self.state is State.OPEN
+
+    @property
+    def aborted(self) -> bool:
+        return self.state is State.ABORTED
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    def deliver(self, out: Outgoing, *, backlog: bool = False) -> None:
+        """Queue ``out``; ignored once the connection is closing."""
+        if self.state is not State.OPEN:
+            return
+        size = len(out.payload) + OVERHEAD_BYTES
+        self._queued_bytes += size
+        if backlog:
+            self._backlog_bytes += size
+        elif self._queued_bytes - self._backlog_bytes > self.limit:
+            self.abort(CloseCode.SLOW_CONSUMER, "slow consumer: outbound buffer full")
+            return
+        self._outbox.append(out)
+        if len(self._outbox) == 1:
+            self._wakeup()
+
+    def data_to_send(self) -> list[Outgoing]:
+        """Everything queued, in order; the queue is empty afterwards."""
+        out, self._outbox = self._outbox, []
+        self._queued_bytes = self._backlog_bytes = 0
+        return out
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Close after what is already queued has been sent."""
+        if self.state is State.OPEN:
+            self.state, self.close_code, self.close_reason = State.CLOSING, code, reason
+            self._wakeup()
+
+    def abort(self, code: int, reason: str) -> None:
+        """Close now, dropping what is queued."""
+        if self.state is State.ABORTED:
+            return
+        self.state, self.close_code, self.close_reason = State.ABORTED, code, reason
+        self._outbox = []
+        self._queued_bytes = self._backlog_bytes = 0
+        self._wakeup()
+
+    def __repr__(self) -> str:
+        return f"<Connection push_ref={self.push_ref!r} {self.state.value} {self._queued_bytes}B>"

@@ -1,0 +1,286 @@
+"""The push hub: the core's one stateful object, between the event bus, the execution
+service and the transports. It does no socket I/O; its only awaits are service calls.
+
+Lifecycle (the app's lifespan owns it; close it *after* the engine has stopped, so the
+final messages of runs cancelled by the shutdown are queued before connections close)::
+
+    hub = PushHub(settings=settings, service=service)
+    stack.callback(bus.subscribe(hub.on_event))   # or PushHub(..., bus=bus) + hub.start()
+    stack.push_async_callback(hub.aclose)         # runs after the service's shutdown
+    ...
+    await service.start(); stack.push_async_callback(service.shutdown)
+
+``async with PushHub(..., bus=bus) as hub:`` subscribes and closes too. Transports call
+:meth:`connect` / :meth:`open_stream` and :meth:`disconnect` (always, in a ``finally``),
+:meth:`receive` for each inbound frame, and write what ``Connection.data_to_send()``
+returns whenever the ``wakeup`` callback they gave has been called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Protocol, Self
+
+from app.bus import EventBus, PushEvent
+from app.errors import GraphpushError
+from app.metrics import prometheus
+from app.messages import (
+    CancelExecution,
+    ExecutionSnapshotData,
+    Heartbeat,
+    Ping,
+    SubscribeExecution,
+    UnsubscribeExecution,
+)
+from app.push import commands, wire
+from app.push.connection import CloseCode, Connection
+from app.push.registry import Registry
+from app.settings import Settings
+from app.status import ExecutionStatus
+from app.store import StoredEvent
+
+log = logging.getLogger(__name__)
+
+Wakeup = Callable[[], None]
+
+
+class PushService(Protocol):
+    """What the hub needs from :class:`app.service.ExecutionService`. Each method raises
+    :class:`~app.errors.NotFound` for an unknown execution or one of another owner."""
+
+    async def snapshot(self, execution_id: str, owner: str | None) -> ExecutionSnapshotData: ...
+
+    async def read_events(
+        self, execution_id: str, after: int, owner: str | None
+    ) -> list[StoredEvent]: ...
+
+    async def cancel_execution(self, execution_id: str, owner: str | None) -> object:
+        """Also raises :class:`~app.errors.IllegalTransition` for a finished run."""
+        ...
+
+
+class PushHub:
+    """Routes bus events to connections and answers their commands."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        service: PushService,
+        bus: EventBus | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        close_timeout_s: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.close_timeout_s = close_timeout_s
+        self.registry = Registry(settings)
+        self._bus = bus
+        self._service = service
+        self._clock = clock
+        self._live: set[Connection] = set()
+        self._all_gone = asyncio.Event()
+        self._unsubscribe: Callable[[], None] | None = None
+        self._closing = False
+        self._last_sweep = clock()
+        self._sweep_every = max(1.0, min(30.0, settings.resume_buffer_age_s / 2))
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Subscribe :meth:`on_event` to ``bus`` (if one was given; else the owner
+        subscribes it). Call before the engine publishes."""
+        if self._unsubscribe is None and self._bus is not None:
+            self._unsubscribe = self._bus.subscribe(self.on_event)
+
+    async def aclose(self) -> None:
+        """Stop taking events and connections, close every connection once what is queued
+        on it is sent (WebSocket 1001, SSE end), and wait up to ``close_timeout_s`` for them."""
+        self._closing = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.registry.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        if self._live:
+            self._all_gone.clear()
+            try:
+                await asyncio.wait_for(self._all_gone.wait(), self.close_timeout_s)
+            except TimeoutError:
+                log.warning("%d push connections still open at shutdown", len(self._live))
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ---- events -----------------------------------------------------------------------------
+
+    def on_event(self, event: PushEvent) -> None:
+        """The bus subscriber: route one event (synchronously; it never waits for a client)."""
+        now = self._clock()
+        self.registry.route(event, now)
+        self._maybe_sweep(now)
+
+    def send(self, push_ref: str, event: PushEvent) -> None:
+        self.registry.send(push_ref, event, self._clock())
+
+    def broadcast(self, event: PushEvent) -> None:
+        self.registry.broadcast(event, self._clock())
+
+    def has(self, push_ref: str) -> bool:
+        return self.registry.has(push_ref)
+
+    # ---- connections ------------------------------------------------------------------------
+
+    def connect(
+        self, push_ref: str, owner: str | None, last_event_id: int | None, wakeup: Wakeup
+    ) -> Connection:
+        """A new live connection of ``push_ref`` (closing any older one), with what it missed
+        after ``last_event_id`` already queued. Pair with :meth:`disconnect`."""
+        conn = self._new_connection(push_ref, owner, wakeup)
+        if not self._closing:
+            now = self._clock()
+            self.registry.register(conn, last_event_id, now)
+            self._maybe_sweep(now)
+        return conn
+
+    async def open_stream(
+        self, execution_id: str, after: int, owner: str | None, wakeup: Wakeup
+    ) -> Connection:
+        """A stream of one execution: its snapshot, the log after ``after``, then live events
+        until ``executionFinished``. Raises ``NotFound``; pair with :meth:`disconnect`."""
+        conn = self._new_connection(None, owner, wakeup)
+        self.registry.open_stream(conn, execution_id, after)  # before reading: no gap
+        try:
+            snapshot = await self._service.snapshot(execution_id, owner)
+            logged = await self._service.read_events(execution_id, after, owner)
+        except BaseException:
+            self.disconnect(conn)
+            raise
+        conn.deliver(wire.snapshot(snapshot), backlog=True)
+        finished = snapshot.status in _FINISHED
+        self.registry.stream_replayed(conn, logged, finished=finished)
+        return conn
+
+    def disconnect(self, conn: Connection) -> None:
+        """Forget ``conn``; idempotent, and harmless to a newer connection of its pushRef."""
+        self.registry.deregister(conn, self._clock())
+        self._live.discard(conn)
+        if not self._live:
+            self._all_gone.set()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._live)
+
+    def stats(self) -> dict[str, int]:
+        """Gauges for ``/metrics``."""
+        return {
+            "push_connections": len(self._live),
+            "push_sessions": len(self.registry.sessions),
+            "push_execution_streams": len(self.registry.streams),
+        }
+
+    def metrics_text(self) -> str:
+        """:meth:`stats` in the Prometheus text format (``graphpush_`` prefix)."""
+        return prometheus(self.stats())
+
+    # ---- inbound commands (SPEC §5.1) -------------------------------------------------------
+
+    async def receive(self, conn: Connection, frame: bytes | str) -> None:
+        """Handle one inbound frame: at most one reply is queued on ``conn``; a frame over
+        ``max_inbound_frame_bytes`` aborts it with 1009 instead."""
+        if _too_big(frame, self.settings.max_inbound_frame_bytes):
+            conn.abort(CloseCode.MESSAGE_TOO_BIG, "message too big")
+            return
+        command = commands.parse(frame)
+        match command:
+            case wire.Outgoing():
+                conn.deliver(command)
+            case Heartbeat():
+                pass
+            case Ping():
+                conn.deliver(wire.PONG)
+            case SubscribeExecution(data=data):
+                await self._call(
+                    conn,
+                    "subscribe_execution",
+                    data.executionId,
+                    self._subscribe(conn, data.executionId, data.after),
+                )
+            case UnsubscribeExecution(data=data):
+                self.registry.unsubscribe(conn, data.executionId)
+                conn.deliver(wire.ack("unsubscribe_execution", data.executionId))
+            case CancelExecution(data=data):
+                await self._call(
+                    conn,
+                    "cancel_execution",
+                    data.executionId,
+                    self._service.cancel_execution(data.executionId, conn.owner),
+                )
+
+    async def _subscribe(self, conn: Connection, execution_id: str, after: int | None) -> None:
+        self.registry.subscribe(conn, execution_id, after or 0)  # before reading: no gap
+        try:
+            if after is None:  # live from now on: only check that it may be seen
+                await self._service.snapshot(execution_id, conn.owner)
+                logged = []
+            else:
+                logged = await self._service.read_events(execution_id, after, conn.owner)
+        except BaseException:
+            self.registry.unsubscribe(conn, execution_id)
+            raise
+        self.registry.replayed(conn, execution_id, logged, self._clock())
+
+    async def _call(
+        self, conn: Connection, command: str, execution_id: str, call: Awaitable[object]
+    ) -> None:
+        """Await ``call`` and queue its ``ack``, or the ``error`` it raised."""
+        try:
+            await call
+        except GraphpushError as exc:
+            reply = wire.error(exc.code, exc.message, command=command, execution_id=execution_id)
+        except Exception:
+            log.exception("push command %s on %s failed", command, execution_id)
+            reply = wire.error(
+                "internal_error", "the command failed", command=command, execution_id=execution_id
+            )
+        else:
+            reply = wire.ack(command, execution_id)
+        conn.deliver(reply)
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _new_connection(
+        self, push_ref: str | None, owner: str | None, wakeup: Wakeup
+    ) -> Connection:
+        limit = self.settings.connection_buffer_bytes
+        conn = Connection(push_ref=push_ref, owner=owner, limit=limit, wakeup=wakeup)
+        self._live.add(conn)
+        if self._closing:
+            conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        return conn
+
+    def _maybe_sweep(self, now: float) -> None:
+        if now - self._last_sweep >= self._sweep_every:
+            self._last_sweep = now
+            self.registry.sweep(now)
+
+
+_FINISHED = frozenset(s.value for s in ExecutionStatus if s.finished)
+
+
+def _too_big(frame: bytes | str, limit: int) -> bool:
+    if isinstance(frame, bytes) or len(frame) * 4 <= limit:
+        return len(frame) > limit
+    return len(frame.encode()) > limit

@@ -1,0 +1,100 @@
+"""The 5 MiB rule (SPEC §5.3): no message over ``max_message_bytes`` is ever sent.
+
+Applied once per message before fan-out, so every connection shares the trimmed bytes.
+Trimming goes step by step until the message fits:
+
+1. ``nodeExecuteAfterData``: each output item becomes :data:`~app.messages.TRIMMED_ITEM`
+   (n8n's editor shows it as "data too large"; the item counts stay true).
+2. Any message: the ``graph_state`` extension is dropped.
+3. ``nodeExecuteAfterData``: each non-empty output keeps one placeholder item (n8n's own
+   trimmed form), for runs with so many items that step 1 alone is still too big.
+4. ``executionStarted``: ``flattedRunData`` becomes ``"[{}]"`` (no prior run data).
+
+A message that still does not fit is dropped and logged; lifecycle messages
+(``executionStarted/Waiting/Finished``) only carry ids once trimmed, so they always fit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from app.bus import PushEvent
+from app.messages import TRIMMED_ITEM
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+Step = Callable[[Message], bool]
+
+
+def fit(event: PushEvent, limit: int) -> PushEvent | None:
+    """``event`` itself if its payload fits ``limit`` bytes, else a trimmed copy, else None."""
+    if len(event.payload) <= limit:
+        return event
+    message = msgspec.json.decode(event.payload)
+    for step in _STEPS:
+        if not step(message):
+            continue
+        payload = msgspec.json.encode(message)
+        if len(payload) <= limit:
+            log.info(
+                "trimmed %s of execution %s from %d to %d bytes",
+                event.type,
+                event.execution_id,
+                len(event.payload),
+                len(payload),
+            )
+            return msgspec.structs.replace(event, payload=payload)
+    log.warning(
+        "dropped %s of execution %s: %d bytes do not fit the %d-byte limit",
+        event.type,
+        event.execution_id,
+        len(event.payload),
+        limit,
+    )
+    return None
+
+
+def _outputs(message: Message) -> dict[str, list[list[Any]]] | None:
+    if message.get("type") != "nodeExecuteAfterData":
+        return None
+    task = message.get("data", {}).get("data", {})
+    outputs = task.get("data") if isinstance(task, dict) else None
+    return outputs if isinstance(outputs, dict) else None
+
+
+def _trim_each_item(message: Message) -> bool:
+    outputs = _outputs(message)
+    if outputs is None:
+        return False
+    for kind, lists in outputs.items():
+        outputs[kind] = [[TRIMMED_ITEM] * len(items) for items in lists]
+    return True
+
+
+def _trim_to_one_item(message: Message) -> bool:
+    outputs = _outputs(message)
+    if outputs is None:
+        return False
+    for kind, lists in outputs.items():
+        outputs[kind] = [[TRIMMED_ITEM] if items else [] for items in lists]
+    return True
+
+
+def _drop_graph_state(message: Message) -> bool:
+    data = message.get("data")
+    return isinstance(data, dict) and data.pop("graph_state", None) is not None
+
+
+def _forget_run_data(message: Message) -> bool:
+    if message.get("type") != "executionStarted":
+        return False
+    message["data"]["flattedRunData"] = "[{}]"
+    return True
+
+
+_STEPS: tuple[Step, ...] = (_trim_each_item, _drop_graph_state, _trim_to_one_item, _forget_run_data)

@@ -1,0 +1,85 @@
+"""Bytes on the wire: what the core hands to transports and how each transport lays it out.
+
+The core produces :class:`Outgoing` items: the message's JSON bytes (encoded once and shared
+by every connection), whether WebSocket must send it as a binary frame, and its cursor id.
+A transport turns them into frames with :func:`ws_frame` (``"meta":{"id":N}`` spliced in
+beside ``type`` and ``data``) or :func:`sse_chunk` (``id:`` + ``data:`` lines); neither
+re-encodes the JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+import msgspec
+
+from app import messages
+
+
+class Outgoing(msgspec.Struct, frozen=True, gc=False):
+    """One message for one connection.
+
+    ``event_id`` is the connection cursor (SPEC §5.4): the pushRef sequence number on
+    ``/agents/push``, the execution ``seq`` on ``/stream``, ``None`` for replies and
+    notices that are not part of the resumable stream.
+    """
+
+    payload: bytes
+    binary: bool = False
+    event_id: int | None = None
+
+
+#: Comment lines SSE sends first and as keep-alive pings (SPEC §5.1).
+SSE_OK: Final = b":ok\n\n"
+SSE_PING: Final = b": ping\n\n"
+
+
+def ws_frame(out: Outgoing) -> bytes:
+    """The WebSocket frame payload: the JSON object with ``meta.id`` appended when it has an id.
+
+    Splices bytes (``{...}`` → ``{...,"meta":{"id":N}}``) instead of decoding and re-encoding.
+    """
+    if out.event_id is None:
+        return out.payload
+    return b"".join((memoryview(out.payload)[:-1], b',"meta":{"id":', b"%d" % out.event_id, b"}}"))
+
+
+def sse_chunk(outs: Iterable[Outgoing]) -> bytes:
+    """All of ``outs`` as SSE events in one chunk (one write for a whole backlog)."""
+    parts: list[bytes] = []
+    for out in outs:
+        if out.event_id is not None:
+            parts.append(b"id: %d\n" % out.event_id)
+        parts += (b"data: ", out.payload, b"\n\n")
+    return b"".join(parts)
+
+
+# ---- connection-level messages (no id: they are not part of the resumable stream) ----------
+
+PONG: Final = Outgoing(messages.encoder.encode(messages.Pong()))
+
+
+def ack(command: str, execution_id: str) -> Outgoing:
+    data = messages.ReplyData(command=command, executionId=execution_id)
+    return Outgoing(messages.encoder.encode(messages.Ack(data=data)))
+
+
+def error(
+    code: str, message: str, *, command: str | None = None, execution_id: str | None = None
+) -> Outgoing:
+    data = messages.ReplyData(code=code, message=message)
+    if command is not None:
+        data.command = command
+    if execution_id is not None:
+        data.executionId = execution_id
+    return Outgoing(messages.encoder.encode(messages.Error(data=data)))
+
+
+def resume_failed(last_event_id: int) -> Outgoing:
+    data = messages.ResumeFailedData(lastEventId=last_event_id)
+    return Outgoing(messages.encoder.encode(messages.ResumeFailed(data=data)))
+
+
+def snapshot(data: messages.ExecutionSnapshotData) -> Outgoing:
+    return Outgoing(messages.encoder.encode(messages.ExecutionSnapshot(data=data)))

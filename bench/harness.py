@@ -1,0 +1,72 @@
+"""The small harness every benchmark uses: warm-up, several rounds, median and spread,
+and one JSON line per result with the versions and the machine it ran on."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from importlib import metadata
+from typing import Any
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for package in ("langgraph", "starlette", "uvicorn", "msgspec", "websockets", "sse-starlette"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "system": platform.platform(terse=True),
+        "versions": versions,
+    }
+
+
+async def rounds(
+    work: Callable[[], Awaitable[float]], *, rounds: int, warmup: int = 1
+) -> dict[str, float]:
+    """Run ``work`` (which returns one measurement) ``warmup`` + ``rounds`` times."""
+    for _ in range(warmup):
+        await work()
+    values = [await work() for _ in range(rounds)]
+    return summary(values)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "rounds": len(values),
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def report(bench: str, case: str, **fields: Any) -> dict[str, Any]:
+    """Print one result as a JSON line and return it."""
+    line = {"bench": bench, "case": case, **fields, "env": environment(), "at": time.time()}
+    print(json.dumps(line), flush=True)
+    return line
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """A markdown table, for the human reading the run."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,55 @@
+"""Admission of a push request, shared by both transports: Origin, API key, parameters.
+
+The rules are the core's (:mod:`app.push.admission`, :mod:`app.auth`); this module only
+reads them off a Starlette connection and renders a refusal as the JSON error body.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import msgspec
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+
+from app.auth import authenticate
+from app.errors import GraphpushError
+from app.push import admission
+from app.settings import Settings
+
+
+class PushRequest(NamedTuple):
+    push_ref: str
+    owner: str | None
+    last_event_id: int | None
+
+
+class StreamRequest(NamedTuple):
+    owner: str | None
+    after: int
+
+
+def admit_push(conn: HTTPConnection, settings: Settings) -> PushRequest:
+    """``GET /agents/push``: Origin, API key, ``pushRef``, ``Last-Event-ID``/``?lastEventId=``.
+
+    Raises :class:`~app.errors.GraphpushError` (403, 401 or 400).
+    """
+    admission.check_origin(conn.headers, settings.allowed_origins)
+    owner = authenticate(conn, settings)
+    push_ref = admission.push_ref(conn.query_params.get("pushRef"))
+    last = conn.headers.get("last-event-id") or conn.query_params.get("lastEventId")
+    return PushRequest(push_ref, owner, admission.cursor(last, "lastEventId"))
+
+
+def admit_stream(conn: HTTPConnection, settings: Settings) -> StreamRequest:
+    """``GET /agents/executions/{id}/stream``: Origin, API key, ``Last-Event-ID``/``?after=``."""
+    admission.check_origin(conn.headers, settings.allowed_origins)
+    owner = authenticate(conn, settings)
+    after = conn.headers.get("last-event-id") or conn.query_params.get("after")
+    return StreamRequest(owner, admission.cursor(after, "after") or 0)
+
+
+def error_response(exc: GraphpushError) -> Response:
+    """``{"error": {"code", "message"}}`` with the exception's status (SPEC §3)."""
+    body = {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
+    return Response(msgspec.json.encode(body), exc.status, media_type="application/json")

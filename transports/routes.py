@@ -1,0 +1,24 @@
+"""The push routes the app mounts: one path for both transports, plus execution streams.
+
+``/agents/push`` is served by WebSocket for an upgrade and by SSE for a plain GET; the
+Starlette router picks by the scope type, and both go through the same admission.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from transports import sse, websocket
+
+
+def push_routes() -> list[BaseRoute]:
+    return [
+        WebSocketRoute("/agents/push", websocket.push_endpoint, name="push_ws"),
+        Route("/agents/push", sse.push_endpoint, methods=["GET"], name="push_sse"),
+        Route(
+            "/agents/executions/{execution_id}/stream",
+            sse.stream_endpoint,
+            methods=["GET"],
+            name="execution_stream",
+        ),
+    ]
