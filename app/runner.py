@@ -49,15 +49,27 @@ class GraphRunner:
         after. A failing node's ``TaskFinished`` carries the error, then the exception is
         raised from this iterator. Cancelling the consuming task cancels the running node.
         """
-        payload: Any = Command(resume=resume) if resuming else {"input": input or {}}
         config: Any = {
             "configurable": {"thread_id": thread_id},
             "recursion_limit": compiled.recursion_limit,
         }
+        payload: Any = {"input": input or {}}
+        if resuming:
+            payload = Command(resume=await _resume_map(compiled, config, resume))
         # With a checkpointer, state is saved once, when the run pauses or ends, not per step.
         options: Any = {"durability": "exit"} if compiled.graph.checkpointer else {}
         async for chunk in compiled.graph.astream(payload, config, stream_mode="tasks", **options):
             yield _event(chunk)
+
+
+async def _resume_map(compiled: CompiledWorkflow, config: Any, value: Any) -> dict[str, Any]:
+    """``value`` for each pending interrupt, by interrupt id.
+
+    Addressed by id, LangGraph takes any value: a bare ``Command(resume=None)`` would mean
+    "no resume", and a bare ``{}`` would be read as an empty map of ids (the wait node would
+    pause again)."""
+    snapshot = await compiled.graph.aget_state(config)
+    return {pending.id: value for pending in snapshot.interrupts}
 
 
 def _event(chunk: dict[str, Any]) -> RunnerEvent:

@@ -10,6 +10,7 @@ import secrets
 import time
 from typing import Any
 
+import msgspec
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.pregel import Pregel
 
@@ -270,6 +271,7 @@ class ExecutionService:
         everything = 1 << 62
         crashed = await self.store.list(ExecutionQuery(status=S.RUNNING, limit=everything))
         for record in crashed.items:
+            await self._catch_up(record)
             recorder = RunRecorder(record, {}, {})
             recorder.fail_run("the process running this execution stopped", "crashed")
             await self.manager.finish(recorder, S.CRASHED)
@@ -284,6 +286,16 @@ class ExecutionService:
             self.queue.put(record)
         self.manager.start()
 
+    async def _catch_up(self, record: ExecutionRecord) -> None:
+        """Bring a run left ``running`` up to its log: node events are logged without
+        rewriting the record, so its ``last_seq`` and ``graph_state`` may lag behind (the
+        terminal message must follow the log, not overwrite its entries)."""
+        logged = await self.store.read_events(record.id, record.last_seq)
+        if logged:
+            record.last_seq = logged[-1].seq
+            data = _event_data.decode(logged[-1].payload).data
+            record.graph_state = data.get("graph_state", record.graph_state)
+
     def metrics_text(self) -> str:
         manager = self.manager
         gauges = {"queue_depth": self.queue.qsize(), "executions_active": len(manager.active)}
@@ -292,6 +304,13 @@ class ExecutionService:
 
     async def shutdown(self) -> None:
         await self.manager.shutdown(self.settings.shutdown_timeout_s)
+
+
+class _EventData(msgspec.Struct):
+    data: JsonObject
+
+
+_event_data = msgspec.json.Decoder(_EventData)
 
 
 def _version(workflow: JsonObject) -> str:

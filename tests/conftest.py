@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 
 from app.main import Setup, create_app
 from app.settings import Settings, load_settings
+from transports.websocket import uvicorn_options
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ def free_port() -> int:
 class Server:
     """A real uvicorn serving the app on a free loopback port, in a thread."""
 
-    def __init__(self, app: Starlette, **config: Any) -> None:
+    def __init__(self, app: Starlette, settings: Settings) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = uvicorn.Config(
@@ -105,9 +106,8 @@ class Server:
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
-            ws_ping_interval=None,
-            ws_per_message_deflate=False,
-            **config,
+            timeout_graceful_shutdown=5,
+            **uvicorn_options(settings),
         )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -132,7 +132,8 @@ def serve(settings: Settings) -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
     def start(app_settings: Settings | None = None, setup: Setup | None = None) -> Server:
-        server = Server(create_app(app_settings or settings, setup)).__enter__()
+        app_settings = app_settings or settings
+        server = Server(create_app(app_settings, setup), app_settings).__enter__()
         servers.append(server)
         return server
 
