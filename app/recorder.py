@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from app import messages as m
 from app.clock import iso, now_ms
 from app.compiled import NodeInfo
@@ -103,32 +105,22 @@ class RunRecorder:
         node = self._node(task.name)
         finished_at = now_ms()
         status = "error" if event.error else "waiting" if event.interrupts else "success"
-        output, index = _output(task.name, event.result, node)
-        if status == "success":
-            self._routes[task.name] = index
-        execution_time = max(0, finished_at - task.start.startTime)
-        main: list[list[m.JsonObject]] = [[] for _ in range(max(node.outputs, index + 1))]
-        main[index] = [{"json": output, "pairedItem": {"item": 0}}]
-        counts = {} if event.error else {"main": [len(items) for items in main]}
-        self._remember(task, status, execution_time, counts, main)
-        if task.silent:
-            return []
         result = m.TaskResultData(
             startTime=task.start.startTime,
             executionIndex=task.start.executionIndex,
             source=task.start.source,
             hints=[],
-            executionTime=execution_time,
+            executionTime=max(0, finished_at - task.start.startTime),
             executionStatus=status,
         )
+        main = None if event.error else self._items(task.name, event.result, node)
+        counts = {} if main is None else {"main": [len(items) for items in main]}
+        self._remember(task, result, counts, main)
         if event.error is not None:
             result.error = node_operation_error(event.error, node, finished_at)
-            self.graph_state.mark_error(task.name, str(event.error), type(event.error).__name__)
-            self.record.error = {
-                "message": result.error["message"],
-                "node": task.name,
-                "type": "NodeOperationError",
-            }
+            self._fail_node(task.name, event.error, result.error["message"])
+        if task.silent:
+            return []
         graph_state = self._snapshot()
         after = m.NodeExecuteAfterMessageData(
             executionId=self.record.id,
@@ -138,14 +130,12 @@ class RunRecorder:
             data=result,
             graph_state=graph_state,
         )
-        full = m.TaskResultData(**{**_fields(result), "data": {"main": main}})
-        if event.error is not None:
-            full = result
         after_data = m.NodeExecuteAfterDataMessageData(
             executionId=self.record.id,
             nodeName=task.name,
             itemCountByConnectionType=counts,
-            data=full,
+            # n8n sends a failed node's task data without ``data``.
+            data=result if main is None else msgspec.structs.replace(result, data={"main": main}),
             graph_state=graph_state,
         )
         return [
@@ -153,15 +143,28 @@ class RunRecorder:
             self._event(m.NodeExecuteAfterData(after_data), "nodeExecuteAfterData"),
         ]
 
+    def _items(self, name: str, result: Any, node: NodeInfo) -> list[list[m.JsonObject]]:
+        """The node's output items, one list per output (n8n's ``data.main``)."""
+        output, index = _output(name, result)
+        self._routes[name] = index
+        main: list[list[m.JsonObject]] = [[] for _ in range(max(node.outputs, index + 1))]
+        main[index] = [{"json": output, "pairedItem": {"item": 0}}]
+        return main
+
+    def _fail_node(self, name: str, error: BaseException, message: str) -> None:
+        self.graph_state.mark_error(name, message, type(error).__name__)
+        self.record.error = {"message": message, "node": name, "type": "NodeOperationError"}
+
     def execution_waiting(self) -> StoredEvent:
         data = m.ExecutionWaitingData(executionId=self.record.id, graph_state=self._snapshot())
         return self._event(m.ExecutionWaiting(data), "executionWaiting")
 
     def execution_finished(self, status: str) -> StoredEvent:
-        """The run's terminal message; the record gets its final status and stop time."""
+        """The run's terminal message; the record gets its final status and stop time.
+        Nodes still running or waiting (a sibling of a failed branch, a run canceled or
+        crashed mid-node) stop with the run and are shown ``canceled``."""
         record = self.record
-        if status == "canceled":
-            self.graph_state.mark_canceled()
+        self.graph_state.mark_canceled()
         record.stopped_at = now_ms()
         data = m.ExecutionFinishedData(
             executionId=record.id,
@@ -201,8 +204,13 @@ class RunRecorder:
         return [m.SourceData(src, out, len(runs[src]) - 1) for src, out in done]
 
     def _remember(
-        self, task: _Task, status: str, time_ms: int, counts: dict[str, list[int]], main: Any
+        self,
+        task: _Task,
+        result: m.TaskResultData,
+        counts: dict[str, list[int]],
+        main: list[list[m.JsonObject]] | None,
     ) -> None:
+        """Keep the node run's metadata and output in the record, and its state."""
         runs = self.record.run_data.setdefault(task.name, [])
         outputs = self.record.outputs.setdefault(task.name, [])
         if task.silent and runs:  # the resumed waiting node finishes the run it began
@@ -210,23 +218,21 @@ class RunRecorder:
             outputs.pop()
         runs.append(
             {
-                "status": status,
+                "status": result.executionStatus,
                 "start_time": task.start.startTime,
                 "execution_index": task.start.executionIndex,
-                "execution_time": time_ms,
+                "execution_time": result.executionTime,
                 "item_count": counts,
             }
         )
-        outputs.append({"main": main})
-        if task.silent or status != "error":
-            self.graph_state.mark_node_finished(task.name, status, time_ms)
+        outputs.append({"main": main or []})
+        if main is not None:  # a failed node is marked with its error by _fail_node
+            self.graph_state.mark_node_finished(
+                task.name, result.executionStatus, result.executionTime
+            )
 
 
-def _fields(result: m.TaskResultData) -> dict[str, Any]:
-    return {f: getattr(result, f) for f in result.__struct_fields__}
-
-
-def _output(name: str, result: Any, node: NodeInfo) -> tuple[Any, int]:
+def _output(name: str, result: Any) -> tuple[Any, int]:
     """The node's output JSON and the output index it took."""
     if isinstance(result, dict) and "agent_results" in result:
         output = result["agent_results"].get(name, {})
