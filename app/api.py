@@ -16,6 +16,7 @@ from app.messages import encoder
 from app.runtime import runtime
 from app.status import ExecutionStatus
 from app.store import ExecutionQuery, JsonObject
+from app.workflow import check_value
 
 
 class JSONResponse(Response):
@@ -52,16 +53,16 @@ async def read_body(request: Request) -> bytes:
 
 
 def decode_json(body: bytes, type_: type[Any]) -> Any:
-    """Decode ``body`` as ``type_``: malformed JSON is 400, a schema mismatch 422."""
+    """Decode ``body`` as ``type_``: malformed JSON is 400; a schema mismatch is 422 naming
+    every problem at its path (``input``, ``push_ref``, an unknown field's name)."""
     try:
-        msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
+        raw = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise BadRequest(f"malformed JSON: {exc}") from None
-    try:
-        return msgspec.json.decode(body, type=type_)
-    except msgspec.ValidationError as exc:
-        path = str(exc).rpartition(" - at `$")[2].rstrip("`").lstrip(".") or "body"
-        raise ValidationFailed(str(exc), [problem(path, str(exc).partition(" - at")[0])]) from None
+    problems = check_value(raw, type_, "")
+    if problems:
+        raise ValidationFailed("the body does not match its schema", problems)
+    return msgspec.convert(raw, type_)
 
 
 def _owner(request: Request) -> str | None:

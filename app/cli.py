@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -73,6 +74,8 @@ def serve(args: argparse.Namespace) -> int:
                 "data_dir": args.data_dir,
                 "workers": args.workers,
                 "database": args.database,
+                "database_url": args.database_url,
+                "redis_url": args.redis_url,
             }
         )
     except msgspec.ValidationError as exc:
@@ -366,38 +369,47 @@ def cmd_workflows(client: GraphpushClient, args: argparse.Namespace, console: Co
 
 
 def cmd_executions(client: GraphpushClient, args: argparse.Namespace, console: Console) -> int:
-    if args.action == "list":
-        page = client.list_executions(
-            workflow_id=args.workflow, status=args.status, limit=args.limit, offset=args.offset
-        )
-        if args.json:
-            _print_json(console, page)
-            return OK
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-        for column in ("execution", "workflow", "status", "started", "duration"):
-            table.add_column(column)
-        for e in page["items"]:
-            started = e["started_at"] or e["created_at"]
-            row = (e["execution_id"], e["workflow_id"], _status(e["status"]), started)
-            table.add_row(*row, _ms(e["duration_ms"]))
-        console.print(table)
-        console.print(f"{len(page['items'])} of {page['total']}", highlight=False)
-    elif args.action == "show":
-        execution = client.get_execution(args.id)
-        if args.json:
-            _print_json(console, execution)
-            return OK
-        tracker = RunTracker(args.id, status=execution["status"])
-        tracker.load_graph_state(execution["graph_state"])
-        console.print(nodes_table(tracker))
-        print_summary(console, execution, tracker)
-    elif args.action == "cancel":
-        client.cancel(args.id)
-        console.print(f"canceling execution {args.id}", highlight=False)
-    else:
-        client.resume(args.id, _json_arg(args.value, "--value"))
-        console.print(f"resumed execution {args.id}", highlight=False)
+    match args.action:
+        case "list":
+            _list_executions(client, args, console)
+        case "show":
+            _show_execution(client, args, console)
+        case "cancel":
+            client.cancel(args.id)
+            console.print(f"canceling execution {args.id}", highlight=False)
+        case _:
+            client.resume(args.id, _json_arg(args.value, "--value"))
+            console.print(f"resumed execution {args.id}", highlight=False)
     return OK
+
+
+def _list_executions(client: GraphpushClient, args: argparse.Namespace, console: Console) -> None:
+    page = client.list_executions(
+        workflow_id=args.workflow, status=args.status, limit=args.limit, offset=args.offset
+    )
+    if args.json:
+        _print_json(console, page)
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in ("execution", "workflow", "status", "started", "duration"):
+        table.add_column(column)
+    for e in page["items"]:
+        started = e["started_at"] or e["created_at"]
+        row = (e["execution_id"], e["workflow_id"], _status(e["status"]), started)
+        table.add_row(*row, _ms(e["duration_ms"]))
+    console.print(table)
+    console.print(f"{len(page['items'])} of {page['total']}", highlight=False)
+
+
+def _show_execution(client: GraphpushClient, args: argparse.Namespace, console: Console) -> None:
+    execution = client.get_execution(args.id)
+    if args.json:
+        _print_json(console, execution)
+        return
+    tracker = RunTracker(args.id, status=execution["status"])
+    tracker.load_graph_state(execution["graph_state"])
+    console.print(nodes_table(tracker))
+    print_summary(console, execution, tracker)
 
 
 # ---- the parser -----------------------------------------------------------------------------
@@ -431,7 +443,46 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve_.add_argument("--workers", type=int, help="execution workers in this process (default 1)")
     serve_.add_argument("--database", choices=["sqlite", "memory"], help="store (default sqlite)")
     serve_.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    _scale_out_options(serve_)
     serve_.set_defaults(handler=None)
+
+
+def _scale_out_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", help="postgresql://... store (docs/deploy.md)")
+    parser.add_argument("--redis-url", help="redis://... queue and push relay (docs/deploy.md)")
+
+
+def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="execute queued runs only (no HTTP); needs --database-url and --redis-url",
+    )
+    worker.add_argument("--workers", type=int, help="concurrent executions (default 1)")
+    worker.add_argument("--log-level", default="info", help="log level (default info)")
+    _scale_out_options(worker)
+    worker.set_defaults(handler=None)
+
+
+def worker(args: argparse.Namespace) -> int:
+    from app.worker import serve_worker
+
+    try:
+        settings = load_settings(
+            {
+                "workers": args.workers,
+                "database_url": args.database_url,
+                "redis_url": args.redis_url,
+            }
+        )
+    except msgspec.ValidationError as exc:
+        print(f"graphpush: bad setting: {exc}", file=sys.stderr)
+        return USAGE
+    if not settings.redis_url:
+        print("graphpush: a worker needs --redis-url and --database-url", file=sys.stderr)
+        return USAGE
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    serve_worker(settings)
+    return OK
 
 
 def _add_run(
@@ -511,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     client = _client_options(suppress=True)
     _add_serve(commands)
+    _add_worker(commands)
     _add_run(commands, client)
     _add_workflows(commands, client)
     _add_executions(commands, client)
@@ -524,6 +576,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "worker":
+        return worker(args)
     handler: Handler = args.handler
     url = args.url or os.environ.get("GRAPHPUSH_URL") or DEFAULT_URL
     api_key = args.api_key or os.environ.get("GRAPHPUSH_API_KEY") or None
@@ -534,6 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _fail(str(exc))
         return USAGE
+    except KeyboardInterrupt:
+        return DETACHED
     except ClientError as exc:
         _fail(str(exc), exc.details if isinstance(exc, ApiError) else None)
         return FAILED

@@ -68,3 +68,6 @@ class CompiledWorkflow:
     uses_interrupts: bool = False
     #: Workflow settings (``timeout_s`` ...), as given.
     settings: dict[str, Any] = field(default_factory=dict)
+    #: The state key the run input goes under (``RunState.input``); None for a registered
+    #: graph, whose input state is the run input itself.
+    input_key: str | None = "input"

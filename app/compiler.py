@@ -91,7 +91,7 @@ def compile_graph(
 
     Its nodes (``get_graph()`` without ``__start__``/``__end__``) get type ``"langgraph"``
     and predecessors from the drawn edges, all on output 0. ``recursion_limit`` applies
-    unless the graph's own config sets one.
+    unless the graph's own config sets one. A run's input is the graph's input state as is.
     """
     drawn = graph.get_graph()
     names = [node for node in drawn.nodes if node not in (START, END)]
@@ -123,6 +123,7 @@ def compile_graph(
         predecessors=predecessors,
         recursion_limit=(graph.config or {}).get("recursion_limit", recursion_limit),
         uses_interrupts=graph.checkpointer not in (None, False),
+        input_key=None,
     )
 
 

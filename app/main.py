@@ -7,25 +7,20 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.api import JSONResponse, api_routes
-from app.bus import LocalEventBus
+from app.backends import open_backends
 from app.errors import GraphpushError
 from app.examples import load_examples
-from app.memory_store import MemoryStore
 from app.push.hub import PushHub
-from app.queue import LocalQueue
 from app.runtime import Runtime
 from app.service import ExecutionService
 from app.settings import Settings, load_settings
-from app.sqlite_store import SqliteStore
+from app.web import web_routes
 from transports.routes import push_routes
 
 log = logging.getLogger("graphpush")
@@ -55,20 +50,6 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body("internal_error", "internal server error"), 500)
 
 
-async def _stores(
-    stack: AsyncExitStack, settings: Settings
-) -> tuple[Any, BaseCheckpointSaver[Any]]:
-    if settings.database == "memory":
-        return MemoryStore(), InMemorySaver()
-    store = SqliteStore(settings.sqlite_path)
-    await store.open()
-    stack.push_async_callback(store.close)
-    saver = await stack.enter_async_context(
-        AsyncSqliteSaver.from_conn_string(str(settings.checkpoint_path))
-    )
-    return store, saver
-
-
 def create_app(settings: Settings | None = None, setup: Setup | None = None) -> Starlette:
     """The graphpush ASGI app. ``setup`` runs before the workers start (Python API)."""
     settings = settings or load_settings()
@@ -76,18 +57,11 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            store, checkpointer = await _stores(stack, settings)
-            bus = LocalEventBus()
-            service = ExecutionService(
-                settings=settings,
-                store=store,
-                workflows=store,
-                bus=bus,
-                queue=LocalQueue(settings.queue_bound),
-                checkpointer=checkpointer,
-            )
+            backends = await open_backends(stack, settings, push=True)
+            store, bus = backends.store, backends.bus
+            service = backends.service(settings)
             hub = PushHub(settings=settings, service=service)
-            stack.callback(bus.subscribe(hub.on_event))
+            stack.callback(bus.subscribe(backends.push_subscriber(hub)))
             # Closed after the engine (callbacks run in reverse): connections get the final
             # messages of runs canceled by the shutdown before they close.
             stack.push_async_callback(hub.aclose)
@@ -101,7 +75,7 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             yield
 
     return Starlette(
-        routes=[*api_routes(), *push_routes()],
+        routes=[*api_routes(), *push_routes(), *web_routes()],
         lifespan=lifespan,
         exception_handlers={
             GraphpushError: _graphpush_error,

@@ -191,6 +191,7 @@ class ExecutionManager:
     async def _publish_durable(self, record: ExecutionRecord, event: StoredEvent) -> None:
         await self.store.commit()
         await self.bus.publish(_push_event(record, event))
+        await self.queue.done(record.id)  # a shared queue forgets the run only now
 
     def spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

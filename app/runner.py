@@ -53,7 +53,8 @@ class GraphRunner:
             "configurable": {"thread_id": thread_id},
             "recursion_limit": compiled.recursion_limit,
         }
-        payload: Any = {"input": input or {}}
+        key = compiled.input_key
+        payload: Any = {key: input or {}} if key else input or {}
         if resuming:
             payload = Command(resume=await _resume_map(compiled, config, resume))
         # With a checkpointer, state is saved once, when the run pauses or ends, not per step.

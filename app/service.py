@@ -20,7 +20,6 @@ from app.compiled import CompiledWorkflow
 from app.compiler import compile_graph, compile_workflow
 from app.errors import Conflict, IllegalTransition, NotFound, QueueFull, ValidationFailed, problem
 from app.manager import ExecutionManager
-from app.metrics import prometheus
 from app.messages import (
     ExecutionRecovered,
     ExecutionRecoveredData,
@@ -28,6 +27,7 @@ from app.messages import (
     encode,
     encoder,
 )
+from app.metrics import prometheus
 from app.nodes import NodeRegistry, NodeType
 from app.queue import ExecutionQueue
 from app.recorder import RunRecorder
@@ -184,7 +184,7 @@ class ExecutionService:
             await self.store.save(record)
         finally:
             self._reserved -= 1
-        self.queue.put(record)
+        await self.queue.put(record)
 
     async def queue_manual_execution(
         self,
@@ -234,7 +234,9 @@ class ExecutionService:
         if self.manager.cancel(execution_id):
             return record
         check_transition(record.status, S.CANCELED)
-        if record.status is S.NEW:
+        if not await self.queue.cancel(record):  # held by another process: it ends it there
+            return record
+        if record.status is S.NEW and not self.queue.shared:
             self.manager.dropped.add(execution_id)
         await self.manager.finish(RunRecorder(record, {}, {}), S.CANCELED)
         return record
@@ -265,26 +267,33 @@ class ExecutionService:
     async def start(self) -> None:
         """Recover from the previous process, then start the workers.
 
-        Runs left ``running`` by a dead process become ``crashed`` (their log ends with
-        ``executionFinished{crashed}`` and ``executionRecovered`` is broadcast); runs left
-        ``new`` are queued again, oldest first; ``waiting`` runs wait on."""
-        everything = 1 << 62
-        crashed = await self.store.list(ExecutionQuery(status=S.RUNNING, limit=everything))
-        for record in crashed.items:
+        Runs left ``running`` by a dead process become ``crashed`` (see :meth:`recover`);
+        runs left ``new`` are queued again, oldest first; ``waiting`` runs wait on. A shared
+        queue recovers nothing here: other processes may be running those runs, and the
+        queue hands over the ones whose holder died (:mod:`app.redis_queue`)."""
+        if not self.queue.shared:
+            everything = 1 << 62
+            crashed = await self.store.list(ExecutionQuery(status=S.RUNNING, limit=everything))
+            await self.recover(crashed.items)
+            queued = await self.store.list(ExecutionQuery(status=S.NEW, limit=everything))
+            for record in reversed(queued.items):
+                await self.queue.put(record)
+        self.manager.start()
+
+    async def recover(self, records: list[ExecutionRecord]) -> None:
+        """End ``running`` runs whose process died: each becomes ``crashed``, its log ends
+        with ``executionFinished{crashed}``, then ``executionRecovered`` is broadcast."""
+        for record in records:
             await self._catch_up(record)
             recorder = RunRecorder(record, {}, {})
             recorder.fail_run("the process running this execution stopped", "crashed")
             await self.manager.finish(recorder, S.CRASHED)
         await self.manager.drain()
-        for record in crashed.items:
+        for record in records:
             message = encode(ExecutionRecovered(ExecutionRecoveredData(record.id)))
             await self.bus.publish(
                 PushEvent(record.id, 0, "executionRecovered", message, broadcast=True)
             )
-        queued = await self.store.list(ExecutionQuery(status=S.NEW, limit=everything))
-        for record in reversed(queued.items):
-            self.queue.put(record)
-        self.manager.start()
 
     async def _catch_up(self, record: ExecutionRecord) -> None:
         """Bring a run left ``running`` up to its log: node events are logged without
@@ -299,7 +308,9 @@ class ExecutionService:
     def metrics_text(self) -> str:
         manager = self.manager
         gauges = {"queue_depth": self.queue.qsize(), "executions_active": len(manager.active)}
-        counters = {f'executions_finished_total{{status="{k}"}}': v for k, v in manager.finished.items()}
+        counters = {
+            f'executions_finished_total{{status="{k}"}}': v for k, v in manager.finished.items()
+        }
         return prometheus(gauges, counters)
 
     async def shutdown(self) -> None:

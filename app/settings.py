@@ -21,6 +21,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workers: int = 1
     #: Runs waiting in the queue before ``POST .../run`` answers 503.
     queue_bound: int = 10_000
+    # scale-out (docs/deploy.md): PostgreSQL store, Redis queue and bus
+    #: ``postgresql://...``: executions, logs, workflows and checkpoints on PostgreSQL.
+    database_url: str | None = None
+    #: ``redis://...``: runs queued on a Redis stream, push relayed by Redis pub/sub; needs
+    #: ``database_url`` (every process must see the same runs).
+    redis_url: str | None = None
+    #: Prefix of every Redis key and channel: deployments (or test runs) sharing a Redis.
+    redis_prefix: str = "graphpush"
+    #: A queued run held this long by a process that stopped heartbeating is taken over.
+    claim_idle_s: float = 30.0
     max_body_bytes: int = 16 * 1024 * 1024
     #: Seconds running executions get to finish on shutdown before they are cancelled.
     shutdown_timeout_s: float = 10.0
@@ -41,6 +51,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     allowed_origins: tuple[str, ...] = ()
     #: API keys; when empty, REST and push are open (and the server binds to loopback).
     api_keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.redis_url and not self.database_url:
+            raise ValueError("redis_url needs database_url: every process must share one store")
+        if self.claim_idle_s <= 0:
+            raise ValueError("claim_idle_s must be positive")
 
     @property
     def sqlite_path(self) -> Path:

@@ -184,7 +184,8 @@ class SqliteStore(StatusUpdates):
         where, args = _where(query)
         total = self._query_one(f"SELECT count(*) FROM executions{where}", *args)
         rows = self._query_all(
-            f"SELECT body, workflow FROM executions{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            f"SELECT body, workflow FROM executions{where} "
+            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
             *args,
             query.limit,
             query.offset,

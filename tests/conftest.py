@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import socket
 import threading
@@ -58,10 +59,10 @@ async def run(client: httpx.AsyncClient, workflow_id: str, **body: Any) -> str:
 
 
 async def wait_for_status(
-    client: httpx.AsyncClient, execution_id: str, *statuses: str, timeout: float = 10
+    client: httpx.AsyncClient, execution_id: str, *statuses: str, within: float = 10
 ) -> dict[str, Any]:
     """Poll ``GET /agents/executions/{id}`` until its status is one of ``statuses``."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         body: dict[str, Any] = (await client.get(f"/agents/executions/{execution_id}")).json()
         if body["status"] in statuses:
@@ -84,7 +85,8 @@ def linear(*names: str, **params: Any) -> dict[str, Any]:
     nodes += [{"name": n, "type": "set", "parameters": {"values": {n: 1}}} for n in names]
     chain = [n["name"] for n in nodes]
     connections = {
-        a: {"main": [[{"node": b, "type": "main", "index": 0}]]} for a, b in zip(chain, chain[1:])
+        a: {"main": [[{"node": b, "type": "main", "index": 0}]]}
+        for a, b in itertools.pairwise(chain)
     }
     return {"name": "linear", "nodes": nodes, "connections": connections, **params}
 

@@ -13,7 +13,7 @@ from transports import sse, websocket
 
 def push_routes() -> list[BaseRoute]:
     return [
-        WebSocketRoute("/agents/push", websocket.push_endpoint, name="push_ws"),
+        WebSocketRoute("/agents/push", websocket.PushEndpoint(), name="push_ws"),
         Route("/agents/push", sse.push_endpoint, methods=["GET"], name="push_sse"),
         Route(
             "/agents/executions/{execution_id}/stream",

@@ -2,24 +2,29 @@
 the push core, nothing more.
 
 - ``nodeExecuteAfterData`` goes as a binary frame, everything else as text; each message
-  carries its pushRef cursor as ``"meta":{"id":N}``.
+  carries its pushRef cursor as ``"meta":{"id":N}``. One message per frame; under uvicorn
+  configured by :func:`uvicorn_options`, all frames queued for a connection go out in one
+  write (:mod:`transports.ws_protocol`), elsewhere one ``websocket.send`` each.
 - Reader and writer run in one task group; the first to finish cancels the other, and the
   connection is deregistered however it ends.
 - Heartbeat: protocol-level pings by uvicorn every ``ping_interval_s``; a peer that has not
   answered by the next ping is terminated (uvicorn closes with 1011). ASGI cannot send
   pings itself, so run uvicorn with :func:`uvicorn_options`.
 - Close codes (:class:`~app.push.connection.CloseCode`): 1008 cross-site Origin or bad
-  ``pushRef``, 4401 no valid API key, 1009 inbound frame over 64 KiB, 4008 slow consumer,
+  ``pushRef``, 4401 no valid API key, 1009 inbound frame over 64 KiB, 4008 slow consumer
+  (its queue passed the bound, or one write blocked for :func:`~transports.pump.write_timeout_s`),
   1000 replaced by a newer connection of the same pushRef, 1001 server shutting down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
 import anyio
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.errors import GraphpushError
@@ -31,15 +36,20 @@ from app.runtime import runtime
 from app.settings import Settings
 from transports.handshake import admit_push
 from transports.pump import Pump, write_timeout_s
+from transports.ws_protocol import SEND_FRAMES, BatchingWebSocketProtocol, Frames
+
+WriteNow = Callable[[Frames], bool]
 
 #: How long a close frame may wait for a socket that does not drain.
 CLOSE_TIMEOUT_S = 2.0
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for ``uvicorn.Config``/``uvicorn.run``: pings, frame limit, and
-    per-message deflate declined unless ``ws_per_message_deflate`` is on (SPEC §5.1)."""
+    """Keyword arguments for ``uvicorn.Config``/``uvicorn.run``: pings, frame limit,
+    per-message deflate declined unless ``ws_per_message_deflate`` is on (SPEC §5.1), and
+    the WebSocket protocol that writes a connection's queued frames at once."""
     return {
+        "ws": BatchingWebSocketProtocol,
         "ws_per_message_deflate": settings.ws_per_message_deflate,
         "ws_max_size": settings.max_inbound_frame_bytes,
         "ws_ping_interval": settings.ping_interval_s,
@@ -47,68 +57,85 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def push_endpoint(ws: WebSocket) -> None:
-    """``GET /agents/push?pushRef=...`` with a WebSocket upgrade."""
-    rt = runtime(ws)
-    try:
-        request = admit_push(ws, rt.settings)
-    except GraphpushError as exc:
+class PushEndpoint:
+    """``GET /agents/push?pushRef=...`` with a WebSocket upgrade. A plain ASGI app rather
+    than a Starlette endpoint function, so that the writer has the raw ``send`` for the
+    ``send_frames`` extension (Starlette's ``WebSocket.send`` refuses other message types)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ws = WebSocket(scope, receive, send)
+        rt = runtime(ws)
+        try:
+            request = admit_push(ws, rt.settings)
+        except GraphpushError as exc:
+            await ws.accept()
+            await _close(ws, close_code_for(exc), exc.message)
+            return
         await ws.accept()
-        await _close(ws, close_code_for(exc), exc.message)
-        return
-    await ws.accept()
-    await _WebSocketPeer(ws, rt.hub, rt.settings).serve(
-        request.push_ref, request.owner, request.last_event_id
-    )
+        await _WebSocketPeer(ws, send, rt.hub, rt.settings).serve(
+            request.push_ref, request.owner, request.last_event_id
+        )
 
 
 class _WebSocketPeer:
-    def __init__(self, ws: WebSocket, hub: PushHub, settings: Settings) -> None:
+    """One connection: the writer runs in the request's task, the reader in a second one.
+    The first to finish stops the other: a reader that sees the peer leave (or fails)
+    aborts the connection, which cancels the writer; the writer's end cancels the reader."""
+
+    def __init__(self, ws: WebSocket, send: Send, hub: PushHub, settings: Settings) -> None:
         self.ws = ws
+        self.send = send
+        extension = ws.scope.get("extensions", {}).get(SEND_FRAMES)
+        self.write_now: WriteNow | None = extension["write_now"] if extension else None
         self.hub = hub
-        self.pump = Pump()
-        self.write_timeout_s = write_timeout_s(settings)
+        self.pump = Pump(write_timeout_s(settings))
         self.peer_left = False
 
     async def serve(self, push_ref: str, owner: str | None, last_event_id: int | None) -> None:
         conn = self.pump.attach(self.hub.connect(push_ref, owner, last_event_id, self.pump.wake))
+        reader = asyncio.get_running_loop().create_task(self._read())
         try:
-            async with anyio.create_task_group() as tg:
-                self.pump.scope = tg.cancel_scope
-                tg.start_soon(self._first_wins, tg, self._read)
-                tg.start_soon(self._first_wins, tg, self._write)
+            with anyio.CancelScope() as scope:  # cancelled when the core aborts conn
+                self.pump.scope = scope
+                await self._write()
         finally:
+            reader.cancel()
+            self.pump.stop()
             self.hub.disconnect(conn)
+        with suppress(asyncio.CancelledError):
+            await reader  # re-raises what made the reader fail
         if not self.peer_left:
             await _close(self.ws, conn.close_code, conn.close_reason)
 
-    @staticmethod
-    async def _first_wins(tg: anyio.abc.TaskGroup, run: Callable[[], Awaitable[None]]) -> None:
-        await run()
-        tg.cancel_scope.cancel()
-
     async def _read(self) -> None:
         conn = self.pump.conn
-        while conn.open:
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
-                self.peer_left = True
-                return
-            text = message.get("text")
-            await self.hub.receive(conn, text if text is not None else message.get("bytes", b""))
+        try:
+            while conn.open:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    self.peer_left = True
+                    conn.abort(CloseCode.GOING_AWAY, "client went away")
+                    return
+                text = message.get("text")
+                frame = text if text is not None else message.get("bytes", b"")
+                await self.hub.receive(conn, frame)
+        except Exception:
+            conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
+            raise
 
     async def _write(self) -> None:
-        while (batch := await self.pump.next_batch()) is not None:
-            for out in batch:
-                try:
-                    with anyio.fail_after(self.write_timeout_s):
-                        await self.ws.send(_message(out))
-                except WebSocketDisconnect:
-                    self.peer_left = True
-                    return
-                except TimeoutError:
-                    self.pump.conn.abort(CloseCode.SLOW_CONSUMER, "write timed out")
-                    return
+        pump, write_now = self.pump, self.write_now
+        try:
+            while (batch := await pump.next_batch()) is not None:
+                if write_now is None:
+                    for out in batch:
+                        await pump.write(self.ws.send, _message(out))
+                    continue
+                frames = [(ws_frame(out), out.binary) for out in batch]
+                if not pump.write_now(write_now, frames):  # the socket is full: wait
+                    await pump.write(self.send, {"type": SEND_FRAMES, "frames": frames})
+        except (WebSocketDisconnect, OSError):  # OSError: uvicorn's ClientDisconnected
+            self.peer_left = True
 
 
 def _message(out: Outgoing) -> dict[str, Any]:

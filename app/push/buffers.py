@@ -13,21 +13,34 @@ from itertools import islice
 from app.bus import PushEvent
 
 
-class ResumeBuffer:
-    """Bounded by ``max_count`` entries, ``max_age_s`` seconds and ``max_bytes`` of payload."""
+#: The shared stand-ins of a buffer that never held anything (never appended to).
+_EMPTY: deque[PushEvent] = deque(maxlen=0)
+_NO_TIMES: deque[float] = deque(maxlen=0)
 
-    __slots__ = ("_bytes", "_entries", "max_age_s", "max_bytes", "max_count", "next_id")
+
+class ResumeBuffer:
+    """Bounded by ``max_count`` entries, ``max_age_s`` seconds and ``max_bytes`` of payload.
+
+    Entries are two parallel deques (events, times) and ids are implicit (the oldest entry's
+    id + position): every pushRef keeps every message sent to it, so under fan-out this is
+    appended to once per message per connection, and a tuple per entry was garbage to collect.
+    The deques (760 bytes each when empty) are made at the first message: most connections
+    sit idle.
+    """
+
+    __slots__ = ("_bytes", "_events", "_times", "max_age_s", "max_bytes", "max_count", "next_id")
 
     def __init__(self, *, max_count: int, max_age_s: float, max_bytes: int) -> None:
         self.max_count = max_count
         self.max_age_s = max_age_s
         self.max_bytes = max_bytes
         self.next_id = 1
-        self._entries: deque[tuple[int, float, PushEvent]] = deque()
+        self._events: deque[PushEvent] = _EMPTY
+        self._times: deque[float] = _NO_TIMES
         self._bytes = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._events)
 
     @property
     def last_id(self) -> int:
@@ -37,20 +50,29 @@ class ResumeBuffer:
         """Keep ``event`` and return its id."""
         event_id = self.next_id
         self.next_id += 1
-        self._entries.append((event_id, now, event))
+        if self._events is _EMPTY:
+            self._events, self._times = deque(), deque()
+        self._events.append(event)
+        self._times.append(now)
         self._bytes += len(event.payload)
-        self.evict(now)
+        if (
+            len(self._events) > self.max_count
+            or self._bytes > self.max_bytes
+            or now - self._times[0] > self.max_age_s
+        ):
+            self.evict(now)
         return event_id
 
     def evict(self, now: float) -> None:
         """Drop entries past any bound (the newest entry may stay alone over ``max_bytes``)."""
-        entries = self._entries
-        while entries and (
-            len(entries) > self.max_count
-            or now - entries[0][1] > self.max_age_s
-            or (self._bytes > self.max_bytes and len(entries) > 1)
+        events, times = self._events, self._times
+        while events and (
+            len(events) > self.max_count
+            or now - times[0] > self.max_age_s
+            or (self._bytes > self.max_bytes and len(events) > 1)
         ):
-            self._bytes -= len(entries.popleft()[2].payload)
+            times.popleft()
+            self._bytes -= len(events.popleft().payload)
 
     def after(self, last_id: int, now: float) -> list[tuple[int, PushEvent]] | None:
         """The entries after ``last_id``, or None when the buffer no longer covers that gap
@@ -58,8 +80,8 @@ class ResumeBuffer:
         self.evict(now)
         if last_id > self.last_id:
             return None
-        first_id = self._entries[0][0] if self._entries else self.next_id
+        first_id = self.next_id - len(self._events)
         if last_id + 1 < first_id:
             return None
         start = last_id + 1 - first_id
-        return [(event_id, event) for event_id, _, event in islice(self._entries, start, None)]
+        return list(enumerate(islice(self._events, start, None), start=last_id + 1))

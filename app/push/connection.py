@@ -3,7 +3,10 @@
 Call order, as for a sans-I/O protocol: the core calls :meth:`Connection.deliver` (and
 :meth:`~Connection.close` / :meth:`~Connection.abort`); each of them calls the ``wakeup``
 callback the transport gave, after which the transport must call
-:meth:`~Connection.data_to_send` and write what it returns. Once :attr:`~Connection.open`
+:meth:`~Connection.data_to_send` and write what it returns. ``deliver`` calls it when the
+queue becomes non-empty and again when the queue passes a quarter of its bound
+(:attr:`~Connection.pressing`): a transport may hold a busy connection's writes back to
+batch them, but not then. Once :attr:`~Connection.open`
 is False and ``data_to_send`` returns nothing, the transport closes the socket with
 :attr:`~Connection.close_code` (WebSocket) or ends the stream (SSE). When ``aborted`` is
 True it must stop writing at once, even in the middle of a blocked write.
@@ -50,6 +53,7 @@ class Connection:
     __slots__ = (
         "_backlog_bytes",
         "_outbox",
+        "_pressing_at",
         "_queued_bytes",
         "_wakeup",
         "close_code",
@@ -66,6 +70,7 @@ class Connection:
         self.push_ref = push_ref
         self.owner = owner
         self.limit = limit
+        self._pressing_at = limit // 4
         self.state = State.OPEN
         self.close_code: int = CloseCode.NORMAL
         self.close_reason = ""
@@ -98,8 +103,14 @@ class Connection:
             self.abort(CloseCode.SLOW_CONSUMER, "slow consumer: outbound buffer full")
             return
         self._outbox.append(out)
-        if len(self._outbox) == 1:
+        queued = self._queued_bytes
+        if len(self._outbox) == 1 or queued - size < self._pressing_at <= queued:
             self._wakeup()
+
+    @property
+    def pressing(self) -> bool:
+        """Is what is queued a quarter of the bound or more (write it without delay)?"""
+        return self._queued_bytes >= self._pressing_at
 
     def data_to_send(self) -> list[Outgoing]:
         """Everything queued, in order; the queue is empty afterwards."""

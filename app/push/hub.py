@@ -27,7 +27,6 @@ from typing import Protocol, Self
 
 from app.bus import EventBus, PushEvent
 from app.errors import GraphpushError
-from app.metrics import prometheus
 from app.messages import (
     CancelExecution,
     ExecutionSnapshotData,
@@ -36,6 +35,7 @@ from app.messages import (
     SubscribeExecution,
     UnsubscribeExecution,
 )
+from app.metrics import prometheus
 from app.push import commands, wire
 from app.push.connection import CloseCode, Connection
 from app.push.registry import Registry

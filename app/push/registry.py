@@ -57,14 +57,18 @@ class Session:
         if not visible(event, self.owner):
             return
         sub = self.subscriptions.get(event.execution_id)
-        self.emit((event,) if sub is None else sub.offer(event), now)
+        if sub is None or sub.offer(event):
+            self._emit_one(event, now)
+
+    def _emit_one(self, event: PushEvent, now: float, *, backlog: bool = False) -> None:
+        """Give ``event`` the next id, keep it for resume and queue it on the connection."""
+        event_id = self.buffer.append(event, now)
+        if self.connection is not None:
+            self.connection.deliver(_outgoing(event, event_id), backlog=backlog)
 
     def emit(self, events: Iterable[PushEvent], now: float, *, backlog: bool = False) -> None:
-        """Give each event the next id, keep it for resume and queue it on the connection."""
         for event in events:
-            event_id = self.buffer.append(event, now)
-            if self.connection is not None:
-                self.connection.deliver(_outgoing(event, event_id), backlog=backlog)
+            self._emit_one(event, now, backlog=backlog)
 
     def resume(self, conn: Connection, last_id: int, now: float) -> None:
         """Queue on ``conn`` what it missed after ``last_id``, or ``resumeFailed``."""
@@ -158,7 +162,8 @@ class Registry:
         for push_ref in list(targets):
             self._send(push_ref, fitted, now)
         for stream in list(self._stream_index.get(fitted.execution_id, ())):
-            stream.emit(stream.sub.offer(fitted))
+            if stream.sub.offer(fitted):
+                stream.emit((fitted,))
 
     def send(self, push_ref: str, event: PushEvent, now: float) -> None:
         """Send ``event`` to ``push_ref`` only, buffering it when no connection is live."""

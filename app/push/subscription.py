@@ -28,27 +28,26 @@ class Subscription:
     def replaying(self) -> bool:
         return self._pending is not None
 
-    def offer(self, event: PushEvent) -> list[PushEvent]:
-        """The events to emit now for a live ``event`` (none while replaying)."""
+    def offer(self, event: PushEvent) -> bool:
+        """Should a live ``event`` be emitted now? While replaying it is held instead (and
+        emitted by :meth:`replay`); afterwards duplicates and events after the end are not."""
         if self._pending is not None:
             self._pending.append(event)
-            return []
-        return self._take((event,))
+            return False
+        return self._accept(event)
 
     def replay(self, logged: Iterable[PushEvent]) -> list[PushEvent]:
         """The logged events after ``after``, then the live ones held meanwhile; goes live."""
         pending, self._pending = self._pending or [], None
-        return self._take([*logged, *pending])
+        return [e for e in (*logged, *pending) if self._accept(e)]
 
-    def _take(self, events: Iterable[PushEvent]) -> list[PushEvent]:
-        out: list[PushEvent] = []
-        for event in events:
-            if self.done:
-                break
-            if event.seq == 0:  # not logged (executionRecovered): nothing to dedupe by
-                out.append(event)
-            elif event.seq > self.last_seq:
-                self.last_seq = event.seq
-                out.append(event)
-                self.done = event.type == TERMINAL
-        return out
+    def _accept(self, event: PushEvent) -> bool:
+        if self.done:
+            return False
+        if event.seq == 0:  # not logged (executionRecovered): nothing to dedupe by
+            return True
+        if event.seq <= self.last_seq:
+            return False
+        self.last_seq = event.seq
+        self.done = event.type == TERMINAL
+        return True

@@ -1,0 +1,159 @@
+"""Which store, queue, bus and checkpointer a process uses: built from settings in one place,
+for the app's lifespan and for ``graphpush worker`` alike (docs/deploy.md).
+
+    settings                      store + checkpointer        queue + bus
+    (default)                     SQLite (or memory)          in-process
+    database_url                  PostgreSQL                  in-process (one process)
+    database_url + redis_url      PostgreSQL                  Redis stream + pub/sub (many)
+
+Each resource is closed by the exit stack in reverse order of opening: the bus sends what
+it still holds while Redis and the store are open.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from app.bus import EventBus, LocalEventBus, Subscriber
+from app.memory_store import MemoryStore
+from app.queue import ExecutionQueue, LocalQueue
+from app.service import ExecutionService
+from app.settings import Settings
+from app.sqlite_store import SqliteStore
+from app.store import ExecutionStore, WorkflowStore
+
+# PostgreSQL and Redis modules are imported only by processes that use them: the embedded
+# default starts as before.
+if TYPE_CHECKING:
+    from app.postgres_store import PostgresStore
+    from app.push.hub import PushHub
+    from app.redis_queue import RedisQueue
+
+
+class Store(ExecutionStore, WorkflowStore, Protocol):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Backends:
+    store: Store
+    queue: ExecutionQueue
+    bus: EventBus
+    checkpointer: BaseCheckpointSaver[Any]
+    #: The queue again when it is shared (it then needs the service bound to it).
+    shared_queue: RedisQueue | None = None
+
+    def service(self, settings: Settings) -> ExecutionService:
+        """The execution service on these backends (a shared queue bound to it)."""
+        service = ExecutionService(
+            settings=settings,
+            store=self.store,
+            workflows=self.store,
+            bus=self.bus,
+            queue=self.queue,
+            checkpointer=self.checkpointer,
+        )
+        if self.shared_queue is not None:
+            self.shared_queue.bind(recover=service.recover, cancel=service.manager.cancel)
+        return service
+
+    def push_subscriber(self, hub: PushHub) -> Subscriber:
+        """What to subscribe to the bus for ``hub``."""
+        if isinstance(self.bus, LocalEventBus):
+            return hub.on_event
+        from app.redis_bus import held_push_refs
+
+        return held_push_refs(hub)
+
+
+async def open_backends(stack: AsyncExitStack, settings: Settings, *, push: bool) -> Backends:
+    """Open what ``settings`` asks for; ``push``: this process serves push connections."""
+    if settings.database_url is None:
+        store, checkpointer = await _embedded(stack, settings)
+        return Backends(store, LocalQueue(settings.queue_bound), LocalEventBus(), checkpointer)
+    postgres, checkpointer = await _postgres(stack, settings.database_url)
+    if settings.redis_url is None:
+        return Backends(postgres, LocalQueue(settings.queue_bound), LocalEventBus(), checkpointer)
+    return await _redis(stack, settings, postgres, checkpointer, push=push)
+
+
+async def _embedded(
+    stack: AsyncExitStack, settings: Settings
+) -> tuple[Store, BaseCheckpointSaver[Any]]:
+    if settings.database == "memory":
+        return MemoryStore(), InMemorySaver()
+    store = SqliteStore(settings.sqlite_path)
+    await store.open()
+    stack.push_async_callback(store.close)
+    saver = await stack.enter_async_context(
+        AsyncSqliteSaver.from_conn_string(str(settings.checkpoint_path))
+    )
+    return store, saver
+
+
+async def _postgres(
+    stack: AsyncExitStack, url: str
+) -> tuple[PostgresStore, BaseCheckpointSaver[Any]]:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg import AsyncConnection
+    from psycopg.rows import DictRow, dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    from app.postgres_store import PostgresStore
+
+    store = PostgresStore(url)
+    await store.open()
+    stack.push_async_callback(store.close)
+    # The checkpointer wants its own connection settings (dict rows, no prepared statements).
+    pool: AsyncConnectionPool[AsyncConnection[DictRow]] = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=4,
+        open=False,
+        connection_class=AsyncConnection[DictRow],
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+    )
+    await pool.open(wait=True, timeout=10)
+    stack.push_async_callback(pool.close)
+    saver = AsyncPostgresSaver(pool)
+    async with store.schema_lock():  # its setup() is not safe against a concurrent one
+        await saver.setup()
+    return store, saver
+
+
+async def _redis(
+    stack: AsyncExitStack,
+    settings: Settings,
+    store: PostgresStore,
+    checkpointer: BaseCheckpointSaver[Any],
+    *,
+    push: bool,
+) -> Backends:
+    from redis.asyncio import Redis
+
+    from app.redis_bus import RedisBus
+    from app.redis_queue import RedisQueue
+
+    assert settings.redis_url is not None
+    redis = Redis.from_url(settings.redis_url)
+    stack.push_async_callback(redis.aclose)
+    queue = RedisQueue(
+        redis, store=store, prefix=settings.redis_prefix, claim_idle_s=settings.claim_idle_s
+    )
+    await queue.open(consume=settings.workers > 0)
+    stack.push_async_callback(queue.aclose)
+    bus = RedisBus(
+        redis,
+        channel=f"{settings.redis_prefix}:events",
+        max_message_bytes=settings.max_message_bytes,
+        durable=store.commit,
+    )
+    await bus.open(listen=push)
+    stack.push_async_callback(bus.aclose)
+    return Backends(store, queue, bus, checkpointer, shared_queue=queue)
