@@ -52,7 +52,9 @@ class GraphState:
     def mark_error(self, name: str | None, message: str, error_type: str) -> None:
         self._errors.append({"node": name, "message": message, "type": error_type})
         if name is not None:
-            self._node(name)["status"] = "error"
+            node = self._node(name)
+            node["status"] = "error"
+            node["runs"] += 1
             self._running.pop(name, None)
 
     def mark_canceled(self) -> None:

@@ -103,6 +103,8 @@ class ExecutionManager:
         active = self.active.get(execution_id)
         if active is None or active.task is None:
             return False
+        if active.status not in (ExecutionStatus.NEW, ExecutionStatus.RUNNING):
+            return False  # it has just ended (or paused): the caller's transition check decides
         active.cancel_event.set()
         active.task.cancel()
         return True
