@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import logging
+import asyncio
 from pathlib import Path
 
 from app.errors import Conflict
 from app.service import ExecutionService
 
-log = logging.getLogger("graphpush")
-
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _bodies(folder: Path) -> list[bytes]:
+    return [path.read_bytes() for path in sorted(folder.glob("*.json"))]
 
 
 async def load_examples(service: ExecutionService, folder: Path = EXAMPLES) -> int:
     """Create each ``*.json`` workflow of ``folder`` that does not exist yet; returns how many."""
     created = 0
-    for path in sorted(folder.glob("*.json")):
+    for body in await asyncio.to_thread(_bodies, folder):
         try:
-            await service.create_workflow(path.read_bytes())
+            await service.create_workflow(body)
             created += 1
         except Conflict:
             continue

@@ -1,10 +1,10 @@
 """Moving one core connection's output to its socket (shared by both transports).
 
 The core calls :meth:`Pump.wake` (the ``wakeup`` callback) when it queued bytes or changed
-the connection's state; the transport's writer loops on :meth:`Pump.next_batch` and sends
-each batch with :meth:`Pump.write`. When the core aborts the connection (slow consumer,
-replaced, frame too big, a write that blocked too long), :meth:`wake` cancels the scope the
-transport registered, so a write blocked on a full socket stops at once.
+the connection's state; the transport's writer, run by :meth:`Pump.run_writer`, loops on
+:meth:`Pump.next_batch` and sends each batch with :meth:`Pump.write`. When the core aborts
+the connection (slow consumer, replaced, frame too big, a write that blocked too long),
+:meth:`wake` cancels the writer, so a write blocked on a full socket stops at once.
 
 Pacing: a writer that has just written waits for the :class:`Pacer`'s next turn before it
 writes again, and then sends everything that piled up meanwhile in one write. Under fan-out
@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-import anyio
 from starlette.types import Message, Send
 
 from app.push.connection import CloseCode, Connection
@@ -87,9 +86,25 @@ class Pump:
     """Wakes a connection's writer, paces and times its writes, and cuts it off when the
     core aborts the connection. Call :meth:`stop` when the writer is done."""
 
+    __slots__ = (
+        "_cancel",
+        "_cancelled",
+        "_conn",
+        "_pacer",
+        "_poked",
+        "_ready",
+        "_resting",
+        "_waiter",
+        "_watchdog",
+        "_write_started",
+        "_wrote",
+        "write_timeout_s",
+    )
+
     def __init__(self, write_timeout_s: float) -> None:
         self.write_timeout_s = write_timeout_s
-        self.scope: anyio.CancelScope | None = None
+        self._cancel: Callable[[], object] | None = None
+        self._cancelled = False
         self._conn: Connection | None = None
         self._ready = False  # an asyncio.Event costs ~1 KiB per idle connection
         self._waiter: asyncio.Future[None] | None = None
@@ -115,8 +130,28 @@ class Pump:
         conn = self._conn
         if not self._resting or conn is None or conn.pressing or not conn.open:
             self._set_ready()
-        if conn is not None and conn.aborted and self.scope is not None:
-            self.scope.cancel()
+        if conn is not None and conn.aborted and self._cancel is not None:
+            cancel, self._cancel = self._cancel, None
+            self._cancelled = True
+            cancel()
+
+    async def run_writer(self, writer: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``writer`` in this task until it returns (True) or until the core aborts the
+        connection, which cancels it (False). Other cancellations propagate."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._cancel = task.cancel
+        try:
+            if self.conn.aborted:
+                return False
+            await writer()
+            return True
+        except asyncio.CancelledError:
+            if self._cancelled and task.uncancel() == 0:
+                return False
+            raise
+        finally:
+            self._cancel = None
 
     def turn(self) -> None:
         """The pacer's turn: a resting writer may write again."""
@@ -163,7 +198,7 @@ class Pump:
 
     async def write(self, send: Send, message: Message) -> None:
         """``await send(message)``; if it blocks for ``write_timeout_s`` the connection is
-        aborted as a slow consumer (which cancels the write through :attr:`scope`).
+        aborted as a slow consumer (which cancels the writer).
 
         One watchdog timer per connection checks the write in progress, instead of a
         timeout scope around every write: that scope cost more than the write itself."""

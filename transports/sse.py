@@ -108,9 +108,7 @@ class EventStream(Response):
         watch.add(conn)
         self._arm_ping()
         try:
-            with anyio.CancelScope() as cancel_scope:
-                pump.scope = cancel_scope
-                await self._stream(send)
+            await pump.run_writer(lambda: self._stream(send))
         except OSError:  # uvicorn's ClientDisconnected: the peer left mid-write
             self._peer_left = True
         finally:

@@ -24,8 +24,8 @@ from contextlib import suppress
 from typing import Any
 
 import anyio
+from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.errors import GraphpushError
 from app.push.admission import close_code_for
@@ -58,23 +58,26 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 class PushEndpoint:
-    """``GET /agents/push?pushRef=...`` with a WebSocket upgrade. A plain ASGI app rather
-    than a Starlette endpoint function, so that the writer has the raw ``send`` for the
-    ``send_frames`` extension (Starlette's ``WebSocket.send`` refuses other message types)."""
+    """``GET /agents/push?pushRef=...`` with a WebSocket upgrade: a plain ASGI app that
+    speaks ASGI messages itself. The writer needs the raw ``send`` for the ``send_frames``
+    extension (Starlette's ``WebSocket.send`` refuses other message types), and nothing of
+    the handshake (Starlette's ``WebSocket``, parsed headers and query) stays in memory for
+    the life of the connection."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ws = WebSocket(scope, receive, send)
-        rt = runtime(ws)
-        try:
-            request = admit_push(ws, rt.settings)
-        except GraphpushError as exc:
-            await ws.accept()
-            await _close(ws, close_code_for(exc), exc.message)
+        handshake = HTTPConnection(scope)
+        rt = runtime(handshake)
+        if (await receive())["type"] != "websocket.connect":
             return
-        await ws.accept()
-        await _WebSocketPeer(ws, send, rt.hub, rt.settings).serve(
-            request.push_ref, request.owner, request.last_event_id
-        )
+        await send({"type": "websocket.accept"})
+        try:
+            request = admit_push(handshake, rt.settings)
+        except GraphpushError as exc:
+            await _close(send, close_code_for(exc), exc.message)
+            return
+        del handshake
+        peer = _WebSocketPeer(scope, receive, send, rt.hub, rt.settings)
+        await peer.serve(request.push_ref, request.owner, request.last_event_id)
 
 
 class _WebSocketPeer:
@@ -82,10 +85,14 @@ class _WebSocketPeer:
     The first to finish stops the other: a reader that sees the peer leave (or fails)
     aborts the connection, which cancels the writer; the writer's end cancels the reader."""
 
-    def __init__(self, ws: WebSocket, send: Send, hub: PushHub, settings: Settings) -> None:
-        self.ws = ws
+    __slots__ = ("hub", "peer_left", "pump", "receive", "send", "write_now")
+
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, hub: PushHub, settings: Settings
+    ) -> None:
+        self.receive = receive
         self.send = send
-        extension = ws.scope.get("extensions", {}).get(SEND_FRAMES)
+        extension = scope.get("extensions", {}).get(SEND_FRAMES)
         self.write_now: WriteNow | None = extension["write_now"] if extension else None
         self.hub = hub
         self.pump = Pump(write_timeout_s(settings))
@@ -95,9 +102,7 @@ class _WebSocketPeer:
         conn = self.pump.attach(self.hub.connect(push_ref, owner, last_event_id, self.pump.wake))
         reader = asyncio.get_running_loop().create_task(self._read())
         try:
-            with anyio.CancelScope() as scope:  # cancelled when the core aborts conn
-                self.pump.scope = scope
-                await self._write()
+            await self.pump.run_writer(self._write)
         finally:
             reader.cancel()
             self.pump.stop()
@@ -105,19 +110,19 @@ class _WebSocketPeer:
         with suppress(asyncio.CancelledError):
             await reader  # re-raises what made the reader fail
         if not self.peer_left:
-            await _close(self.ws, conn.close_code, conn.close_reason)
+            await _close(self.send, conn.close_code, conn.close_reason)
 
     async def _read(self) -> None:
         conn = self.pump.conn
         try:
             while conn.open:
-                message = await self.ws.receive()
+                message = await self.receive()
                 if message["type"] == "websocket.disconnect":
                     self.peer_left = True
                     conn.abort(CloseCode.GOING_AWAY, "client went away")
                     return
                 text = message.get("text")
-                frame = text if text is not None else message.get("bytes", b"")
+                frame = text if text is not None else message.get("bytes") or b""
                 await self.hub.receive(conn, frame)
         except Exception:
             conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
@@ -129,12 +134,12 @@ class _WebSocketPeer:
             while (batch := await pump.next_batch()) is not None:
                 if write_now is None:
                     for out in batch:
-                        await pump.write(self.ws.send, _message(out))
+                        await pump.write(self.send, _message(out))
                     continue
                 frames = [(ws_frame(out), out.binary) for out in batch]
                 if not pump.write_now(write_now, frames):  # the socket is full: wait
                     await pump.write(self.send, {"type": SEND_FRAMES, "frames": frames})
-        except (WebSocketDisconnect, OSError):  # OSError: uvicorn's ClientDisconnected
+        except OSError:  # uvicorn's ClientDisconnected
             self.peer_left = True
 
 
@@ -145,7 +150,13 @@ def _message(out: Outgoing) -> dict[str, Any]:
     return {"type": "websocket.send", "text": frame.decode()}
 
 
-async def _close(ws: WebSocket, code: int, reason: str) -> None:
+async def _close(send: Send, code: int, reason: str) -> None:
     """Send a close frame unless the socket is gone or does not drain in time."""
-    with anyio.move_on_after(CLOSE_TIMEOUT_S), suppress(WebSocketDisconnect, RuntimeError, OSError):
-        await ws.close(code, reason.encode()[:123].decode(errors="ignore"))
+    message = {"type": "websocket.close", "code": code, "reason": _truncated(reason)}
+    with anyio.move_on_after(CLOSE_TIMEOUT_S), suppress(RuntimeError, OSError):
+        await send(message)
+
+
+def _truncated(reason: str) -> str:
+    """At most the 123 bytes a close frame has room for, cut on a character boundary."""
+    return reason.encode()[:123].decode(errors="ignore")

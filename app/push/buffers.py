@@ -12,7 +12,6 @@ from itertools import islice
 
 from app.bus import PushEvent
 
-
 #: The shared stand-ins of a buffer that never held anything (never appended to).
 _EMPTY: deque[PushEvent] = deque(maxlen=0)
 _NO_TIMES: deque[float] = deque(maxlen=0)

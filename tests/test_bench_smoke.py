@@ -1,0 +1,36 @@
+"""The benchmarks still run: their ``--quick`` modes as a CI smoke test (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("module", "cases"),
+    [
+        ("bench.push", {"websocket-x1", "websocket-x50", "sse-x50", "idle-ws", "idle-sse"}),
+        ("bench.engine", {"3-node", "20-node"}),
+    ],
+)
+def test_quick_benchmark_exits_0_and_prints_json_lines(module: str, cases: set[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    assert {line["case"] for line in lines} == cases
+    assert all(line["bench"] == module.split(".")[1] for line in lines)
+    assert "|" in done.stderr  # the markdown table for the human reading the run
