@@ -27,6 +27,9 @@ from app.store import ExecutionRecord, ExecutionStore, StoredEvent
 
 log = logging.getLogger("graphpush.engine")
 
+#: How long a busy server lets a finished run's final write wait for others (group commit).
+LINGER_S = 0.005
+
 Compile = Callable[[ExecutionRecord], Awaitable[CompiledWorkflow]]
 
 
@@ -191,7 +194,9 @@ class ExecutionManager:
         self.spawn(self._publish_durable(record, event))
 
     async def _publish_durable(self, record: ExecutionRecord, event: StoredEvent) -> None:
-        await self.store.commit()
+        # While runs wait in the queue, the next ones' terminal writes may share this commit;
+        # an idle server commits at once, so a lone client sees its run end without delay.
+        await self.store.commit(LINGER_S if self.queue.qsize() else 0.0)
         await self.bus.publish(_push_event(record, event))
         await self.queue.done(record.id)  # a shared queue forgets the run only now
 

@@ -48,7 +48,7 @@ class MemoryStore(StatusUpdates):
                 log[:] = [e for e in log if e.seq != event.seq]
             log.append(event)
 
-    async def commit(self) -> None:
+    async def commit(self, linger_s: float = 0.0) -> None:
         return None
 
     async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:

@@ -86,8 +86,9 @@ class ExecutionStore(Protocol):
         """Queue ``events`` appended to the log of ``execution_id`` (record unchanged)."""
         ...
 
-    async def commit(self) -> None:
-        """Return once everything staged so far is durable."""
+    async def commit(self, linger_s: float = 0.0) -> None:
+        """Return once everything staged so far is durable. ``linger_s`` lets the store wait
+        up to that long for more writes to share the transaction (a busy caller's choice)."""
         ...
 
     async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
