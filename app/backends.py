@@ -135,13 +135,18 @@ async def _redis(
     *,
     push: bool,
 ) -> Backends:
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
 
     from app.redis_bus import RedisBus
     from app.redis_queue import RedisQueue
 
     assert settings.redis_url is not None
-    redis = Redis.from_url(settings.redis_url)
+    # Bounded, and waiting for a free connection rather than failing: each worker blocks
+    # one connection in XREADGROUP, pub/sub takes one per channel, requests share the rest.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=64 + 2 * settings.workers, timeout=10
+    )
+    redis = Redis.from_pool(pool)  # closes the pool with the client
     stack.push_async_callback(redis.aclose)
     queue = RedisQueue(
         redis, store=store, prefix=settings.redis_prefix, claim_idle_s=settings.claim_idle_s

@@ -86,6 +86,7 @@ class PostgresStore(StatusUpdates):
         #: Resolved when the staged writes are committed; then the batch being written.
         self._staged: asyncio.Future[None] | None = None
         self._writing: asyncio.Future[None] | None = None
+        self._writing_ids: frozenset[str] = frozenset()
         self._writer: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -112,7 +113,9 @@ class PostgresStore(StatusUpdates):
         a snapshot, and the checkpointer's ``CREATE INDEX CONCURRENTLY`` in the holder
         waits for every older snapshot, so blocked waiters would deadlock with it."""
         async with self._pool.connection() as conn:
-            while not await _fetch_flag(conn, "SELECT pg_try_advisory_lock(%s)", SCHEMA_LOCK):
+            while True:
+                if await _fetch_flag(conn, "SELECT pg_try_advisory_lock(%s)", SCHEMA_LOCK):
+                    break
                 await asyncio.sleep(0.05)
             try:
                 yield
@@ -149,7 +152,8 @@ class PostgresStore(StatusUpdates):
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_batches(), name="postgres-commit")
 
-    async def commit(self) -> None:
+    async def commit(self, linger_s: float = 0.0) -> None:
+        # Batches form on their own while a transaction is in flight: no need to linger.
         done = self._staged if self._records or self._events else self._writing
         if done is not None:
             await asyncio.shield(done)
@@ -164,6 +168,7 @@ class PostgresStore(StatusUpdates):
             while self._records or self._events:
                 records, events = list(self._records.values()), self._events
                 done, self._writing = self._staged, self._staged
+                self._writing_ids = frozenset(self._records)
                 self._records, self._events, self._staged = {}, {}, None
                 try:
                     await self._write(records, events)
@@ -177,25 +182,21 @@ class PostgresStore(StatusUpdates):
                         done.set_result(None)
         finally:
             self._writer = self._writing = None
+            self._writing_ids = frozenset()
 
     async def _write(
         self, records: list[_RecordRow], events: dict[tuple[str, int], tuple[str, bytes]]
     ) -> None:
+        # Binary parameters: payloads go as they are, not hex-encoded.
         async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
             if records:
-                await conn.execute(
-                    _UPSERT_RECORDS, [list(column) for column in zip(*records, strict=True)]
-                )
+                columns = [list(column) for column in zip(*records, strict=True)]
+                await conn.execute(_UPSERT_RECORDS, columns, binary=True)
             if events:
-                await conn.execute(
-                    _UPSERT_EVENTS,
-                    (
-                        [key[0] for key in events],
-                        [key[1] for key in events],
-                        [value[0] for value in events.values()],
-                        [value[1] for value in events.values()],
-                    ),
-                )
+                keys, values = list(events), list(events.values())
+                columns = [[k[0] for k in keys], [k[1] for k in keys]]
+                columns += [[v[0] for v in values], [v[1] for v in values]]
+                await conn.execute(_UPSERT_EVENTS, columns, binary=True)
 
     # ---- executions ------------------------------------------------------------------
 
@@ -236,8 +237,10 @@ class PostgresStore(StatusUpdates):
     async def swap(self, record: ExecutionRecord, expected: ExecutionStatus) -> bool:
         """Write ``record`` (not its workflow snapshot) only if the stored run's status is
         still ``expected``; False if it is not (or the run is unknown). Atomic across
-        processes: of two swaps from one status, one wins."""
-        await self.commit()
+        processes: of two swaps from one status, one wins. Waits for this process's own
+        staged write of the record, if any (not for the rest of the group commit)."""
+        if record.id in self._records or record.id in self._writing_ids:
+            await self.commit()
         body = encoder.encode(msgspec.structs.replace(record, workflow={}))
         async with self._pool.connection() as conn:
             cursor = await conn.execute(

@@ -87,9 +87,12 @@ class RedisBus:
                     await asyncio.sleep(0.005)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # bounded: a client library may lose a cancel request
+            await asyncio.wait(self._tasks, timeout=2.0)
+        self._tasks.clear()
         if self._pubsub is not None:
             await self._pubsub.aclose()
+            self._pubsub = None
 
     # ---- EventBus ---------------------------------------------------------------------
 

@@ -92,8 +92,7 @@ class RedisQueue:
         self._recover, self._cancel = recover, cancel
 
     async def open(self, *, consume: bool) -> None:
-        with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
-            await self._redis.xgroup_create(self._stream, GROUP, id="0", mkstream=True)
+        await self._create_group()
         await self._refresh_depth()
         if consume:
             self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
@@ -104,9 +103,12 @@ class RedisQueue:
     async def aclose(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # bounded: a client library may lose a cancel request
+            await asyncio.wait(self._tasks, timeout=2.0)
+        self._tasks.clear()
         if self._pubsub is not None:
             await self._pubsub.aclose()
+            self._pubsub = None
 
     # ---- ExecutionQueue ---------------------------------------------------------------
 
@@ -122,16 +124,33 @@ class RedisQueue:
 
     async def get(self) -> ExecutionRecord:
         """The next run, claimed for this process; the record is as it was queued."""
+        task = asyncio.current_task()
         while True:
-            entry = await self._next()
-            if entry is None:
+            if task is not None and task.cancelling():
+                # A cancel request was lost in a client library call that completed at the
+                # same moment (seen in the Redis pipeline of done()): honour it, or the
+                # worker loops on and shutdown hangs.
+                raise asyncio.CancelledError
+            try:
+                record = await self._take()
+            except Exception:  # Redis or PostgreSQL unreachable: the worker outlives it
+                log.exception("taking a run failed; retrying in %.1f s", self._beat_s)
+                await asyncio.sleep(self._beat_s)
                 continue
-            entry_id, record, taken_over = entry
-            claimed = msgspec.structs.replace(record, status=S.RUNNING)
-            if record.status is S.NEW and await self._store.swap(claimed, expected=S.NEW):
-                self._held[record.id] = entry_id
+            if record is not None:
                 return record
-            await self._settle(entry_id, record.id, taken_over)
+
+    async def _take(self) -> ExecutionRecord | None:
+        entry = await self._next()
+        if entry is None:
+            return None
+        entry_id, record, taken_over = entry
+        claimed = msgspec.structs.replace(record, status=S.RUNNING)
+        if record.status is S.NEW and await self._store.swap(claimed, expected=S.NEW):
+            self._held[record.id] = entry_id
+            return record
+        await self._settle(entry_id, record.id, taken_over)
+        return None
 
     async def done(self, execution_id: str) -> None:
         entry_id = self._held.pop(execution_id, None)
@@ -168,9 +187,15 @@ class RedisQueue:
             await self._take_over()
         if self._taken_over:
             return self._taken_over.popleft()
-        reply: Any = await self._redis.xreadgroup(  # RESP2: [[stream, [(id, fields)]]]
-            GROUP, self._consumer, {self._stream: ">"}, count=1, block=int(self._beat_s * 1000)
-        )
+        try:
+            reply: Any = await self._redis.xreadgroup(  # RESP2: [[stream, [(id, fields)]]]
+                GROUP, self._consumer, {self._stream: ">"}, count=1, block=int(self._beat_s * 1000)
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self._create_group()  # Redis lost the stream (restarted without AOF)
+            return None
         if not reply:
             return None
         entry_id, fields = reply[0][1][0]
@@ -195,7 +220,11 @@ class RedisQueue:
         if stored is not None and stored.status is S.RUNNING and execution_id not in self._held:
             assert self._recover is not None, "RedisQueue.bind() was not called"
             self._held[execution_id] = entry_id  # acknowledged by done() once it is crashed
-            await self._recover([stored])
+            try:
+                await self._recover([stored])
+            except BaseException:
+                self._held.pop(execution_id, None)  # not refreshed: taken over again later
+                raise
             return
         await self._forget(entry_id)
 
@@ -204,6 +233,10 @@ class RedisQueue:
         pipe.xack(self._stream, GROUP, entry_id)
         pipe.xdel(self._stream, entry_id)
         await pipe.execute()
+
+    async def _create_group(self) -> None:
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
+            await self._redis.xgroup_create(self._stream, GROUP, id="0", mkstream=True)
 
     async def _refresh_depth(self) -> None:
         pipe = self._redis.pipeline(transaction=False)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from scaleout_support import needs_services
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,6 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
     [
         ("bench.push", {"websocket-x1", "websocket-x50", "sse-x50", "idle-ws", "idle-sse"}),
         ("bench.engine", {"3-node", "20-node"}),
+        (
+            "bench.e2e",
+            {"graphpush-ws-x1", "graphpush-sse-x1", "graphpush-ws-x8", "graphpush-sse-x8", "goals"},
+        ),
+        ("bench.slow_consumer", {"without-stalled", "with-stalled"}),
+        pytest.param(
+            "bench.scaleout",
+            {f"runs/s {c}" for c in ("embedded", "1 worker process", "2 worker processes")}
+            | {"fan-out in-process bus", "fan-out Redis pub/sub"},
+            marks=needs_services(),
+        ),
     ],
 )
 def test_quick_benchmark_exits_0_and_prints_json_lines(module: str, cases: set[str]) -> None:

@@ -11,15 +11,17 @@ from typing import Any
 
 import msgspec
 import pytest
-from push_support import eventually
+from push_support import FakeService, eventually
 from redis.asyncio import Redis
 from scaleout_support import REDIS_URL, fresh_prefix, fresh_schema
 
 from app.bus import EventBus, LocalEventBus, PushEvent
 from app.postgres_store import PostgresStore
+from app.push.hub import PushHub
 from app.queue import ExecutionQueue, LocalQueue
-from app.redis_bus import RedisBus
+from app.redis_bus import RedisBus, held_push_refs
 from app.redis_queue import RedisQueue
+from app.settings import Settings
 from app.status import ExecutionStatus
 from app.store import ExecutionRecord
 
@@ -160,6 +162,17 @@ async def test_the_redis_bus_trims_an_oversized_message_before_the_hop(redis: Re
     assert len(got[0].payload) <= 2000
     assert b"__isTrimmedManualExecutionDataItem" in got[0].payload
     await bus.aclose()
+
+
+async def test_an_instance_buffers_only_the_push_refs_it_holds() -> None:
+    hub = PushHub(settings=Settings(), service=FakeService(LocalEventBus()))
+    held = hub.connect("held-here", None, None, lambda: None)
+    on_event = held_push_refs(hub)
+    on_event(PushEvent("e1", 1, "executionStarted", b"{}", push_ref="held-here"))
+    on_event(PushEvent("e2", 1, "executionStarted", b"{}", push_ref="held-elsewhere"))
+    assert [frame.event_id for frame in held.data_to_send()] == [1]
+    assert set(hub.registry.sessions) == {"held-here"}  # no buffer for another's pushRef
+    hub.disconnect(held)
 
 
 # ---- the queue contract ------------------------------------------------------------------

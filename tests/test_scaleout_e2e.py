@@ -8,6 +8,7 @@ client resumes on the other instance from the shared log."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -150,7 +151,7 @@ def workflow(*steps: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     names = [n["name"] for n in nodes]
     connections = {
         a: {"main": [[{"node": b, "type": "main", "index": 0}]]}
-        for a, b in zip(names, names[1:], strict=False)
+        for a, b in itertools.pairwise(names)
     }
     return {"name": "scale-out", "nodes": nodes, "connections": connections}
 
@@ -165,11 +166,11 @@ async def start(client: httpx.AsyncClient, steps: Any, **body: Any) -> str:
 
 async def status_of(client: httpx.AsyncClient, execution_id: str, *wanted: str) -> str:
     async with asyncio.timeout(15):
-        while (
-            status := (await client.get(f"/agents/executions/{execution_id}")).json()["status"]
-        ) not in wanted:
+        while True:
+            status = (await client.get(f"/agents/executions/{execution_id}")).json()["status"]
+            if status in wanted:
+                return str(status)
             await asyncio.sleep(0.02)
-    return str(status)
 
 
 async def logged(client: httpx.AsyncClient, execution_id: str) -> list[dict[str, Any]]:
@@ -296,6 +297,26 @@ async def test_a_client_that_reconnects_to_the_other_instance_resumes_without_lo
     strip = [{k: v for k, v in m.items() if k != "meta"} for m in resumed]
     assert strip == log[last_seen:]
     assert log[-1]["type"] == TERMINAL and len(first) + len(rest) == len(log)
+
+
+async def test_a_waiting_run_resumed_through_b_continues_on_a_worker(
+    cluster: Cluster, a_and_b: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    """The wait is checkpointed in PostgreSQL; any worker picks the resumed run up."""
+    a, b = a_and_b
+    steps = [("set", {"values": {"x": 1}}), ("wait", {}), ("set", {"values": {"y": 2}})]
+    async with connect(ws_url(cluster, 0, "waiter"), max_size=None) as ws:
+        execution_id = await start(a, steps, push_ref="waiter")
+        await status_of(b, execution_id, "waiting")
+        resumed = await b.post(f"/agents/executions/{execution_id}/resume", json={"value": 7})
+        assert resumed.status_code == 202, resumed.text
+        over_ws = await ws_until_finished(ws)
+    types = [m["type"] for m in over_ws]
+    assert types.count("executionStarted") == 1
+    assert types.index("executionWaiting") < types.index(TERMINAL)
+    assert types.index(TERMINAL) == len(types) - 1
+    assert over_ws[-1]["data"]["status"] == "success"
+    assert [m["type"] for m in await logged(a, execution_id)] == types
 
 
 async def test_a_full_shared_queue_answers_503(tmp_path: Path) -> None:

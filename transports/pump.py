@@ -208,12 +208,19 @@ class Pump:
         started = self._write_started = loop.time()
         if self._watchdog is None:
             self._watchdog = loop.call_later(self.write_timeout_s, self._check)
+        # A write that waited for the socket to drain gave the loop back meanwhile: charging
+        # that wait to the pacer held every writer back as long (seconds, for a client that
+        # stopped reading; bench/slow_consumer.py). Only a write that never yielded counts.
+        yielded: list[bool] = []
+        marker = loop.call_soon(yielded.append, True)
         try:
             await send(message)
         finally:
+            marker.cancel()
             self._write_started = None
             self._wrote = True
-            self._pacer.spent(loop.time() - started)
+            if not yielded:
+                self._pacer.spent(loop.time() - started)
 
     def write_now(self, write: Callable[[_T], bool], data: _T) -> bool:
         """``write(data)``, a write that never blocks: it writes at once and returns True, or
