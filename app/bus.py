@@ -5,6 +5,7 @@ publish order, so per-execution order is kept end to end.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Protocol
 
@@ -30,6 +31,8 @@ class PushEvent(msgspec.Struct, frozen=True, gc=False):
 
 Subscriber = Callable[[PushEvent], None]
 
+log = logging.getLogger("graphpush.bus")
+
 
 class EventBus(Protocol):
     async def publish(self, event: PushEvent) -> None:
@@ -41,18 +44,19 @@ class EventBus(Protocol):
         ...
 
 
-class LocalEventBus:
-    """In-process bus: ``publish`` calls each subscriber before it returns."""
+class Subscribers:
+    """The subscribers of one bus, called in order of subscription."""
 
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
 
-    async def publish(self, event: PushEvent) -> None:
-        self.publish_nowait(event)
-
-    def publish_nowait(self, event: PushEvent) -> None:
-        for subscriber in self._subscribers:
-            subscriber(event)
+    def deliver(self, event: PushEvent) -> None:
+        """Call every subscriber; one that raises is logged and does not stop the others."""
+        for subscriber in list(self._subscribers):  # one may unsubscribe while called
+            try:
+                subscriber(event)
+            except Exception:
+                log.exception("push subscriber failed on %s", event.type)
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         self._subscribers.append(subscriber)
@@ -62,3 +66,19 @@ class LocalEventBus:
                 self._subscribers.remove(subscriber)
 
         return unsubscribe
+
+
+class LocalEventBus:
+    """In-process bus: ``publish`` calls each subscriber before it returns."""
+
+    def __init__(self) -> None:
+        self._subscribers = Subscribers()
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        return self._subscribers.subscribe(subscriber)
+
+    async def publish(self, event: PushEvent) -> None:
+        self._subscribers.deliver(event)
+
+    def publish_nowait(self, event: PushEvent) -> None:
+        self._subscribers.deliver(event)

@@ -27,6 +27,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.errors import Conflict
 from app.messages import encoder
+from app.sql_rows import RecordRow, json_object, record_from_row, record_row
+from app.sql_rows import where as sql_where
 from app.status import ExecutionStatus
 from app.store import (
     ExecutionPage,
@@ -68,10 +70,6 @@ INSERT INTO execution_events (execution_id, seq, type, payload)
 SELECT * FROM unnest(%s::text[], %s::integer[], %s::text[], %s::bytea[])
 ON CONFLICT (execution_id, seq) DO UPDATE SET type = excluded.type, payload = excluded.payload"""
 
-_record_decoder = msgspec.json.Decoder(ExecutionRecord)
-_json_decoder = msgspec.json.Decoder(dict[str, Any])
-_RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None]
-
 
 class PostgresStore(StatusUpdates):
     """:class:`~app.store.ExecutionStore` and :class:`~app.store.WorkflowStore` on
@@ -81,7 +79,7 @@ class PostgresStore(StatusUpdates):
         self._pool = AsyncConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}
         )
-        self._records: dict[str, _RecordRow] = {}
+        self._records: dict[str, RecordRow] = {}
         self._events: dict[tuple[str, int], tuple[str, bytes]] = {}
         #: Resolved when the staged writes are committed; then the batch being written.
         self._staged: asyncio.Future[None] | None = None
@@ -129,19 +127,7 @@ class PostgresStore(StatusUpdates):
     # ---- group commit ----------------------------------------------------------------
 
     def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        workflow = encoder.encode(record.workflow) if record.last_seq == 0 else None
-        staged = self._records.get(record.id)
-        if workflow is None and staged is not None:
-            workflow = staged[6]  # the first write's snapshot is still waiting for its batch
-        self._records[record.id] = (
-            record.id,
-            record.workflow_id,
-            record.status.value,
-            record.created_at,
-            record.owner,
-            encoder.encode(msgspec.structs.replace(record, workflow={})),
-            workflow,
-        )
+        self._records[record.id] = record_row(record, self._records.get(record.id))
         self.stage_events(record.id, events)
 
     def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
@@ -185,7 +171,7 @@ class PostgresStore(StatusUpdates):
             self._writing_ids = frozenset()
 
     async def _write(
-        self, records: list[_RecordRow], events: dict[tuple[str, int], tuple[str, bytes]]
+        self, records: list[RecordRow], events: dict[tuple[str, int], tuple[str, bytes]]
     ) -> None:
         # Binary parameters: payloads go as they are, not hex-encoded.
         async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
@@ -208,10 +194,10 @@ class PostgresStore(StatusUpdates):
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
         rows = await self._fetch("SELECT body, workflow FROM executions WHERE id=%s", execution_id)
-        return _record(rows[0]) if rows else None
+        return record_from_row(*rows[0]) if rows else None
 
     async def list(self, query: ExecutionQuery) -> ExecutionPage:
-        where, args = _where(query)
+        where, args = sql_where(query, "%s")
         total = await self._fetch(f"SELECT count(*) FROM executions{where}", *args)
         rows = await self._fetch(
             f"SELECT body, workflow FROM executions{where} "
@@ -220,7 +206,7 @@ class PostgresStore(StatusUpdates):
             query.limit,
             query.offset,
         )
-        return ExecutionPage([_record(r) for r in rows], int(total[0][0]))
+        return ExecutionPage([record_from_row(*r) for r in rows], int(total[0][0]))
 
     async def read_events(
         self, execution_id: str, after: int = 0, limit: int | None = None
@@ -272,11 +258,11 @@ class PostgresStore(StatusUpdates):
 
     async def get_workflow(self, workflow_id: str) -> JsonObject | None:
         rows = await self._fetch("SELECT body FROM workflows WHERE id=%s", workflow_id)
-        return _json_decoder.decode(rows[0][0]) if rows else None
+        return json_object(rows[0][0]) if rows else None
 
     async def list_workflows(self) -> builtins.list[JsonObject]:
         rows = await self._fetch("SELECT body FROM workflows ORDER BY position")
-        return [_json_decoder.decode(r[0]) for r in rows]
+        return [json_object(r[0]) for r in rows]
 
     async def delete_workflow(self, workflow_id: str) -> bool:
         return await self._run("DELETE FROM workflows WHERE id=%s", workflow_id) > 0
@@ -285,23 +271,3 @@ class PostgresStore(StatusUpdates):
 async def _fetch_flag(conn: psycopg.AsyncConnection[Any], sql: str, *args: Any) -> bool:
     row = await (await conn.execute(sql, args)).fetchone()
     return bool(row and row[0])
-
-
-def _record(row: tuple[bytes, bytes | None]) -> ExecutionRecord:
-    record = _record_decoder.decode(row[0])
-    if row[1] is not None:
-        record.workflow = _json_decoder.decode(row[1])
-    return record
-
-
-def _where(query: ExecutionQuery) -> tuple[str, builtins.list[Any]]:
-    clauses, args = [], []
-    for column, value in (
-        ("workflow_id", query.workflow_id),
-        ("status", query.status.value if query.status else None),
-        ("owner", query.owner),
-    ):
-        if value is not None:
-            clauses.append(f"{column}=%s")
-            args.append(value)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args

@@ -33,7 +33,8 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.bus import PushEvent, Subscriber
+from app import redis_listeners
+from app.bus import PushEvent, Subscriber, Subscribers
 from app.push.size import fit
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class RedisBus:
         self._channel = channel
         self._limit = max_message_bytes
         self._durable = durable
-        self._subscribers: list[Subscriber] = []
+        self._subscribers = Subscribers()
         self._outbox: deque[PushEvent] = deque()
         self._wake = asyncio.Event()
         self._sending = False
@@ -85,14 +86,8 @@ class RedisBus:
                 while self._outbox or self._sending:
                     self._wake.set()
                     await asyncio.sleep(0.005)
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:  # bounded: a client library may lose a cancel request
-            await asyncio.wait(self._tasks, timeout=2.0)
-        self._tasks.clear()
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
-            self._pubsub = None
+        await redis_listeners.stop(self._tasks, self._pubsub)
+        self._pubsub = None
 
     # ---- EventBus ---------------------------------------------------------------------
 
@@ -104,13 +99,7 @@ class RedisBus:
             self._wake.set()
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        self._subscribers.append(subscriber)
-
-        def unsubscribe() -> None:
-            if subscriber in self._subscribers:
-                self._subscribers.remove(subscriber)
-
-        return unsubscribe
+        return self._subscribers.subscribe(subscriber)
 
     # ---- tasks ------------------------------------------------------------------------
 
@@ -149,11 +138,7 @@ class RedisBus:
             if message is None or message["type"] != "message":
                 continue
             for event in _decode(message["data"]):
-                for subscriber in list(self._subscribers):
-                    try:
-                        subscriber(event)
-                    except Exception:
-                        log.exception("push subscriber failed on %s", event.type)
+                self._subscribers.deliver(event)
 
 
 def held_push_refs(hub: PushHub) -> Subscriber:

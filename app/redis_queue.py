@@ -36,6 +36,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from app import redis_listeners
 from app.messages import encoder
 from app.status import ExecutionStatus, check_transition
 from app.store import ExecutionRecord
@@ -101,14 +102,8 @@ class RedisQueue:
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="redis-queue-heartbeat"))
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:  # bounded: a client library may lose a cancel request
-            await asyncio.wait(self._tasks, timeout=2.0)
-        self._tasks.clear()
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
-            self._pubsub = None
+        await redis_listeners.stop(self._tasks, self._pubsub)
+        self._pubsub = None
 
     # ---- ExecutionQueue ---------------------------------------------------------------
 

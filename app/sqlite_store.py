@@ -32,7 +32,8 @@ from typing import Any
 import msgspec
 
 from app.errors import Conflict
-from app.messages import encoder
+from app.sql_rows import RecordRow, json_object, record_from_row, record_row
+from app.sql_rows import where as sql_where
 from app.store import (
     ExecutionPage,
     ExecutionQuery,
@@ -60,12 +61,7 @@ FLUSH_DELAY_S = 0.005
 #: How often the WAL is checkpointed into the database file (off the event loop).
 CHECKPOINT_INTERVAL_S = 0.5
 
-_record_decoder = msgspec.json.Decoder(ExecutionRecord)
-_json_decoder = msgspec.json.Decoder(dict[str, Any])
-_RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None]
-
-#: The workflow snapshot is written with the run's first row only; later writes of the record
-#: (status, graph state, run data) leave it alone.
+#: The workflow snapshot is written with the run's first row only (see app.sql_rows).
 _UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
     status=excluded.status, body=excluded.body, workflow=coalesce(excluded.workflow, workflow)"""
 _EventRow = tuple[str, int, str, bytes]
@@ -77,7 +73,7 @@ class SqliteStore(StatusUpdates):
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
         self._db: sqlite3.Connection | None = None
-        self._records: dict[str, _RecordRow] = {}
+        self._records: dict[str, RecordRow] = {}
         self._events: list[_EventRow] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_due = 0.0
@@ -122,17 +118,7 @@ class SqliteStore(StatusUpdates):
     # ---- group commit ----------------------------------------------------------------
 
     def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        first_write = record.last_seq == 0
-        row = (
-            record.id,
-            record.workflow_id,
-            record.status.value,
-            record.created_at,
-            record.owner,
-            encoder.encode(msgspec.structs.replace(record, workflow={})),
-            encoder.encode(record.workflow) if first_write else None,
-        )
-        self._records[record.id] = row
+        self._records[record.id] = record_row(record, self._records.get(record.id))
         self.stage_events(record.id, events)
 
     def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
@@ -178,7 +164,7 @@ class SqliteStore(StatusUpdates):
             if done is not None:
                 done.set_result(None)
 
-    def _write(self, records: list[_RecordRow], events: list[tuple[str, int, str, bytes]]) -> None:
+    def _write(self, records: list[RecordRow], events: list[tuple[str, int, str, bytes]]) -> None:
         db = self.db
         db.execute("BEGIN")
         try:
@@ -203,10 +189,10 @@ class SqliteStore(StatusUpdates):
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
         row = self._query_one("SELECT body, workflow FROM executions WHERE id=?", execution_id)
-        return None if row is None else _record(row)
+        return None if row is None else record_from_row(*row)
 
     async def list(self, query: ExecutionQuery) -> ExecutionPage:
-        where, args = _where(query)
+        where, args = sql_where(query, "?")
         total = self._query_one(f"SELECT count(*) FROM executions{where}", *args)
         rows = self._query_all(
             f"SELECT body, workflow FROM executions{where} "
@@ -215,7 +201,7 @@ class SqliteStore(StatusUpdates):
             query.limit,
             query.offset,
         )
-        return ExecutionPage([_record(r) for r in rows], int(total[0]))
+        return ExecutionPage([record_from_row(*r) for r in rows], int(total[0]))
 
     async def read_events(
         self, execution_id: str, after: int = 0, limit: int | None = None
@@ -247,11 +233,11 @@ class SqliteStore(StatusUpdates):
 
     async def get_workflow(self, workflow_id: str) -> JsonObject | None:
         row = self._query_one("SELECT body FROM workflows WHERE id=?", workflow_id)
-        return None if row is None else _json_decoder.decode(row[0])
+        return None if row is None else json_object(row[0])
 
     async def list_workflows(self) -> builtins.list[JsonObject]:
         rows = self._query_all("SELECT body FROM workflows ORDER BY created_at, rowid")
-        return [_json_decoder.decode(r[0]) for r in rows]
+        return [json_object(r[0]) for r in rows]
 
     async def delete_workflow(self, workflow_id: str) -> bool:
         return self.db.execute("DELETE FROM workflows WHERE id=?", (workflow_id,)).rowcount > 0
@@ -276,23 +262,3 @@ class SqliteStore(StatusUpdates):
         if self._db is not None:
             self._db.close()
             self._db = None
-
-
-def _record(row: tuple[bytes, bytes | None]) -> ExecutionRecord:
-    record = _record_decoder.decode(row[0])
-    if row[1] is not None:
-        record.workflow = _json_decoder.decode(row[1])
-    return record
-
-
-def _where(query: ExecutionQuery) -> tuple[str, list[Any]]:
-    clauses, args = [], []
-    for column, value in (
-        ("workflow_id", query.workflow_id),
-        ("status", query.status.value if query.status else None),
-        ("owner", query.owner),
-    ):
-        if value is not None:
-            clauses.append(f"{column}=?")
-            args.append(value)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
