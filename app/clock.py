@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 
 def now_ms() -> int:
@@ -12,7 +11,4 @@ def now_ms() -> int:
 
 def iso(ms: int) -> str:
     """``1795631870207`` -> ``"2026-11-25T18:37:50.207Z"``."""
-    return (
-        datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        + f"{ms % 1000:03d}Z"
-    )
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
