@@ -59,13 +59,22 @@ class _BenchRoutes:
 def _stamp_publishes(stamps: Stamps) -> Any:
     def setup(service: ExecutionService) -> None:
         bus: Any = service.bus
-        publish = bus.publish_nowait  # LocalEventBus.publish calls it: wrap the instance's
+        # Both entry points of LocalEventBus deliver to the subscribers (neither calls the
+        # other): wrap the instance's two.
+        publish, publish_nowait = bus.publish, bus.publish_nowait
 
-        def stamped(event: PushEvent) -> None:
+        def stamp(event: PushEvent) -> None:
             stamps.setdefault(event.execution_id, []).append((event.seq, time.monotonic()))
-            publish(event)
 
-        bus.publish_nowait = stamped
+        async def stamped(event: PushEvent) -> None:
+            stamp(event)
+            await publish(event)
+
+        def stamped_nowait(event: PushEvent) -> None:
+            stamp(event)
+            publish_nowait(event)
+
+        bus.publish, bus.publish_nowait = stamped, stamped_nowait
 
     return setup
 
