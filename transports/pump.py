@@ -11,7 +11,9 @@ writes again, and then sends everything that piled up meanwhile in one write. Un
 the writes, not the messages, are what costs (a system call and a task switch each): if
 every burst of messages woke every writer for one small write, 1,000 writers would keep the
 event loop busy and starve the engine that publishes, which then publishes even fewer
-messages per write. A quiet connection writes at once; a busy one at most once per turn.
+messages per write. A quiet connection writes at once; a busy one at most once per turn,
+and only while other connections write too: a lone canvas watching its run is never held
+back (pacing it only added the turn to its latency).
 """
 
 from __future__ import annotations
@@ -48,10 +50,22 @@ class Pacer:
         self._resting: set[Pump] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._spent = 0.0
+        #: The writers that wrote in the current window of :data:`MIN_TURN_S`.
+        self._writers: set[Pump] = set()
+        self._window_end = 0.0
 
-    def spent(self, seconds: float) -> None:
-        """Count time a writer spent writing."""
+    def spent(self, pump: Pump, seconds: float) -> None:
+        """Count a write of ``pump`` and the time it spent writing."""
         self._spent += seconds
+        now = time.monotonic()
+        if now >= self._window_end:
+            self._writers.clear()
+            self._window_end = now + MIN_TURN_S
+        self._writers.add(pump)
+
+    def crowded(self) -> bool:
+        """Did more than one connection write lately? Only then do writers take turns."""
+        return len(self._writers) > 1 and time.monotonic() < self._window_end
 
     def rest(self, pump: Pump) -> None:
         """Call ``pump.turn()`` at the next turn."""
@@ -62,6 +76,7 @@ class Pacer:
 
     def leave(self, pump: Pump) -> None:
         self._resting.discard(pump)
+        self._writers.discard(pump)
 
     def _turn(self) -> None:
         self._timer = None
@@ -170,8 +185,9 @@ class Pump:
         conn = self.conn
         if self._wrote and self._pacer is not None:
             self._wrote = False
-            self._resting = True
-            self._pacer.rest(self)
+            if self._pacer.crowded():
+                self._resting = True
+                self._pacer.rest(self)
         while True:
             if self._resting and (conn.pressing or not conn.open):
                 self._resting = False
@@ -219,8 +235,7 @@ class Pump:
             marker.cancel()
             self._write_started = None
             self._wrote = True
-            if not yielded:
-                self._pacer.spent(loop.time() - started)
+            self._pacer.spent(self, 0.0 if yielded else loop.time() - started)
 
     def write_now(self, write: Callable[[_T], bool], data: _T) -> bool:
         """``write(data)``, a write that never blocks: it writes at once and returns True, or
@@ -231,7 +246,7 @@ class Pump:
         if not write(data):
             return False
         self._wrote = True
-        self._pacer.spent(time.monotonic() - started)
+        self._pacer.spent(self, time.monotonic() - started)
         return True
 
     def stop(self) -> None:
