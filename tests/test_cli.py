@@ -24,8 +24,9 @@ import pytest
 from conftest import Server, free_port
 from rich.console import Console
 
-from app.cli import RunView, follow, main
+from app.cli import main
 from app.client import GraphpushClient, RunTracker, SseEvent, parse_sse
+from app.follow import RunView, follow
 from app.settings import Settings
 
 pytestmark = pytest.mark.timeout(30)
