@@ -21,7 +21,7 @@ def node(name: str, type_: str = "trigger", **parameters: Any) -> dict[str, Any]
 
 
 def workflow(
-    nodes: list[dict[str, Any]], edges: list[tuple[str, int, str]], name: str = "test"
+    nodes: list[dict[str, Any]], edges: list[tuple[str, int, str]], **extra: Any
 ) -> dict[str, Any]:
     """A workflow body from ``(source, output index, target)`` edges."""
     connections: dict[str, Any] = {}
@@ -30,13 +30,13 @@ def workflow(
         while len(outputs) <= index:
             outputs.append([])
         outputs[index].append({"node": target, "type": "main", "index": 0})
-    return {"name": name, "nodes": nodes, "connections": connections}
+    return {"name": "test", "nodes": nodes, "connections": connections, **extra}
 
 
 def chain(*nodes: dict[str, Any], name: str = "chain") -> dict[str, Any]:
     """``nodes`` connected one after the other on output 0."""
     names = [n["name"] for n in nodes]
-    return workflow(list(nodes), [(a, 0, b) for a, b in itertools.pairwise(names)], name)
+    return workflow(list(nodes), [(a, 0, b) for a, b in itertools.pairwise(names)], name=name)
 
 
 def kinds(messages: list[dict[str, Any]]) -> list[tuple[str, str | None]]:

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
     [
         ("bench.push", {"websocket-x1", "websocket-x50", "sse-x50", "idle-ws", "idle-sse"}),
         ("bench.engine", {"3-node", "20-node"}),
+        ("bench.idle", {"ws-x100", "sse-x100"}),
         (
             "bench.e2e",
             {"graphpush-ws-x1", "graphpush-sse-x1", "graphpush-ws-x8", "graphpush-sse-x8", "goals"},

@@ -10,6 +10,7 @@ import uuid
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from engine_support import workflow
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langgraph.checkpoint.memory import InMemorySaver
@@ -30,19 +31,6 @@ MODULES = ("app.examples_lib", "json")
 
 def node(name: str, type_: str = "trigger", **parameters: Any) -> dict[str, Any]:
     return {"name": name, "type": type_, "parameters": parameters}
-
-
-def workflow(
-    nodes: list[dict[str, Any]], edges: list[tuple[str, int, str]], **extra: Any
-) -> dict[str, Any]:
-    """A workflow body from ``(source, output index, target)`` edges."""
-    connections: dict[str, Any] = {}
-    for source, index, target in edges:
-        outputs = connections.setdefault(source, {"main": []})["main"]
-        while len(outputs) <= index:
-            outputs.append([])
-        outputs[index].append({"node": target, "type": "main", "index": 0})
-    return {"name": "test", "nodes": nodes, "connections": connections, **extra}
 
 
 def compile_body(
