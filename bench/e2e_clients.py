@@ -23,6 +23,8 @@ from typing import Any
 import msgspec
 import uvloop
 
+from bench.push_clients import BINARY, CLOSE, PING, PONG, TEXT, take_frames
+
 #: What one run of a client measured: POST sent, first message of the run, run ended.
 Run = tuple[float, float, float]
 
@@ -144,24 +146,13 @@ class Conn(asyncio.Protocol):
         return True
 
     def _frames(self, now: float) -> None:
-        buf, pos, end = self.buf, 0, len(self.buf)
-        while end - pos >= 2:
-            length, start = buf[pos + 1] & 0x7F, pos + 2
-            if length == 126:
-                length, start = int.from_bytes(buf[pos + 2 : pos + 4]), pos + 4
-            elif length == 127:
-                length, start = int.from_bytes(buf[pos + 2 : pos + 10]), pos + 10
-            if start + length > end:
-                break
-            opcode = buf[pos] & 0x0F
-            if opcode in (1, 2) and self.on_frame is not None:
-                self.on_frame(bytes(buf[start : start + length]), now)
-            elif opcode == 9:  # ping → pong (masked with a zero mask, empty)
-                self.transport.write(b"\x8a\x80\x00\x00\x00\x00")
-            elif opcode == 8:
+        for opcode, payload in take_frames(self.buf):
+            if opcode in (TEXT, BINARY) and self.on_frame is not None:
+                self.on_frame(payload, now)
+            elif opcode == PING:
+                self.transport.write(PONG)
+            elif opcode == CLOSE:
                 self.transport.close()
-            pos = start + length
-        del buf[:pos]
 
 
 def http_request(method: str, host: str, path: str, body: bytes = b"", **headers: str) -> bytes:

@@ -42,6 +42,30 @@ def masked_text(payload: bytes) -> bytes:
     return bytes((0x81, 0x80 | len(payload))) + mask + body
 
 
+#: A server ping answered: a pong, masked with a zero mask, empty.
+PONG = b"\x8a\x80\x00\x00\x00\x00"
+TEXT, BINARY, CLOSE, PING = 1, 2, 8, 9
+
+
+def take_frames(buf: bytearray) -> list[tuple[int, bytes]]:
+    """Remove every whole server→client frame at the start of ``buf``; their opcodes and
+    payloads, in order (server frames are unmasked)."""
+    frames: list[tuple[int, bytes]] = []
+    pos, end = 0, len(buf)
+    while end - pos >= 2:
+        length, start = buf[pos + 1] & 0x7F, pos + 2
+        if length == 126:
+            length, start = int.from_bytes(buf[pos + 2 : pos + 4]), pos + 4
+        elif length == 127:
+            length, start = int.from_bytes(buf[pos + 2 : pos + 10]), pos + 10
+        if start + length > end:
+            break
+        frames.append((buf[pos] & 0x0F, bytes(buf[start : start + length])))
+        pos = start + length
+    del buf[:pos]
+    return frames
+
+
 class Client(asyncio.Protocol):
     """Common part: the HTTP request, the response head, arrival times, completion."""
 
@@ -127,32 +151,21 @@ class WsClient(Client):
         self.transport.write(masked_text(msgspec.json.encode(command)))
 
     def received(self, now: float, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        pos, end, count = 0, len(buf), 0
-        while end - pos >= 2:
-            length, start = buf[pos + 1] & 0x7F, pos + 2
-            if length == 126:
-                length, start = int.from_bytes(buf[pos + 2 : pos + 4]), pos + 4
-            elif length == 127:
-                length, start = int.from_bytes(buf[pos + 2 : pos + 10]), pos + 10
-            if start + length > end:
-                break
-            opcode = buf[pos] & 0x0F
-            if opcode in (1, 2):
+        self.buf += data
+        count = 0
+        for opcode, payload in take_frames(self.buf):
+            if opcode in (TEXT, BINARY):
                 if self.replies is not None:  # a command's reply, not a run message
-                    self.replies.put_nowait(bytes(buf[start : start + length]))
+                    self.replies.put_nowait(payload)
                     self.replies = None
                 else:
                     count += 1
                     if self.target and len(self.times) + count == self.target:
-                        self.last = bytes(buf[start : start + length])
-            elif opcode == 9 and self.transport is not None:  # ping → pong (masked, empty)
-                self.transport.write(b"\x8a\x80\x00\x00\x00\x00")
-            elif opcode == 8 and self.transport is not None:
+                        self.last = payload
+            elif opcode == PING and self.transport is not None:
+                self.transport.write(PONG)
+            elif opcode == CLOSE and self.transport is not None:
                 self.transport.close()
-            pos = start + length
-        del buf[:pos]
         if count:
             self.arrived(now, count)
 
