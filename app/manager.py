@@ -185,7 +185,8 @@ class ExecutionManager:
         check_transition(record.status, status)
         record.status = status
         record.resume_value = None
-        self.finished[status.value] += 1
+        if status.finished:
+            self.finished[status.value] += 1
         if status is ExecutionStatus.WAITING:
             event = recorder.execution_waiting()
         else:
