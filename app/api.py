@@ -109,12 +109,13 @@ async def create_workflow(request: Request) -> Response:
     return JSONResponse(workflow, status_code=201)
 
 
-async def _json_body(request: Request) -> bytes:
+async def _json_body(request: Request) -> JsonObject:
+    """The body as a JSON object, decoded once (the workflow parser takes it as it is)."""
     body = await read_body(request)
     if not body.strip():
         raise BadRequest("a JSON body is required")
-    decode_json(body, dict[str, Any])
-    return body
+    decoded: JsonObject = decode_json(body, dict[str, Any])
+    return decoded
 
 
 async def list_workflows(request: Request) -> Response:
