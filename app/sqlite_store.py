@@ -147,7 +147,8 @@ class SqliteStore(StatusUpdates):
         await self.commit()
 
     def _flush(self) -> None:
-        """Commit everything staged in one transaction and wake whoever awaits it."""
+        """Commit everything staged (if anything) in one transaction and wake whoever awaits
+        it. Reads call it first, so they see every staged write."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -179,13 +180,11 @@ class SqliteStore(StatusUpdates):
     # ---- executions ------------------------------------------------------------------
 
     def _query_one(self, sql: str, *args: Any) -> Any:
-        if self._records or self._events:
-            self._flush()
+        self._flush()
         return self.db.execute(sql, args).fetchone()
 
     def _query_all(self, sql: str, *args: Any) -> builtins.list[Any]:
-        if self._records or self._events:
-            self._flush()
+        self._flush()
         return self.db.execute(sql, args).fetchall()
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
@@ -244,8 +243,7 @@ class SqliteStore(StatusUpdates):
         return self.db.execute("DELETE FROM workflows WHERE id=?", (workflow_id,)).rowcount > 0
 
     async def close(self) -> None:
-        if self._records or self._events:
-            self._flush()
+        self._flush()
         if self._checkpoint_task is not None:
             self._checkpoint_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
