@@ -20,20 +20,20 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from app.bus import EventBus, LocalEventBus, Subscriber
-from app.memory_store import MemoryStore
-from app.queue import ExecutionQueue, LocalQueue
-from app.service import ExecutionService
+from app.bus.base import EventBus, LocalEventBus, Subscriber
+from app.executions.service import ExecutionService
+from app.queue.base import ExecutionQueue, LocalQueue
 from app.settings import Settings
-from app.sqlite_store import SqliteStore
-from app.store import ExecutionStore, WorkflowStore
+from app.storage.base import ExecutionStore, WorkflowStore
+from app.storage.memory import MemoryStore
+from app.storage.sqlite import SqliteStore
 
 # PostgreSQL and Redis modules are imported only by processes that use them: the embedded
 # default starts as before.
 if TYPE_CHECKING:
-    from app.postgres_store import PostgresStore
     from app.push.hub import PushHub
-    from app.redis_queue import RedisQueue
+    from app.queue.redis import RedisQueue
+    from app.storage.postgres import PostgresStore
 
 
 class Store(ExecutionStore, WorkflowStore, Protocol):
@@ -67,7 +67,7 @@ class Backends:
         """What to subscribe to the bus for ``hub``."""
         if isinstance(self.bus, LocalEventBus):
             return hub.on_event
-        from app.redis_bus import held_push_refs
+        from app.bus.redis import held_push_refs
 
         return held_push_refs(hub)
 
@@ -105,7 +105,7 @@ async def _postgres(
     from psycopg.rows import DictRow, dict_row
     from psycopg_pool import AsyncConnectionPool
 
-    from app.postgres_store import PostgresStore
+    from app.storage.postgres import PostgresStore
 
     store = PostgresStore(url)
     await store.open()
@@ -137,8 +137,8 @@ async def _redis(
 ) -> Backends:
     from redis.asyncio import BlockingConnectionPool, Redis
 
-    from app.redis_bus import RedisBus
-    from app.redis_queue import RedisQueue
+    from app.bus.redis import RedisBus
+    from app.queue.redis import RedisQueue
 
     assert settings.redis_url is not None
     # Bounded, and waiting for a free connection rather than failing: each worker blocks

@@ -12,7 +12,8 @@
     └── QueueFull                  503 queue_full          (``Retry-After``)
 
 Node failures inside a run are not exceptions of this tree: they end the run with status
-``error`` and travel in push messages (see :mod:`app.node_error`).
+``error`` and travel in push messages (see :mod:`app.executions.node_errors`); a node raises
+:class:`NodeFailure` to fail with a message of its own.
 """
 
 from __future__ import annotations
@@ -80,3 +81,12 @@ class QueueFull(GraphpushError):
 def problem(path: str, message: str) -> dict[str, str]:
     """One entry of :class:`ValidationFailed` details."""
     return {"path": path, "message": message}
+
+
+class NodeFailure(Exception):
+    """Raised by a node to fail its run with a message (and optional description)."""
+
+    def __init__(self, message: str, description: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.description = description

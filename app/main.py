@@ -12,15 +12,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api import JSONResponse, api_routes
 from app.backends import open_backends
 from app.errors import GraphpushError
-from app.examples import load_examples
+from app.executions.service import ExecutionService
+from app.http.api import JSONResponse, api_routes
+from app.http.web import web_routes
 from app.push.hub import PushHub
 from app.runtime import Runtime
-from app.service import ExecutionService
 from app.settings import Settings, load_settings
-from app.web import web_routes
+from app.workflows.examples import load_examples
 from transports.routes import push_routes
 
 log = logging.getLogger("graphpush")

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, cast
 
 from starlette.requests import HTTPConnection
 
-from app.bus import EventBus
+from app.bus.base import EventBus
 from app.settings import Settings
-from app.store import ExecutionStore, WorkflowStore
+from app.storage.base import ExecutionStore, WorkflowStore
 
 if TYPE_CHECKING:
+    from app.executions.service import ExecutionService
     from app.push.hub import PushHub
-    from app.service import ExecutionService
 
 
 @dataclass(frozen=True, slots=True)

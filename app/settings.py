@@ -35,7 +35,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Seconds running executions get to finish on shutdown before they are cancelled.
     shutdown_timeout_s: float = 10.0
     #: Python modules whose functions ``python`` nodes may call.
-    python_modules: tuple[str, ...] = ("app.examples_lib",)
+    python_modules: tuple[str, ...] = ("app.workflows.example_functions",)
     default_recursion_limit: int = 100
     load_examples: bool = True
     # push

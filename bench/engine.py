@@ -15,14 +15,14 @@ from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
 
-from app.bus import LocalEventBus, PushEvent
-from app.compiler import compile_workflow
-from app.nodes import NodeRegistry
-from app.queue import LocalQueue
-from app.service import ExecutionService
+from app.bus.base import LocalEventBus, PushEvent
+from app.executions.service import ExecutionService
+from app.queue.base import LocalQueue
 from app.settings import load_settings
-from app.sqlite_store import SqliteStore
-from app.workflow import parse_workflow
+from app.storage.sqlite import SqliteStore
+from app.workflows.compiler import compile_workflow
+from app.workflows.node_types import NodeRegistry
+from app.workflows.schema import parse_workflow
 from bench.harness import note, report, rounds, table
 
 

@@ -22,9 +22,9 @@ import uvloop
 from starlette.types import ASGIApp, Receive, Scope, Send
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-from app.bus import PushEvent
+from app.bus.base import PushEvent
+from app.executions.service import ExecutionService
 from app.main import create_app
-from app.service import ExecutionService
 from app.settings import load_settings
 from bench.push_clients import raise_nofile
 from transports.websocket import uvicorn_options

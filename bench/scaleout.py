@@ -38,9 +38,9 @@ import psycopg
 from redis.asyncio import Redis
 
 from app.backends import open_backends
-from app.bus import EventBus, LocalEventBus, PushEvent
+from app.bus.base import EventBus, LocalEventBus, PushEvent
+from app.bus.redis import RedisBus
 from app.push.hub import PushHub
-from app.redis_bus import RedisBus
 from app.settings import Settings, load_settings
 from bench.engine import chain
 from bench.harness import note, percentile, report, summary, table

@@ -12,8 +12,8 @@ import msgspec
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from app.auth import authenticate
 from app.errors import GraphpushError
+from app.http.auth import authenticate
 from app.push import admission
 from app.settings import Settings
 

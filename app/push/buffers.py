@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from itertools import islice
 
-from app.bus import PushEvent
+from app.bus.base import PushEvent
 
 #: The shared stand-ins of a buffer that never held anything (never appended to).
 _EMPTY: deque[PushEvent] = deque(maxlen=0)

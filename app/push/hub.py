@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Protocol, Self
 
-from app.bus import EventBus, PushEvent
+from app.bus.base import EventBus, PushEvent
 from app.errors import GraphpushError
 from app.messages import (
     CancelExecution,
@@ -36,12 +36,12 @@ from app.messages import (
     UnsubscribeExecution,
 )
 from app.metrics import prometheus
+from app.model.records import StoredEvent
+from app.model.status import ExecutionStatus
 from app.push import commands, wire
 from app.push.connection import CloseCode, Connection
 from app.push.registry import Registry
 from app.settings import Settings
-from app.status import ExecutionStatus
-from app.store import StoredEvent
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from app.bus import PushEvent
+from app.bus.base import PushEvent
 from app.messages import BINARY_TYPES
+from app.model.records import StoredEvent
 from app.push import wire
 from app.push.buffers import ResumeBuffer
 from app.push.connection import CloseCode, Connection
 from app.push.size import fit
 from app.push.subscription import Subscription
 from app.settings import Settings
-from app.store import StoredEvent
 
 
 def visible(event: PushEvent, owner: str | None) -> bool:

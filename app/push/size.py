@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from app.bus import PushEvent
+from app.bus.base import PushEvent
 from app.messages import TRIMMED_ITEM
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from app.bus import PushEvent
+from app.bus.base import PushEvent
 from app.messages import TERMINAL
 
 

@@ -1,0 +1,1 @@
+"""The ``EventBus`` seam: the in-process bus and the Redis pub/sub relay."""

@@ -1,0 +1,427 @@
+"""The ``graphpush`` command line (``python -m app`` is the same).
+
+``serve`` runs the server in this process; every other command is a client of a running
+server (:mod:`app.client`) at ``--url`` (``GRAPHPUSH_URL``), with ``--api-key``
+(``GRAPHPUSH_API_KEY``) sent as ``Authorization: Bearer``.
+
+Exit codes: 0 done (for ``run --follow``: the run ended ``success``); 1 the run ended
+``error``, ``canceled`` or ``crashed``, or the server could not be reached or refused the
+request; 2 bad usage or input; 130 stopped following with Ctrl-C (the run goes on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import uvicorn
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from app.cli.client import (
+    DEFAULT_URL,
+    ApiError,
+    ClientError,
+    GraphpushClient,
+    JsonObject,
+    RunTracker,
+)
+from app.cli.live import (
+    DETACHED,
+    FAILED,
+    OK,
+    RunView,
+    ask_cancel,
+    follow,
+    format_ms,
+    nodes_table,
+    print_json,
+    print_summary,
+    status_text,
+)
+from app.settings import load_settings
+from transports.websocket import uvicorn_options
+
+USAGE = 2
+
+EPILOG = (
+    "Client commands talk to the server at --url (env GRAPHPUSH_URL, default "
+    f"{DEFAULT_URL}); --api-key (env GRAPHPUSH_API_KEY) is sent as a Bearer token. "
+    "Exit codes: 0 ok (run --follow: the run succeeded), 1 the run failed or was canceled, "
+    "or the server is unreachable or refused the request, 2 bad usage, 130 stopped "
+    "following with Ctrl-C."
+)
+
+
+class UsageError(Exception):
+    """Bad input on the command line (exit code 2)."""
+
+
+# ---- serve ----------------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> int:
+    from app.main import create_app
+
+    try:
+        settings = load_settings(
+            {
+                "host": args.host,
+                "port": args.port,
+                "data_dir": args.data_dir,
+                "workers": args.workers,
+                "database": args.database,
+                "database_url": args.database_url,
+                "redis_url": args.redis_url,
+            }
+        )
+    except msgspec.ValidationError as exc:
+        print(f"graphpush: bad setting: {exc}", file=sys.stderr)
+        return USAGE
+    loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+    if settings.api_keys == () and not loopback and not _truthy_env("GRAPHPUSH_ALLOW_OPEN"):
+        print(
+            "graphpush: refusing to listen beyond loopback without API keys; set "
+            "GRAPHPUSH_API_KEYS, or GRAPHPUSH_ALLOW_OPEN=1 to do it anyway",
+            file=sys.stderr,
+        )
+        return USAGE
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        **uvicorn_options(settings),
+    )
+    return OK
+
+
+def _truthy_env(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+
+# ---- client commands ------------------------------------------------------------------------
+
+
+def _json_arg(raw: str, name: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{name} is not valid JSON: {exc}") from None
+
+
+def read_workflow(path: Path) -> JsonObject:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    workflow = _json_arg(text, str(path))
+    if not isinstance(workflow, dict):
+        raise UsageError(f"{path} must hold a JSON object (a workflow)")
+    return workflow
+
+
+def _import(client: GraphpushClient, console: Console, path: Path) -> JsonObject:
+    workflow, created = client.import_workflow(read_workflow(path))
+    verb = "created" if created else "updated"
+    console.print(f"{verb} workflow {workflow['id']} from {path}", highlight=False)
+    return workflow
+
+
+def cmd_run(client: GraphpushClient, args: argparse.Namespace, console: Console) -> int:
+    run_input = _json_arg(args.input, "--input")
+    if not isinstance(run_input, dict):
+        raise UsageError("--input must be a JSON object")
+    target: str = args.workflow
+    if target.endswith(".json") or Path(target).is_file():
+        workflow = _import(client, console, Path(target))
+    else:
+        workflow = client.get_workflow(target)
+    accepted = client.run(str(workflow["id"]), run_input)
+    execution_id = str(accepted["execution_id"])
+    if not args.follow:
+        print(execution_id)
+        return OK
+    console.print(f"execution {execution_id} of {workflow['id']} queued", highlight=False)
+    tracker = RunTracker.for_workflow(execution_id, workflow)
+    interactive = sys.stdin.isatty() and not args.yes_cancel
+    ask = ask_cancel(console, execution_id) if interactive else None
+    with RunView(console, tracker) as view:
+        stopped = follow(client, view, ask)
+        if stopped is not None:
+            return stopped
+        view.finish()
+    execution = client.get_execution(execution_id)
+    print_summary(console, execution, tracker)
+    return OK if execution["status"] == "success" else FAILED
+
+
+def cmd_workflows(client: GraphpushClient, args: argparse.Namespace, console: Console) -> int:
+    if args.action == "list":
+        workflows = client.list_workflows()
+        if args.json:
+            print_json(console, workflows)
+            return OK
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for column in ("id", "name", "nodes"):
+            table.add_column(column)
+        for w in workflows:
+            table.add_row(str(w["id"]), str(w.get("name", "")), str(len(w.get("nodes", []))))
+        console.print(table)
+    elif args.action == "show":
+        print_json(console, client.get_workflow(args.id))
+    else:
+        for path in args.files:
+            _import(client, console, Path(path))
+    return OK
+
+
+def cmd_executions(client: GraphpushClient, args: argparse.Namespace, console: Console) -> int:
+    match args.action:
+        case "list":
+            _list_executions(client, args, console)
+        case "show":
+            _show_execution(client, args, console)
+        case "cancel":
+            client.cancel(args.id)
+            console.print(f"canceling execution {args.id}", highlight=False)
+        case _:
+            client.resume(args.id, _json_arg(args.value, "--value"))
+            console.print(f"resumed execution {args.id}", highlight=False)
+    return OK
+
+
+def _list_executions(client: GraphpushClient, args: argparse.Namespace, console: Console) -> None:
+    page = client.list_executions(
+        workflow_id=args.workflow, status=args.status, limit=args.limit, offset=args.offset
+    )
+    if args.json:
+        print_json(console, page)
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in ("execution", "workflow", "status", "started", "duration"):
+        table.add_column(column)
+    for e in page["items"]:
+        started = e["started_at"] or e["created_at"]
+        row = (e["execution_id"], e["workflow_id"], status_text(e["status"]), started)
+        table.add_row(*row, format_ms(e["duration_ms"]))
+    console.print(table)
+    console.print(f"{len(page['items'])} of {page['total']}", highlight=False)
+
+
+def _show_execution(client: GraphpushClient, args: argparse.Namespace, console: Console) -> None:
+    execution = client.get_execution(args.id)
+    if args.json:
+        print_json(console, execution)
+        return
+    tracker = RunTracker(args.id, status=execution["status"])
+    tracker.load_graph_state(execution["graph_state"])
+    console.print(nodes_table(tracker))
+    print_summary(console, execution, tracker)
+
+
+# ---- the parser -----------------------------------------------------------------------------
+
+
+def _client_options(suppress: bool) -> argparse.ArgumentParser:
+    """``--url`` and ``--api-key``, accepted before or after the command. After it they
+    only override (SUPPRESS), so a value given before is not reset by the default."""
+    default = argparse.SUPPRESS if suppress else None
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("server")
+    group.add_argument(
+        "--url", default=default, help=f"graphpush server (env GRAPHPUSH_URL; {DEFAULT_URL})"
+    )
+    group.add_argument(
+        "--api-key", default=default, help="API key, sent as Bearer (env GRAPHPUSH_API_KEY)"
+    )
+    return parent
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve_ = commands.add_parser(
+        "serve",
+        help="start the server (REST, WebSocket and SSE push)",
+        description="Start graphpush in this process. Flags override GRAPHPUSH_* variables; "
+        "see the README's settings table.",
+    )
+    serve_.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve_.add_argument("--port", type=int, help="port (default 8000)")
+    serve_.add_argument("--data-dir", help="where the SQLite files live (default ./var)")
+    serve_.add_argument("--workers", type=int, help="execution workers in this process (default 1)")
+    serve_.add_argument("--database", choices=["sqlite", "memory"], help="store (default sqlite)")
+    serve_.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    _scale_out_options(serve_)
+    serve_.set_defaults(handler=None)
+
+
+def _scale_out_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", help="postgresql://... store (docs/deploy.md)")
+    parser.add_argument("--redis-url", help="redis://... queue and push relay (docs/deploy.md)")
+
+
+def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="execute queued runs only (no HTTP); needs --database-url and --redis-url",
+    )
+    worker.add_argument("--workers", type=int, help="concurrent executions (default 1)")
+    worker.add_argument("--log-level", default="info", help="log level (default info)")
+    _scale_out_options(worker)
+    worker.set_defaults(handler=None)
+
+
+def worker(args: argparse.Namespace) -> int:
+    from app.worker import serve_worker
+
+    try:
+        settings = load_settings(
+            {
+                "workers": args.workers,
+                "database_url": args.database_url,
+                "redis_url": args.redis_url,
+            }
+        )
+    except msgspec.ValidationError as exc:
+        print(f"graphpush: bad setting: {exc}", file=sys.stderr)
+        return USAGE
+    if not settings.redis_url:
+        print("graphpush: a worker needs --redis-url and --database-url", file=sys.stderr)
+        return USAGE
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    serve_worker(settings)
+    return OK
+
+
+def _add_run(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], client: argparse.ArgumentParser
+) -> None:
+    run = commands.add_parser(
+        "run",
+        parents=[client],
+        help="run a workflow (by id, or a .json file imported first)",
+        description="Queue a run of a workflow. A .json file is imported first (created, or "
+        "updating the stored workflow with its id). Without --follow, prints the execution "
+        "id and exits 0; with it, shows every node live and exits 0 only if the run succeeds. "
+        "Ctrl-C while following asks whether to cancel the run.",
+    )
+    run.add_argument("workflow", metavar="WORKFLOW", help="a workflow id or a workflow .json file")
+    run.add_argument("--input", default="{}", help="the run input, a JSON object (default {})")
+    run.add_argument("-f", "--follow", action="store_true", help="show the run live until it ends")
+    run.add_argument(
+        "--yes-cancel",
+        action="store_true",
+        help="on Ctrl-C cancel the run without asking (the default when stdin is not a terminal)",
+    )
+    run.set_defaults(handler=cmd_run)
+
+
+def _add_workflows(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], client: argparse.ArgumentParser
+) -> None:
+    workflows = commands.add_parser(
+        "workflows", help="list, show or import workflows", description="Manage workflows."
+    )
+    actions = workflows.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[client], help="list stored workflows")
+    listing.add_argument("--json", action="store_true", help="print the JSON answer")
+    show = actions.add_parser("show", parents=[client], help="print one workflow as JSON")
+    show.add_argument("id", help="workflow id")
+    imports = actions.add_parser(
+        "import",
+        parents=[client],
+        help="create workflows from JSON files (or update those whose id exists)",
+    )
+    imports.add_argument("files", nargs="+", metavar="FILE", help="workflow .json files")
+    workflows.set_defaults(handler=cmd_workflows)
+
+
+def _add_executions(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], client: argparse.ArgumentParser
+) -> None:
+    executions = commands.add_parser(
+        "executions", help="list, show, cancel or resume runs", description="Inspect runs."
+    )
+    actions = executions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[client], help="list runs, newest first")
+    listing.add_argument("--workflow", help="only runs of this workflow id")
+    listing.add_argument("--status", help="only runs with this status (success, error, ...)")
+    listing.add_argument("--limit", type=int, default=20, help="how many (1..200, default 20)")
+    listing.add_argument("--offset", type=int, default=0, help="skip this many")
+    listing.add_argument("--json", action="store_true", help="print the JSON answer")
+    show = actions.add_parser("show", parents=[client], help="one run: its nodes and outcome")
+    show.add_argument("id", help="execution id")
+    show.add_argument("--json", action="store_true", help="print the AgentExecutionDto")
+    cancel = actions.add_parser("cancel", parents=[client], help="cancel a queued/running run")
+    cancel.add_argument("id", help="execution id")
+    resume = actions.add_parser("resume", parents=[client], help="resume a waiting run")
+    resume.add_argument("id", help="execution id")
+    resume.add_argument("--value", default="null", help="the value the wait node returns (JSON)")
+    executions.set_defaults(handler=cmd_executions)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="graphpush",
+        description="Run LangGraph workflows and stream every step over WebSocket and SSE.",
+        epilog=EPILOG,
+        parents=[_client_options(suppress=False)],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    client = _client_options(suppress=True)
+    _add_serve(commands)
+    _add_worker(commands)
+    _add_run(commands, client)
+    _add_workflows(commands, client)
+    _add_executions(commands, client)
+    return parser
+
+
+Handler = Callable[[GraphpushClient, argparse.Namespace, Console], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    if args.command == "worker":
+        return worker(args)
+    handler: Handler = args.handler
+    url = args.url or os.environ.get("GRAPHPUSH_URL") or DEFAULT_URL
+    api_key = args.api_key or os.environ.get("GRAPHPUSH_API_KEY") or None
+    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+    try:
+        with GraphpushClient(url, api_key=api_key) as client:
+            return handler(client, args, console)
+    except UsageError as exc:
+        _fail(str(exc))
+        return USAGE
+    except KeyboardInterrupt:
+        return DETACHED
+    except ClientError as exc:
+        _fail(str(exc), exc.details if isinstance(exc, ApiError) else None)
+        return FAILED
+
+
+def _fail(message: str, details: Any = None) -> None:
+    print(f"graphpush: {message}", file=sys.stderr)
+    if isinstance(details, list):
+        for item in details:
+            if isinstance(item, dict) and "path" in item:
+                print(f"  {item['path']}: {item.get('message', '')}", file=sys.stderr)
+            else:
+                print(f"  {item}", file=sys.stderr)
+    elif details is not None:
+        print(f"  {json.dumps(details)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""``GraphRunner``: runs a compiled LangGraph graph and yields its task starts and results.
+
+Node events come from LangGraph's own task stream (``stream_mode="tasks"``), so a graph
+registered from Python reports its nodes exactly like a built-in workflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.types import Command
+
+from app.workflows.compiled import CompiledWorkflow
+
+
+@dataclass(slots=True)
+class TaskStarted:
+    task_id: str
+    name: str
+
+
+@dataclass(slots=True)
+class TaskFinished:
+    task_id: str
+    name: str
+    result: Any
+    error: BaseException | None
+    interrupts: list[Any] = field(default_factory=list)
+
+
+RunnerEvent = TaskStarted | TaskFinished
+
+
+class GraphRunner:
+    """Streams one run (or the resumption of a paused one) of a compiled workflow."""
+
+    async def stream(
+        self,
+        compiled: CompiledWorkflow,
+        *,
+        thread_id: str,
+        input: dict[str, Any] | None = None,
+        resume: Any = None,
+        resuming: bool = False,
+    ) -> AsyncIterator[RunnerEvent]:
+        """Yield a :class:`TaskStarted` before each node runs and a :class:`TaskFinished`
+        after. A failing node's ``TaskFinished`` carries the error, then the exception is
+        raised from this iterator. Cancelling the consuming task cancels the running node.
+        """
+        config: Any = {
+            "configurable": {"thread_id": thread_id},
+            "recursion_limit": compiled.recursion_limit,
+        }
+        key = compiled.input_key
+        payload: Any = {key: input or {}} if key else input or {}
+        if resuming:
+            payload = Command(resume=await _resume_map(compiled, config, resume))
+        # With a checkpointer, state is saved once, when the run pauses or ends, not per step.
+        options: Any = {"durability": "exit"} if compiled.graph.checkpointer else {}
+        async for chunk in compiled.graph.astream(payload, config, stream_mode="tasks", **options):
+            yield _event(chunk)
+
+
+async def _resume_map(compiled: CompiledWorkflow, config: Any, value: Any) -> dict[str, Any]:
+    """``value`` for each pending interrupt, by interrupt id.
+
+    Addressed by id, LangGraph takes any value: a bare ``Command(resume=None)`` would mean
+    "no resume", and a bare ``{}`` would be read as an empty map of ids (the wait node would
+    pause again)."""
+    snapshot = await compiled.graph.aget_state(config)
+    return {pending.id: value for pending in snapshot.interrupts}
+
+
+def _event(chunk: dict[str, Any]) -> RunnerEvent:
+    if "input" in chunk and "triggers" in chunk:
+        return TaskStarted(task_id=chunk["id"], name=chunk["name"])
+    return TaskFinished(
+        task_id=chunk["id"],
+        name=chunk["name"],
+        result=chunk.get("result"),
+        error=chunk.get("error"),
+        interrupts=list(chunk.get("interrupts") or ()),
+    )

@@ -1,0 +1,3 @@
+"""The HTTP edge: REST routes, request and response bodies, error rendering, API keys and the
+web canvas.
+"""

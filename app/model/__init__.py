@@ -1,0 +1,1 @@
+"""The data the layers share: execution statuses and records."""

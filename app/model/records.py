@@ -1,0 +1,68 @@
+"""What is kept about a run: its record, its logged events, and the queries over them."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import msgspec
+
+from app.model.status import ExecutionStatus
+
+JsonObject = dict[str, Any]
+
+
+class StoredEvent(msgspec.Struct, frozen=True, gc=False):
+    """One push message of an execution's log; ``seq`` counts from 1 per execution."""
+
+    seq: int
+    type: str
+    payload: bytes
+
+
+class ExecutionRecord(msgspec.Struct, kw_only=True):
+    """Everything kept about one run. Times are epoch milliseconds."""
+
+    id: str
+    workflow_id: str
+    workflow_name: str
+    status: ExecutionStatus = ExecutionStatus.NEW
+    mode: str = "manual"
+    push_ref: str | None = None
+    owner: str | None = None
+    created_at: int
+    started_at: int | None = None
+    stopped_at: int | None = None
+    error: JsonObject | None = None
+    retry_of: str | None = None
+    input: JsonObject = msgspec.field(default_factory=dict)
+    #: The workflow as it was when the run was queued (``AgentWorkflowDto`` as JSON).
+    workflow: JsonObject = msgspec.field(default_factory=dict)
+    #: A digest of ``workflow``: runs of one version share one compiled graph.
+    workflow_version: str = ""
+    #: ``GraphState.to_frontend_format()`` as last stored.
+    graph_state: JsonObject = msgspec.field(default_factory=dict)
+    #: node name -> list of run metadata (status, start, execution time, item counts).
+    run_data: dict[str, list[JsonObject]] = msgspec.field(default_factory=dict)
+    #: node name -> list of that node's outputs, one per run (the full data, kept for REST).
+    outputs: dict[str, list[Any]] = msgspec.field(default_factory=dict)
+    last_seq: int = 0
+    #: Sequence number of the next node event (``sequenceNumber``), kept across a resume.
+    next_sequence_number: int = 0
+    next_execution_index: int = 0
+    #: Set while a resumed run waits in the queue: the value handed to ``interrupt()``.
+    resume_value: Any = None
+    resume_pending: bool = False
+
+
+class ExecutionQuery(msgspec.Struct, frozen=True, kw_only=True):
+    workflow_id: str | None = None
+    status: ExecutionStatus | None = None
+    owner: str | None = None
+    limit: int = 20
+    offset: int = 0
+
+
+class ExecutionPage(msgspec.Struct, frozen=True):
+    items: builtins.list[ExecutionRecord]
+    total: int

@@ -1,0 +1,1 @@
+"""The ``ExecutionQueue`` seam: the embedded asyncio queue and the Redis Streams queue."""

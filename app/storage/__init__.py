@@ -1,0 +1,3 @@
+"""Persistence behind the ``ExecutionStore`` and ``WorkflowStore`` seams: in memory, SQLite,
+PostgreSQL.
+"""

@@ -1,0 +1,98 @@
+"""The persistence seams: execution records with their event logs, and workflows.
+
+Writes are staged and committed in groups (one transaction for many runs' events): a
+:class:`ExecutionStore` ``stage`` call returns at once, ``commit`` returns once everything
+staged before it is durable. Reads see everything staged before them.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Protocol
+
+from app.errors import NotFound
+from app.model.records import (
+    ExecutionPage,
+    ExecutionQuery,
+    ExecutionRecord,
+    JsonObject,
+    StoredEvent,
+)
+from app.model.status import ExecutionStatus, check_transition
+
+
+class ExecutionStore(Protocol):
+    """Execution records and their ordered event logs (the ``ExecutionRepository``)."""
+
+    def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        """Queue a write of ``record`` (whole) and of ``events`` appended to its log."""
+        ...
+
+    def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
+        """Queue ``events`` appended to the log of ``execution_id`` (record unchanged)."""
+        ...
+
+    async def commit(self, linger_s: float = 0.0) -> None:
+        """Return once everything staged so far is durable. ``linger_s`` lets the store wait
+        up to that long for more writes to share the transaction (a busy caller's choice)."""
+        ...
+
+    async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        """``stage`` then ``commit``."""
+        ...
+
+    async def get(self, execution_id: str) -> ExecutionRecord | None: ...
+
+    async def list(self, query: ExecutionQuery) -> ExecutionPage:
+        """Newest first, with the total matching ``query`` before ``limit``/``offset``."""
+        ...
+
+    async def update_status(self, execution_id: str, status: ExecutionStatus) -> ExecutionRecord:
+        """Move a run to ``status`` after checking the transition; raises ``NotFound`` or
+        ``IllegalTransition``."""
+        ...
+
+    async def read_events(
+        self, execution_id: str, after: int = 0, limit: int | None = None
+    ) -> builtins.list[StoredEvent]:
+        """The log entries with ``seq > after``, in order."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class WorkflowStore(Protocol):
+    """Workflows as validated ``AgentWorkflowDto`` JSON objects, by id."""
+
+    async def create_workflow(self, workflow_id: str, body: JsonObject) -> None:
+        """Raises ``Conflict`` if the id exists."""
+        ...
+
+    async def put_workflow(self, workflow_id: str, body: JsonObject) -> None: ...
+
+    async def get_workflow(self, workflow_id: str) -> JsonObject | None: ...
+
+    async def list_workflows(self) -> builtins.list[JsonObject]: ...
+
+    async def delete_workflow(self, workflow_id: str) -> bool: ...
+
+
+class StatusUpdates:
+    """``update_status`` for any store with ``get`` and ``save``: the transition is checked
+    by :func:`app.status.check_transition`, the one place that knows the legal moves."""
+
+    async def get(self, execution_id: str) -> ExecutionRecord | None:
+        raise NotImplementedError
+
+    async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        raise NotImplementedError
+
+    async def update_status(self, execution_id: str, status: ExecutionStatus) -> ExecutionRecord:
+        record = await self.get(execution_id)
+        if record is None:
+            raise NotFound(f"execution {execution_id!r} not found")
+        check_transition(record.status, status)
+        record.status = status
+        await self.save(record)
+        return record

@@ -1,0 +1,98 @@
+"""A store that keeps nothing across restarts: for tests and throwaway servers.
+
+Records are kept encoded, so a caller mutating a record after ``stage`` changes nothing
+stored, exactly as with :class:`~app.sqlite_store.SqliteStore`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+from collections.abc import Sequence
+
+import msgspec
+
+from app.errors import Conflict
+from app.messages import encoder
+from app.model.records import (
+    ExecutionPage,
+    ExecutionQuery,
+    ExecutionRecord,
+    JsonObject,
+    StoredEvent,
+)
+from app.storage.base import StatusUpdates
+
+_decode = msgspec.json.Decoder(ExecutionRecord).decode
+
+
+class MemoryStore(StatusUpdates):
+    """:class:`~app.store.ExecutionStore` and :class:`~app.store.WorkflowStore` in dicts."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, bytes] = {}
+        self._events: dict[str, list[StoredEvent]] = {}
+        self._workflows: dict[str, JsonObject] = {}
+
+    async def open(self) -> None:
+        return None
+
+    def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        self._records[record.id] = encoder.encode(record)
+        self.stage_events(record.id, events)
+
+    def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
+        log = self._events.setdefault(execution_id, [])
+        for event in events:  # a re-staged seq replaces its entry, as SQLite's primary key does
+            if log and log[-1].seq >= event.seq:
+                log[:] = [e for e in log if e.seq != event.seq]
+            log.append(event)
+
+    async def commit(self, linger_s: float = 0.0) -> None:
+        return None
+
+    async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        self.stage(record, events)
+
+    async def get(self, execution_id: str) -> ExecutionRecord | None:
+        body = self._records.get(execution_id)
+        return None if body is None else _decode(body)
+
+    async def list(self, query: ExecutionQuery) -> ExecutionPage:
+        records = [
+            r
+            for r in map(_decode, self._records.values())
+            if (query.workflow_id is None or r.workflow_id == query.workflow_id)
+            and (query.status is None or r.status == query.status)
+            and (query.owner is None or r.owner == query.owner)
+        ]
+        records.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        page = list(itertools.islice(records, query.offset, query.offset + query.limit))
+        return ExecutionPage(page, len(records))
+
+    async def read_events(
+        self, execution_id: str, after: int = 0, limit: int | None = None
+    ) -> builtins.list[StoredEvent]:
+        events = [e for e in self._events.get(execution_id, ()) if e.seq > after]
+        return events if limit is None else events[:limit]
+
+    async def create_workflow(self, workflow_id: str, body: JsonObject) -> None:
+        if workflow_id in self._workflows:
+            raise Conflict(f"workflow {workflow_id!r} already exists")
+        self._workflows[workflow_id] = body
+
+    async def put_workflow(self, workflow_id: str, body: JsonObject) -> None:
+        if workflow_id in self._workflows:
+            self._workflows[workflow_id] = body
+
+    async def get_workflow(self, workflow_id: str) -> JsonObject | None:
+        return self._workflows.get(workflow_id)
+
+    async def list_workflows(self) -> builtins.list[JsonObject]:
+        return list(self._workflows.values())
+
+    async def delete_workflow(self, workflow_id: str) -> bool:
+        return self._workflows.pop(workflow_id, None) is not None
+
+    async def close(self) -> None:
+        return None

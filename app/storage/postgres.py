@@ -1,0 +1,273 @@
+"""The shared store: executions, their event logs and workflows on PostgreSQL (psycopg 3).
+
+Every process of a scaled-out deployment reads and writes here, so a run's log can be read
+from any API instance wherever its worker runs. The group-commit contract is the embedded
+store's: ``stage`` returns at once, and one writer task commits everything staged in one
+transaction per batch (two ``INSERT ... SELECT FROM unnest(...)`` statements, pipelined),
+while the next batch gathers behind it; batches commit in staging order. Reads and
+:meth:`PostgresStore.swap` first wait for what this process staged, so they see it.
+
+The schema is versioned: :data:`MIGRATIONS` are applied in order at :meth:`open`, under an
+advisory lock, and recorded in ``graphpush_migrations``; instances starting together apply
+each migration once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from app.errors import Conflict
+from app.messages import encoder
+from app.model.records import (
+    ExecutionPage,
+    ExecutionQuery,
+    ExecutionRecord,
+    JsonObject,
+    StoredEvent,
+)
+from app.model.status import ExecutionStatus
+from app.storage.base import StatusUpdates
+from app.storage.sql_rows import RecordRow, json_object, record_from_row, record_row
+from app.storage.sql_rows import where as sql_where
+
+log = logging.getLogger(__name__)
+
+#: One entry per schema version, applied in order and never edited once released.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE executions (
+        id text PRIMARY KEY, workflow_id text NOT NULL, status text NOT NULL,
+        created_at bigint NOT NULL, owner text, body bytea NOT NULL, workflow bytea);
+    CREATE INDEX executions_by_workflow ON executions (workflow_id, created_at);
+    CREATE INDEX executions_by_status ON executions (status, created_at);
+    CREATE TABLE execution_events (
+        execution_id text NOT NULL, seq integer NOT NULL, type text NOT NULL,
+        payload bytea NOT NULL, PRIMARY KEY (execution_id, seq));
+    CREATE TABLE workflows (
+        id text PRIMARY KEY, body bytea NOT NULL, position bigserial NOT NULL);
+    """,
+)
+#: ``pg_advisory_lock`` key held while the schema (ours, the checkpointer's) is migrated.
+SCHEMA_LOCK = 0x67726170687075
+
+_UPSERT_RECORDS = """
+INSERT INTO executions (id, workflow_id, status, created_at, owner, body, workflow)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[],
+                     %s::bytea[], %s::bytea[])
+ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body,
+    workflow = coalesce(excluded.workflow, executions.workflow)"""
+_UPSERT_EVENTS = """
+INSERT INTO execution_events (execution_id, seq, type, payload)
+SELECT * FROM unnest(%s::text[], %s::integer[], %s::text[], %s::bytea[])
+ON CONFLICT (execution_id, seq) DO UPDATE SET type = excluded.type, payload = excluded.payload"""
+
+
+class PostgresStore(StatusUpdates):
+    """:class:`~app.store.ExecutionStore` and :class:`~app.store.WorkflowStore` on
+    PostgreSQL. ``url`` is a libpq URL; ``?options=-csearch_path%3Dname`` picks a schema."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self._pool = AsyncConnectionPool(
+            url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}
+        )
+        self._records: dict[str, RecordRow] = {}
+        self._events: dict[tuple[str, int], tuple[str, bytes]] = {}
+        #: Resolved when the staged writes are committed; then the batch being written.
+        self._staged: asyncio.Future[None] | None = None
+        self._writing: asyncio.Future[None] | None = None
+        self._writing_ids: frozenset[str] = frozenset()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        await self._pool.open(wait=True, timeout=10)
+        async with self.schema_lock(), self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS graphpush_migrations "
+                "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cursor = await conn.execute(
+                "SELECT coalesce(max(version), 0) FROM graphpush_migrations"
+            )
+            current = (await cursor.fetchone() or (0,))[0]
+            for version, sql in enumerate(MIGRATIONS[current:], start=current + 1):
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO graphpush_migrations VALUES (%s)", (version,))
+                log.info("PostgreSQL schema migrated to version %d", version)
+
+    @asynccontextmanager
+    async def schema_lock(self) -> AsyncIterator[None]:
+        """Hold the schema advisory lock: one process migrates at a time.
+
+        Waiters poll instead of blocking in ``pg_advisory_lock``: a blocked statement holds
+        a snapshot, and the checkpointer's ``CREATE INDEX CONCURRENTLY`` in the holder
+        waits for every older snapshot, so blocked waiters would deadlock with it."""
+        async with self._pool.connection() as conn:
+            while True:
+                if await _fetch_flag(conn, "SELECT pg_try_advisory_lock(%s)", SCHEMA_LOCK):
+                    break
+                await asyncio.sleep(0.05)
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+
+    async def close(self) -> None:
+        await self.commit()
+        await self._pool.close()
+
+    # ---- group commit ----------------------------------------------------------------
+
+    def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        self._records[record.id] = record_row(record, self._records.get(record.id))
+        self.stage_events(record.id, events)
+
+    def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
+        for event in events:
+            self._events[execution_id, event.seq] = (event.type, event.payload)
+        if self._staged is None:
+            self._staged = asyncio.get_running_loop().create_future()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_batches(), name="postgres-commit")
+
+    async def commit(self, linger_s: float = 0.0) -> None:
+        # Batches form on their own while a transaction is in flight: no need to linger.
+        done = self._staged if self._records or self._events else self._writing
+        if done is not None:
+            await asyncio.shield(done)
+
+    async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        self.stage(record, events)
+        await self.commit()
+
+    async def _write_batches(self) -> None:
+        """Commit the staged writes batch after batch until nothing is staged."""
+        try:
+            while self._records or self._events:
+                records, events = list(self._records.values()), self._events
+                done, self._writing = self._staged, self._staged
+                self._writing_ids = frozenset(self._records)
+                self._records, self._events, self._staged = {}, {}, None
+                try:
+                    await self._write(records, events)
+                except Exception as exc:
+                    log.exception("PostgreSQL commit of %d records failed", len(records))
+                    if done is not None:
+                        done.set_exception(exc)
+                        done.exception()  # logged above; awaiting callers still raise
+                else:
+                    if done is not None:
+                        done.set_result(None)
+        finally:
+            self._writer = self._writing = None
+            self._writing_ids = frozenset()
+
+    async def _write(
+        self, records: list[RecordRow], events: dict[tuple[str, int], tuple[str, bytes]]
+    ) -> None:
+        # Binary parameters: payloads go as they are, not hex-encoded.
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+            if records:
+                columns = [list(column) for column in zip(*records, strict=True)]
+                await conn.execute(_UPSERT_RECORDS, columns, binary=True)
+            if events:
+                keys, values = list(events), list(events.values())
+                columns = [[k[0] for k in keys], [k[1] for k in keys]]
+                columns += [[v[0] for v in values], [v[1] for v in values]]
+                await conn.execute(_UPSERT_EVENTS, columns, binary=True)
+
+    # ---- executions ------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *args: Any) -> builtins.list[Any]:
+        await self.commit()
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(sql, args)
+            return await cursor.fetchall()
+
+    async def get(self, execution_id: str) -> ExecutionRecord | None:
+        rows = await self._fetch("SELECT body, workflow FROM executions WHERE id=%s", execution_id)
+        return record_from_row(*rows[0]) if rows else None
+
+    async def list(self, query: ExecutionQuery) -> ExecutionPage:
+        where, args = sql_where(query, "%s")
+        total = await self._fetch(f"SELECT count(*) FROM executions{where}", *args)
+        rows = await self._fetch(
+            f"SELECT body, workflow FROM executions{where} "
+            "ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
+            *args,
+            query.limit,
+            query.offset,
+        )
+        return ExecutionPage([record_from_row(*r) for r in rows], int(total[0][0]))
+
+    async def read_events(
+        self, execution_id: str, after: int = 0, limit: int | None = None
+    ) -> builtins.list[StoredEvent]:
+        rows = await self._fetch(
+            "SELECT seq, type, payload FROM execution_events WHERE execution_id=%s AND seq>%s "
+            "ORDER BY seq LIMIT %s",
+            execution_id,
+            after,
+            limit,
+        )
+        return [StoredEvent(seq, type_, bytes(payload)) for seq, type_, payload in rows]
+
+    async def swap(self, record: ExecutionRecord, expected: ExecutionStatus) -> bool:
+        """Write ``record`` (not its workflow snapshot) only if the stored run's status is
+        still ``expected``; False if it is not (or the run is unknown). Atomic across
+        processes: of two swaps from one status, one wins. Waits for this process's own
+        staged write of the record, if any (not for the rest of the group commit)."""
+        if record.id in self._records or record.id in self._writing_ids:
+            await self.commit()
+        body = encoder.encode(msgspec.structs.replace(record, workflow={}))
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "UPDATE executions SET status=%s, body=%s WHERE id=%s AND status=%s",
+                (record.status.value, body, record.id, expected.value),
+            )
+            return cursor.rowcount == 1
+
+    # ---- workflows -------------------------------------------------------------------
+
+    async def _run(self, sql: str, *args: Any) -> int:
+        async with self._pool.connection() as conn:
+            return (await conn.execute(sql, args)).rowcount
+
+    async def create_workflow(self, workflow_id: str, body: JsonObject) -> None:
+        try:
+            await self._run(
+                "INSERT INTO workflows (id, body) VALUES (%s, %s)",
+                workflow_id,
+                msgspec.json.encode(body),
+            )
+        except psycopg.errors.UniqueViolation:
+            raise Conflict(f"workflow {workflow_id!r} already exists") from None
+
+    async def put_workflow(self, workflow_id: str, body: JsonObject) -> None:
+        await self._run(
+            "UPDATE workflows SET body=%s WHERE id=%s", msgspec.json.encode(body), workflow_id
+        )
+
+    async def get_workflow(self, workflow_id: str) -> JsonObject | None:
+        rows = await self._fetch("SELECT body FROM workflows WHERE id=%s", workflow_id)
+        return json_object(rows[0][0]) if rows else None
+
+    async def list_workflows(self) -> builtins.list[JsonObject]:
+        rows = await self._fetch("SELECT body FROM workflows ORDER BY position")
+        return [json_object(r[0]) for r in rows]
+
+    async def delete_workflow(self, workflow_id: str) -> bool:
+        return await self._run("DELETE FROM workflows WHERE id=%s", workflow_id) > 0
+
+
+async def _fetch_flag(conn: psycopg.AsyncConnection[Any], sql: str, *args: Any) -> bool:
+    row = await (await conn.execute(sql, args)).fetchone()
+    return bool(row and row[0])

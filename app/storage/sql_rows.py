@@ -1,0 +1,58 @@
+"""How execution records map to SQL rows, shared by the SQLite and PostgreSQL stores.
+
+An ``executions`` row is ``(id, workflow_id, status, created_at, owner, body, workflow)``:
+``body`` is the record without its workflow snapshot, and ``workflow`` the snapshot, written
+with the run's first row only (later writes pass ``None`` and keep the stored one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from app.messages import encoder
+from app.model.records import ExecutionQuery, ExecutionRecord
+
+RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None]
+
+_record_decoder = msgspec.json.Decoder(ExecutionRecord)
+json_object = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def record_row(record: ExecutionRecord, staged: RecordRow | None = None) -> RecordRow:
+    """The row to write for ``record``; ``staged`` is its row still waiting to be written,
+    whose snapshot carries over (a first write must not lose it to a later one)."""
+    workflow = encoder.encode(record.workflow) if record.last_seq == 0 else None
+    if workflow is None and staged is not None:
+        workflow = staged[6]
+    return (
+        record.id,
+        record.workflow_id,
+        record.status.value,
+        record.created_at,
+        record.owner,
+        encoder.encode(msgspec.structs.replace(record, workflow={})),
+        workflow,
+    )
+
+
+def record_from_row(body: bytes, workflow: bytes | None) -> ExecutionRecord:
+    record = _record_decoder.decode(body)
+    if workflow is not None:
+        record.workflow = json_object(workflow)
+    return record
+
+
+def where(query: ExecutionQuery, placeholder: str) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause (or ``""``) and its arguments for ``query``'s filters."""
+    clauses, args = [], []
+    for column, value in (
+        ("workflow_id", query.workflow_id),
+        ("status", query.status.value if query.status else None),
+        ("owner", query.owner),
+    ):
+        if value is not None:
+            clauses.append(f"{column}={placeholder}")
+            args.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args

@@ -1,0 +1,336 @@
+"""The ``AgentWorkflowDto`` (SPEC §2) as msgspec Structs, and its validation.
+
+:func:`parse_workflow` is the one gate untrusted workflow JSON passes through: what it
+returns is safe to hand to :func:`app.compiler.compile_workflow`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, cast, get_args, get_origin
+
+import msgspec
+
+from app.errors import ValidationFailed, problem
+
+if TYPE_CHECKING:
+    from app.workflows.node_types import NodeRegistry
+
+Problem = dict[str, str]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationContext:
+    """What a node type's ``validate`` may consult beyond the parameters."""
+
+    #: Modules whose functions ``python`` nodes may call.
+    python_modules: tuple[str, ...]
+
+
+class Connection(msgspec.Struct, frozen=True):
+    """One target of an output: n8n's ``IConnection``."""
+
+    node: str
+    type: str = "main"
+    #: The target's input (n8n); kept as given, every node here has one input.
+    index: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class WorkflowNode(msgspec.Struct, frozen=True):
+    """One node: n8n's ``INode`` with snake_case names; ``parameters`` depend on ``type``."""
+
+    name: NonEmpty
+    type: NonEmpty
+    parameters: dict[str, Any] = {}
+    position: Annotated[list[float], msgspec.Meta(min_length=2, max_length=2)] | None = None
+    id: str | None = None
+    type_version: int = 1
+
+
+class WorkflowSettings(msgspec.Struct, frozen=True):
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    #: The bound on LangGraph steps; loops are refused unless it is set.
+    recursion_limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+class Workflow(msgspec.Struct, frozen=True, kw_only=True):
+    id: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]{1,64}$")] | None = None
+    name: NonEmpty
+    nodes: Annotated[list[WorkflowNode], msgspec.Meta(min_length=1)]
+    #: n8n's shape: source name -> connection type -> one list per output -> targets.
+    connections: dict[str, dict[str, list[list[Connection]]]] = {}
+    settings: WorkflowSettings = WorkflowSettings()
+    #: The node the run starts at; needed only when several nodes have no incoming connection.
+    entry: str | None = None
+
+    def edges(self) -> Iterator[tuple[str, int, str]]:
+        """Every ``(source, output index, target)`` of ``main`` connections, in order."""
+        for source, by_type in self.connections.items():
+            for index, targets in enumerate(by_type.get("main", [])):
+                for target in targets:
+                    yield source, index, target.node
+
+    def roots(self) -> list[str]:
+        """The names of the nodes no other node connects to, in node order."""
+        names = dict.fromkeys(node.name for node in self.nodes)
+        targets = {target for source, _, target in self.edges() if source in names}
+        return [name for name in names if name not in targets]
+
+    def entry_node(self) -> str | None:
+        """``entry`` if set, else the only node without an incoming connection (or None)."""
+        if self.entry is not None:
+            return self.entry
+        roots = self.roots()
+        return roots[0] if len(roots) == 1 else None
+
+
+def parse_workflow(
+    body: bytes | dict[str, Any], registry: NodeRegistry, *, python_modules: tuple[str, ...]
+) -> Workflow:
+    """Decode and validate a workflow; raise :class:`ValidationFailed` naming every problem.
+
+    ``details`` lists ``{"path", "message"}`` entries (``nodes[3].parameters.ms``). Shape
+    problems (JSON types) are all reported first; the checks that need a well-typed workflow
+    (names, node types, parameters, connections, entry, cycles, reachability) run once the
+    shape is right, and all of theirs are reported together.
+    """
+    raw = _decode(body)
+    problems = check_value(raw, Workflow, "")
+    if problems:
+        raise _invalid(problems)
+    try:
+        workflow = msgspec.convert(raw, Workflow)
+    except msgspec.ValidationError as exc:  # a mismatch the walk does not see (non-str keys)
+        raise _invalid([_from_msgspec(exc, "")]) from None
+    problems = _semantic_problems(workflow, registry, ValidationContext(python_modules))
+    if problems:
+        raise _invalid(problems)
+    return workflow
+
+
+def workflow_to_json(workflow: Workflow) -> dict[str, Any]:
+    """The workflow as JSON-ready builtins for storage, without the fields that are None."""
+    return cast(dict[str, Any], _without_none(workflow))
+
+
+def check_value(raw: Any, type_: Any, path: str) -> list[Problem]:
+    """Every mismatch between JSON-like ``raw`` and ``type_``, each at its path under ``path``.
+
+    Structs, lists and dicts are walked so that all problems are found, not just the first
+    one msgspec stops at. ``[]`` means ``msgspec.convert(raw, type_)`` will succeed.
+    """
+    origin, args = get_origin(type_), get_args(type_)
+    if isinstance(type_, type) and issubclass(type_, msgspec.Struct) and isinstance(raw, dict):
+        return _check_struct(raw, type_, path)
+    if origin is list and isinstance(raw, list):
+        return [p for i, item in enumerate(raw) for p in check_value(item, args[0], f"{path}[{i}]")]
+    if origin is dict and isinstance(raw, dict):
+        return [p for k, v in raw.items() for p in check_value(v, args[1], join_path(path, k))]
+    if origin is Annotated:
+        inner = check_value(raw, args[0], path)
+        if inner:
+            return inner
+    try:
+        msgspec.convert(raw, type_)
+    except msgspec.ValidationError as exc:
+        return [_from_msgspec(exc, path)]
+    return []
+
+
+def join_path(path: str, key: object) -> str:
+    """``path.key``, or ``path["key"]`` when the key is not a plain identifier."""
+    if isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{msgspec.json.encode(key).decode()}]"
+
+
+def _decode(body: bytes | dict[str, Any]) -> Any:
+    if isinstance(body, dict):
+        return body
+    try:
+        return msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise _invalid([problem("$", f"invalid JSON: {exc}")]) from None
+
+
+def _invalid(problems: list[Problem]) -> ValidationFailed:
+    return ValidationFailed("workflow is invalid", details=problems)
+
+
+def _check_struct(raw: dict[Any, Any], cls: type[msgspec.Struct], path: str) -> list[Problem]:
+    fields = msgspec.structs.fields(cls)
+    problems = [
+        problem(join_path(path, f.encode_name), "required field missing")
+        for f in fields
+        if f.required and f.encode_name not in raw
+    ]
+    for f in fields:
+        if f.encode_name in raw:
+            problems += check_value(raw[f.encode_name], f.type, join_path(path, f.encode_name))
+    if cls.__struct_config__.forbid_unknown_fields:
+        known = {f.encode_name for f in fields}
+        problems += [problem(join_path(path, k), "unknown field") for k in raw if k not in known]
+    return problems
+
+
+def _from_msgspec(exc: msgspec.ValidationError, path: str) -> Problem:
+    """``Expected `int`, got `str` - at `$.x[0]``` under ``path`` -> ``path.x[0]``."""
+    message, _, where = str(exc).partition(" - at `$")
+    full = (path + where.rstrip("`")).lstrip(".") or "$"
+    message = message.replace("`", "")
+    return problem(full, message[:1].lower() + message[1:])
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, msgspec.Struct):
+        fields = msgspec.structs.fields(value)
+        pairs = ((f.encode_name, getattr(value, f.name)) for f in fields)
+        return {name: _without_none(v) for name, v in pairs if v is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value]
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items()}
+    return value
+
+
+# --- checks that need a well-typed workflow -------------------------------------------
+
+#: LangGraph refuses these node names (its reserved names and namespace separators).
+_RESERVED_NAMES = frozenset({"__start__", "__end__"})
+_RESERVED_CHARS = ("|", ":")
+
+
+def _semantic_problems(
+    workflow: Workflow, registry: NodeRegistry, ctx: ValidationContext
+) -> list[Problem]:
+    """Names, types and parameters; then connections (output counts known); then the graph."""
+    outputs: dict[str, int] = {}
+    problems = _name_problems(workflow.nodes)
+    for i, node in enumerate(workflow.nodes):
+        node_type = registry.get(node.type)
+        if node_type is None:
+            known = ", ".join(registry.names())
+            problems.append(
+                problem(f"nodes[{i}].type", f"unknown node type {node.type!r} ({known})")
+            )
+            continue
+        found = node_type.validate(node.parameters, f"nodes[{i}].parameters", ctx)
+        if not found:
+            outputs[node.name] = node_type.outputs(node.parameters)
+        problems += found
+    problems += _connection_problems(workflow, outputs)
+    problems += _graph_problems(workflow)
+    return problems
+
+
+def _name_problems(nodes: Sequence[WorkflowNode]) -> list[Problem]:
+    problems: list[Problem] = []
+    first_name: dict[str, int] = {}
+    first_id: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        if node.name in _RESERVED_NAMES or any(c in node.name for c in _RESERVED_CHARS):
+            problems.append(problem(f"nodes[{i}].name", "reserved name, or contains '|' or ':'"))
+        if node.name in first_name:
+            problems.append(
+                problem(f"nodes[{i}].name", f"duplicate of nodes[{first_name[node.name]}]")
+            )
+        if node.id is not None and node.id in first_id:
+            problems.append(problem(f"nodes[{i}].id", f"duplicate of nodes[{first_id[node.id]}]"))
+        first_name.setdefault(node.name, i)
+        if node.id is not None:
+            first_id.setdefault(node.id, i)
+    return problems
+
+
+def _connection_problems(workflow: Workflow, outputs: dict[str, int]) -> list[Problem]:
+    """Sources and targets exist, types are ``main``, output indexes are in range."""
+    names = {node.name for node in workflow.nodes}
+    problems: list[Problem] = []
+    for source, by_type in workflow.connections.items():
+        at = join_path("connections", source)
+        if source not in names:
+            problems.append(problem(at, f"unknown source node {source!r}"))
+        for kind, lists in by_type.items():
+            if kind != "main":
+                problems.append(problem(join_path(at, kind), "only 'main' connections exist"))
+                continue
+            for i, targets in enumerate(lists):
+                if targets and source in outputs and i >= outputs[source]:
+                    message = f"no output {i}: {source!r} has {outputs[source]}"
+                    problems.append(problem(f"{join_path(at, 'main')}[{i}]", message))
+                for j, target in enumerate(targets):
+                    here = f"{join_path(at, 'main')}[{i}][{j}]"
+                    if target.node not in names:
+                        problems.append(problem(f"{here}.node", f"unknown node {target.node!r}"))
+                    if target.type != "main":
+                        problems.append(problem(f"{here}.type", "only 'main' connections exist"))
+    return problems
+
+
+def _graph_problems(workflow: Workflow) -> list[Problem]:
+    """One entry, no unbounded cycle, every node reachable from the entry."""
+    names = [node.name for node in workflow.nodes]
+    successors: dict[str, list[str]] = {name: [] for name in names}
+    for source, _, target in workflow.edges():
+        if source in successors and target in successors:
+            successors[source].append(target)
+    entry = workflow.entry_node()
+    if workflow.entry is not None and entry not in successors:
+        return [problem("entry", f"unknown node {workflow.entry!r}")]
+    if entry is None:
+        return [problem("connections", _no_single_root(workflow))]
+    problems: list[Problem] = []
+    if workflow.settings.recursion_limit is None:
+        problems += [
+            problem("connections", f"cycle {' -> '.join(cycle)} needs settings.recursion_limit")
+            for cycle in _cycles(entry, successors)
+        ]
+    reached = _reachable(entry, successors)
+    problems += [
+        problem(f"nodes[{i}]", f"{name!r} is not reachable from the entry {entry!r}")
+        for i, name in enumerate(names)
+        if name not in reached
+    ]
+    return problems
+
+
+def _no_single_root(workflow: Workflow) -> str:
+    roots = workflow.roots()
+    if not roots:
+        return "every node has an incoming connection: name the entry node in 'entry'"
+    listed = ", ".join(repr(root) for root in roots)
+    return f"several nodes have no incoming connection ({listed}): name one in 'entry'"
+
+
+def _reachable(entry: str, successors: dict[str, list[str]]) -> set[str]:
+    seen, stack = {entry}, [entry]
+    while stack:
+        for target in successors[stack.pop()]:
+            if target not in seen:
+                seen.add(target)
+                stack.append(target)
+    return seen
+
+
+def _cycles(entry: str, successors: dict[str, list[str]]) -> list[list[str]]:
+    """One cycle per back edge found by a depth-first walk (from the entry, then the rest)."""
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+    for root in [entry, *successors]:
+        if root in done:
+            continue
+        path, iters = [root], [iter(successors[root])]
+        while iters:
+            target = next(iters[-1], None)
+            if target is None:
+                done.add(path.pop())
+                iters.pop()
+            elif target in path:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in done:
+                path.append(target)
+                iters.append(iter(successors[target]))
+    return cycles

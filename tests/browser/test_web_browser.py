@@ -1,0 +1,442 @@
+"""End to end: the web canvas in real headless Chromium (Playwright) against real uvicorn.
+
+These drive the page as a newcomer would: pick a workflow, press Run, watch the nodes light
+up, cancel a slow run; and they prove the push client's promises: binary frames decoded,
+SSE fallback when no WebSocket can be had, resume from the last id after a drop, and a REST
+refetch when the server can no longer resume. Skipped only off CI when Chromium or
+Playwright is missing; with ``CI=true`` a missing browser fails the run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from app.settings import Settings, load_settings
+from support.app import Server
+
+try:
+    from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
+except ImportError:  # checked by the browser fixture, which skips or fails
+    sync_playwright = None
+
+pytestmark = pytest.mark.timeout(60)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: Every wait in the browser is bounded by this (milliseconds).
+WAIT_MS = 10_000
+NODE = '[data-testid="node"]'
+
+#: Records every change of a node's data-status (the value it left), to prove that nodes
+#: light up one step at a time.
+RECORD_STATUSES = """
+window.__statuses = [];
+new MutationObserver((records) => {
+  for (const r of records) {
+    const t = r.target;
+    if (t.dataset && t.dataset.testid === "node") {
+      window.__statuses.push([t.dataset.nodeName, r.oldValue]);
+    }
+  }
+}).observe(document, {
+  subtree: true, attributes: true, attributeOldValue: true, attributeFilter: ["data-status"],
+});
+"""
+
+#: A WebSocket that never opens, as behind a proxy that refuses upgrades.
+BLOCK_WEBSOCKET = """
+window.WebSocket = class BlockedWebSocket extends EventTarget {
+  constructor(url) {
+    super();
+    this.url = String(url);
+    this.readyState = 3;
+    setTimeout(() => {
+      this.dispatchEvent(new Event("error"));
+      this.dispatchEvent(new CloseEvent("close", { code: 1006, reason: "", wasClean: false }));
+    }, 0);
+  }
+  send() { throw new DOMException("blocked", "InvalidStateError"); }
+  close() {}
+};
+"""
+
+
+def _executable() -> Path | None:
+    if CHROMIUM.exists():
+        return CHROMIUM
+    found = shutil.which("chromium")
+    return Path(found) if found else None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = _executable()
+    missing = [
+        name
+        for name, absent in (("chromium", executable is None), ("playwright", not sync_playwright))
+        if absent
+    ]
+    if missing:
+        message = f"{' and '.join(missing)} missing: run scripts/setup"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser tests must run in CI, but {message}", pytrace=False)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(executable), args=CHROMIUM_ARGS, timeout=WAIT_MS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def examples(tmp_path: Path) -> Settings:
+    return load_settings({"data_dir": tmp_path, "load_examples": True}, environ={})
+
+
+@pytest.fixture
+def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
+    """New pages (each in its own context) that fail the test on any script error."""
+    contexts = []
+    errors: list[str] = []
+
+    def open_(*, init_scripts: tuple[str, ...] = ()) -> Page:
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        for script in (RECORD_STATUSES, *init_scripts):
+            page.add_init_script(script)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert not errors, errors
+
+
+def go(page: Page, server: Server, path: str) -> None:
+    page.goto(server.url + path)
+    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
+
+
+def expect_live(page: Page, transport: str) -> None:
+    status = page.get_by_test_id("connection-status")
+    expect(status).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+    expect(status).to_have_attribute("data-transport", transport, timeout=WAIT_MS)
+
+
+def expect_nodes(page: Page, statuses: dict[str, str]) -> None:
+    expect(page.locator(NODE)).to_have_count(len(statuses), timeout=WAIT_MS)
+    for name, status in statuses.items():
+        node = page.locator(f'{NODE}[data-node-name="{name}"]')
+        expect(node).to_have_attribute("data-status", status, timeout=WAIT_MS)
+
+
+def expect_run(page: Page, status: str) -> None:
+    run_status = page.get_by_test_id("run-status")
+    expect(run_status).to_have_attribute("data-status", status, timeout=WAIT_MS)
+
+
+def status_changes(page: Page) -> dict[str, list[str]]:
+    """Node name -> every status it showed, in order, ending with the current one."""
+    changes: dict[str, list[str]] = {}
+    for name, left in page.evaluate("window.__statuses"):
+        changes.setdefault(name, []).append(left)
+    for name, statuses in changes.items():
+        node = page.locator(f'{NODE}[data-node-name="{name}"]')
+        statuses.append(str(node.get_attribute("data-status")))
+    return changes
+
+
+def create_workflow(server: Server, workflow: dict[str, Any]) -> str:
+    response = httpx.post(f"{server.url}/agents/workflows", json=workflow, timeout=10)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def wait_for_status(server: Server, execution_id: str, status: str) -> None:
+    deadline = time.monotonic() + WAIT_MS / 1000
+    url = f"{server.url}/agents/executions/{execution_id}"
+    while (current := httpx.get(url, timeout=10).json()["status"]) != status:
+        assert time.monotonic() < deadline, f"{execution_id} stayed {current}, wanted {status}"
+        time.sleep(0.02)
+
+
+def chain(workflow_id: str, *nodes: dict[str, Any]) -> dict[str, Any]:
+    names = itertools.pairwise(node["name"] for node in nodes)
+    connections = {a: {"main": [[{"node": b, "type": "main", "index": 0}]]} for a, b in names}
+    return {
+        "id": workflow_id,
+        "name": workflow_id,
+        "nodes": list(nodes),
+        "connections": connections,
+    }
+
+
+def test_the_page_and_its_files_are_served_same_origin_only(
+    serve: Callable[..., Server], settings: Settings
+) -> None:
+    server = serve(settings)
+    page = httpx.get(f"{server.url}/", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for src in re.findall(r'(?:src|href)="([^"#]+)"', page.text):
+        assert src.startswith(("/static/", "data:")), src  # nothing from the network
+    for name, kind in (("canvas.js", "javascript"), ("canvas.css", "text/css")):
+        response = httpx.get(f"{server.url}/static/{name}", timeout=10)
+        assert response.status_code == 200
+        assert kind in response.headers["content-type"]
+    script = httpx.get(f"{server.url}/static/canvas.js", timeout=10).text
+    assert set(re.findall(r"(?:https?|wss?)://[^\s\"'`]+", script)) == {
+        "http://www.w3.org/2000/svg"
+    }
+    assert httpx.get(f"{server.url}/static/nope.js", timeout=10).status_code == 404
+
+
+def test_pressing_run_lights_every_node_up_live_over_websocket(
+    serve: Callable[..., Server], examples: Settings, open_page: Callable[..., Page], tmp_path: Path
+) -> None:
+    server = serve(examples)
+    page = open_page()
+    go(page, server, "/#wf=fan-out")
+    expect_live(page, "websocket")
+    expect(page.get_by_test_id("workflow-item")).to_have_count(6)
+    expect_nodes(
+        page, dict.fromkeys(["Start", "Research", "Draft", "Combine", "Count words"], "idle")
+    )
+
+    page.get_by_test_id("run-button").click()
+
+    expect_nodes(
+        page, dict.fromkeys(["Start", "Research", "Draft", "Combine", "Count words"], "success")
+    )
+    expect_run(page, "success")
+    # Each node went pending/running before success: painted message by message, live.
+    for name, changes in status_changes(page).items():
+        assert changes[-1] == "success", (name, changes)
+        assert "running" in changes, (name, changes)
+    # nodeExecuteAfterData arrives as binary frames: decoded, its items shown for a node.
+    log = page.get_by_test_id("activity-log")
+    expect(log.locator('[data-type="nodeExecuteAfterData"]')).to_have_count(5)
+    expect(log.locator('[data-type="executionFinished"]')).to_have_count(1)
+    page.locator(f'{NODE}[data-node-name="Draft"]').click()
+    expect(page.get_by_test_id("node-output")).to_contain_text('"draft": "ready"')
+    row = page.get_by_test_id("history-row").first
+    expect(row).to_have_attribute("data-status", "success", timeout=WAIT_MS)
+    expect(row.locator("td").nth(3)).to_have_text(re.compile(r"^(\d+ ms|[\d.]+ s)$"))
+    page.screenshot(path=tmp_path / "fan-out-success.png")
+
+
+def test_cancel_from_the_page_stops_a_one_minute_run(
+    serve: Callable[..., Server], examples: Settings, open_page: Callable[..., Page], tmp_path: Path
+) -> None:
+    server = serve(examples)
+    page = open_page()
+    go(page, server, "/#wf=slow")
+    expect_live(page, "websocket")
+
+    page.get_by_test_id("run-button").click()
+    expect_nodes(page, {"Start": "success", "Think": "running", "Answer": "pending"})
+    expect_run(page, "running")
+    page.screenshot(path=tmp_path / "slow-running.png")
+    page.get_by_test_id("cancel-button").click()
+
+    expect_run(page, "canceled")
+    expect_nodes(page, {"Start": "success", "Think": "canceled", "Answer": "pending"})
+    expect(page.get_by_test_id("cancel-button")).to_be_disabled()
+    row = page.get_by_test_id("history-row").first
+    expect(row).to_have_attribute("data-status", "canceled", timeout=WAIT_MS)
+    execution_id = page.get_by_test_id("run-status").get_attribute("data-execution-id")
+    body = httpx.get(f"{server.url}/agents/executions/{execution_id}", timeout=10).json()
+    assert body["status"] == "canceled"
+    assert body["duration_ms"] < 10_000
+
+
+def test_without_websocket_the_page_falls_back_to_sse_and_still_lights_up(
+    serve: Callable[..., Server], examples: Settings, open_page: Callable[..., Page]
+) -> None:
+    server = serve(examples)
+    page = open_page(init_scripts=(BLOCK_WEBSOCKET,))
+    go(page, server, "/#wf=linear")
+
+    expect_live(page, "sse")
+    expect(page.get_by_test_id("connection-detail")).to_contain_text(
+        "WebSocket failed (close 1006)"
+    )
+    page.get_by_test_id("run-button").click()
+
+    expect_nodes(page, {"Start": "success", "Greet": "success", "Sign": "success"})
+    expect_run(page, "success")
+    assert all("running" in changes for changes in status_changes(page).values())
+
+
+def test_transport_sse_flag_forces_sse_and_runs_with_the_typed_input(
+    serve: Callable[..., Server], examples: Settings, open_page: Callable[..., Page]
+) -> None:
+    server = serve(examples)
+    page = open_page()
+    go(page, server, "/?transport=sse#wf=support-triage")
+    expect_live(page, "sse")
+
+    page.get_by_test_id("input-editor").fill("[1, 2]")
+    expect(page.get_by_test_id("input-error")).to_contain_text("JSON object")
+    expect(page.get_by_test_id("run-button")).to_be_disabled()
+    page.get_by_test_id("input-editor").fill('{"topic": "billing"}')
+    page.get_by_test_id("run-button").click()
+
+    expect_nodes(
+        page,
+        {"Start": "success", "Is billing?": "success", "Billing": "success", "Other": "pending"},
+    )
+    expect_run(page, "success")
+
+
+def test_a_waiting_run_is_resumed_from_the_page(
+    serve: Callable[..., Server], examples: Settings, open_page: Callable[..., Page]
+) -> None:
+    server = serve(examples)
+    page = open_page()
+    go(page, server, "/#wf=approval")
+    expect_live(page, "websocket")
+
+    page.get_by_test_id("run-button").click()
+    expect_run(page, "waiting")
+    expect_nodes(
+        page, {"Start": "success", "Prepare": "success", "Approve": "waiting", "Done": "pending"}
+    )
+    page.get_by_test_id("resume-editor").fill('{"approved": true}')
+    page.get_by_test_id("resume-button").click()
+
+    expect_run(page, "success")
+    expect_nodes(page, dict.fromkeys(["Start", "Prepare", "Approve", "Done"], "success"))
+    expect(page.get_by_test_id("waiting-panel")).to_be_hidden()
+
+
+class DroppingProxy:
+    """Stands between the page and ``/agents/push``: on the first connection it forwards
+    ``forward`` messages, swallows the next ``swallow`` (the server counts them as sent),
+    then closes the page side with 4008 as a slow consumer would be. Later connections
+    pass through."""
+
+    def __init__(self, *, forward: int, swallow: int) -> None:
+        self.forward = forward
+        self.swallow = swallow
+        self.urls: list[str] = []
+
+    def __call__(self, ws: WebSocketRoute) -> None:
+        self.urls.append(ws.url)
+        server = ws.connect_to_server()
+        if len(self.urls) > 1:
+            return  # connected without handlers: frames pass through both ways
+        seen = 0
+
+        def from_server(message: str | bytes) -> None:
+            nonlocal seen
+            seen += 1
+            if seen <= self.forward:
+                ws.send(message)
+            elif seen == self.forward + self.swallow:
+                ws.close(code=4008, reason="slow consumer: outbound buffer full")
+                server.close()
+
+        server.on_message(from_server)
+        ws.on_message(server.send)
+
+
+def stepwise(workflow_id: str) -> dict[str, Any]:
+    """Messages keep coming for a while: 4 nodes, two of them 300 ms delays (14 messages)."""
+    return chain(
+        workflow_id,
+        {"name": "Start", "type": "trigger"},
+        {"name": "Fetch", "type": "delay", "parameters": {"ms": 300}},
+        {"name": "Think", "type": "delay", "parameters": {"ms": 300}},
+        {"name": "Reply", "type": "set", "parameters": {"values": {"done": True}}},
+    )
+
+
+def test_after_a_drop_the_page_reconnects_and_resumes_from_its_last_id(
+    serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
+) -> None:
+    server = serve(settings)
+    create_workflow(server, stepwise("stepwise"))
+    page = open_page()
+    proxy = DroppingProxy(forward=4, swallow=2)
+    page.route_web_socket("**/agents/push*", proxy)
+    go(page, server, "/#wf=stepwise")
+    expect_live(page, "websocket")
+
+    page.get_by_test_id("run-button").click()
+
+    expect_nodes(page, dict.fromkeys(["Start", "Fetch", "Think", "Reply"], "success"))
+    expect_run(page, "success")
+    assert len(proxy.urls) == 2, proxy.urls
+    assert "lastEventId=0" in proxy.urls[0]
+    assert "lastEventId=4" in proxy.urls[1]  # the meta.id of the last message it got
+    expect(page.get_by_test_id("connection-detail")).to_contain_text("resumed after close 4008")
+    ids = page.locator('[data-testid="activity-log"] .log-id').all_inner_texts()
+    assert sorted(ids, key=lambda i: int(i[1:])) == [f"#{n}" for n in range(1, 15)]  # no gap
+    assert not page.locator('[data-type="resumeFailed"]').count()
+
+
+def test_when_resume_fails_the_page_refetches_the_run_over_rest(
+    serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
+) -> None:
+    server = serve(msgspec.structs.replace(settings, resume_buffer_count=1))
+    create_workflow(server, stepwise("stepwise"))
+    page = open_page()
+    page.route_web_socket("**/agents/push*", DroppingProxy(forward=4, swallow=2))
+    go(page, server, "/#wf=stepwise")
+    expect_live(page, "websocket")
+
+    with page.expect_response(lambda r: "include_data=true" in r.url, timeout=WAIT_MS) as refetch:
+        page.get_by_test_id("run-button").click()
+        log = page.get_by_test_id("activity-log")
+        expect(log.locator('[data-type="resumeFailed"]')).to_have_count(1, timeout=WAIT_MS)
+    assert refetch.value.ok
+
+    expect_nodes(page, dict.fromkeys(["Start", "Fetch", "Think", "Reply"], "success"))
+    expect_run(page, "success")
+
+
+def test_the_runs_table_opens_a_past_run_in_its_final_state(
+    serve: Callable[..., Server], examples: Settings, open_page: Callable[..., Page]
+) -> None:
+    server = serve(examples)
+    response = httpx.post(f"{server.url}/agents/workflows/failing/run", json={}, timeout=10)
+    execution_id = response.json()["execution_id"]
+    wait_for_status(server, execution_id, "error")
+    page = open_page()
+    go(page, server, "/#wf=failing")
+    row = page.locator(f'[data-testid="history-row"][data-execution-id="{execution_id}"]')
+    expect(row).to_have_attribute("data-status", "error", timeout=WAIT_MS)
+    expect_run(page, "idle")
+
+    row.click()
+
+    expect_run(page, "error")
+    expect_nodes(page, {"Start": "success", "Check": "error", "Never": "pending"})
+    check = page.locator(f'{NODE}[data-node-name="Check"]')
+    expect(check).to_contain_text("the check failed")
+    expect(row).to_have_attribute("aria-current", "true")

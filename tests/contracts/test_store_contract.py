@@ -1,0 +1,425 @@
+"""The repository contract (``ExecutionStore`` + ``WorkflowStore``), one suite for every
+backend; plus the status table and the ``flatted`` encoder, tested on their own.
+
+To check a new backend (PostgreSQL, ...), add a :class:`Backend` to :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from app.errors import Conflict, IllegalTransition, NotFound
+from app.executions.flatted import stringify
+from app.model.records import ExecutionQuery, ExecutionRecord, StoredEvent
+from app.model.status import TRANSITIONS, ExecutionStatus, check_transition
+from app.storage.base import ExecutionStore, WorkflowStore
+from app.storage.memory import MemoryStore
+from app.storage.sqlite import SqliteStore
+from support.scaleout import postgres_store
+
+pytestmark = pytest.mark.timeout(30)
+S = ExecutionStatus
+
+
+class Store(ExecutionStore, WorkflowStore, Protocol):
+    async def open(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    #: Build an unopened store whose data lives under the given directory.
+    make: Callable[[Path], Store]
+    #: Whether a new store on the same directory sees what a closed one wrote.
+    persistent: bool
+
+
+BACKENDS = [
+    Backend("memory", lambda _: MemoryStore(), persistent=False),
+    Backend("sqlite", lambda d: SqliteStore(d / "graphpush.sqlite"), persistent=True),
+    # a schema per test directory; skipped when PostgreSQL does not answer (failed on CI)
+    Backend("postgres", lambda d: postgres_store(str(d)), persistent=True),
+]
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    chosen: Backend = request.param
+    return chosen
+
+
+@pytest.fixture
+async def opener(backend: Backend, tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[Store]]]:
+    """Opens stores of ``backend`` on one directory; all are closed at the end."""
+    opened: list[Store] = []
+
+    async def open_store() -> Store:
+        store = backend.make(tmp_path)
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in reversed(opened):
+        await store.close()
+
+
+@pytest.fixture
+async def store(opener: Callable[[], Awaitable[Store]]) -> Store:
+    return await opener()
+
+
+_ids = itertools.count()
+
+
+def record(**fields: Any) -> ExecutionRecord:
+    n = next(_ids)
+    values: dict[str, Any] = {
+        "id": f"run-{n:04d}",
+        "workflow_id": "wf",
+        "workflow_name": "Workflow",
+        "created_at": 1_700_000_000_000 + n,
+    }
+    return ExecutionRecord(**{**values, **fields})
+
+
+def events(*seqs: int, prefix: str = "") -> list[StoredEvent]:
+    return [
+        StoredEvent(seq, "nodeExecuteBefore", f'{{"n":"{prefix}{seq}"}}'.encode()) for seq in seqs
+    ]
+
+
+# ---- records ---------------------------------------------------------------------------
+
+
+async def test_a_saved_record_reads_back_equal(store: Store) -> None:
+    saved = record(
+        status=S.WAITING,
+        push_ref="tab",
+        owner="o1",
+        started_at=1,
+        error={"message": "m", "node": "B", "type": "T"},
+        retry_of="run-x",
+        input={"q": [1, {"r": None}]},
+        workflow={"name": "Workflow", "nodes": [{"name": "A", "type": "trigger"}]},
+        workflow_version="v1",
+        graph_state={"nodes": {"A": {"status": "success"}}, "completed_nodes": ["A"]},
+        run_data={"A": [{"status": "success", "start_time": 1}]},
+        outputs={"A": [{"main": [[{"json": {"x": 1}}]]}]},
+        next_sequence_number=2,
+        next_execution_index=1,
+        resume_value={"approved": True},
+        resume_pending=True,
+    )
+
+    await store.save(saved, events(1, 2))
+
+    assert await store.get(saved.id) == saved
+    assert await store.get("missing") is None
+
+
+async def test_a_record_keeps_its_first_workflow_through_later_writes(store: Store) -> None:
+    saved = record(workflow={"name": "first"})
+    await store.save(saved)
+    saved.status, saved.last_seq = S.RUNNING, 3
+
+    await store.save(saved, events(1, 2, 3))
+
+    got = await store.get(saved.id)
+    assert got is not None
+    assert got.workflow == {"name": "first"}
+    assert (got.status, got.last_seq) == (S.RUNNING, 3)
+
+
+async def test_staging_copies_the_record_at_the_time_of_the_call(store: Store) -> None:
+    staged = record()
+    store.stage(staged)
+    staged.status = S.RUNNING
+
+    await store.commit()
+
+    got = await store.get(staged.id)
+    assert got is not None and got.status is S.NEW
+
+
+async def test_reads_see_staged_writes_and_commit_makes_them_durable(
+    store: Store, backend: Backend, opener: Callable[[], Awaitable[Store]]
+) -> None:
+    staged = record()
+    store.stage(staged, events(1))
+    store.stage_events(staged.id, events(2, 3))
+
+    assert await store.get(staged.id) == staged
+    assert [e.seq for e in await store.read_events(staged.id)] == [1, 2, 3]
+    await store.commit()
+    await store.commit()  # nothing staged: returns at once
+
+    if backend.persistent:
+        await store.close()
+        reopened = await opener()
+        assert await reopened.get(staged.id) == staged
+        assert await reopened.read_events(staged.id) == events(1, 2, 3)
+
+
+async def test_commit_returns_once_everything_staged_before_is_stored(
+    store: Store, backend: Backend, opener: Callable[[], Awaitable[Store]]
+) -> None:
+    records = [record() for _ in range(5)]
+    for i, r in enumerate(records):
+        store.stage(r, events(1, 2, prefix=str(i)))
+
+    await store.commit()
+
+    reader = await opener() if backend.persistent else store
+    for i, r in enumerate(records):
+        assert await reader.get(r.id) == r
+        assert await reader.read_events(r.id) == events(1, 2, prefix=str(i))
+
+
+# ---- listing ---------------------------------------------------------------------------
+
+
+async def history(store: Store) -> list[ExecutionRecord]:
+    """Six runs, oldest first: two workflows, three statuses, two owners."""
+    rows = [
+        record(workflow_id="a", status=S.SUCCESS, owner="o1"),
+        record(workflow_id="b", status=S.ERROR, owner="o1"),
+        record(workflow_id="a", status=S.NEW, owner="o2"),
+        record(workflow_id="a", status=S.SUCCESS, owner="o2"),
+        record(workflow_id="b", status=S.SUCCESS, owner="o1"),
+        record(workflow_id="a", status=S.ERROR),
+    ]
+    for row in rows:
+        await store.save(row)
+    return rows
+
+
+def ids(records: list[ExecutionRecord]) -> list[str]:
+    return [r.id for r in records]
+
+
+async def test_list_is_newest_first_with_the_total_before_paging(store: Store) -> None:
+    rows = await history(store)
+    newest_first = ids(rows[::-1])
+
+    page = await store.list(ExecutionQuery())
+    assert ids(page.items) == newest_first and page.total == 6
+    page = await store.list(ExecutionQuery(limit=2, offset=1))
+    assert ids(page.items) == newest_first[1:3] and page.total == 6
+    page = await store.list(ExecutionQuery(limit=5, offset=4))
+    assert ids(page.items) == newest_first[4:] and page.total == 6
+    page = await store.list(ExecutionQuery(offset=6))
+    assert page.items == [] and page.total == 6
+
+
+async def test_list_breaks_ties_of_creation_time_the_same_way_every_time(store: Store) -> None:
+    same_time = [record(created_at=5) for _ in range(3)]
+    for row in same_time:
+        await store.save(row)
+
+    first = ids((await store.list(ExecutionQuery())).items)
+    paged = [ids((await store.list(ExecutionQuery(limit=1, offset=i))).items)[0] for i in range(3)]
+
+    assert sorted(first) == sorted(ids(same_time))
+    assert paged == first
+
+
+@pytest.mark.parametrize(
+    ("query", "expected", "total"),
+    [
+        (ExecutionQuery(workflow_id="a"), [5, 3, 2, 0], 4),
+        (ExecutionQuery(status=S.SUCCESS), [4, 3, 0], 3),
+        (ExecutionQuery(owner="o1"), [4, 1, 0], 3),
+        (ExecutionQuery(workflow_id="a", status=S.SUCCESS, owner="o2"), [3], 1),
+        (ExecutionQuery(workflow_id="b", status=S.NEW), [], 0),
+        (ExecutionQuery(workflow_id="a", limit=1, offset=1), [3], 4),
+    ],
+)
+async def test_list_filters_combine(
+    store: Store, query: ExecutionQuery, expected: list[int], total: int
+) -> None:
+    rows = await history(store)
+
+    page = await store.list(query)
+
+    assert ids(page.items) == [rows[i].id for i in expected]
+    assert page.total == total
+
+
+async def test_list_sees_the_latest_status_of_a_record(store: Store) -> None:
+    row = record()
+    await store.save(row)
+    row.status = S.RUNNING
+    store.stage(row)
+
+    assert ids((await store.list(ExecutionQuery(status=S.RUNNING))).items) == [row.id]
+    assert (await store.list(ExecutionQuery(status=S.NEW))).total == 0
+
+
+# ---- status updates --------------------------------------------------------------------
+
+
+async def test_update_status_moves_a_run_along_a_legal_transition(store: Store) -> None:
+    row = record()
+    await store.save(row)
+
+    updated = await store.update_status(row.id, S.RUNNING)
+
+    assert updated.status is S.RUNNING
+    stored = await store.get(row.id)
+    assert stored is not None and stored.status is S.RUNNING
+
+
+async def test_update_status_refuses_an_illegal_transition_and_changes_nothing(
+    store: Store,
+) -> None:
+    row = record(status=S.SUCCESS)
+    await store.save(row)
+
+    with pytest.raises(IllegalTransition):
+        await store.update_status(row.id, S.RUNNING)
+
+    stored = await store.get(row.id)
+    assert stored is not None and stored.status is S.SUCCESS
+
+
+async def test_update_status_of_an_unknown_run_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.update_status("missing", S.RUNNING)
+
+
+# ---- event logs ------------------------------------------------------------------------
+
+
+async def test_read_events_returns_the_log_after_n_in_order(store: Store) -> None:
+    row, other = record(), record()
+    await store.save(row, events(1, 2))
+    await store.save(other, events(1, 2, 3, prefix="other"))
+    store.stage_events(row.id, events(3, 4, 5))
+
+    assert await store.read_events(row.id) == events(1, 2, 3, 4, 5)
+    assert await store.read_events(row.id, 2) == events(3, 4, 5)
+    assert await store.read_events(row.id, 2, limit=2) == events(3, 4)
+    assert await store.read_events(row.id, 5) == []
+    assert await store.read_events("missing") == []
+
+
+async def test_a_restaged_seq_replaces_its_log_entry(store: Store) -> None:
+    row = record()
+    await store.save(row, events(1, 2, 3))
+
+    await store.save(row, events(3, prefix="again"))
+
+    assert await store.read_events(row.id) == [*events(1, 2), *events(3, prefix="again")]
+
+
+async def test_event_payloads_are_kept_byte_for_byte(store: Store) -> None:
+    row = record()
+    payload = '{"type":"x","data":{"s":"ü \\u0000 \\"q\\""}}'.encode()
+
+    await store.save(row, [StoredEvent(1, "x", payload)])
+
+    assert (await store.read_events(row.id))[0].payload == payload
+
+
+# ---- workflows -------------------------------------------------------------------------
+
+
+async def test_workflows_are_created_read_listed_replaced_and_deleted(store: Store) -> None:
+    await store.create_workflow("one", {"id": "one", "name": "first"})
+    await store.create_workflow("two", {"id": "two", "name": "second"})
+
+    assert await store.get_workflow("one") == {"id": "one", "name": "first"}
+    assert await store.get_workflow("missing") is None
+    assert [w["id"] for w in await store.list_workflows()] == ["one", "two"]
+
+    await store.put_workflow("one", {"id": "one", "name": "renamed"})
+    assert await store.get_workflow("one") == {"id": "one", "name": "renamed"}
+
+    assert await store.delete_workflow("one") is True
+    assert await store.delete_workflow("one") is False
+    assert await store.get_workflow("one") is None
+    assert [w["id"] for w in await store.list_workflows()] == ["two"]
+
+
+async def test_creating_a_taken_workflow_id_is_a_conflict(store: Store) -> None:
+    await store.create_workflow("one", {"id": "one", "name": "first"})
+
+    with pytest.raises(Conflict):
+        await store.create_workflow("one", {"id": "one", "name": "other"})
+
+    assert await store.get_workflow("one") == {"id": "one", "name": "first"}
+
+
+async def test_putting_an_unknown_workflow_creates_nothing(store: Store) -> None:
+    await store.put_workflow("ghost", {"id": "ghost"})
+
+    assert await store.get_workflow("ghost") is None
+    assert await store.list_workflows() == []
+
+
+# ---- the status table ------------------------------------------------------------------
+
+#: SPEC §3 statuses: queued runs start or are canceled; running ones end, pause or crash;
+#: a waiting run is resumed (queued again) or canceled; finished runs never move.
+EXPECTED: dict[ExecutionStatus, set[ExecutionStatus]] = {
+    S.NEW: {S.RUNNING, S.CANCELED, S.CRASHED},
+    S.RUNNING: {S.WAITING, S.SUCCESS, S.ERROR, S.CANCELED, S.CRASHED},
+    S.WAITING: {S.NEW, S.CANCELED},
+    S.SUCCESS: set(),
+    S.ERROR: set(),
+    S.CANCELED: set(),
+    S.CRASHED: set(),
+    S.UNKNOWN: set(),
+}
+
+
+@pytest.mark.parametrize("current", list(S))
+def test_the_transition_table_row(current: ExecutionStatus) -> None:
+    assert set(TRANSITIONS[current]) == EXPECTED[current]
+    for target in S:
+        if target in EXPECTED[current]:
+            check_transition(current, target)
+        else:
+            with pytest.raises(IllegalTransition, match=f"{current.value}.*{target.value}"):
+                check_transition(current, target)
+
+
+def test_finished_statuses_are_those_with_no_way_out() -> None:
+    assert {s for s in S if s.finished} == {s for s in S if not EXPECTED[s]}
+
+
+# ---- flatted ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({}, "[{}]"),
+        ([], "[[]]"),
+        ("x", '["x"]'),
+        (1, "[1]"),
+        (None, "[null]"),
+        (
+            {"a": "x", "b": ["x", 1, None, {"c": True}]},
+            '[{"a":"1","b":"2"},"x",["1",1,null,"3"],{"c":true}]',
+        ),
+        (["x", "x", "y"], '[["1","1","2"],"x","y"]'),
+        ({"n": {"m": {}}}, '[{"n":"1"},{"m":"2"},{}]'),
+        ({"é": "ü"}, '[{"é":"1"},"ü"]'),
+    ],
+)
+def test_flatted_stringify_matches_the_flatted_library(value: Any, expected: str) -> None:
+    assert stringify(value) == expected
+
+
+def test_flatted_stores_a_shared_object_once() -> None:
+    shared: dict[str, Any] = {"k": 1}
+
+    assert stringify([shared, shared]) == '[["1","1"],{"k":1}]'

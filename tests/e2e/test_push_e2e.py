@@ -1,0 +1,194 @@
+"""End to end against a real uvicorn: slow consumers, protocol limits, the real app."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+
+from app.bus.base import PushEvent
+from app.main import create_app
+from app.settings import Settings, load_settings
+from support.push import Harness, decode, eventually, serving, sse_events
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Harness, str]]:
+    harness = Harness(Settings(load_examples=False, connection_buffer_bytes=1 << 20))
+    async with serving(harness.app, harness.settings) as host:
+        yield harness, host
+
+
+async def stalled_client(host: str, push_ref: str, transport: str) -> socket.socket:
+    """A WebSocket or SSE client that sends its request and then never reads."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    address, port = host.split(":")
+    await loop.sock_connect(sock, (address, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    upgrade = (
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+    )
+    headers = upgrade if transport == "websocket" else "Accept: text/event-stream\r\n"
+    request = f"GET /agents/push?pushRef={push_ref} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n"
+    await loop.sock_sendall(sock, request.encode())
+    status = b"HTTP/1.1 101" if transport == "websocket" else b"HTTP/1.1 200"
+    assert (await loop.sock_recv(sock, 4096)).startswith(status)
+    return sock
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+async def test_a_client_that_never_reads_is_cut_off_and_delays_nobody(
+    served: tuple[Harness, str], transport: str
+) -> None:
+    harness, host = served
+    slow = await stalled_client(host, "slow", transport)
+    process, count, size = psutil.Process(), 400, 64 * 1024
+    async with connect(f"ws://{host}/agents/push?pushRef=fast", max_size=None) as fast:
+        await asyncio.sleep(0.1)
+        slow_conn = harness.hub.registry.sessions["slow"].connection
+        assert slow_conn is not None
+        rss_before, peak_queue = process.memory_info().rss, 0
+        received = asyncio.create_task(_receive(fast, count))
+        for i in range(count):
+            blob = b'{"type":"nodeExecuteBefore","data":{"pad":"%s"}}' % (b"x" * size)
+            harness.bus.publish_nowait(
+                PushEvent("e1", i + 1, "nodeExecuteBefore", blob, broadcast=True)
+            )
+            peak_queue = max(peak_queue, slow_conn.queued_bytes)
+            await asyncio.sleep(0)
+        assert await asyncio.wait_for(received, 10) == list(range(1, count + 1))
+        rss_growth = process.memory_info().rss - rss_before
+    assert slow_conn.aborted and slow_conn.close_code == 4008
+    assert peak_queue <= harness.settings.connection_buffer_bytes
+    assert not harness.hub.has("slow")
+    assert rss_growth < 64 * 1024 * 1024, rss_growth  # 25 MiB went out; nothing piled up
+    slow.close()
+
+
+async def _receive(ws: Any, count: int) -> list[int]:
+    return [decode(await ws.recv())["meta"]["id"] for _ in range(count)]
+
+
+async def test_per_message_deflate_is_declined(served: tuple[Harness, str]) -> None:
+    _, host = served
+    async with connect(f"ws://{host}/agents/push?pushRef=abc") as ws:  # offers deflate
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+        await ws.send('{"type":"ping"}')
+        assert decode(await ws.recv()) == {"type": "pong"}
+
+
+async def test_inbound_frame_over_64_kib_closes_with_1009(served: tuple[Harness, str]) -> None:
+    _, host = served
+    async with connect(f"ws://{host}/agents/push?pushRef=other") as other:
+        for _ in range(5):
+            async with connect(f"ws://{host}/agents/push?pushRef=big") as ws:
+                await ws.send("x" * (64 * 1024 + 1))
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        await other.send('{"type":"ping"}')
+        assert decode(await other.recv()) == {"type": "pong"}
+
+
+async def test_cross_site_origin_closes_websocket_with_1008(served: tuple[Harness, str]) -> None:
+    _, host = served
+    uri = f"ws://{host}/agents/push?pushRef=abc"
+    async with connect(uri, origin="http://evil.example") as ws:  # type: ignore[arg-type]
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_no_task_or_connection_left_after_clients_go_away(
+    served: tuple[Harness, str],
+) -> None:
+    harness, host = served
+    baseline = len(asyncio.all_tasks())
+    async with httpx.AsyncClient(base_url=f"http://{host}") as client:
+        for i in range(10):
+            async with connect(f"ws://{host}/agents/push?pushRef=w{i}") as ws:
+                await ws.send('{"type":"ping"}')
+                await ws.recv()
+            headers = {"accept": "text/event-stream"}
+            async with client.stream("GET", f"/agents/push?pushRef=s{i}", headers=headers) as r:
+                await anext(sse_events(r))
+    # +1: sse-starlette's one shutdown watcher per event loop
+    await eventually(
+        lambda: not harness.hub.connection_count and len(asyncio.all_tasks()) <= baseline + 1
+    )
+
+
+# ---- through the real app (create_app) -----------------------------------------------------
+
+
+def workflow() -> dict[str, Any]:
+    nodes = [
+        {"name": "Start", "type": "trigger"},
+        {"name": "A", "type": "set", "parameters": {"values": {"a": 1}}},
+        {"name": "B", "type": "set", "parameters": {"values": {"b": 2}}},
+    ]
+    link = {"main": [[{"node": "A", "type": "main", "index": 0}]]}
+    return {
+        "name": "e2e",
+        "nodes": nodes,
+        "connections": {
+            "Start": link,
+            "A": {"main": [[{"node": "B", "type": "main", "index": 0}]]},
+        },
+    }
+
+
+async def test_real_app_pushes_a_run_over_websocket_and_streams_it_over_sse(tmp_path: Path) -> None:
+    settings = load_settings({"data_dir": tmp_path, "load_examples": False}, environ={})
+    async with (
+        serving(create_app(settings), settings) as host,
+        httpx.AsyncClient(base_url=f"http://{host}", timeout=10) as client,
+    ):
+        created = await client.post("/agents/workflows", json=workflow())
+        assert created.status_code == 201, created.text
+        async with connect(f"ws://{host}/agents/push?pushRef=e2eref") as ws:
+            run = await client.post(
+                f"/agents/workflows/{created.json()['id']}/run", json={"push_ref": "e2eref"}
+            )
+            assert run.status_code == 202, run.text
+            pushed = await _until_finished(ws)
+        types = [p["type"] for p in pushed]
+        assert types == ["executionStarted"] + [
+                "nodeExecuteBefore", "nodeExecuteAfter", "nodeExecuteAfterData"
+            ] * 3 + ["executionFinished"]  # fmt: skip
+        assert [p["meta"]["id"] for p in pushed] == list(range(1, len(pushed) + 1))
+        execution_id = run.json()["execution_id"]
+        stream = await client.get(f"/agents/executions/{execution_id}/stream")
+        events = [e async for e in _parse(stream.text)]
+    assert events[0]["type"] == "executionSnapshot"
+    assert [e["type"] for e in events[1:]] == types
+
+
+async def _until_finished(ws: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    async with asyncio.timeout(10):
+        while not out or out[-1]["type"] != "executionFinished":
+            out.append(decode(await ws.recv()))
+    return out
+
+
+async def _parse(text: str) -> AsyncIterator[dict[str, Any]]:
+    for line in text.splitlines():
+        if line.startswith("data: "):
+            yield decode(line[6:])

@@ -1,0 +1,212 @@
+"""Runs survive the process (SPEC §6): queued runs run after a restart, waiting runs resume
+from their SQLite checkpoint, and a run whose process died is marked ``crashed``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from app.settings import Settings
+from support.app import (
+    create_workflow,
+    free_port,
+    logged_messages,
+    run,
+    running_app,
+    wait_for_status,
+)
+from support.engine import chain, kinds, node, node_triples
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parents[2]
+SIMPLE = chain(node("Start"), node("Set", "set", values={"x": 1}), name="simple")
+WAITING = chain(node("Start"), node("Hold", "wait"), node("Done", "set", values={"done": 1}))
+SLOW = chain(node("Start"), node("Sleep", "delay", ms=60_000), node("After", "set", values={}))
+
+
+async def test_queued_runs_run_after_a_restart(settings: Settings) -> None:
+    async with running_app(msgspec.structs.replace(settings, workers=0)) as (_, client):
+        workflow_id = await create_workflow(client, SIMPLE)
+        queued = [await run(client, workflow_id, input={"n": n}) for n in range(3)]
+        for execution_id in queued:
+            assert (await client.get(f"/agents/executions/{execution_id}")).json()[
+                "status"
+            ] == "new"
+
+    async with running_app(settings) as (_, client):
+        for n, execution_id in enumerate(queued):
+            body = await wait_for_status(client, execution_id, "success", "error")
+            assert body["status"] == "success"
+            assert body["input"] == {"n": n}
+            messages = await logged_messages(client, execution_id)
+            assert kinds(messages) == [
+                ("executionStarted", None),
+                *node_triples("Start", "Set"),
+                ("executionFinished", None),
+            ]
+        # oldest first: each queued run started before the next one
+        started = [
+            (await client.get(f"/agents/executions/{i}")).json()["started_at"] for i in queued
+        ]
+        assert started == sorted(started)
+
+
+async def test_a_waiting_run_resumes_after_a_restart(settings: Settings) -> None:
+    async with running_app(settings) as (_, client):
+        execution_id = await run(client, await create_workflow(client, WAITING))
+        await wait_for_status(client, execution_id, "waiting")
+
+    async with running_app(settings) as (_, client):
+        assert (await client.get(f"/agents/executions/{execution_id}")).json()["status"] == (
+            "waiting"
+        )
+        response = await client.post(
+            f"/agents/executions/{execution_id}/resume", json={"value": {"ok": True}}
+        )
+        assert response.status_code == 202, response.text
+        body = await wait_for_status(client, execution_id, "success", "error")
+        messages = await logged_messages(client, execution_id)
+
+    assert body["status"] == "success", body["error"]
+    assert kinds(messages) == [
+        ("executionStarted", None),
+        *node_triples("Start", "Hold"),
+        ("executionWaiting", None),
+        *node_triples("Done"),
+        ("executionFinished", None),
+    ]
+    assert messages[-2]["data"]["data"]["data"]["main"][0][0]["json"] == {"ok": True, "done": 1}
+    assert [m["data"]["sequenceNumber"] for m in messages if "sequenceNumber" in m["data"]] == (
+        list(range(6))
+    )
+
+
+# ---- a process that really dies ----------------------------------------------------------
+
+
+class Process:
+    """``python -m app serve`` on a free port, its output in a file."""
+
+    def __init__(self, data_dir: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHPUSH_")}
+        env["GRAPHPUSH_LOAD_EXAMPLES"] = "false"
+        command = [sys.executable, "-m", "app", "serve", "--port", str(self.port)]
+        command += ["--data-dir", str(data_dir), "--log-level", "warning"]
+        self._log = log.open("ab")
+        self.popen = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=5)
+
+    def wait_until_up(self, within: float = 20) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            assert self.popen.poll() is None, "the server exited"
+            try:
+                if self.client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("the server did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.client.close()
+        self._log.close()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for process in started:
+        process.stop(signal.SIGKILL)
+
+
+def start(processes: list[Process], data_dir: Path, log: Path) -> Process:
+    process = Process(data_dir, log)
+    processes.append(process)
+    process.wait_until_up()
+    return process
+
+
+def poll(client: httpx.Client, url: str, done: Any, within: float = 10) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        body = client.get(url).json()
+        if done(body) or time.monotonic() > deadline:
+            return body
+        time.sleep(0.02)
+
+
+def test_a_run_whose_process_was_killed_is_crashed_at_the_next_start(
+    tmp_path: Path, processes: list[Process]
+) -> None:
+    data_dir, log = tmp_path / "data", tmp_path / "server.log"
+    first = start(processes, data_dir, log)
+    workflow_id = first.client.post("/agents/workflows", json=SLOW).json()["id"]
+    execution_id = first.client.post(f"/agents/workflows/{workflow_id}/run", json={}).json()[
+        "execution_id"
+    ]
+    events = f"/agents/executions/{execution_id}/events"
+    logged = poll(
+        first.client, events, lambda b: ("nodeExecuteBefore", "Sleep") in kinds(_messages(b))
+    )
+    assert ("nodeExecuteBefore", "Sleep") in kinds(_messages(logged)), log.read_text()
+    assert first.client.get(f"/agents/executions/{execution_id}").json()["status"] == "running"
+
+    first.stop(signal.SIGKILL)
+    second = start(processes, data_dir, log)
+
+    body = second.client.get(f"/agents/executions/{execution_id}").json()
+    messages = _messages(second.client.get(events).json())
+    assert body["status"] == "crashed", body
+    assert body["stopped_at"] is not None
+    assert body["error"] is not None and body["error"]["node"] is None
+    assert kinds(messages) == [
+        ("executionStarted", None),
+        *node_triples("Start"),
+        ("nodeExecuteBefore", "Sleep"),
+        ("executionFinished", None),
+    ]
+    assert messages[-1]["type"] == "executionFinished"
+    assert messages[-1]["data"]["status"] == "crashed"
+    final = messages[-1]["data"]["graph_state"]
+    assert final["completed_nodes"] == ["Start"] and final["running_nodes"] == []
+    assert final["nodes"]["Sleep"]["status"] == "canceled"
+    assert body["graph_state"] == final
+    assert [m["type"] for m in messages].count("executionFinished") == 1
+    assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
+    # the restarted server still runs new work
+    again = second.client.post(f"/agents/workflows/{workflow_id}/run", json={}).json()
+    assert second.client.post(f"/agents/executions/{again['execution_id']}/cancel").status_code == (
+        202
+    )
+    second.stop()
+    # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully
+    assert second.popen.returncode in (0, -signal.SIGTERM), log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{**item["message"], "seq": item["seq"]} for item in body["items"]]

@@ -1,0 +1,344 @@
+"""Scale-out end to end: two API instances and two worker processes on loopback, sharing
+a fresh PostgreSQL schema and a Redis key prefix of their own (docs/deploy.md).
+
+Runs are executed by the workers; push messages reach clients of either instance through
+Redis; cancel reaches the worker holding a run; a killed worker's run ends ``crashed``; a
+client resumes on the other instance from the shared log."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import redis
+from websockets.asyncio.client import ClientConnection, connect
+
+from app.settings import load_settings
+from support.app import free_port, running_app
+from support.push import decode, sse_events
+from support.scaleout import REDIS_URL, fresh_prefix, fresh_schema
+
+pytestmark = pytest.mark.timeout(90)
+
+ROOT = Path(__file__).resolve().parents[2]
+CLAIM_IDLE_S = 1.5
+TERMINAL = "executionFinished"
+
+
+class Cluster:
+    """Subprocesses of ``graphpush serve --workers 0`` and ``graphpush worker``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.prefix = fresh_prefix()
+        self.env = {
+            **os.environ,
+            "GRAPHPUSH_DATABASE_URL": fresh_schema(),
+            "GRAPHPUSH_REDIS_URL": REDIS_URL,
+            "GRAPHPUSH_REDIS_PREFIX": self.prefix,
+            "GRAPHPUSH_CLAIM_IDLE_S": str(CLAIM_IDLE_S),
+            "GRAPHPUSH_LOAD_EXAMPLES": "false",
+            "GRAPHPUSH_SHUTDOWN_TIMEOUT_S": "2",
+            "GRAPHPUSH_DATA_DIR": str(folder),
+        }
+        self.redis = redis.Redis.from_url(REDIS_URL)
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.urls: list[str] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        with (self.folder / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "app", *args], cwd=ROOT, env=self.env, stdout=log, stderr=log
+            )
+        self.processes.append(process)
+        return process
+
+    def start_api(self) -> None:
+        port = free_port()
+        self._spawn(f"api-{port}", "serve", "--port", str(port), "--workers", "0")
+        self.urls.append(f"http://127.0.0.1:{port}")
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        worker = self._spawn(f"worker-{len(self.workers)}", "worker", "--workers", "2")
+        self.workers.append(worker)
+        return worker
+
+    def wait_ready(self, timeout_s: float = 45) -> None:
+        """Every API answers /healthz and every worker not killed says it is ready."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._apis_up() and all(self._worker_ready(i) for i in range(len(self.workers))):
+                return
+            time.sleep(0.1)
+        logs = {p.name: p.read_text()[-2000:] for p in self.folder.glob("*.log")}
+        raise AssertionError(f"the cluster did not start: {logs}")
+
+    def _apis_up(self) -> bool:
+        try:
+            return all(httpx.get(f"{u}/healthz", timeout=1).status_code == 200 for u in self.urls)
+        except httpx.HTTPError:
+            return False
+
+    def _worker_ready(self, index: int) -> bool:
+        if self.workers[index].returncode is not None:
+            return True  # killed by a test
+        return "worker ready" in (self.folder / f"worker-{index}.log").read_text()
+
+    def holder(self, execution_id: str) -> subprocess.Popen[bytes]:
+        """The worker process holding ``execution_id`` (its consumer name has its pid)."""
+        stream = f"{self.prefix}:runs"
+        pending: Any = self.redis.xpending_range(stream, "workers", "-", "+", 100)
+        for entry in pending:
+            [(_, fields)] = self.redis.xrange(stream, entry["message_id"], entry["message_id"])
+            if msgspec.json.decode(fields[b"record"])["id"] == execution_id:
+                pid = int(entry["consumer"].decode().split("-")[-2])
+                return next(w for w in self.workers if w.pid == pid)
+        raise AssertionError(f"no worker holds {execution_id}")
+
+    def stop(self) -> None:
+        """SIGTERM (a graceful stop), then SIGKILL for whatever is still up after 10 s."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.redis.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        for _ in range(2):
+            cluster.start_api()
+            cluster.start_worker()
+        cluster.wait_ready()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+async def a_and_b(cluster: Cluster) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    async with (
+        httpx.AsyncClient(base_url=cluster.urls[0], timeout=10) as a,
+        httpx.AsyncClient(base_url=cluster.urls[1], timeout=10) as b,
+    ):
+        yield a, b
+
+
+def workflow(*steps: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """A trigger, then one node per ``(type, parameters)``, one after the other."""
+    nodes = [{"name": "Start", "type": "trigger"}]
+    nodes += [{"name": f"N{i}", "type": t, "parameters": p} for i, (t, p) in enumerate(steps)]
+    names = [n["name"] for n in nodes]
+    connections = {
+        a: {"main": [[{"node": b, "type": "main", "index": 0}]]}
+        for a, b in itertools.pairwise(names)
+    }
+    return {"name": "scale-out", "nodes": nodes, "connections": connections}
+
+
+async def start(client: httpx.AsyncClient, steps: Any, **body: Any) -> str:
+    created = await client.post("/agents/workflows", json=workflow(*steps))
+    assert created.status_code == 201, created.text
+    response = await client.post(f"/agents/workflows/{created.json()['id']}/run", json=body)
+    assert response.status_code == 202, response.text
+    return str(response.json()["execution_id"])
+
+
+async def status_of(client: httpx.AsyncClient, execution_id: str, *wanted: str) -> str:
+    async with asyncio.timeout(15):
+        while True:
+            status = (await client.get(f"/agents/executions/{execution_id}")).json()["status"]
+            if status in wanted:
+                return str(status)
+            await asyncio.sleep(0.02)
+
+
+async def logged(client: httpx.AsyncClient, execution_id: str) -> list[dict[str, Any]]:
+    items = (await client.get(f"/agents/executions/{execution_id}/events")).json()["items"]
+    return [{**item["message"], "seq": item["seq"]} for item in items]
+
+
+async def ws_until_finished(ws: ClientConnection) -> list[dict[str, Any]]:
+    messages = []
+    async with asyncio.timeout(20):
+        while True:
+            message = decode(await ws.recv())
+            if message["type"] in ("ack", "pong"):
+                continue
+            messages.append(message)
+            if message["type"] == TERMINAL:
+                return messages
+
+
+async def sse_until_finished(response: httpx.Response) -> list[dict[str, Any]]:
+    messages = []
+    async with asyncio.timeout(20):
+        async for event in sse_events(response):
+            if event.data is None:
+                continue
+            messages.append({**event.json(), "seq": int(event.id) if event.id else None})
+            if messages[-1]["type"] == TERMINAL:
+                break
+    return messages
+
+
+def spec_order(nodes: int) -> list[str]:
+    """SPEC §4 rule 1 for ``nodes`` nodes in a row."""
+    triple = ["nodeExecuteBefore", "nodeExecuteAfter", "nodeExecuteAfterData"]
+    return ["executionStarted", *triple * nodes, TERMINAL]
+
+
+def ws_url(cluster: Cluster, index: int, push_ref: str) -> str:
+    return cluster.urls[index].replace("http", "ws") + f"/agents/push?pushRef={push_ref}"
+
+
+async def test_a_worker_s_run_reaches_a_websocket_on_a_and_an_sse_stream_on_b(
+    cluster: Cluster, a_and_b: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    a, b = a_and_b
+    steps = [("delay", {"ms": 300}), ("set", {"values": {"x": 1}}), ("set", {"values": {"y": 2}})]
+    async with connect(ws_url(cluster, 0, "scaleA"), max_size=None) as ws:
+        execution_id = await start(b, steps, push_ref="scaleA")
+        async with b.stream("GET", f"/agents/executions/{execution_id}/stream") as response:
+            over_sse = await sse_until_finished(response)
+        over_ws = await ws_until_finished(ws)
+    log = await logged(a, execution_id)
+    expected = spec_order(nodes=4)
+    assert [m["type"] for m in log] == expected
+    assert [m["type"] for m in over_ws] == expected
+    assert [m["type"] for m in over_sse if m["type"] != "executionSnapshot"] == expected
+    assert [m["seq"] for m in over_sse[1:]] == [m["seq"] for m in log]  # ids are the log's seq
+    for got in (over_ws, over_sse[1:]):
+        assert all(m["data"]["executionId"] == execution_id for m in got)
+    assert over_ws[-1]["data"]["status"] == "success"
+    assert over_sse[0]["data"]["status"] in ("new", "running")  # B joined the run live
+
+
+async def test_cancel_sent_to_b_stops_a_run_held_by_a_worker(
+    cluster: Cluster, a_and_b: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    a, b = a_and_b
+    execution_id = await start(a, [("delay", {"ms": 60_000}), ("set", {"values": {}})])
+    await status_of(b, execution_id, "running")
+    started = time.monotonic()
+    assert (await b.post(f"/agents/executions/{execution_id}/cancel")).status_code == 202
+    assert await status_of(a, execution_id, "canceled", "success", "error") == "canceled"
+    assert time.monotonic() - started < 5
+    log = await logged(b, execution_id)
+    assert log[-1]["type"] == TERMINAL and log[-1]["data"]["status"] == "canceled"
+    assert [m["type"] for m in log].count(TERMINAL) == 1
+    queued = await start(b, [("set", {"values": {}})])
+    assert await status_of(a, queued, "success", "error") == "success"
+
+
+async def test_a_killed_worker_s_run_ends_crashed_and_the_other_keeps_serving(
+    cluster: Cluster, a_and_b: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    a, b = a_and_b
+    execution_id = await start(a, [("delay", {"ms": 60_000})])
+    await status_of(a, execution_id, "running")
+    victim = cluster.holder(execution_id)
+    async with a.stream("GET", f"/agents/executions/{execution_id}/stream") as response:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=5)
+        streamed = await sse_until_finished(response)
+    assert streamed[-1]["type"] == TERMINAL and streamed[-1]["data"]["status"] == "crashed"
+    body = (await b.get(f"/agents/executions/{execution_id}")).json()
+    assert body["status"] == "crashed"
+    assert body["error"]["type"] == "crashed"
+    for _ in range(3):  # the surviving worker takes every new run
+        served = await start(b, [("set", {"values": {"after": "crash"}})])
+        assert await status_of(a, served, "success", "error") == "success"
+    cluster.start_worker()  # back to two for the other tests
+    cluster.wait_ready()
+
+
+async def test_a_client_that_reconnects_to_the_other_instance_resumes_without_loss(
+    cluster: Cluster, a_and_b: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    a, b = a_and_b
+    steps = [("delay", {"ms": 400}), ("set", {"values": {"x": 1}}), ("delay", {"ms": 400})]
+    execution_id = await start(a, steps)
+    first: list[dict[str, Any]] = []
+    async with a.stream("GET", f"/agents/executions/{execution_id}/stream") as response:
+        async for event in sse_events(response):
+            if event.id is not None:
+                first.append({**event.json(), "seq": int(event.id)})
+            if len(first) == 3:  # executionStarted, then Start's before and after
+                break
+    last_seen = first[-1]["seq"]
+    async with connect(ws_url(cluster, 1, "resumer"), max_size=None) as ws:
+        data = {"executionId": execution_id, "after": last_seen}
+        await ws.send(msgspec.json.encode({"type": "subscribe_execution", "data": data}).decode())
+        rest = await ws_until_finished(ws)
+    log = await logged(b, execution_id)
+    resumed = [{**m, "seq": entry["seq"]} for m, entry in zip(rest, log[last_seen:], strict=True)]
+    assert [m["seq"] for m in first] == list(range(1, last_seen + 1))
+    strip = [{k: v for k, v in m.items() if k != "meta"} for m in resumed]
+    assert strip == log[last_seen:]
+    assert log[-1]["type"] == TERMINAL and len(first) + len(rest) == len(log)
+
+
+async def test_a_waiting_run_resumed_through_b_continues_on_a_worker(
+    cluster: Cluster, a_and_b: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    """The wait is checkpointed in PostgreSQL; any worker picks the resumed run up."""
+    a, b = a_and_b
+    steps = [("set", {"values": {"x": 1}}), ("wait", {}), ("set", {"values": {"y": 2}})]
+    async with connect(ws_url(cluster, 0, "waiter"), max_size=None) as ws:
+        execution_id = await start(a, steps, push_ref="waiter")
+        await status_of(b, execution_id, "waiting")
+        resumed = await b.post(f"/agents/executions/{execution_id}/resume", json={"value": 7})
+        assert resumed.status_code == 202, resumed.text
+        over_ws = await ws_until_finished(ws)
+    types = [m["type"] for m in over_ws]
+    assert types.count("executionStarted") == 1
+    assert types.index("executionWaiting") < types.index(TERMINAL)
+    assert types.index(TERMINAL) == len(types) - 1
+    assert over_ws[-1]["data"]["status"] == "success"
+    assert [m["type"] for m in await logged(a, execution_id)] == types
+
+
+async def test_a_full_shared_queue_answers_503(tmp_path: Path) -> None:
+    """An API instance with no workers: runs stay queued in Redis up to the bound."""
+    settings = load_settings(
+        {
+            "data_dir": tmp_path,
+            "load_examples": False,
+            "workers": 0,
+            "queue_bound": 2,
+            "database_url": fresh_schema(),
+            "redis_url": REDIS_URL,
+            "redis_prefix": fresh_prefix(),
+        },
+        environ={},
+    )
+    async with running_app(settings) as (_, client):
+        created = await client.post("/agents/workflows", json=workflow(("set", {"values": {}})))
+        run_url = f"/agents/workflows/{created.json()['id']}/run"
+        assert [(await client.post(run_url, json={})).status_code for _ in range(2)] == [202, 202]
+        refused = await client.post(run_url, json={})
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        listed = (await client.get("/agents/executions?status=new")).json()
+        assert listed["total"] == 2  # the refused run was never stored
