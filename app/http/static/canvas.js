@@ -55,7 +55,15 @@ function outputLabel(node, output) {
 }
 
 function defs() {
-  const arrow = { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto" };
+  const arrow = {
+    id: "arrow",
+    viewBox: "0 0 10 10",
+    refX: 9,
+    refY: 5,
+    markerWidth: 7,
+    markerHeight: 7,
+    orient: "auto",
+  };
   return svg(
     "defs",
     {},

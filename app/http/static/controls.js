@@ -109,7 +109,8 @@ export class Controls {
     try {
       await this.actions.api.cancel(id);
     } catch (error) {
-      this.actions.banner.show(error.status === 409 ? "The run had already finished." : `Could not cancel: ${error.message}`);
+      const text = error.status === 409 ? "The run had already finished." : `Could not cancel: ${error.message}`;
+      this.actions.banner.show(text);
       this.actions.refetchFollowed();
     }
   }
@@ -126,7 +127,8 @@ export class Controls {
       if (run.status === "waiting") run.status = "running";
       this.actions.paint();
     } catch (error) {
-      this.actions.banner.show(error.status === 409 ? "The run is no longer waiting." : `Could not resume: ${error.message}`);
+      const text = error.status === 409 ? "The run is no longer waiting." : `Could not resume: ${error.message}`;
+      this.actions.banner.show(text);
       this.actions.refetchFollowed();
     }
   }

@@ -81,9 +81,10 @@ export class HistoryTable {
       "aria-label": `Open run ${id}`,
     });
     const badge = { class: "status-badge", "data-status": dto.status, text: runStatusText(dto.status) };
+    const attrs = { "data-testid": "history-row", "data-execution-id": id, "data-status": dto.status };
     return el(
       "tr",
-      { "data-testid": "history-row", "data-execution-id": id, "data-status": dto.status, onclick: () => this.onOpen(id) },
+      { ...attrs, onclick: () => this.onOpen(id) },
       el("td", {}, open),
       el("td", {}, el("span", badge)),
       el("td", { title: dto.started_at ?? "", text: formatTime(dto.started_at ?? dto.created_at) }),

@@ -50,7 +50,13 @@ const views = {
   connection: new ConnectionStatus(testid("connection-status")),
 };
 const transport = ["ws", "sse"].includes(query.get("transport")) ? query.get("transport") : "auto";
-const push = new PushConnection({ pushRef: page.pushRef, transport, token, onMessage: onPush, onState: onConnection });
+const push = new PushConnection({
+  pushRef: page.pushRef,
+  transport,
+  token,
+  onMessage: onPush,
+  onState: onConnection,
+});
 const controls = new Controls(document, page, { api, banner, follow, paint, refetchFollowed, scheduleHistory });
 
 // ---- push messages ------------------------------------------------------------------------

@@ -89,7 +89,8 @@ export class NodePanel {
 function outputParts(output) {
   const items = (output.main ?? []).map((branch) => (branch ?? []).map((item) => item.json));
   const shown = items.length === 1 ? items[0] : items;
-  return [el("h4", { text: "Output" }), el("pre", { class: "json", "data-testid": "node-output", text: pretty(shown) })];
+  const json = el("pre", { class: "json", "data-testid": "node-output", text: pretty(shown) });
+  return [el("h4", { text: "Output" }), json];
 }
 
 const OUTCOME_GLYPH = { success: "✓", error: "✗", waiting: "‖", canceled: "⊘" };

@@ -24,18 +24,26 @@ const CLOSE_KINDS = new Map([
 ]);
 
 /**
- * Why a connection ended: `{kind, code, reason, why, final}`. `kind` is one of the
- * CLOSE_KINDS names, "closed" for any other close code (1006: the network dropped), or for
- * SSE, which has no codes, "stream_ended" (the browser resumes it) and "stream_refused".
- * `why` is a short human-readable account ("close 4008: slow consumer: ...").
+ * @typedef {object} CloseReason Why a connection ended.
+ * @property {string} kind one of the CLOSE_KINDS names; "closed" for another close code
+ *   (1006: the network dropped); for SSE, which has no codes, "stream_ended" (the browser
+ *   resumes it) or "stream_refused"; "client_closed" after close().
+ * @property {number|null} code the WebSocket close code
+ * @property {string} reason the close frame's reason
+ * @property {string} why a short account for people ("close 4008: slow consumer: ...")
+ * @property {boolean} final reconnecting cannot help: the connection went offline
  */
+
+/** @returns {CloseReason} */
 export function closeReason(code, reason = "") {
   const known = CLOSE_KINDS.get(code) ?? { kind: "closed", final: false };
   return { ...known, code, reason, why: `close ${code}${reason ? `: ${reason}` : ""}` };
 }
 
-const STREAM_ENDED = { kind: "stream_ended", final: false, code: null, reason: "", why: "the event stream ended" };
-const STREAM_REFUSED = { kind: "stream_refused", final: false, code: null, reason: "", why: "event stream refused" };
+const notClose = (kind, final, why) => ({ kind, final, code: null, reason: "", why });
+const STREAM_ENDED = notClose("stream_ended", false, "the event stream ended");
+const STREAM_REFUSED = notClose("stream_refused", false, "event stream refused");
+const CLIENT_CLOSED = notClose("client_closed", true, "closed by this client");
 
 /** A new pushRef as n8n makes them: 10 lowercase alphanumerics. */
 export function randomPushRef() {
@@ -51,6 +59,16 @@ function backoffMs(attempt) {
 }
 
 /**
+ * @typedef {object} ConnectionState
+ * @property {"connecting"|"live"|"reconnecting"|"offline"} state
+ * @property {"websocket"|"sse"} transport
+ * @property {number} attempt reconnect attempts since the last time it was live
+ * @property {CloseReason|null} drop why the last connection ended (null until one did)
+ * @property {number|null} retryInMs the wait before the current reconnect attempt
+ * @property {CloseReason|null} fallback why the WebSocket was given up (while on SSE)
+ */
+
+/**
  * One pushRef channel on `/agents/push`.
  *
  * Options: `pushRef`; `transport` "auto" (WebSocket, SSE if a WebSocket never opens),
@@ -59,11 +77,7 @@ function backoffMs(attempt) {
  * (doubling after each failed try, up to 8×).
  *
  * Callbacks: `onMessage(message)` once per message, in order, never twice for one id;
- * `onState({state, transport, attempt, drop, retryInMs, fallback})` on every change, where
- * `state` is "connecting" | "live" | "reconnecting" | "offline", `drop` is the closeReason
- * of the last connection that ended (null until one did), `retryInMs` the wait before the
- * current reconnect attempt, and `fallback` the closeReason that made it give up the
- * WebSocket (null unless on the SSE fallback).
+ * `onState(ConnectionState)` on every change.
  *
  * Call start() once; close() ends it for good.
  */
@@ -77,19 +91,12 @@ export class PushConnection {
     this.wsRetryMs = wsRetryMs;
     this.onMessage = onMessage;
     this.onState = onState ?? (() => {});
-    this.lastId = null;
-    this.attempt = 0;
     this.socket = null; // the WebSocket or EventSource messages are taken from
     this.timer = null; // the pending reconnect
     this.probe = null; // the pending or running WebSocket try while on the SSE fallback
-    this.probes = 0;
-    this.inbox = Promise.resolve();
-    this.live = false;
-    this.everOpened = false;
-    this.fallback = null;
-    this.drop = null;
-    this.retryInMs = null;
-    this.closed = false;
+    this.inbox = Promise.resolve(); // decoding, in arrival order
+    Object.assign(this, { lastId: null, attempt: 0, probes: 0, live: false, everOpened: false });
+    Object.assign(this, { fallback: null, drop: null, retryInMs: null, closed: false });
     this.onOnline = () => this.reconnectNow();
     globalThis.addEventListener?.("online", this.onOnline);
   }
@@ -113,6 +120,7 @@ export class PushConnection {
     globalThis.removeEventListener?.("online", this.onOnline);
     this.socket?.close();
     this.socket = null;
+    this.drop = CLIENT_CLOSED;
     this.setState("offline");
   }
 
