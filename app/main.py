@@ -15,7 +15,8 @@ from starlette.responses import Response
 from app.backends import open_backends
 from app.errors import GraphpushError
 from app.executions.service import ExecutionService
-from app.http.api import JSONResponse, api_routes
+from app.http.api import OPERATIONS, JSONResponse, api_routes
+from app.http.reference import reference_routes
 from app.http.web import web_routes
 from app.push.hub import PushHub
 from app.runtime import Runtime
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             yield
 
     return Starlette(
-        routes=[*api_routes(), *push_routes(), *web_routes()],
+        routes=[*api_routes(), *push_routes(), *reference_routes(OPERATIONS), *web_routes()],
         lifespan=lifespan,
         exception_handlers={
             GraphpushError: _graphpush_error,

@@ -1,251 +1,272 @@
-"""The REST API (SPEC §3): JSON in and out, every error as ``{"error": {...}}``."""
+"""The REST API (SPEC §3): every route declared once, by :func:`operation` on its handler.
+
+Each declaration names the body it decodes, its query parameters with their limits, its
+answer and its errors; :func:`api_routes` serves them and ``/openapi.json`` documents them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from msgspec.json import schema
+from starlette.responses import Response
+from starlette.routing import BaseRoute
 
-from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, problem
-from app.http.auth import authenticate
+from app.errors import Conflict, NotFound, QueueFull
 from app.http.bodies import execution_dto, run_accepted
+from app.http.operation import Answer, Body, Call, Header, Operation, Query, operation
+from app.http.schemas import (
+    CancelAccepted,
+    EventLog,
+    ExecutionDto,
+    ExecutionList,
+    Health,
+    LoggedEvent,
+    PushRef,
+    ResumeBody,
+    RunAccepted,
+    RunBody,
+    StoredWorkflow,
+    WorkflowList,
+)
 from app.messages import encoder
 from app.model.records import ExecutionQuery, JsonObject
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
-from app.workflows.schema import check_value
+from app.workflows.schema import Workflow
 
 
 class JSONResponse(Response):
+    """A JSON answer the error handlers render (the operations encode their own)."""
+
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
         return encoder.encode(content)
 
 
-class RunBody(msgspec.Struct, forbid_unknown_fields=True):
-    input: dict[str, Any] | None = None
-    push_ref: str | None = None
+WORKFLOW: Final = "/agents/workflows/{workflow_id}"
+EXECUTION: Final = "/agents/executions/{execution_id}"
 
-
-class ResumeBody(msgspec.Struct, forbid_unknown_fields=True):
-    value: Any = None
-
-
-async def read_body(request: Request) -> bytes:
-    """The request body, refusing what is over ``max_body_bytes`` (413) or not JSON (415)."""
-    limit = runtime(request).settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if body.strip() and content_type != "application/json" and not content_type.endswith("+json"):
-        raise UnsupportedMediaType(f"expected application/json, got {content_type}")
-    return bytes(body)
-
-
-def decode_json(body: bytes, type_: type[Any]) -> Any:
-    """Decode ``body`` as ``type_``: malformed JSON is 400; a schema mismatch is 422 naming
-    every problem at its path (``input``, ``push_ref``, an unknown field's name)."""
-    try:
-        raw = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise BadRequest(f"malformed JSON: {exc}") from None
-    try:
-        return msgspec.convert(raw, type_)
-    except msgspec.ValidationError:
-        # Walked only on failure: listing every problem costs ~100x a convert (it reads the
-        # Structs' fields each time), which was a tenth of POST /run's CPU.
-        problems = check_value(raw, type_, "")
-        if problems:
-            raise ValidationFailed("the body does not match its schema", problems) from None
-        raise
-
-
-def _owner(request: Request) -> str | None:
-    return authenticate(request, runtime(request).settings)
-
-
-def _page_query(request: Request, **fixed: str | None) -> ExecutionQuery:
-    params = request.query_params
-    problems, values = [], {}
-    for name, low, high, default in (("limit", 1, 200, 20), ("offset", 0, 1 << 62, 0)):
-        raw = params.get(name)
-        if raw is None:
-            values[name] = default
-        elif not raw.isdigit() or not low <= int(raw) <= high:
-            problems.append(problem(name, f"expected an integer from {low} to {high}"))
-        else:
-            values[name] = int(raw)
-    status = params.get("status") or None
-    if status is not None and status not in ExecutionStatus.__members__.values():
-        problems.append(problem("status", f"unknown status {status!r}"))
-    if problems:
-        raise ValidationFailed("bad query parameters", problems)
-    workflow_id = fixed.get("workflow_id", params.get("workflow_id") or None)
-    return ExecutionQuery(
-        workflow_id=workflow_id,
-        status=ExecutionStatus(status) if status else None,
-        owner=_owner(request),
-        limit=values["limit"],
-        offset=values["offset"],
-    )
-
+STATUS: Final = Query("status", "only runs with this status", "choice", choices=(*ExecutionStatus,))
+PAGE: Final = (
+    Query("limit", "page size", "integer", default=20, low=1, high=200),
+    Query("offset", "runs to skip, newest first", "integer"),
+)
+PUSH_REF_HEADER: Final = Header(
+    "push-ref", "the pushRef to send the run's messages to (or push_ref)", schema(PushRef)
+)
+WORKFLOW_BODY: Final = Body(Workflow, required=True, decode_as=JsonObject)
+STORED: Final = Answer(200, "the stored workflow", StoredWorkflow)
 
 # ---- workflows ------------------------------------------------------------------------
 
 
-async def create_workflow(request: Request) -> Response:
-    _owner(request)
-    workflow = await runtime(request).service.create_workflow(await _json_body(request))
-    return JSONResponse(workflow, status_code=201)
+@operation(
+    "POST",
+    "/agents/workflows",
+    Answer(201, "the stored workflow", StoredWorkflow),
+    body=WORKFLOW_BODY,
+    errors=(Conflict,),
+    tag="workflows",
+)
+async def create_workflow(call: Call) -> JsonObject:
+    """Store a workflow; its id is assigned if absent (409 if it exists)."""
+    return await runtime(call.request).service.create_workflow(call.body)
 
 
-async def _json_body(request: Request) -> JsonObject:
-    """The body as a JSON object, decoded once (the workflow parser takes it as it is)."""
-    body = await read_body(request)
-    if not body.strip():
-        raise BadRequest("a JSON body is required")
-    decoded: JsonObject = decode_json(body, dict[str, Any])
-    return decoded
+@operation("GET", "/agents/workflows", Answer(200, "the workflows", WorkflowList), tag="workflows")
+async def list_workflows(call: Call) -> JsonObject:
+    """Every stored workflow and every graph registered from Python."""
+    items = await runtime(call.request).service.list_workflows()
+    return {"items": items, "total": len(items)}
 
 
-async def list_workflows(request: Request) -> Response:
-    _owner(request)
-    items = await runtime(request).service.list_workflows()
-    return JSONResponse({"items": items, "total": len(items)})
+@operation("GET", WORKFLOW, STORED, errors=(NotFound,), tag="workflows")
+async def get_workflow(call: Call) -> JsonObject:
+    """One workflow."""
+    return await runtime(call.request).service.get_workflow(call.path("workflow_id"))
 
 
-async def workflow(request: Request) -> Response:
-    _owner(request)
-    service = runtime(request).service
-    workflow_id = request.path_params["workflow_id"]
-    if request.method == "GET":
-        return JSONResponse(await service.get_workflow(workflow_id))
-    if request.method == "PUT":
-        return JSONResponse(await service.update_workflow(workflow_id, await _json_body(request)))
-    await service.delete_workflow(workflow_id)
-    return Response(status_code=204)
+@operation("PUT", WORKFLOW, STORED, body=WORKFLOW_BODY, errors=(NotFound,), tag="workflows")
+async def update_workflow(call: Call) -> JsonObject:
+    """Replace a workflow (its id stays the path's)."""
+    service = runtime(call.request).service
+    return await service.update_workflow(call.path("workflow_id"), call.body)
 
 
-async def run_workflow(request: Request) -> Response:
-    owner = _owner(request)
-    body = await read_body(request)
-    run = decode_json(body, RunBody) if body.strip() else RunBody()
-    record = await runtime(request).service.queue_manual_execution(
-        request.path_params["workflow_id"],
+@operation("DELETE", WORKFLOW, Answer(204, "deleted"), errors=(NotFound,), tag="workflows")
+async def delete_workflow(call: Call) -> None:
+    """Delete a workflow (its runs are kept)."""
+    await runtime(call.request).service.delete_workflow(call.path("workflow_id"))
+
+
+@operation(
+    "POST",
+    f"{WORKFLOW}/run",
+    Answer(202, "the run is stored and queued", RunAccepted),
+    body=Body(RunBody),
+    errors=(NotFound, QueueFull),
+    headers=(PUSH_REF_HEADER,),
+)
+async def run_workflow(call: Call) -> RunAccepted:
+    """Queue a run of a workflow.
+
+    Its push messages go to the push connection of `push_ref` (docs/asyncapi.yaml); follow
+    it there, on `stream_url`, or poll `status_url`.
+    """
+    run: RunBody = call.body or RunBody()
+    record = await runtime(call.request).service.queue_manual_execution(
+        call.path("workflow_id"),
         input=run.input,
-        push_ref=run.push_ref or request.headers.get("push-ref"),
-        owner=owner,
+        push_ref=run.push_ref or call.request.headers.get("push-ref"),
+        owner=call.owner,
     )
-    return JSONResponse(run_accepted(record), status_code=202)
+    return run_accepted(record)
 
 
-async def workflow_executions(request: Request) -> Response:
-    service = runtime(request).service
-    workflow_id = request.path_params["workflow_id"]
-    query = _page_query(request, workflow_id=workflow_id)
-    await service.get_workflow(workflow_id)
-    return await _page(request, query)
+@operation(
+    "GET",
+    f"{WORKFLOW}/executions",
+    Answer(200, "one page, newest first", ExecutionList),
+    query=(STATUS, *PAGE),
+    errors=(NotFound,),
+)
+async def list_workflow_executions(call: Call) -> ExecutionList:
+    """A workflow's runs, newest first."""
+    workflow_id = call.path("workflow_id")
+    await runtime(call.request).service.get_workflow(workflow_id)
+    return await _page(call, workflow_id)
 
 
 # ---- executions -----------------------------------------------------------------------
 
 
-async def _page(request: Request, query: ExecutionQuery) -> Response:
-    page = await runtime(request).service.list_executions(query)
-    items: list[JsonObject] = [execution_dto(r) for r in page.items]
-    return JSONResponse(
-        {"items": items, "total": page.total, "limit": query.limit, "offset": query.offset}
+async def _page(call: Call, workflow_id: str | None) -> ExecutionList:
+    status = call.query["status"]
+    query = ExecutionQuery(
+        workflow_id=workflow_id,
+        status=ExecutionStatus(status) if status else None,
+        owner=call.owner,
+        limit=call.query["limit"],
+        offset=call.query["offset"],
+    )
+    page = await runtime(call.request).service.list_executions(query)
+    items = [execution_dto(r) for r in page.items]
+    return ExecutionList(items=items, total=page.total, limit=query.limit, offset=query.offset)
+
+
+@operation(
+    "GET",
+    "/agents/executions",
+    Answer(200, "one page, newest first", ExecutionList),
+    query=(Query("workflow_id", "only this workflow's runs"), STATUS, *PAGE),
+)
+async def list_executions(call: Call) -> ExecutionList:
+    """Runs across workflows, newest first."""
+    return await _page(call, call.query["workflow_id"])
+
+
+@operation(
+    "GET",
+    EXECUTION,
+    Answer(200, "the run", ExecutionDto),
+    errors=(NotFound,),
+    query=(Query("include_data", "add every node's output data", "flag"),),
+)
+async def get_execution(call: Call) -> ExecutionDto:
+    """One run: the AgentExecutionDto."""
+    service = runtime(call.request).service
+    record = await service.get_execution(call.path("execution_id"), call.owner)
+    return execution_dto(record, include_data=call.query["include_data"])
+
+
+@operation(
+    "POST",
+    f"{EXECUTION}/cancel",
+    Answer(202, "the run is being canceled", CancelAccepted),
+    errors=(NotFound, Conflict),
+)
+async def cancel_execution(call: Call) -> CancelAccepted:
+    """Cancel a new, running or waiting run (409 once it has finished)."""
+    service = runtime(call.request).service
+    record = await service.cancel_execution(call.path("execution_id"), call.owner)
+    links = execution_dto(record).links
+    return CancelAccepted(execution_id=record.id, status="canceling", status_url=links.self)
+
+
+@operation(
+    "POST",
+    f"{EXECUTION}/resume",
+    Answer(202, "the run is queued again", RunAccepted),
+    body=Body(ResumeBody),
+    errors=(NotFound, Conflict, QueueFull),
+)
+async def resume_execution(call: Call) -> RunAccepted:
+    """Resume a waiting run with a value (409 unless it is waiting)."""
+    value = call.body.value if call.body is not None else None
+    service = runtime(call.request).service
+    return run_accepted(
+        await service.resume_execution(call.path("execution_id"), value, call.owner)
     )
 
 
-async def list_executions(request: Request) -> Response:
-    return await _page(request, _page_query(request))
-
-
-async def get_execution(request: Request) -> Response:
-    record = await runtime(request).service.get_execution(
-        request.path_params["execution_id"], _owner(request)
-    )
-    include = request.query_params.get("include_data") in ("1", "true")
-    return JSONResponse(execution_dto(record, include_data=include))
-
-
-async def cancel_execution(request: Request) -> Response:
-    record = await runtime(request).service.cancel_execution(
-        request.path_params["execution_id"], _owner(request)
-    )
-    return JSONResponse(
-        {
-            "execution_id": record.id,
-            "status": "canceling",
-            "status_url": execution_dto(record)["links"]["self"],
-        },
-        status_code=202,
-    )
-
-
-async def resume_execution(request: Request) -> Response:
-    owner = _owner(request)
-    body = await read_body(request)
-    resume = decode_json(body, ResumeBody) if body.strip() else ResumeBody()
-    record = await runtime(request).service.resume_execution(
-        request.path_params["execution_id"], resume.value, owner
-    )
-    return JSONResponse(run_accepted(record), status_code=202)
-
-
-async def execution_events(request: Request) -> Response:
-    raw = request.query_params.get("after", "0")
-    if not raw.isdigit():
-        raise ValidationFailed(
-            "bad query parameters", [problem("after", "expected an integer >= 0")]
-        )
-    execution_id = request.path_params["execution_id"]
-    events = await runtime(request).service.read_events(execution_id, int(raw), _owner(request))
-    items = [{"seq": e.seq, "type": e.type, "message": msgspec.Raw(e.payload)} for e in events]
-    return JSONResponse(
-        {
-            "execution_id": execution_id,
-            "items": items,
-            "last_seq": events[-1].seq if events else int(raw),
-        }
-    )
+@operation(
+    "GET",
+    f"{EXECUTION}/events",
+    Answer(200, "the logged messages after `after`", EventLog),
+    query=(Query("after", "return the events after this seq", "integer"),),
+    errors=(NotFound,),
+)
+async def get_execution_events(call: Call) -> EventLog:
+    """A run's stored event log (its `logs_url`): the push messages with their seq."""
+    execution_id, after = call.path("execution_id"), call.query["after"]
+    events = await runtime(call.request).service.read_events(execution_id, after, call.owner)
+    items = [LoggedEvent(seq=e.seq, type=e.type, message=msgspec.Raw(e.payload)) for e in events]
+    last_seq = events[-1].seq if events else after
+    return EventLog(execution_id=execution_id, items=items, last_seq=last_seq)
 
 
 # ---- operations -----------------------------------------------------------------------
 
 
-async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+@operation("GET", "/healthz", Answer(200, "alive", Health), auth=False, tag="operations")
+async def healthz(call: Call) -> Health:
+    """Liveness."""
+    return Health(status="ok")
 
 
-async def metrics(request: Request) -> Response:
-    rt = runtime(request)
-    return PlainTextResponse(rt.service.metrics_text() + rt.hub.metrics_text())
+@operation(
+    "GET",
+    "/metrics",
+    Answer(200, "Prometheus text", str, "text/plain; version=0.0.4"),
+    auth=False,
+    tag="operations",
+)
+async def metrics(call: Call) -> str:
+    """Prometheus metrics."""
+    rt = runtime(call.request)
+    return rt.service.metrics_text() + rt.hub.metrics_text()
+
+
+OPERATIONS: Final[tuple[Operation, ...]] = (
+    create_workflow,
+    list_workflows,
+    get_workflow,
+    update_workflow,
+    delete_workflow,
+    run_workflow,
+    list_workflow_executions,
+    list_executions,
+    get_execution,
+    cancel_execution,
+    resume_execution,
+    get_execution_events,
+    healthz,
+    metrics,
+)
 
 
 def api_routes() -> list[BaseRoute]:
-    return [
-        Route("/agents/workflows", create_workflow, methods=["POST"]),
-        Route("/agents/workflows", list_workflows, methods=["GET"]),
-        Route("/agents/workflows/{workflow_id}", workflow, methods=["GET", "PUT", "DELETE"]),
-        Route("/agents/workflows/{workflow_id}/run", run_workflow, methods=["POST"]),
-        Route("/agents/workflows/{workflow_id}/executions", workflow_executions, methods=["GET"]),
-        Route("/agents/executions", list_executions, methods=["GET"]),
-        Route("/agents/executions/{execution_id}", get_execution, methods=["GET"]),
-        Route("/agents/executions/{execution_id}/cancel", cancel_execution, methods=["POST"]),
-        Route("/agents/executions/{execution_id}/resume", resume_execution, methods=["POST"]),
-        Route("/agents/executions/{execution_id}/events", execution_events, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-    ]
+    return [op.route() for op in OPERATIONS]

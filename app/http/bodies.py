@@ -1,37 +1,44 @@
-"""REST bodies built from stored records: the ``AgentExecutionDto`` and the 202 of a run."""
+"""REST answers built from stored records: the ``AgentExecutionDto`` and the 202 of a run."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from app.clock import iso
-from app.model.records import ExecutionRecord, JsonObject
+from app.http.schemas import (
+    ExecutionDto,
+    ExecutionLinks,
+    ExecutionSummary,
+    NodeRunMeta,
+    RunAccepted,
+)
+from app.model.records import ExecutionRecord
 
 
-def execution_links(execution_id: str, workflow_id: str) -> dict[str, str]:
+def execution_links(execution_id: str, workflow_id: str) -> ExecutionLinks:
     base = f"/agents/executions/{execution_id}"
-    return {
-        "self": base,
-        "events": f"{base}/events",
-        "stream": f"{base}/stream",
-        "cancel": f"{base}/cancel",
-        "resume": f"{base}/resume",
-        "workflow": f"/agents/workflows/{workflow_id}",
-    }
+    return ExecutionLinks(
+        self=base,
+        events=f"{base}/events",
+        stream=f"{base}/stream",
+        cancel=f"{base}/cancel",
+        resume=f"{base}/resume",
+        workflow=f"/agents/workflows/{workflow_id}",
+    )
 
 
-def run_accepted(record: ExecutionRecord) -> JsonObject:
+def run_accepted(record: ExecutionRecord) -> RunAccepted:
     """The 202 body of ``POST /agents/workflows/{id}/run`` (and of a resume)."""
     links = execution_links(record.id, record.workflow_id)
-    return {
-        "execution_id": record.id,
-        "status": record.status.value,
-        "status_url": links["self"],
-        "polling_url": links["self"],
-        "stream_url": links["stream"],
-        "logs_url": links["events"],
-        "push_ref": record.push_ref,
-    }
+    return RunAccepted(
+        execution_id=record.id,
+        status=record.status,
+        status_url=links.self,
+        polling_url=links.self,
+        stream_url=links.stream,
+        logs_url=links.events,
+        push_ref=record.push_ref,
+    )
 
 
 def _duration(record: ExecutionRecord) -> int | None:
@@ -40,53 +47,55 @@ def _duration(record: ExecutionRecord) -> int | None:
     return record.stopped_at - record.started_at
 
 
-def execution_dto(record: ExecutionRecord, *, include_data: bool = False) -> JsonObject:
-    """The ``AgentExecutionDto``; ``include_data`` adds every node's full output data."""
+def _summary(record: ExecutionRecord, duration: int | None) -> ExecutionSummary:
     runs = record.run_data
     last = max(
         ((name, r["execution_index"]) for name, rs in runs.items() for r in rs),
         key=lambda p: p[1],
         default=(None, -1),
     )[0]
+    return ExecutionSummary(
+        nodes_total=len(record.graph_state.get("nodes", {})) or len(runs),
+        nodes_completed=len(record.graph_state.get("completed_nodes", [])),
+        nodes_failed=sum(1 for rs in runs.values() if any(r["status"] == "error" for r in rs)),
+        duration_ms=duration,
+        last_node_executed=last,
+        events=record.last_seq,
+    )
+
+
+def execution_dto(record: ExecutionRecord, *, include_data: bool = False) -> ExecutionDto:
+    """The ``AgentExecutionDto``; ``include_data`` adds every node's full output data."""
     duration = _duration(record)
-    dto: JsonObject = {
-        "execution_id": record.id,
-        "workflow_id": record.workflow_id,
-        "workflow_name": record.workflow_name,
-        "mode": record.mode,
-        "status": record.status.value,
-        "created_at": iso(record.created_at),
-        "started_at": iso(record.started_at) if record.started_at else None,
-        "stopped_at": iso(record.stopped_at) if record.stopped_at else None,
-        "duration_ms": duration,
-        "error": record.error,
-        "retry_of": record.retry_of,
-        "push_ref": record.push_ref,
-        "input": record.input,
-        "summary": {
-            "nodes_total": len(record.graph_state.get("nodes", {})) or len(runs),
-            "nodes_completed": len(record.graph_state.get("completed_nodes", [])),
-            "nodes_failed": sum(
-                1 for rs in runs.values() if any(r["status"] == "error" for r in rs)
-            ),
-            "duration_ms": duration,
-            "last_node_executed": last,
-            "events": record.last_seq,
-        },
-        "run_data_meta": {name: [_run_meta(r) for r in rs] for name, rs in runs.items()},
-        "graph_state": record.graph_state,
-        "links": execution_links(record.id, record.workflow_id),
-    }
+    dto = ExecutionDto(
+        execution_id=record.id,
+        workflow_id=record.workflow_id,
+        workflow_name=record.workflow_name,
+        mode=record.mode,
+        status=record.status,
+        created_at=iso(record.created_at),
+        started_at=iso(record.started_at) if record.started_at else None,
+        stopped_at=iso(record.stopped_at) if record.stopped_at else None,
+        duration_ms=duration,
+        error=record.error,
+        retry_of=record.retry_of,
+        push_ref=record.push_ref,
+        input=record.input,
+        summary=_summary(record, duration),
+        run_data_meta={name: [_run_meta(r) for r in rs] for name, rs in record.run_data.items()},
+        graph_state=record.graph_state,
+        links=execution_links(record.id, record.workflow_id),
+    )
     if include_data:
-        dto["data"] = record.outputs
+        dto.data = record.outputs
     return dto
 
 
-def _run_meta(run: dict[str, Any]) -> JsonObject:
-    return {
-        "status": run["status"],
-        "start_time": iso(run["start_time"]),
-        "execution_time_ms": run["execution_time"],
-        "execution_index": run["execution_index"],
-        "item_count": run["item_count"],
-    }
+def _run_meta(run: dict[str, Any]) -> NodeRunMeta:
+    return NodeRunMeta(
+        status=run["status"],
+        start_time=iso(run["start_time"]),
+        execution_time_ms=run["execution_time"],
+        execution_index=run["execution_index"],
+        item_count=run["item_count"],
+    )

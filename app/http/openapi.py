@@ -1,0 +1,141 @@
+"""The OpenAPI 3.1 document of the REST API (SPEC §12), generated from the declarations.
+
+Everything comes from the :class:`~app.http.operation.Operation` declarations and the
+Structs they name (through ``msgspec.json.schema_components``): paths, parameters with
+their limits, request bodies, the success answer of each operation and every error answer
+it can give (the SPEC §3 error body, with ``Retry-After`` where the error carries one).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from importlib.metadata import version
+from typing import Any, Final
+
+import msgspec
+
+from app.errors import GraphpushError
+from app.http.operation import Header, Operation
+from app.http.schemas import ErrorBody
+
+JsonObject = dict[str, Any]
+REF: Final = "#/components/schemas/{name}"
+
+DESCRIPTION: Final = """\
+Run LangGraph workflows and follow every step. The push channels (`/agents/push` over
+WebSocket and SSE, `/agents/executions/{id}/stream`) and their messages are described by
+the AsyncAPI document at `/asyncapi.yaml`. Every error answer has the body
+`{"error": {"code", "message", "details"}}`."""
+
+#: API keys are optional (SPEC §5.5): ``{}`` lets a call through when none are configured.
+SECURITY: Final[list[dict[str, list[str]]]] = [{}, {"bearer": []}, {"token": []}, {"cookie": []}]
+SECURITY_SCHEMES: Final = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
+    "token": {"type": "apiKey", "in": "query", "name": "token"},
+    "cookie": {"type": "apiKey", "in": "cookie", "name": "graphpush-token"},
+}
+TAGS: Final = [
+    {"name": "workflows", "description": "workflow definitions (SPEC §2)"},
+    {"name": "executions", "description": "runs: start, follow, cancel, resume, history"},
+    {"name": "operations", "description": "health and metrics"},
+]
+
+
+def openapi_document(operations: Sequence[Operation]) -> JsonObject:
+    """The whole document for ``operations``."""
+    refs, components = msgspec.json.schema_components(_types(operations), ref_template=REF)
+    schema_of = dict(zip(_types(operations), refs, strict=True))
+    paths: dict[str, JsonObject] = {}
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schema_of)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "graphpush", "version": version("graphpush"), "description": DESCRIPTION},
+        "tags": TAGS,
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
+    }
+
+
+def _types(operations: Iterable[Operation]) -> list[Any]:
+    """Every body type the operations name, in a stable order, the error body last."""
+    types: dict[Any, None] = {}
+    for op in operations:
+        if op.body is not None:
+            types[op.body.schema] = None
+        if op.answer.body is not None:
+            types[op.answer.body] = None
+    types[ErrorBody] = None
+    return list(types)
+
+
+def _operation(op: Operation, schema_of: dict[Any, JsonObject]) -> JsonObject:
+    document: JsonObject = {
+        "operationId": op.name,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "parameters": _parameters(op),
+        "responses": {**_success(op, schema_of), **_errors(op.error_types(), schema_of)},
+    }
+    if op.description:
+        document["description"] = op.description
+    if op.body is not None:
+        content = {"application/json": {"schema": schema_of[op.body.schema]}}
+        document["requestBody"] = {"required": op.body.required, "content": content}
+    if op.auth:
+        document["security"] = SECURITY
+    return document
+
+
+def _parameters(op: Operation) -> list[JsonObject]:
+    path = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{(\w+)}", op.path)
+    ]
+    query = [
+        {"name": q.name, "in": "query", "description": q.description, "schema": q.schema()}
+        for q in op.query
+    ]
+    headers = [
+        {"name": h.name, "in": "header", "description": h.description, "schema": h.schema}
+        for h in op.headers
+    ]
+    return [*path, *query, *headers]
+
+
+def _success(op: Operation, schema_of: dict[Any, JsonObject]) -> JsonObject:
+    answer = op.answer
+    response: JsonObject = {"description": answer.description}
+    if answer.body is not None:
+        response["content"] = {answer.media_type: {"schema": schema_of[answer.body]}}
+    if answer.headers:
+        response["headers"] = _headers(answer.headers)
+    return {str(answer.status): response}
+
+
+def _errors(errors: Iterable[type[GraphpushError]], schema_of: dict[Any, JsonObject]) -> JsonObject:
+    """One answer per status, naming the error codes it can carry."""
+    by_status: dict[int, list[type[GraphpushError]]] = {}
+    for error in errors:
+        by_status.setdefault(error.status, []).append(error)
+    responses: JsonObject = {}
+    for status, kinds in sorted(by_status.items()):
+        codes = ", ".join(f"`{kind.code}`" for kind in kinds)
+        response: JsonObject = {
+            "description": f"error: {codes}",
+            "content": {"application/json": {"schema": schema_of[ErrorBody]}},
+        }
+        if any(hasattr(kind, "retry_after_s") for kind in kinds):
+            response["headers"] = _headers((RETRY_AFTER,))
+        responses[str(status)] = response
+    return responses
+
+
+RETRY_AFTER: Final = Header(
+    "Retry-After", "seconds to wait before trying again", {"type": "integer", "minimum": 0}
+)
+
+
+def _headers(headers: Iterable[Header]) -> JsonObject:
+    return {h.name: {"description": h.description, "schema": h.schema} for h in headers}

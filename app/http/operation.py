@@ -1,0 +1,252 @@
+"""A REST operation declared once: what it reads and what it answers.
+
+An :class:`Operation` names its request body (a msgspec Struct), its query parameters with
+their limits, the request headers it reads, its success :class:`Answer` (status, body Struct,
+response headers) and the errors it may raise. Its :meth:`~Operation.endpoint` reads the
+request through that declaration and hands the handler a decoded :class:`Call`; the handler
+returns the success body (or a :class:`Reply` with headers), which is encoded as declared.
+:mod:`app.http.openapi` documents the same declarations, so the document cannot drift.
+
+Error answers are not rendered here: the handler (or the reading) raises an exception of
+:mod:`app.errors` and the app's one renderer turns it into the SPEC §3 error body.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.errors import (
+    BadRequest,
+    GraphpushError,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from app.http.auth import authenticate
+from app.http.query import QueryReader
+from app.messages import encoder
+from app.model.cursor import MAX_CURSOR, parse_integer
+from app.runtime import runtime
+from app.workflows.schema import check_value
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A request header an operation reads, or a response header an answer carries."""
+
+    name: str
+    description: str
+    schema: JsonObject = field(default_factory=lambda: {"type": "string"})
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The success answer: its status and body type (None: no body)."""
+
+    status: int
+    description: str
+    body: Any = None
+    media_type: str = "application/json"
+    headers: tuple[Header, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One query parameter, read through :class:`~app.http.query.QueryReader`."""
+
+    name: str
+    description: str
+    kind: Literal["integer", "choice", "text", "flag"] = "text"
+    default: int = 0
+    low: int = 0
+    high: int = MAX_CURSOR
+    choices: tuple[str, ...] = ()
+
+    def read(self, reader: QueryReader) -> Any:
+        match self.kind:
+            case "integer":
+                return reader.integer(self.name, self.default, low=self.low, high=self.high)
+            case "choice":
+                return reader.choice(self.name, self.choices)
+            case "flag":
+                return reader.flag(self.name)
+        return reader.text(self.name)
+
+    def schema(self) -> JsonObject:
+        """The JSON Schema of the values this parameter accepts."""
+        match self.kind:
+            case "integer":
+                bounds = {"minimum": self.low, "maximum": self.high}
+                return {"type": "integer", **bounds, "default": self.default}
+            case "choice":  # empty is the same as absent: no filter
+                return {"type": "string", "enum": [*self.choices, ""]}
+            case "flag":
+                return {"type": "string", "enum": ["1", "true", "0", "false"]}
+        return {"type": "string"}
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A JSON request body: documented as ``schema``, decoded as ``decode_as`` (default the
+    same) when present. ``decode_as=JsonObject`` hands the handler the object as sent, for a
+    service that validates it against ``schema`` itself (and names every problem)."""
+
+    schema: Any
+    required: bool = False
+    decode_as: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What the endpoint read for the handler."""
+
+    request: Request
+    #: The API key's owner id; None when keys are off or the operation takes none.
+    owner: str | None
+    query: Mapping[str, Any]
+    #: The decoded body; None when the body is absent and not required.
+    body: Any
+
+    def path(self, name: str) -> str:
+        return str(self.request.path_params[name])
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A success body with response headers (those of the :class:`Answer`)."""
+
+    content: Any
+    headers: Mapping[str, str] | None = None
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A declared route; made by :func:`operation` from its handler."""
+
+    method: str
+    path: str
+    handler: Handler
+    answer: Answer
+    errors: tuple[type[GraphpushError], ...] = ()
+    body: Body | None = None
+    query: tuple[Query, ...] = ()
+    headers: tuple[Header, ...] = ()
+    #: Takes an API key when keys are configured (SPEC §5.5).
+    auth: bool = True
+    tag: str = "executions"
+
+    @property
+    def name(self) -> str:
+        """The OpenAPI ``operationId`` and the Starlette route name: the handler's name."""
+        return self.handler.__name__
+
+    @property
+    def summary(self) -> str:
+        return (self.handler.__doc__ or self.name).strip().split("\n\n")[0]
+
+    @property
+    def description(self) -> str:
+        return inspect.cleandoc(self.handler.__doc__ or "").partition("\n\n")[2]
+
+    def error_types(self) -> list[type[GraphpushError]]:
+        """Every error this operation can answer: its own and those of what it reads."""
+        implied: list[type[GraphpushError]] = [Unauthorized] if self.auth else []
+        if self.body is not None:
+            implied += [BadRequest, UnsupportedMediaType, PayloadTooLarge, ValidationFailed]
+        if self.query:
+            implied.append(ValidationFailed)
+        return list(dict.fromkeys([*implied, *self.errors]))
+
+    def route(self) -> Route:
+        return Route(self.path, self.endpoint, methods=[self.method], name=self.name)
+
+    async def endpoint(self, request: Request) -> Response:
+        owner = authenticate(request, runtime(request).settings) if self.auth else None
+        reader = QueryReader(request.query_params)
+        query = {q.name: q.read(reader) for q in self.query}
+        reader.check()
+        body = await self._read_body(request) if self.body is not None else None
+        return self.respond(await self.handler(Call(request, owner, query, body)))
+
+    async def _read_body(self, request: Request) -> Any:
+        assert self.body is not None
+        raw = await read_body(request)
+        if not raw.strip():
+            if self.body.required:
+                raise BadRequest("a JSON body is required")
+            return None
+        return decode_json(raw, self.body.decode_as or self.body.schema)
+
+    def respond(self, result: Any) -> Response:
+        """``result`` (or a :class:`Reply`'s content) as the declared success answer."""
+        reply = result if isinstance(result, Reply) else Reply(result)
+        answer = self.answer
+        if answer.body is None:
+            return Response(status_code=answer.status, headers=reply.headers)
+        if isinstance(reply.content, msgspec.Struct) and not isinstance(reply.content, answer.body):
+            raise TypeError(f"{self.name} answers {answer.body}, not {type(reply.content)}")
+        content = reply.content
+        payload = content.encode() if isinstance(content, str) else encoder.encode(content)
+        return Response(payload, answer.status, reply.headers, answer.media_type)
+
+
+def operation(
+    method: str, path: str, answer: Answer, **options: Any
+) -> Callable[[Handler], Operation]:
+    """Declare ``handler`` as the operation ``method path`` (options: the fields of
+    :class:`Operation`); its docstring's first paragraph is the summary, the rest the
+    description."""
+
+    def declare(handler: Handler) -> Operation:
+        return Operation(method, path, handler, answer, **options)
+
+    return declare
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refusing what is over ``max_body_bytes`` (413) or not JSON (415)."""
+    limit = runtime(request).settings.max_body_bytes
+    declared = parse_integer(request.headers.get("content-length", ""))
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if body.strip() and content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(f"expected application/json, got {content_type}")
+    return bytes(body)
+
+
+def decode_json(body: bytes, type_: Any) -> Any:
+    """Decode ``body`` as ``type_``: malformed JSON is 400; a schema mismatch is 422 naming
+    every problem at its path (``input``, ``push_ref``, an unknown field's name)."""
+    try:
+        raw = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise BadRequest(f"malformed JSON: {exc}") from None
+    try:
+        return msgspec.convert(raw, type_)
+    except msgspec.ValidationError:
+        # Walked only on failure: listing every problem costs ~100x a convert (it reads the
+        # Structs' fields each time), which was a tenth of POST /run's CPU.
+        problems = check_value(raw, type_, "")
+        if problems:
+            raise ValidationFailed("the body does not match its schema", problems) from None
+        raise

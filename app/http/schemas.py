@@ -1,0 +1,167 @@
+"""REST bodies (SPEC §3) as msgspec Structs: what handlers decode and encode, and what
+``/openapi.json`` describes (:mod:`app.http.openapi` reads them, never a copy).
+
+Request bodies forbid unknown fields, so a typo is a 422 naming the field. Fields that a
+body may lack are ``UNSET`` and left out of the JSON, never sent as ``null``; the fields
+that are ``null`` until something happens (``stopped_at``) are typed ``... | None``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from app.model.cursor import Cursor
+from app.model.status import ExecutionStatus
+from app.workflows.schema import Workflow
+
+JsonObject = dict[str, Any]
+PushRef = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Iso = Annotated[str, Meta(description="ISO-8601 UTC with milliseconds and Z")]
+
+# ---- requests ----------------------------------------------------------------------------
+
+
+class RunBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /agents/workflows/{id}/run``: the run input and the pushRef to send it to."""
+
+    input: JsonObject | None = None
+    #: Also taken from the ``push-ref`` header.
+    push_ref: PushRef | None = None
+
+
+class ResumeBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /agents/executions/{id}/resume``: the value the ``wait`` node's interrupt returns."""
+
+    value: Any = None
+
+
+# ---- answers -----------------------------------------------------------------------------
+
+
+class ErrorInfo(msgspec.Struct):
+    code: Annotated[str, Meta(description="machine-readable, e.g. not_found, validation_failed")]
+    message: str
+    #: For ``validation_failed``: every problem as ``{"path", "message"}``.
+    details: Any = None
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error answer (SPEC §3)."""
+
+    error: ErrorInfo
+
+
+class StoredWorkflow(Workflow, frozen=True, kw_only=True):
+    """A workflow as stored; ``graph`` marks a graph registered from Python."""
+
+    id: str  # assigned on create: required in an answer
+    graph: bool | UnsetType = UNSET
+
+
+class WorkflowList(msgspec.Struct):
+    items: list[StoredWorkflow]
+    total: int
+
+
+class RunAccepted(msgspec.Struct):
+    """The 202 of a run or a resume: the execution id and where to follow it."""
+
+    execution_id: str
+    status: ExecutionStatus
+    status_url: str
+    polling_url: str
+    stream_url: str
+    logs_url: str
+    push_ref: str | None
+
+
+class CancelAccepted(msgspec.Struct):
+    execution_id: str
+    status: Annotated[str, Meta(pattern="^canceling$")]
+    status_url: str
+
+
+class ExecutionLinks(msgspec.Struct):
+    self: str
+    events: str
+    stream: str
+    cancel: str
+    resume: str
+    workflow: str
+
+
+class ExecutionSummary(msgspec.Struct):
+    nodes_total: int
+    nodes_completed: int
+    nodes_failed: int
+    duration_ms: int | None
+    last_node_executed: str | None
+    #: The execution's last ``seq``: how many messages its log holds.
+    events: int
+
+
+class NodeRunMeta(msgspec.Struct):
+    """One run of one node."""
+
+    status: str
+    start_time: Iso
+    execution_time_ms: int
+    execution_index: int
+    #: Items per output (``main``), e.g. ``[1, 0]`` for an ``if`` that took its first output.
+    item_count: Any
+
+
+class ExecutionDto(msgspec.Struct):
+    """The ``AgentExecutionDto``."""
+
+    execution_id: str
+    workflow_id: str
+    workflow_name: str
+    mode: str
+    status: ExecutionStatus
+    created_at: Iso
+    started_at: Iso | None
+    stopped_at: Iso | None
+    duration_ms: int | None
+    #: ``{message, node, type}`` once the run failed, timed out or crashed.
+    error: JsonObject | None
+    retry_of: str | None
+    push_ref: str | None
+    input: JsonObject
+    summary: ExecutionSummary
+    run_data_meta: dict[str, list[NodeRunMeta]]
+    #: ``GraphState.to_frontend_format()``: per-node status, completed, running, errors.
+    graph_state: JsonObject
+    links: ExecutionLinks
+    #: With ``include_data=true``: every node's output data, one entry per run.
+    data: dict[str, list[Any]] | UnsetType = UNSET
+
+
+class ExecutionList(msgspec.Struct):
+    """One page, newest first."""
+
+    items: list[ExecutionDto]
+    total: int
+    limit: int
+    offset: int
+
+
+class LoggedEvent(msgspec.Struct):
+    seq: Cursor
+    type: str
+    #: The push message as it was sent (SPEC §4; docs/asyncapi.yaml has its schema).
+    message: Annotated[msgspec.Raw, Meta(extra_json_schema={"type": "object"})]
+
+
+class EventLog(msgspec.Struct):
+    execution_id: str
+    items: list[LoggedEvent]
+    #: The last ``seq`` returned (``after`` when there is none): the next ``after``.
+    last_seq: Cursor
+
+
+class Health(msgspec.Struct):
+    status: str

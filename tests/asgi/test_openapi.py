@@ -1,0 +1,59 @@
+"""``GET /openapi.json`` (SPEC §12): a valid OpenAPI 3.1 document of every REST route."""
+
+from __future__ import annotations
+
+import httpx
+from openapi_spec_validator import validate
+from starlette.routing import Route
+
+from app.main import create_app
+from app.settings import Settings
+
+#: Routes that are not the REST API: the canvas, the push channels (docs/asyncapi.yaml)
+#: and the reference documents themselves.
+NOT_REST = {"canvas", "push_sse", "execution_stream", "openapi", "api_docs", "asyncapi"}
+
+
+async def test_the_document_is_valid_openapi_3_1(client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    document = response.json()
+    assert document["openapi"] == "3.1.0"
+    validate(document)
+
+
+async def test_every_rest_route_and_method_is_documented(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    routes = [
+        r for r in create_app(settings).routes if isinstance(r, Route) and r.name not in NOT_REST
+    ]
+    assert routes
+    for route in routes:
+        for method in (route.methods or set()) - {"HEAD"}:
+            assert method.lower() in paths.get(route.path, {}), (method, route.path)
+
+
+async def test_errors_are_documented_with_the_error_body(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    run = document["paths"]["/agents/workflows/{workflow_id}/run"]["post"]["responses"]
+    assert run["404"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
+    assert "Retry-After" in run["503"]["headers"]
+    error = document["components"]["schemas"]["ErrorInfo"]
+    assert set(error["properties"]) == {"code", "message", "details"}
+
+
+async def test_parameters_carry_their_limits(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    parameters = document["paths"]["/agents/executions"]["get"]["parameters"]
+    limit = next(p for p in parameters if p["name"] == "limit")
+    assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}
+    status = next(p for p in parameters if p["name"] == "status")
+    assert "crashed" in status["schema"]["enum"]
+    # The declared limit is the one enforced.
+    assert (await client.get("/agents/executions?limit=201")).status_code == 422
+    assert (await client.get("/agents/executions?limit=200")).status_code == 200
