@@ -57,3 +57,15 @@ async def test_parameters_carry_their_limits(client: httpx.AsyncClient) -> None:
     # The declared limit is the one enforced.
     assert (await client.get("/agents/executions?limit=201")).status_code == 422
     assert (await client.get("/agents/executions?limit=200")).status_code == 200
+
+
+async def test_docs_page_and_its_assets_are_served_from_this_server(
+    client: httpx.AsyncClient,
+) -> None:
+    page = await client.get("/docs")
+    assert page.status_code == 200, page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"):
+        response = await client.get(asset)
+        assert response.status_code == 200, asset
+    assert "http" not in page.text.replace("http-equiv", "")
