@@ -1,6 +1,7 @@
 """The API described for people and tools (SPEC §12).
 
 - ``/openapi.json``: the REST API, generated from the route declarations when the app is made.
+- ``/asyncapi.yaml``: the push channels and their messages (the text of ``docs/asyncapi.yaml``).
 - ``/docs``: Swagger UI on that document, from the pinned ``swagger-ui-dist`` that
   ``scripts/setup`` installs under ``node_modules/`` (nothing is loaded from the network).
 """
@@ -16,6 +17,7 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from app.http.asyncapi import asyncapi_yaml
 from app.http.openapi import openapi_document
 from app.http.operation import Operation
 from app.http.web import STATIC_DIR
@@ -47,12 +49,17 @@ async def docs_page(request: Request) -> Response:
 
 def reference_routes(operations: Sequence[Operation]) -> list[BaseRoute]:
     openapi = encoder.encode(openapi_document(operations))
+    asyncapi = asyncapi_yaml()
 
     async def openapi_json(request: Request) -> Response:
         return Response(openapi, media_type="application/json")
 
+    async def asyncapi_document(request: Request) -> Response:
+        return Response(asyncapi, media_type="application/yaml")
+
     return [
         Route("/openapi.json", openapi_json, methods=["GET"], name="openapi"),
+        Route("/asyncapi.yaml", asyncapi_document, methods=["GET"], name="asyncapi"),
         Route("/docs", docs_page, methods=["GET"], name="api_docs"),
         Mount(
             "/docs/assets",

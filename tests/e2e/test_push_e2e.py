@@ -18,8 +18,9 @@ from websockets.asyncio.client import connect
 
 from app.bus.base import PushEvent
 from app.main import create_app
+from app.messages import encode
 from app.settings import Settings, load_settings
-from support.push import Harness, decode, eventually, serving, sse_events
+from support.push import Harness, before, decode, eventually, serving, sse_events
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,7 +67,7 @@ async def test_a_client_that_never_reads_is_cut_off_and_delays_nobody(
         rss_before, peak_queue = process.memory_info().rss, 0
         received = asyncio.create_task(_receive(fast, count))
         for i in range(count):
-            blob = b'{"type":"nodeExecuteBefore","data":{"pad":"%s"}}' % (b"x" * size)
+            blob = encode(before("e1", "x" * size, i))  # a 64 KiB node name
             harness.bus.publish_nowait(
                 PushEvent("e1", i + 1, "nodeExecuteBefore", blob, broadcast=True)
             )

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 
 from app.main import Setup, create_app
 from app.settings import Settings
+from support.asyncapi import check_message
 from transports.websocket import uvicorn_options
 
 
@@ -64,7 +65,8 @@ async def logged_messages(client: httpx.AsyncClient, execution_id: str) -> list[
     """The execution's stored event log, each message decoded, with its ``seq``."""
     response = await client.get(f"/agents/executions/{execution_id}/events")
     assert response.status_code == 200, response.text
-    return [{**item["message"], "seq": item["seq"]} for item in response.json()["items"]]
+    items = response.json()["items"]
+    return [{**check_message(item["message"]), "seq": item["seq"]} for item in items]
 
 
 def linear(*names: str, **params: Any) -> dict[str, Any]:
@@ -118,4 +120,5 @@ class Server:
 
 def sse_messages(text: str) -> list[dict[str, Any]]:
     """Decode the ``data:`` payloads of an SSE body (comments and ids ignored)."""
-    return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+    lines = text.splitlines()
+    return [check_message(json.loads(line[5:])) for line in lines if line.startswith("data:")]

@@ -17,6 +17,7 @@ from app.model.records import StoredEvent
 from app.push.hub import PushHub
 from app.runtime import Runtime
 from app.settings import Settings
+from support.asyncapi import check_message
 from transports.routes import push_routes
 
 FINISHED = {"success", "error", "canceled", "crashed", "unknown"}
@@ -131,7 +132,8 @@ def run_messages(eid: str, nodes: int = 3) -> list[m.ExecutionMessage]:
 
 
 def decode(frame: bytes | str) -> dict[str, Any]:
-    out: dict[str, Any] = msgspec.json.decode(frame)
+    """A frame or SSE ``data`` the server sent, checked against docs/asyncapi.yaml."""
+    out: dict[str, Any] = check_message(msgspec.json.decode(frame))
     return out
 
 
