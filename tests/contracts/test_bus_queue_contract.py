@@ -22,8 +22,9 @@ from app.queue.base import ExecutionQueue, LocalQueue
 from app.queue.redis import RedisQueue
 from app.settings import Settings
 from app.storage.postgres import PostgresStore
-from support.push import FakeService, eventually
+from support.push import FakeService
 from support.scaleout import REDIS_URL, fresh_prefix, fresh_schema
+from support.wait import eventually
 
 pytestmark = pytest.mark.timeout(30)
 S = ExecutionStatus

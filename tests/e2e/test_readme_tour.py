@@ -9,17 +9,15 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
 
 from app.settings import Settings
-from support.app import free_port
+from support.app import free_port, wait_until_healthy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,16 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError((tmp / "server.log").read_text())
-            time.sleep(0.1)
+        wait_until_healthy(url, process, tmp / "server.log")
         yield url
     finally:
         process.terminate()
