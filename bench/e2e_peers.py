@@ -2,7 +2,7 @@
 
 - :func:`graphpush` — ``python -m app serve`` on a fresh data folder (SQLite history on).
 - :func:`n8n` — n8n 2.41.1 on Node 24, installed once into ``<scratch>/n8n`` and started
-  as /work/shared/BENCH-PEERS.md says (nothing calls out), on a fresh user folder.
+  with settings that keep it on loopback (nothing calls out), on a fresh user folder.
 - :func:`langgraph` — ``langgraph dev`` (``langgraph-cli[inmem]``), installed once into its
   own venv under ``<scratch>/langgraph``, serving :data:`GRAPH_MODULE`.
 
