@@ -324,7 +324,7 @@ async def test_cancelling_a_running_delay_ends_the_run_canceled_within_a_second(
     response = await client.post(f"/agents/executions/{execution_id}/cancel")
     assert response.status_code == 202, response.text
     assert response.json()["execution_id"] == execution_id
-    body = await wait_for_status(client, execution_id, "canceled", within_s=1)
+    body = await wait_for_status(client, execution_id, "canceled", within=1)
     assert time.monotonic() - began < 1
 
     messages = await logged_messages(client, execution_id)
@@ -345,7 +345,7 @@ async def test_cancelling_a_queued_run_logs_exactly_one_canceled_finish(
         response = await client.post(f"/agents/executions/{execution_id}/cancel")
 
         assert response.status_code == 202, response.text
-        await wait_for_status(client, execution_id, "canceled", within_s=1)
+        await wait_for_status(client, execution_id, "canceled", within=1)
         messages = await logged_messages(client, execution_id)
         assert kinds(messages) == [("executionFinished", None)]
         assert finished_statuses(messages) == ["canceled"]
@@ -377,7 +377,7 @@ async def test_cancelling_a_waiting_run_logs_exactly_one_canceled_finish(
     response = await client.post(f"/agents/executions/{execution_id}/cancel")
 
     assert response.status_code == 202, response.text
-    body = await wait_for_status(client, execution_id, "canceled", within_s=1)
+    body = await wait_for_status(client, execution_id, "canceled", within=1)
     messages = await logged_messages(client, execution_id)
     assert finished_statuses(messages) == ["canceled"]
     assert messages[-1]["type"] == "executionFinished"

@@ -401,7 +401,7 @@ def test_the_runs_table_opens_a_past_run_in_its_final_state(
     server = serve(examples)
     response = httpx.post(f"{server.url}/agents/workflows/failing/run", json={}, timeout=10)
     execution_id = response.json()["execution_id"]
-    server.wait_for_status(execution_id, "error", within_s=WAIT_MS / 1000)
+    server.wait_for_status(execution_id, "error", within=WAIT_MS / 1000)
     page = open_page()
     go(page, server, "/#wf=failing")
     row = page.locator(f'[data-testid="history-row"][data-execution-id="{execution_id}"]')

@@ -152,7 +152,7 @@ def test_a_run_whose_process_was_killed_is_crashed_at_the_next_start(
     eventually_blocking(
         lambda: kinds(log_messages(first.client.get(events).json())),
         until=lambda logged: ("nodeExecuteBefore", "Sleep") in logged,
-        within_s=10,
+        within=10,
         what=lambda: f"Sleep started; the server log: {log.read_text()}",
     )
     assert first.client.get(f"/agents/executions/{execution_id}").json()["status"] == "running"

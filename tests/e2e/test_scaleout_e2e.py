@@ -86,7 +86,7 @@ class Cluster:
 
     def wait_ready(self, timeout_s: float = 45) -> None:
         """Every API answers /healthz and every worker not killed says it is ready."""
-        eventually_blocking(self._ready, within_s=timeout_s, what=self._logs)
+        eventually_blocking(self._ready, within=timeout_s, what=self._logs)
 
     def _logs(self) -> str:
         logs = {p.name: p.read_text()[-2000:] for p in self.folder.glob("*.log")}
@@ -160,7 +160,7 @@ async def start(client: httpx.AsyncClient, steps: Any, **body: Any) -> str:
 
 
 async def status_of(client: httpx.AsyncClient, execution_id: str, *wanted: str) -> str:
-    return str((await wait_for_status(client, execution_id, *wanted, within_s=15))["status"])
+    return str((await wait_for_status(client, execution_id, *wanted, within=15))["status"])
 
 
 async def sse_until_finished(response: httpx.Response) -> list[dict[str, Any]]:

@@ -44,7 +44,7 @@ async def run(client: httpx.AsyncClient, workflow_id: str, **body: Any) -> str:
 
 
 async def wait_for_status(
-    client: httpx.AsyncClient, execution_id: str, *statuses: str, within_s: float = 10
+    client: httpx.AsyncClient, execution_id: str, *statuses: str, within: float = 10
 ) -> dict[str, Any]:
     """Poll ``GET /agents/executions/{id}`` until its status is one of ``statuses``."""
 
@@ -53,7 +53,7 @@ async def wait_for_status(
         return body
 
     return await eventually(
-        execution, until=_status_in(statuses), within_s=within_s, what=f"{execution_id} {statuses}"
+        execution, until=_status_in(statuses), within=within, what=f"{execution_id} {statuses}"
     )
 
 
@@ -103,7 +103,7 @@ class Server:
 
     def __enter__(self) -> Server:
         self.thread.start()
-        eventually_blocking(self._started, within_s=10, what="uvicorn started")
+        eventually_blocking(self._started, within=10, what="uvicorn started")
         return self
 
     def _started(self) -> bool:
@@ -119,14 +119,14 @@ class Server:
         return _created_id(httpx.post(f"{self.url}/agents/workflows", json=workflow, timeout=10))
 
     def wait_for_status(
-        self, execution_id: str, *statuses: str, within_s: float = 10
+        self, execution_id: str, *statuses: str, within: float = 10
     ) -> dict[str, Any]:
         """Block until the execution's status is one of ``statuses``; its body."""
         url = f"{self.url}/agents/executions/{execution_id}"
         return eventually_blocking(
             lambda: dict(httpx.get(url, timeout=10).json()),
             until=_status_in(statuses),
-            within_s=within_s,
+            within=within,
             what=f"{execution_id} {statuses}",
         )
 
@@ -140,7 +140,7 @@ def healthy(url: str) -> bool:
 
 
 def wait_until_healthy(
-    url: str, process: subprocess.Popen[Any], log: Path, within_s: float = 20
+    url: str, process: subprocess.Popen[Any], log: Path, within: float = 20
 ) -> None:
     """Block until the server ``process`` started answers at ``url``; fail, with the end of
     its ``log``, if it exits first or does not answer in time."""
@@ -152,4 +152,4 @@ def wait_until_healthy(
         assert process.poll() is None, f"exited: {tail()}"
         return healthy(url)
 
-    eventually_blocking(up, within_s=within_s, what=tail)
+    eventually_blocking(up, within=within, what=tail)

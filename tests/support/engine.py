@@ -89,7 +89,7 @@ async def wait_for_log(
     execution_id: str,
     type_: str,
     node_name: str | None = None,
-    within_s: float = 5,
+    within: float = 5,
 ) -> list[dict[str, Any]]:
     """Poll the event log until it holds a ``type_`` message (of ``node_name``, if given)."""
 
@@ -99,7 +99,7 @@ async def wait_for_log(
     return await eventually(
         lambda: logged_messages(client, execution_id),
         until=holds,
-        within_s=within_s,
+        within=within,
         what=f"{type_} {node_name or ''} in the log of {execution_id}",
     )
 

@@ -173,7 +173,7 @@ async def serving(app: Any, settings: Settings) -> AsyncIterator[str]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        await eventually(lambda: server.started, within_s=10)
+        await eventually(lambda: server.started, within=10)
         yield f"127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
@@ -184,11 +184,11 @@ async def serving(app: Any, settings: Settings) -> AsyncIterator[str]:
 # ---- reading what the transports send --------------------------------------------------
 
 
-async def ws_until_finished(ws: Any, within_s: float = 20) -> list[dict[str, Any]]:
+async def ws_until_finished(ws: Any, within: float = 20) -> list[dict[str, Any]]:
     """The messages a WebSocket client receives up to ``executionFinished`` (replies to its
     own commands, ``ack`` and ``pong``, left out)."""
     messages: list[dict[str, Any]] = []
-    async with asyncio.timeout(within_s):
+    async with asyncio.timeout(within):
         while not messages or messages[-1]["type"] != "executionFinished":
             message = decode(await ws.recv())
             if message["type"] not in ("ack", "pong"):

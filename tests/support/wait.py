@@ -3,7 +3,7 @@
 :func:`eventually` is for async tests, :func:`eventually_blocking` for code that runs no event
 loop of its own (Playwright's sync API, subprocess servers, uvicorn in a thread). Both call
 ``probe`` until ``until`` holds for its value, return that value, and fail with an
-``AssertionError`` naming the last value once ``within_s`` seconds have passed; ``what``
+``AssertionError`` naming the last value once ``within`` seconds have passed; ``what``
 (text, or a function called only then, to attach a log) says what was awaited.
 """
 
@@ -25,10 +25,10 @@ INTERVAL_S = 0.02
 class _Patience:
     """A deadline, a test of the probed value, and what to say when the deadline passes."""
 
-    def __init__(self, until: Callable[[Any], object], within_s: float, what: What) -> None:
+    def __init__(self, until: Callable[[Any], object], within: float, what: What) -> None:
         self.until = until
-        self.deadline = time.monotonic() + within_s
-        self.within_s = within_s
+        self.deadline = time.monotonic() + within
+        self.within = within
         self.what = what
 
     def settled(self, value: object) -> bool:
@@ -37,7 +37,7 @@ class _Patience:
             return True
         if time.monotonic() > self.deadline:
             what = self.what() if callable(self.what) else self.what
-            raise AssertionError(f"{what}: still {value!r} after {self.within_s} s")
+            raise AssertionError(f"{what}: still {value!r} after {self.within} s")
         return False
 
 
@@ -45,11 +45,11 @@ async def eventually(
     probe: Callable[[], T | Awaitable[T]],
     *,
     until: Callable[[T], object] = bool,
-    within_s: float = 5.0,
+    within: float = 5.0,
     what: What = "condition",
 ) -> T:
     """The first value of ``probe()`` (awaited when it is awaitable) that ``until`` accepts."""
-    patience = _Patience(until, within_s, what)
+    patience = _Patience(until, within, what)
     while True:
         value = probe()
         if inspect.isawaitable(value):
@@ -63,11 +63,11 @@ def eventually_blocking(
     probe: Callable[[], T],
     *,
     until: Callable[[T], object] = bool,
-    within_s: float = 5.0,
+    within: float = 5.0,
     what: What = "condition",
 ) -> T:
     """The first value of ``probe()`` that ``until`` accepts, sleeping the thread between calls."""
-    patience = _Patience(until, within_s, what)
+    patience = _Patience(until, within, what)
     while not patience.settled(value := probe()):
         time.sleep(INTERVAL_S)
     return value
