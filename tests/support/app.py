@@ -1,5 +1,5 @@
-"""The app under test: in-process with its lifespan, or on real uvicorn; and the REST calls
-every tier makes."""
+"""The app under test: in-process with its lifespan, on real uvicorn in a thread, or as a
+``python -m app serve`` subprocess; and the REST calls every tier makes."""
 
 from __future__ import annotations
 
