@@ -399,8 +399,7 @@ def test_the_runs_table_opens_a_past_run_in_its_final_state(
     serve: Callable[..., Server], examples: Settings, open_page: Callable[..., Page]
 ) -> None:
     server = serve(examples)
-    response = httpx.post(f"{server.url}/agents/workflows/failing/run", json={}, timeout=10)
-    execution_id = response.json()["execution_id"]
+    execution_id = server.run("failing")
     server.wait_for_status(execution_id, "error", within=WAIT_MS / 1000)
     page = open_page()
     go(page, server, "/#wf=failing")
@@ -454,13 +453,6 @@ def blank_page(page: Page, server: Server) -> None:
     assert page.evaluate("document.scripts.length") == 0
 
 
-def run_on(server: Server, workflow_id: str, push_ref: str) -> str:
-    url = f"{server.url}/agents/workflows/{workflow_id}/run"
-    response = httpx.post(url, json={"push_ref": push_ref}, timeout=10)
-    assert response.status_code == 202, response.text
-    return str(response.json()["execution_id"])
-
-
 def wait_for_type(page: Page, message_type: str) -> None:
     js = f"window.__got.some(([type]) => type === {message_type!r})"
     page.wait_for_function(js, timeout=WAIT_MS)
@@ -491,7 +483,7 @@ def test_push_module_alone_in_a_worker_receives_a_run_in_order(
     serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
 ) -> None:
     server = serve(settings)
-    create_workflow(server, stepwise("stepwise"))
+    server.create_workflow(stepwise("stepwise"))
     page = open_page()
     blank_page(page, server)
     # A dedicated worker has no DOM at all: the module must not need one.
@@ -514,7 +506,7 @@ def test_push_module_alone_in_a_worker_receives_a_run_in_order(
     page.wait_for_function(
         "window.__got.some(([k, s, t]) => k === 'state' && s === 'live' && t === 'websocket')"
     )
-    run_on(server, "stepwise", "worker-ref")
+    server.run("stepwise", push_ref="worker-ref")
     page.wait_for_function("window.__got.some(([k, type]) => type === 'executionFinished')")
 
     got = [entry for entry in page.evaluate("window.__got") if entry[0] == "message"]
@@ -529,14 +521,14 @@ def test_push_module_on_the_sse_fallback_moves_back_to_websocket_without_loss(
     serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
 ) -> None:
     server = serve(settings)
-    create_workflow(
-        server,
+    server.create_workflow(
         chain(
-            "pause",
-            {"name": "Start", "type": "trigger"},
-            {"name": "Ask", "type": "wait"},
-            {"name": "Reply", "type": "set", "parameters": {"values": {"done": True}}},
-        ),
+            node("Start"),
+            node("Ask", "wait"),
+            node("Reply", "set", values={"done": True}),
+            name="pause",
+            id="pause",
+        )
     )
     page = open_page(init_scripts=(GATED_WEBSOCKET,))
     blank_page(page, server)
@@ -546,7 +538,7 @@ def test_push_module_on_the_sse_fallback_moves_back_to_websocket_without_loss(
     assert live["transport"] == "sse"
     assert live["fallback"]["kind"] == "closed" and live["fallback"]["code"] == 1006
 
-    execution_id = run_on(server, "pause", "fallback-ref")
+    execution_id = server.run("pause", push_ref="fallback-ref")
     wait_for_type(page, "executionWaiting")
     page.evaluate("window.__allowWebSocket = true")
     page.wait_for_function(

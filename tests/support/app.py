@@ -38,9 +38,7 @@ async def create_workflow(client: httpx.AsyncClient, workflow: dict[str, Any]) -
 
 
 async def run(client: httpx.AsyncClient, workflow_id: str, **body: Any) -> str:
-    response = await client.post(f"/agents/workflows/{workflow_id}/run", json=body)
-    assert response.status_code == 202, response.text
-    return str(response.json()["execution_id"])
+    return _queued_id(await client.post(f"/agents/workflows/{workflow_id}/run", json=body))
 
 
 async def wait_for_status(
@@ -72,6 +70,11 @@ def log_messages(page: dict[str, Any]) -> list[dict[str, Any]]:
 def _created_id(response: httpx.Response) -> str:
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
+
+
+def _queued_id(response: httpx.Response) -> str:
+    assert response.status_code == 202, response.text
+    return str(response.json()["execution_id"])
 
 
 def _status_in(statuses: tuple[str, ...]) -> Callable[[dict[str, Any]], bool]:
@@ -117,6 +120,11 @@ class Server:
     def create_workflow(self, workflow: dict[str, Any]) -> str:
         """``POST /agents/workflows`` from this thread (no event loop needed); the new id."""
         return _created_id(httpx.post(f"{self.url}/agents/workflows", json=workflow, timeout=10))
+
+    def run(self, workflow_id: str, **body: Any) -> str:
+        """``POST /agents/workflows/{id}/run`` from this thread; the queued execution's id."""
+        url = f"{self.url}/agents/workflows/{workflow_id}/run"
+        return _queued_id(httpx.post(url, json=body, timeout=10))
 
     def wait_for_status(
         self, execution_id: str, *statuses: str, within: float = 10
