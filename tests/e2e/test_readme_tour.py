@@ -4,7 +4,6 @@ docs/protocol.md (browser JS under Node, examples/clients/python_client.py), aga
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ import msgspec
 import pytest
 
 from app.settings import Settings
-from support.app import free_port, wait_until_healthy
+from support.app import clean_env, free_port, wait_until_healthy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,11 +29,6 @@ DOC_URL = "http://127.0.0.1:8000"
 def fenced(text: str, info: str) -> list[str]:
     """The bodies of the fenced blocks whose info string is exactly ``info``."""
     return re.findall(rf"^```{re.escape(info)}\n(.*?)^```$", text, re.M | re.S)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHPUSH_")}
-    return {**env, **extra}
 
 
 @pytest.fixture(scope="module")

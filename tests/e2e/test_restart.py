@@ -3,7 +3,6 @@ from their SQLite checkpoint, and a run whose process died is marked ``crashed``
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 
 from app.settings import Settings
 from support.app import (
+    clean_env,
     create_workflow,
     free_port,
     log_messages,
@@ -102,8 +102,7 @@ class Process:
     def __init__(self, data_dir: Path, log: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHPUSH_")}
-        env["GRAPHPUSH_LOAD_EXAMPLES"] = "false"
+        env = clean_env(GRAPHPUSH_LOAD_EXAMPLES="false")
         command = [sys.executable, "-m", "app", "serve", "--port", str(self.port)]
         command += ["--data-dir", str(data_dir), "--log-level", "warning"]
         self._log = log.open("ab")

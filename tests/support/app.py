@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import threading
@@ -137,6 +138,13 @@ class Server:
             within=within,
             what=f"{execution_id} {statuses}",
         )
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without its ``GRAPHPUSH_*`` settings, plus ``extra``: what
+    a server or client started by a test sees."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHPUSH_")}
+    return {**env, **extra}
 
 
 def healthy(url: str) -> bool:
