@@ -1,4 +1,5 @@
-"""Workflows, and already compiled LangGraph graphs, to :class:`CompiledWorkflow` (SPEC §2).
+"""Workflows, and already compiled LangGraph graphs, to :class:`CompiledWorkflow`: what the
+engine runs (SPEC §2).
 
 A workflow node becomes one LangGraph node of the same name whose update is
 ``{"agent_results": {name: output}, "completed_nodes": [name], "routes": {name: index}}``.
@@ -7,10 +8,11 @@ Edges follow n8n's semantics:
 - a node with one output sends its output to every target (fan-out, run in parallel);
 - a node with several outputs (``if``, ``switch``) routes through a conditional edge to the
   targets of the output it took, or ends its branch when that output has none;
-- a ``merge`` fed by several one-output nodes waits for all of them (one LangGraph join
-  edge) and runs once. Its inputs through an ``if``/``switch`` output are not joined: each
-  of them triggers it on its own. A join whose sources are on exclusive branches (the two
-  sides of one ``if``) never fires, as in n8n's "wait for both inputs" mode.
+- a fan-in node (``merge``) fed by several one-output nodes waits for all of them (one
+  LangGraph join edge) and runs once. Its inputs through an ``if``/``switch`` output are
+  not joined: each of them triggers it on its own. A join whose sources are on exclusive
+  branches (the two sides of one ``if``) never fires, as in n8n's "wait for both inputs"
+  mode.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
@@ -25,8 +28,14 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.pregel import Pregel
 
-from app.workflows.compiled import CompiledWorkflow, NodeInfo, RunState
-from app.workflows.node_types import MERGE_TYPE, WAIT_TYPE, NodeFn, NodeRegistry, NodeType
+from app.workflows.node_types import (
+    Capabilities,
+    NodeFn,
+    NodeInfo,
+    NodeRegistry,
+    NodeType,
+    RunState,
+)
 from app.workflows.schema import Workflow
 
 #: Auto layout of nodes without a position: one column per step from the entry.
@@ -36,6 +45,27 @@ ROW_HEIGHT = 140.0
 LANGGRAPH_NODE_TYPE = "langgraph"
 
 Update = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledWorkflow:
+    """What the engine runs: a compiled LangGraph graph, plus what the push messages need to
+    know about its nodes (n8n's ``INode`` fields, outputs, predecessors)."""
+
+    workflow_id: str
+    name: str
+    graph: Pregel[Any, Any, Any, Any]
+    nodes: dict[str, NodeInfo]
+    #: node name -> its incoming connections as ``(source node, source output index)``.
+    predecessors: dict[str, list[tuple[str, int]]]
+    recursion_limit: int
+    #: True when a node may call ``interrupt()``: the run then needs a checkpointer.
+    uses_interrupts: bool = False
+    #: Workflow settings (``timeout_s`` ...), as given.
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: The state key the run input goes under (``RunState.input``); None for a registered
+    #: graph, whose input state is the run input itself.
+    input_key: str | None = "input"
 
 
 class _GraphNode(Protocol):
@@ -67,10 +97,10 @@ def compile_workflow(
     for name, info in nodes.items():
         sources = list(dict.fromkeys(source for source, _ in predecessors[name]))
         run = _node_type(registry, info.type).make(info)
-        builder.add_node(name, _node_function(name, run, sources, fan_in=info.type == MERGE_TYPE))
+        builder.add_node(name, _node_function(name, run, sources, fan_in=info.fan_in))
     builder.add_edge(START, entry)
     _add_edges(builder, workflow, nodes)
-    uses_interrupts = any(info.type == WAIT_TYPE for info in nodes.values())
+    uses_interrupts = any(info.pauses for info in nodes.values())
     return CompiledWorkflow(
         workflow_id=workflow_id,
         name=workflow.name,
@@ -141,18 +171,22 @@ def _node_infos(
     for source, _, target in workflow.edges():
         successors[source].append(target)
     layout = _layout(list(successors), [entry], successors)
-    return {
-        node.name: NodeInfo(
+    infos: dict[str, NodeInfo] = {}
+    for node in workflow.nodes:
+        node_type = _node_type(registry, node.type)
+        capabilities = Capabilities.of(node_type)
+        infos[node.name] = NodeInfo(
             id=node.id or _node_id(workflow_id, node.name),
             name=node.name,
             type=node.type,
             position=(node.position[0], node.position[1]) if node.position else layout[node.name],
             parameters=node.parameters,
             type_version=node.type_version,
-            outputs=_node_type(registry, node.type).outputs(node.parameters),
+            outputs=node_type.outputs(node.parameters),
+            fan_in=capabilities.fan_in,
+            pauses=capabilities.pauses,
         )
-        for node in workflow.nodes
-    }
+    return infos
 
 
 def _node_id(workflow_id: str, name: str) -> str:
@@ -239,12 +273,12 @@ def _add_edges(
 
 
 def _joins(nodes: dict[str, NodeInfo], targets: dict[str, list[list[str]]]) -> dict[str, list[str]]:
-    """``merge`` node -> its one-output sources, for merges with at least two of them."""
+    """Fan-in node -> its one-output sources, for fan-ins with at least two of them."""
     sources: dict[str, list[str]] = {}
     for name, outputs in targets.items():
         if nodes[name].outputs == 1:
             for target in outputs[0]:
-                if nodes[target].type == MERGE_TYPE:
+                if nodes[target].fan_in:
                     sources.setdefault(target, []).append(name)
     return {target: names for target, names in sources.items() if len(names) > 1}
 

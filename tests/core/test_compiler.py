@@ -18,13 +18,14 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
 from app.errors import NodeFailure, ValidationFailed
-from app.workflows.compiled import CompiledWorkflow, NodeInfo, RunState
-from app.workflows.compiler import compile_graph, compile_workflow
-from app.workflows.node_types import NodeFn, NodeRegistry
-from app.workflows.schema import Problem, ValidationContext, Workflow, parse_workflow
+from app.workflows.builtin_nodes import builtin_registry
+from app.workflows.checks import Problem, ValidationContext
+from app.workflows.compiler import CompiledWorkflow, compile_graph, compile_workflow
+from app.workflows.node_types import NodeFn, NodeInfo, NodeRegistry, RunState
+from app.workflows.schema import Workflow, parse_workflow
 from support.engine import workflow
 
-REGISTRY = NodeRegistry.with_builtins()
+REGISTRY = builtin_registry()
 MODULES = ("app.workflows.example_functions", "json")
 
 
@@ -340,7 +341,7 @@ class Doubler:
 
 
 async def test_a_registered_node_type_validates_and_runs() -> None:
-    registry = NodeRegistry.with_builtins()
+    registry = builtin_registry()
     registry.register("double", Doubler())
     with pytest.raises(ValueError, match="already registered"):
         registry.register("double", Doubler())
