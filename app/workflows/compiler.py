@@ -17,9 +17,7 @@ Edges follow n8n's semantics:
 
 from __future__ import annotations
 
-import uuid
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +26,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.pregel import Pregel
 
+from app.workflows.layout import layout, node_id
 from app.workflows.node_types import (
     Capabilities,
     NodeFn,
@@ -38,9 +37,6 @@ from app.workflows.node_types import (
 )
 from app.workflows.schema import Workflow
 
-#: Auto layout of nodes without a position: one column per step from the entry.
-COLUMN_WIDTH = 220.0
-ROW_HEIGHT = 140.0
 #: ``NodeInfo.type`` of the nodes of a graph registered with :func:`compile_graph`.
 LANGGRAPH_NODE_TYPE = "langgraph"
 
@@ -123,21 +119,11 @@ def compile_graph(
     and predecessors from the drawn edges, all on output 0. ``recursion_limit`` applies
     unless the graph's own config sets one. A run's input is the graph's input state as is.
     """
-    drawn = graph.get_graph()
-    names = [node for node in drawn.nodes if node not in (START, END)]
-    predecessors: dict[str, list[tuple[str, int]]] = {node: [] for node in names}
-    successors: dict[str, list[str]] = {node: [] for node in names}
-    entries: list[str] = []
-    for edge in drawn.edges:
-        if edge.source == START and edge.target in successors:
-            entries.append(edge.target)
-        elif edge.source in successors and edge.target in successors:
-            predecessors[edge.target].append((edge.source, 0))
-            successors[edge.source].append(edge.target)
-    positions = _layout(names, entries, successors)
+    names, entries, predecessors, successors = _drawn(graph)
+    positions = layout(names, entries, successors)
     nodes = {
         node: NodeInfo(
-            id=_node_id(workflow_id, node),
+            id=node_id(workflow_id, node),
             name=node,
             type=LANGGRAPH_NODE_TYPE,
             position=positions[node],
@@ -157,6 +143,24 @@ def compile_graph(
     )
 
 
+def _drawn(
+    graph: Pregel[Any, Any, Any, Any],
+) -> tuple[list[str], list[str], dict[str, list[tuple[str, int]]], dict[str, list[str]]]:
+    """The drawn graph's nodes, entries, predecessors (on output 0) and successors."""
+    drawn = graph.get_graph()
+    names = [node for node in drawn.nodes if node not in (START, END)]
+    predecessors: dict[str, list[tuple[str, int]]] = {node: [] for node in names}
+    successors: dict[str, list[str]] = {node: [] for node in names}
+    entries: list[str] = []
+    for edge in drawn.edges:
+        if edge.source == START and edge.target in successors:
+            entries.append(edge.target)
+        elif edge.source in successors and edge.target in successors:
+            predecessors[edge.target].append((edge.source, 0))
+            successors[edge.source].append(edge.target)
+    return names, entries, predecessors, successors
+
+
 def _node_type(registry: NodeRegistry, type_name: str) -> NodeType:
     node_type = registry.get(type_name)
     if node_type is None:
@@ -170,16 +174,16 @@ def _node_infos(
     successors: dict[str, list[str]] = {node.name: [] for node in workflow.nodes}
     for source, _, target in workflow.edges():
         successors[source].append(target)
-    layout = _layout(list(successors), [entry], successors)
+    drawn = layout(list(successors), [entry], successors)
     infos: dict[str, NodeInfo] = {}
     for node in workflow.nodes:
         node_type = _node_type(registry, node.type)
         capabilities = Capabilities.of(node_type)
         infos[node.name] = NodeInfo(
-            id=node.id or _node_id(workflow_id, node.name),
+            id=node.id or node_id(workflow_id, node.name),
             name=node.name,
             type=node.type,
-            position=(node.position[0], node.position[1]) if node.position else layout[node.name],
+            position=(node.position[0], node.position[1]) if node.position else drawn[node.name],
             parameters=node.parameters,
             type_version=node.type_version,
             outputs=node_type.outputs(node.parameters),
@@ -187,32 +191,6 @@ def _node_infos(
             pauses=capabilities.pauses,
         )
     return infos
-
-
-def _node_id(workflow_id: str, name: str) -> str:
-    """A stable id for a node given none: the same workflow and name give the same id."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"graphpush:{workflow_id}/{name}"))
-
-
-def _layout(
-    names: Sequence[str], entries: Sequence[str], successors: dict[str, list[str]]
-) -> dict[str, tuple[float, float]]:
-    """Columns by distance from the entries, rows by declaration order within a column."""
-    depth = dict.fromkeys(entries, 0)
-    queue = deque(entries)
-    while queue:
-        source = queue.popleft()
-        for target in successors[source]:
-            if target not in depth:
-                depth[target] = depth[source] + 1
-                queue.append(target)
-    rows: Counter[int] = Counter()
-    positions: dict[str, tuple[float, float]] = {}
-    for name in names:
-        column = depth.get(name, 0)
-        positions[name] = (column * COLUMN_WIDTH, rows[column] * ROW_HEIGHT)
-        rows[column] += 1
-    return positions
 
 
 def _node_function(name: str, run: NodeFn, sources: list[str], *, fan_in: bool) -> _GraphNode:
