@@ -78,7 +78,8 @@ def compile_workflow(
     default_recursion_limit: int,
     workflow_id: str,
 ) -> CompiledWorkflow:
-    """Build the LangGraph graph of a workflow that :func:`app.workflow.parse_workflow` accepted.
+    """Build the LangGraph graph of a workflow that
+    :func:`app.workflows.schema.parse_workflow` accepted.
 
     Raises ``ValueError`` for a workflow it would have refused (no entry, unknown type).
     """

@@ -455,3 +455,34 @@ async def test_every_accepted_workflow_compiles_and_runs(body: dict[str, Any], x
         state["completed_nodes"][0]
         == parse_workflow(body, REGISTRY, python_modules=()).entry_node()
     )
+
+
+class Join(Doubler):
+    """A node type of the Python API that declares itself fan-in, as ``merge`` does."""
+
+    fan_in = True
+
+    def validate(
+        self, parameters: dict[str, Any], path: str, ctx: ValidationContext
+    ) -> list[Problem]:
+        return []
+
+    def make(self, node: NodeInfo) -> NodeFn:
+        async def run(item: dict[str, Any], state: RunState) -> tuple[Any, int]:
+            return item, 0
+
+        return run
+
+
+async def test_a_node_type_declaring_fan_in_runs_once_with_every_input_merged() -> None:
+    registry = builtin_registry()
+    registry.register("join", Join())
+    nodes = [node("Start"), node("A", "set", values={"a": 1}), node("Slow", "delay", ms=10)]
+    nodes += [node("B", "set", values={"b": 2}), node("Join", "join")]
+    edges = [("Start", 0, "A"), ("Start", 0, "Slow"), ("Slow", 0, "B")]
+    edges += [("A", 0, "Join"), ("B", 0, "Join")]
+    compiled = compile_body(workflow(nodes, edges), registry)
+    state = await compiled.graph.ainvoke({"input": {}})
+    assert state["completed_nodes"].count("Join") == 1
+    assert state["agent_results"]["Join"] == {"a": 1, "b": 2}
+    assert compiled.nodes["Join"].fan_in and not compiled.nodes["A"].fan_in
