@@ -13,6 +13,8 @@ from typing import Any, Final, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from app.model.cursor import Cursor
+
 JsonObject = dict[str, Any]
 
 
@@ -214,7 +216,7 @@ class ExecutionRef(msgspec.Struct):
 
 class SubscribeRef(msgspec.Struct):
     executionId: str
-    after: int | None = None
+    after: Cursor | None = None
 
 
 class Heartbeat(_Command, tag="heartbeat"):

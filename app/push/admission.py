@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import Final
 
 from app.errors import BadRequest, GraphpushError, Unauthorized
+from app.model.cursor import MAX_CURSOR, parse_integer
 from app.push.connection import CloseCode
 from app.push.origin import origin_allowed
 
 PUSH_REF: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_CURSOR: Final = re.compile(r"[0-9]{1,18}")
 
 
 class Forbidden(GraphpushError):
@@ -41,12 +41,14 @@ def push_ref(value: str | None) -> str:
 
 
 def cursor(value: str | None, name: str) -> int | None:
-    """A resume cursor (``Last-Event-ID``, ``lastEventId``, ``after``): a number ≥ 0 or None."""
+    """A resume cursor (``Last-Event-ID``, ``lastEventId``, ``after``): None when absent, else
+    an integer from 0 to :data:`~app.model.cursor.MAX_CURSOR` (:class:`BadRequest` if not)."""
     if value is None or value == "":
         return None
-    if not _CURSOR.fullmatch(value.strip()):
-        raise BadRequest(f"{name} must be a non-negative integer")
-    return int(value)
+    parsed = parse_integer(value)
+    if parsed is None:
+        raise BadRequest(f"{name} must be an integer from 0 to {MAX_CURSOR}")
+    return parsed
 
 
 def accepts_event_stream(accept: str | None) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -73,3 +76,61 @@ def test_parse_never_raises_on_any_json(value: object) -> None:
     import msgspec
 
     commands.parse(msgspec.json.encode(value))
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b"[" * 5_000, b'{"a":' * 5_000, b'{"type":"ping","data":' + b"[" * 5_000, "[" * 100_000],
+)
+def test_json_nested_too_deep_is_invalid_json_not_an_exception(frame: bytes | str) -> None:
+    assert b'"code":"invalid_json"' in reply(frame)
+
+
+@pytest.mark.parametrize("after", [-1, 2**63, 10**30])
+def test_a_subscribe_cursor_out_of_bounds_is_an_invalid_command(after: int) -> None:
+    payload = reply(b'{"type":"subscribe_execution","data":{"executionId":"1","after":%d}}' % after)
+
+    assert payload.startswith(
+        b'{"type":"error","data":{"command":"subscribe_execution","executionId":"1",'
+        b'"code":"invalid_command","message":"Expected `int` '
+    )
+    assert payload.endswith(b' - at `$.data.after`"}}')
+
+
+def test_the_largest_cursor_subscribes() -> None:
+    frame = b'{"type":"subscribe_execution","data":{"executionId":"1","after":%d}}' % (2**63 - 1)
+    assert commands.parse(frame) == m.SubscribeExecution(m.SubscribeRef("1", 2**63 - 1))
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+COMMAND_DATA = st.fixed_dictionaries(
+    {}, optional={"executionId": JSON | st.text(), "after": JSON | st.integers()}
+)
+COMMAND_SHAPED = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(sorted(commands.COMMAND_TYPES)) | JSON,
+        "data": COMMAND_DATA | JSON,
+    },
+)
+
+
+@given(COMMAND_SHAPED | JSON, st.sampled_from([0, 1, 2, 5_000]))
+def test_any_json_is_a_command_or_one_error_with_a_code_and_a_message(
+    value: object, depth: int
+) -> None:
+    # Also inside arrays, and deeper than the interpreter's recursion limit.
+    frame = b"[" * depth + msgspec.json.encode(value) + b"]" * depth
+
+    result = commands.parse(frame)
+
+    if isinstance(result, wire.Outgoing):
+        error = msgspec.json.decode(result.payload)
+        assert error["type"] == "error" and set(error) == {"type", "data"}
+        assert isinstance(error["data"]["code"], str) and error["data"]["message"]
+    else:
+        assert isinstance(result, get_args(m.Command))
