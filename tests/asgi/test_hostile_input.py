@@ -24,6 +24,7 @@ from app.main import create_app
 from app.model.cursor import MAX_CURSOR
 from app.settings import load_settings
 from support.engine import chain, error_body, node
+from support.hostile import HEADER_VALUE, JSON, TEXT, TOO_DEEP
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,29 +32,12 @@ BOUNDED = settings(max_examples=80, deadline=None, suppress_health_check=[Health
 SIMPLE = chain(node("Start"), node("Set", "set", values={"x": 1}), name="simple")
 WAITING = chain(node("Start"), node("Hold", "wait"), name="waiting")
 
-#: Text that trips number parsers: non-ASCII digits, signs, separators, values past 64 bits.
-NUMBERISH = st.sampled_from(
-    [
-        *("²", "\u0663", "\u06f3\u06f3", "\uff11", "1_0", "+1", "-1", " 1", "1.5", "1e3"),
-        *("", "0", "200", "201", str(MAX_CURSOR), str(MAX_CURSOR + 1), "9" * 40, "\x00"),
-    ]
-)
-TEXT = NUMBERISH | st.text(max_size=20) | st.integers(-(2**70), 2**70).map(str)
-#: Header values as sent on the wire: any Latin-1 byte but line breaks.
-HEADER_VALUE = (NUMBERISH | st.text(st.characters(max_codepoint=0xFF), max_size=20)).map(
-    lambda text: text.replace("\r", "").replace("\n", "").encode("latin-1", "replace")
-)
 QUERY_NAMES = ["limit", "offset", "after", "status", "workflow_id", "include_data", "token"]
 QUERY = st.dictionaries(
     st.sampled_from(QUERY_NAMES) | st.text(max_size=4), TEXT | st.sampled_from(["success"])
 )
 HEADER_NAMES = ["push-ref", "last-event-id", "authorization", "content-type", "content-length"]
 HEADERS = st.dictionaries(st.sampled_from(HEADER_NAMES), HEADER_VALUE, max_size=3)
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
-    max_leaves=10,
-)
 
 
 def answered(response: httpx.Response) -> None:
@@ -202,7 +186,7 @@ def body_of(value: Any) -> st.SearchStrategy[bytes]:
 BODY = st.one_of(
     workflow_shaped(["Start", "Set", "If"]).flatmap(body_of),
     st.binary(max_size=40),
-    st.sampled_from([b"", b"[" * 5_000, b'{"a":' * 5_000, b'{"input":' + b"[" * 5_000]),
+    TOO_DEEP | st.sampled_from([b"", b'{"input":' + b"[" * 5_000]),
     JSON.flatmap(body_of),
     st.fixed_dictionaries({}, optional={"input": JSON, "push_ref": JSON, "value": JSON}).flatmap(
         body_of

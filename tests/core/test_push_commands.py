@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from app import messages as m
 from app.push import commands, wire
+from support import hostile
 
 
 def reply(frame: bytes | str) -> bytes:
@@ -102,24 +103,7 @@ def test_the_largest_cursor_subscribes() -> None:
     assert commands.parse(frame) == m.SubscribeExecution(m.SubscribeRef("1", 2**63 - 1))
 
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=8,
-)
-COMMAND_DATA = st.fixed_dictionaries(
-    {}, optional={"executionId": JSON | st.text(), "after": JSON | st.integers()}
-)
-COMMAND_SHAPED = st.fixed_dictionaries(
-    {},
-    optional={
-        "type": st.sampled_from(sorted(commands.COMMAND_TYPES)) | JSON,
-        "data": COMMAND_DATA | JSON,
-    },
-)
-
-
-@given(COMMAND_SHAPED | JSON, st.sampled_from([0, 1, 2, 5_000]))
+@given(hostile.commands([]) | hostile.JSON, st.sampled_from([0, 1, 2, 5_000]))
 def test_any_json_is_a_command_or_one_error_with_a_code_and_a_message(
     value: object, depth: int
 ) -> None:
