@@ -9,6 +9,7 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 from urllib.parse import quote
 
 import httpx
@@ -209,3 +210,25 @@ def test_any_sse_parameters_are_answered(served: tuple[httpx.Client, list[str]])
         streamed(client, url, headers)
 
     check()
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    data_dir = Path(tmp_path_factory.mktemp("keyed"))
+    with TestClient(create_app(app_settings(data_dir, api_keys=("k1",)))) as client:
+        yield client
+
+
+@BOUNDED
+@given(
+    st.fixed_dictionaries({}, optional={"token": TEXT}),
+    st.fixed_dictionaries({}, optional={"authorization": HEADER_VALUE, "cookie": HEADER_VALUE}),
+)
+def test_any_credentials_are_refused_with_their_close_code_when_keys_are_on(
+    keyed: TestClient, query: dict[str, str], headers: dict[str, bytes]
+) -> None:
+    url = "/agents/push?" + str(httpx.QueryParams({"pushRef": "ref", **query}))
+    with keyed.websocket_connect(url, headers=headers) as ws:  # type: ignore[arg-type]
+        frame = ws.receive()
+
+    assert frame == {"type": "websocket.close", "code": CloseCode.UNAUTHORIZED, "reason": ANY}

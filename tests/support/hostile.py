@@ -17,9 +17,10 @@ NUMBERISH = st.sampled_from(
     ]
 )
 TEXT = NUMBERISH | st.text(max_size=20) | st.integers(-(2**70), 2**70).map(str)
-#: Header values an HTTP parser lets through: Latin-1 bytes but control characters.
+#: Header values an HTTP parser lets through: Latin-1 bytes but control characters, and no
+#: surrounding spaces.
 HEADER_VALUE = (NUMBERISH | st.text(st.characters(max_codepoint=0xFF), max_size=20)).map(
-    lambda text: bytes(b for b in text.encode("latin-1", "replace") if 0x1F < b != 0x7F)
+    lambda text: bytes(b for b in text.encode("latin-1", "replace") if 0x1F < b != 0x7F).strip()
 )
 JSON: st.SearchStrategy[Any] = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
