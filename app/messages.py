@@ -14,6 +14,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from app.model.cursor import Cursor
+from app.model.ids import Identifier
 
 JsonObject = dict[str, Any]
 
@@ -211,11 +212,11 @@ class _Command(msgspec.Struct, tag_field="type", forbid_unknown_fields=False):
 
 
 class ExecutionRef(msgspec.Struct):
-    executionId: str
+    executionId: Identifier
 
 
 class SubscribeRef(msgspec.Struct):
-    executionId: str
+    executionId: Identifier
     after: Cursor | None = None
 
 

@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Route
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from app.http.auth import authenticate
 from app.http.bodies import execution_dto, run_accepted
-from app.http.query import QueryReader
+from app.http.params import EXECUTION_PATH, WORKFLOW_PATH, QueryReader
 from app.messages import encoder
 from app.model.cursor import parse_integer
 from app.model.records import ExecutionQuery, JsonObject
@@ -81,7 +81,7 @@ def _page_query(request: Request, owner: str | None, workflow_id: str | None) ->
     query = QueryReader(request.query_params)
     status = query.choice("status", ExecutionStatus.__members__.values())
     page = ExecutionQuery(
-        workflow_id=workflow_id or query.text("workflow_id"),
+        workflow_id=workflow_id or query.identifier("workflow_id"),
         status=ExecutionStatus(status) if status else None,
         owner=owner,
         limit=query.integer("limit", 20, low=1, high=200),
@@ -228,14 +228,14 @@ def api_routes() -> list[BaseRoute]:
     return [
         Route("/agents/workflows", create_workflow, methods=["POST"]),
         Route("/agents/workflows", list_workflows, methods=["GET"]),
-        Route("/agents/workflows/{workflow_id}", workflow, methods=["GET", "PUT", "DELETE"]),
-        Route("/agents/workflows/{workflow_id}/run", run_workflow, methods=["POST"]),
-        Route("/agents/workflows/{workflow_id}/executions", workflow_executions, methods=["GET"]),
+        Route(WORKFLOW_PATH, workflow, methods=["GET", "PUT", "DELETE"]),
+        Route(f"{WORKFLOW_PATH}/run", run_workflow, methods=["POST"]),
+        Route(f"{WORKFLOW_PATH}/executions", workflow_executions, methods=["GET"]),
         Route("/agents/executions", list_executions, methods=["GET"]),
-        Route("/agents/executions/{execution_id}", get_execution, methods=["GET"]),
-        Route("/agents/executions/{execution_id}/cancel", cancel_execution, methods=["POST"]),
-        Route("/agents/executions/{execution_id}/resume", resume_execution, methods=["POST"]),
-        Route("/agents/executions/{execution_id}/events", execution_events, methods=["GET"]),
+        Route(EXECUTION_PATH, get_execution, methods=["GET"]),
+        Route(f"{EXECUTION_PATH}/cancel", cancel_execution, methods=["POST"]),
+        Route(f"{EXECUTION_PATH}/resume", resume_execution, methods=["POST"]),
+        Route(f"{EXECUTION_PATH}/events", execution_events, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

@@ -8,16 +8,13 @@ answers them with their HTTP status and JSON error body, WebSocket closes with
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Final
 
 from app.errors import BadRequest, GraphpushError, Unauthorized
 from app.model.cursor import MAX_CURSOR, parse_integer
+from app.model.ids import is_identifier
 from app.push.connection import CloseCode
 from app.push.origin import origin_allowed
-
-PUSH_REF: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Forbidden(GraphpushError):
@@ -35,7 +32,7 @@ def check_origin(headers: Mapping[str, str], allowed: tuple[str, ...]) -> None:
 
 def push_ref(value: str | None) -> str:
     """The validated ``pushRef`` query parameter (``[A-Za-z0-9_-]{1,64}``)."""
-    if value is None or not PUSH_REF.fullmatch(value):
+    if value is None or not is_identifier(value):
         raise BadRequest("the query parameter pushRef must match [A-Za-z0-9_-]{1,64}")
     return value
 

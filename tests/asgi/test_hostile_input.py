@@ -24,7 +24,7 @@ from app.main import create_app
 from app.model.cursor import MAX_CURSOR
 from app.settings import load_settings
 from support.engine import chain, error_body, node
-from support.hostile import HEADER_VALUE, JSON, TEXT, TOO_DEEP
+from support.hostile import HEADER_VALUE, JSON, STORES, TEXT, TOO_DEEP, store_options
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -47,11 +47,13 @@ def answered(response: httpx.Response) -> None:
         error_body(response)
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, str]]]:
+@pytest.fixture(scope="module", params=STORES)
+def api(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
     """The app with a finished and a waiting run, and the ids the routes take."""
-    data_dir = Path(tmp_path_factory.mktemp("hostile"))
-    app_settings = load_settings({"data_dir": data_dir, "load_examples": False}, environ={})
+    options = {"data_dir": tmp_path_factory.mktemp("hostile"), "load_examples": False}
+    app_settings = load_settings({**options, **store_options(request.param)}, environ={})
     with TestClient(create_app(app_settings), raise_server_exceptions=False) as client:
         ids = {"workflow": client.post("/agents/workflows", json=SIMPLE).json()["id"]}
         waiting = client.post("/agents/workflows", json=WAITING).json()["id"]
@@ -150,6 +152,30 @@ PARAMETERS = st.fixed_dictionaries(
         "function": st.just("app.workflows.example_functions:echo") | TEXT,
     },
 )
+
+
+@pytest.mark.parametrize("id_", ["a%00b", "a.b", "%C2%B2", "x" * 65, "%20"])
+@pytest.mark.parametrize("route", [r for r in GET_ROUTES if "{id}" in r])
+def test_a_path_id_of_another_form_is_not_found(
+    api: tuple[TestClient, dict[str, str]], route: str, id_: str
+) -> None:
+    client, _ = api
+
+    response = client.get(route.format(id=id_))
+
+    assert response.status_code == 404, response.text
+    assert error_body(response)["code"] == "not_found"
+
+
+def test_a_workflow_filter_of_another_form_is_refused_by_name(
+    api: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, _ = api
+
+    response = client.get("/agents/executions?workflow_id=a%00b")
+
+    assert response.status_code == 422, response.text
+    assert error_body(response)["details"][0]["path"] == "workflow_id"
 
 
 def workflow_shaped(names: list[str]) -> st.SearchStrategy[dict[str, Any]]:

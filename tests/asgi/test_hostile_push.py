@@ -24,7 +24,16 @@ from app.push.connection import CloseCode
 from app.settings import Settings, load_settings
 from support.app import Server
 from support.engine import chain, error_body, node
-from support.hostile import HEADER_VALUE, JSON, NUMBERISH, TEXT, TOO_DEEP, commands
+from support.hostile import (
+    HEADER_VALUE,
+    JSON,
+    NUMBERISH,
+    STORES,
+    TEXT,
+    TOO_DEEP,
+    commands,
+    store_options,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,11 +48,14 @@ def app_settings(data_dir: Path, **options: Any) -> Settings:
     return load_settings({"data_dir": data_dir, "load_examples": False, **options}, environ={})
 
 
-@pytest.fixture(scope="module")
-def push(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, list[str]]]:
+@pytest.fixture(scope="module", params=STORES)
+def push(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, list[str]]]:
     """The app with a finished and a waiting run; their execution ids."""
     data_dir = Path(tmp_path_factory.mktemp("push"))
-    with TestClient(create_app(app_settings(data_dir))) as client:
+    options = app_settings(data_dir, **store_options(request.param))
+    with TestClient(create_app(options)) as client:
         ids = []
         for body in (SIMPLE, WAITING):
             workflow_id = client.post("/agents/workflows", json=body).json()["id"]
@@ -104,6 +116,8 @@ def test_any_command_is_answered_and_the_connection_stays_open(
         "[" * 5_000,
         '{"type":"subscribe_execution","data":{"executionId":"%s","after":9223372036854775808}}',
         '{"type":"subscribe_execution","data":{"executionId":"%s","after":-1}}',
+        '{"type":"subscribe_execution","data":{"executionId":"a\\u0000b"}}',
+        '{"type":"cancel_execution","data":{"executionId":"a\\u0000b"}}',
     ],
 )
 def test_hostile_commands_get_an_error_and_the_connection_stays_open(
@@ -168,11 +182,13 @@ def test_any_handshake_is_admitted_or_refused_with_its_close_code(
     check()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, list[str]]]:
+@pytest.fixture(scope="module", params=STORES)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[httpx.Client, list[str]]]:
     """A real uvicorn (SSE streams do not end, TestClient would wait for them)."""
     data_dir = Path(tmp_path_factory.mktemp("sse"))
-    options = app_settings(data_dir)
+    options = app_settings(data_dir, **store_options(request.param))
     with (
         Server(create_app(options), options) as server,
         httpx.Client(base_url=server.url, timeout=10) as client,

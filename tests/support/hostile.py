@@ -45,3 +45,15 @@ def commands(execution_ids: list[str]) -> st.SearchStrategy[dict[str, Any]]:
         {},
         optional={"type": st.sampled_from(sorted(COMMAND_TYPES)) | JSON, "data": data | JSON},
     )
+
+
+#: The stores hostile input is tried against: text a store cannot hold (a NUL in a key for
+#: PostgreSQL) must be refused before it reaches one.
+STORES = ["sqlite", "postgres"]
+
+
+def store_options(store: str) -> dict[str, Any]:
+    """Settings that select ``store`` (a fresh PostgreSQL schema of its own)."""
+    from support.scaleout import fresh_schema
+
+    return {"database_url": fresh_schema()} if store == "postgres" else {}
