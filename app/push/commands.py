@@ -13,6 +13,7 @@ from typing import Any, Final, get_args
 import msgspec
 
 from app.messages import Command, CommandType, command_decoder
+from app.model.ids import is_identifier
 from app.push import wire
 
 COMMAND_TYPES: Final = frozenset(get_args(CommandType))
@@ -44,6 +45,6 @@ def _explain(frame: bytes | str, detail: str) -> wire.Outgoing:
         return wire.error("unknown_command", f"unknown or missing command type; known: {known}")
     data = message.get("data")
     execution_id = data.get("executionId") if isinstance(data, dict) else None
-    if not isinstance(execution_id, str):
-        execution_id = None
+    if not (isinstance(execution_id, str) and is_identifier(execution_id)):
+        execution_id = None  # not echoed: the reply names ids only, never arbitrary text
     return wire.error("invalid_command", detail, command=kind, execution_id=execution_id)

@@ -98,6 +98,20 @@ def test_a_subscribe_cursor_out_of_bounds_is_an_invalid_command(after: int) -> N
     assert payload.endswith(b' - at `$.data.after`"}}')
 
 
+@pytest.mark.parametrize("execution_id", ["a\\u0000b", "a.b", "", "x" * 65])
+def test_an_execution_id_of_another_form_is_an_invalid_command_that_does_not_echo_it(
+    execution_id: str,
+) -> None:
+    payload = reply(
+        b'{"type":"cancel_execution","data":{"executionId":"%s"}}' % execution_id.encode()
+    )
+
+    assert payload.startswith(
+        b'{"type":"error","data":{"command":"cancel_execution","code":"invalid_command",'
+    )
+    assert b"executionId" in payload and b'"executionId":' not in payload
+
+
 def test_the_largest_cursor_subscribes() -> None:
     frame = b'{"type":"subscribe_execution","data":{"executionId":"1","after":%d}}' % (2**63 - 1)
     assert commands.parse(frame) == m.SubscribeExecution(m.SubscribeRef("1", 2**63 - 1))
