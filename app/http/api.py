@@ -54,13 +54,22 @@ async def read_body(request: Request) -> bytes:
     return bytes(body)
 
 
+#: How deep a body's arrays and objects may nest (the body itself is level 1). A value is
+#: encoded, decoded and copied recursively wherever it goes; nested much deeper, one that was
+#: accepted could later fail to be read back, and break every listing that includes it.
+MAX_JSON_DEPTH = 100
+
+
 def decode_json(body: bytes, type_: type[Any]) -> Any:
-    """Decode ``body`` as ``type_``: malformed JSON is 400; a schema mismatch is 422 naming
-    every problem at its path (``input``, ``push_ref``, an unknown field's name)."""
+    """Decode ``body`` as ``type_``: malformed JSON or nesting deeper than
+    :data:`MAX_JSON_DEPTH` is 400; a schema mismatch is 422 naming every problem at its path
+    (``input``, ``push_ref``, an unknown field's name)."""
     try:
         raw = msgspec.json.decode(body)
     except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise BadRequest(f"malformed JSON: {exc}") from None
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _deeper_than(raw, MAX_JSON_DEPTH):
+        raise BadRequest(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         return msgspec.convert(raw, type_)
     except msgspec.ValidationError:
@@ -70,6 +79,19 @@ def decode_json(body: bytes, type_: type[Any]) -> Any:
         if problems:
             raise ValidationFailed("the body does not match its schema", problems) from None
         raise
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Do ``value``'s arrays and objects nest deeper than ``limit``? (Iterative: a value
+    too deep for recursion is the point.)"""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        container, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = container.values() if isinstance(container, dict) else container
+        stack += [(c, depth + 1) for c in children if isinstance(c, dict | list)]
+    return False
 
 
 def _owner(request: Request) -> str | None:

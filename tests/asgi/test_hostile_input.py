@@ -8,6 +8,7 @@ reads; the WebSocket and SSE sides are in ``test_hostile_push.py``.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from app.http.api import MAX_JSON_DEPTH
 from app.main import create_app
 from app.model.cursor import MAX_CURSOR
 from app.settings import load_settings
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.timeout(120)
 
 BOUNDED = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SIMPLE = chain(node("Start"), node("Set", "set", values={"x": 1}), name="simple")
+JSON_TYPE = {"content-type": "application/json"}
 WAITING = chain(node("Start"), node("Hold", "wait"), name="waiting")
 
 QUERY_NAMES = ["limit", "offset", "after", "status", "workflow_id", "include_data", "token"]
@@ -176,6 +179,43 @@ def test_a_workflow_filter_of_another_form_is_refused_by_name(
 
     assert response.status_code == 422, response.text
     assert error_body(response)["details"][0]["path"] == "workflow_id"
+
+
+def nested_input(depth: int) -> bytes:
+    """A run body whose JSON nests ``depth`` containers (the body itself is the first)."""
+    return b'{"input":{"a":' + b"[" * (depth - 2) + b"]" * (depth - 2) + b"}}"
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 960])
+def test_a_body_nested_past_the_limit_is_refused(
+    api: tuple[TestClient, dict[str, str]], depth: int
+) -> None:
+    client, ids = api
+    url = f"/agents/workflows/{ids['workflow']}/run"
+
+    response = client.post(url, content=nested_input(depth), headers=JSON_TYPE)
+
+    assert response.status_code == 400, response.text
+    assert error_body(response)["code"] == "bad_request"
+    assert (client.get("/agents/executions")).status_code == 200
+
+
+def test_a_run_nested_to_the_limit_runs_and_reads_back(
+    api: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, ids = api
+    url = f"/agents/workflows/{ids['workflow']}/run"
+
+    response = client.post(url, content=nested_input(MAX_JSON_DEPTH), headers=JSON_TYPE)
+
+    assert response.status_code == 202, response.text
+    execution = f"/agents/executions/{response.json()['execution_id']}"
+    deadline = time.monotonic() + 10
+    while client.get(execution).json()["status"] != "success":
+        assert time.monotonic() < deadline, client.get(execution).json()["status"]
+        time.sleep(0.02)
+    for url in (execution, f"{execution}/events", "/agents/executions"):
+        assert client.get(url).status_code == 200, url
 
 
 def workflow_shaped(names: list[str]) -> st.SearchStrategy[dict[str, Any]]:
