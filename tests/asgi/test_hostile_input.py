@@ -26,9 +26,17 @@ from app.main import create_app
 from app.model.cursor import MAX_CURSOR
 from app.settings import load_settings
 from support.engine import chain, error_body, node
-from support.hostile import HEADER_VALUE, JSON, STORES, TEXT, TOO_DEEP, store_options
+from support.hostile import (
+    FOREIGN_RANDOM,
+    HEADER_VALUE,
+    JSON,
+    STORES,
+    TEXT,
+    TOO_DEEP,
+    store_options,
+)
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), FOREIGN_RANDOM]
 
 BOUNDED = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SIMPLE = chain(node("Start"), node("Set", "set", values={"x": 1}), name="simple")
@@ -256,7 +264,7 @@ def body_of(value: Any) -> st.SearchStrategy[bytes]:
 BODY = st.one_of(
     workflow_shaped(["Start", "Set", "If"]).flatmap(body_of),
     st.binary(max_size=40),
-    TOO_DEEP | st.sampled_from([b"", b'{"input":' + b"[" * 5_000]),
+    TOO_DEEP | st.just(b"") | st.just(5_000).map(lambda n: b'{"input":' + b"[" * n),
     JSON.flatmap(body_of),
     st.fixed_dictionaries({}, optional={"input": JSON, "push_ref": JSON, "value": JSON}).flatmap(
         body_of

@@ -25,6 +25,7 @@ from app.settings import Settings, load_settings
 from support.app import Server
 from support.engine import chain, error_body, node
 from support.hostile import (
+    FOREIGN_RANDOM,
     HEADER_VALUE,
     JSON,
     NUMBERISH,
@@ -35,7 +36,7 @@ from support.hostile import (
     store_options,
 )
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), FOREIGN_RANDOM]
 
 BOUNDED = settings(max_examples=60, deadline=None)
 SIMPLE = chain(node("Start"), node("Set", "set", values={"x": 1}), name="simple")
