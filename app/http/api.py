@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute
 from app.errors import Conflict, NotFound, QueueFull
 from app.http.bodies import execution_dto, run_accepted
 from app.http.operation import Answer, Body, Call, Header, Operation, Query, operation
+from app.http.params import EXECUTION_PATH, WORKFLOW_PATH
 from app.http.schemas import (
     CancelAccepted,
     EventLog,
@@ -23,7 +24,6 @@ from app.http.schemas import (
     ExecutionList,
     Health,
     LoggedEvent,
-    PushRef,
     ResumeBody,
     RunAccepted,
     RunBody,
@@ -31,6 +31,7 @@ from app.http.schemas import (
     WorkflowList,
 )
 from app.messages import encoder
+from app.model.ids import Identifier
 from app.model.records import ExecutionQuery, JsonObject
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
@@ -46,8 +47,8 @@ class JSONResponse(Response):
         return encoder.encode(content)
 
 
-WORKFLOW: Final = "/agents/workflows/{workflow_id}"
-EXECUTION: Final = "/agents/executions/{execution_id}"
+WORKFLOW: Final = WORKFLOW_PATH
+EXECUTION: Final = EXECUTION_PATH
 
 STATUS: Final = Query("status", "only runs with this status", "choice", choices=(*ExecutionStatus,))
 PAGE: Final = (
@@ -55,7 +56,7 @@ PAGE: Final = (
     Query("offset", "runs to skip, newest first", "integer"),
 )
 PUSH_REF_HEADER: Final = Header(
-    "push-ref", "the pushRef to send the run's messages to (or push_ref)", schema(PushRef)
+    "push-ref", "the pushRef to send the run's messages to (or push_ref)", schema(Identifier)
 )
 WORKFLOW_BODY: Final = Body(Workflow, required=True, decode_as=JsonObject)
 STORED: Final = Answer(200, "the stored workflow", StoredWorkflow)
@@ -73,33 +74,33 @@ STORED: Final = Answer(200, "the stored workflow", StoredWorkflow)
 )
 async def create_workflow(call: Call) -> JsonObject:
     """Store a workflow; its id is assigned if absent (409 if it exists)."""
-    return await runtime(call.request).service.create_workflow(call.body)
+    return await runtime(call.request).workflows.create(call.body)
 
 
 @operation("GET", "/agents/workflows", Answer(200, "the workflows", WorkflowList), tag="workflows")
 async def list_workflows(call: Call) -> JsonObject:
     """Every stored workflow and every graph registered from Python."""
-    items = await runtime(call.request).service.list_workflows()
+    items = await runtime(call.request).workflows.list_all()
     return {"items": items, "total": len(items)}
 
 
 @operation("GET", WORKFLOW, STORED, errors=(NotFound,), tag="workflows")
 async def get_workflow(call: Call) -> JsonObject:
     """One workflow."""
-    return await runtime(call.request).service.get_workflow(call.path("workflow_id"))
+    return await runtime(call.request).workflows.get(call.path("workflow_id"))
 
 
 @operation("PUT", WORKFLOW, STORED, body=WORKFLOW_BODY, errors=(NotFound,), tag="workflows")
 async def update_workflow(call: Call) -> JsonObject:
     """Replace a workflow (its id stays the path's)."""
-    service = runtime(call.request).service
-    return await service.update_workflow(call.path("workflow_id"), call.body)
+    workflows = runtime(call.request).workflows
+    return await workflows.update(call.path("workflow_id"), call.body)
 
 
 @operation("DELETE", WORKFLOW, Answer(204, "deleted"), errors=(NotFound,), tag="workflows")
 async def delete_workflow(call: Call) -> None:
     """Delete a workflow (its runs are kept)."""
-    await runtime(call.request).service.delete_workflow(call.path("workflow_id"))
+    await runtime(call.request).workflows.delete(call.path("workflow_id"))
 
 
 @operation(
@@ -136,7 +137,7 @@ async def run_workflow(call: Call) -> RunAccepted:
 async def list_workflow_executions(call: Call) -> ExecutionList:
     """A workflow's runs, newest first."""
     workflow_id = call.path("workflow_id")
-    await runtime(call.request).service.get_workflow(workflow_id)
+    await runtime(call.request).workflows.get(workflow_id)
     return await _page(call, workflow_id)
 
 
@@ -161,7 +162,7 @@ async def _page(call: Call, workflow_id: str | None) -> ExecutionList:
     "GET",
     "/agents/executions",
     Answer(200, "one page, newest first", ExecutionList),
-    query=(Query("workflow_id", "only this workflow's runs"), STATUS, *PAGE),
+    query=(Query("workflow_id", "only this workflow's runs", "identifier"), STATUS, *PAGE),
 )
 async def list_executions(call: Call) -> ExecutionList:
     """Runs across workflows, newest first."""

@@ -18,6 +18,7 @@ import yaml
 
 from app import messages as m
 from app.model.cursor import MAX_CURSOR
+from app.model.ids import ID_PATTERN
 from app.push.connection import CloseCode
 
 JsonObject = dict[str, Any]
@@ -75,7 +76,7 @@ CURSOR: Final = {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR}
 PUSH_QUERY: Final = {
     "type": "object",
     "properties": {
-        "pushRef": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+        "pushRef": {"type": "string", "pattern": f"^{ID_PATTERN}$"},
         "lastEventId": {**CURSOR, "description": "resume after this meta.id"},
         "token": {"type": "string", "description": "an API key, when keys are on"},
     },

@@ -18,9 +18,16 @@ import msgspec
 from app.errors import GraphpushError
 from app.http.operation import Header, Operation
 from app.http.schemas import ErrorBody
+from app.model.ids import ID_PATTERN
 
 JsonObject = dict[str, Any]
 REF: Final = "#/components/schemas/{name}"
+#: ``{name}`` or ``{name:convertor}`` in a Starlette path, and what each convertor matches.
+PATH_PARAMETER: Final = re.compile(r"{(\w+)(?::(\w+))?}")
+PATH_SCHEMAS: Final = {
+    "": {"type": "string"},
+    "id": {"type": "string", "pattern": f"^{ID_PATTERN}$"},
+}
 
 DESCRIPTION: Final = """\
 Run LangGraph workflows and follow every step. The push channels (`/agents/push` over
@@ -48,7 +55,8 @@ def openapi_document(operations: Sequence[Operation]) -> JsonObject:
     schema_of = dict(zip(_types(operations), refs, strict=True))
     paths: dict[str, JsonObject] = {}
     for op in operations:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schema_of)
+        path = PATH_PARAMETER.sub(r"{\1}", op.path)
+        paths.setdefault(path, {})[op.method.lower()] = _operation(op, schema_of)
     return {
         "openapi": "3.1.0",
         "info": {"title": "graphpush", "version": version("graphpush"), "description": DESCRIPTION},
@@ -90,8 +98,8 @@ def _operation(op: Operation, schema_of: dict[Any, JsonObject]) -> JsonObject:
 
 def _parameters(op: Operation) -> list[JsonObject]:
     path = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in re.findall(r"{(\w+)}", op.path)
+        {"name": name, "in": "path", "required": True, "schema": PATH_SCHEMAS[convertor]}
+        for name, convertor in PATH_PARAMETER.findall(op.path)
     ]
     query = [
         {"name": q.name, "in": "query", "description": q.description, "schema": q.schema()}

@@ -32,11 +32,12 @@ from app.errors import (
     ValidationFailed,
 )
 from app.http.auth import authenticate
-from app.http.query import QueryReader
+from app.http.params import QueryReader
 from app.messages import encoder
 from app.model.cursor import MAX_CURSOR, parse_integer
+from app.model.ids import ID_PATTERN
 from app.runtime import runtime
-from app.workflows.schema import check_value
+from app.workflows.checks import check_value
 
 JsonObject = dict[str, Any]
 
@@ -67,7 +68,7 @@ class Query:
 
     name: str
     description: str
-    kind: Literal["integer", "choice", "text", "flag"] = "text"
+    kind: Literal["integer", "choice", "identifier", "flag"]
     default: int = 0
     low: int = 0
     high: int = MAX_CURSOR
@@ -79,9 +80,9 @@ class Query:
                 return reader.integer(self.name, self.default, low=self.low, high=self.high)
             case "choice":
                 return reader.choice(self.name, self.choices)
-            case "flag":
-                return reader.flag(self.name)
-        return reader.text(self.name)
+            case "identifier":
+                return reader.identifier(self.name)
+        return reader.flag(self.name)
 
     def schema(self) -> JsonObject:
         """The JSON Schema of the values this parameter accepts."""
@@ -91,9 +92,9 @@ class Query:
                 return {"type": "integer", **bounds, "default": self.default}
             case "choice":  # empty is the same as absent: no filter
                 return {"type": "string", "enum": [*self.choices, ""]}
-            case "flag":
-                return {"type": "string", "enum": ["1", "true", "0", "false"]}
-        return {"type": "string"}
+            case "identifier":  # empty is the same as absent
+                return {"type": "string", "pattern": f"^({ID_PATTERN})?$"}
+        return {"type": "string", "enum": ["1", "true", "0", "false"]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,13 +235,22 @@ async def read_body(request: Request) -> bytes:
     return bytes(body)
 
 
+#: How deep a body's arrays and objects may nest (the body itself is level 1). A value is
+#: encoded, decoded and copied recursively wherever it goes; nested much deeper, one that was
+#: accepted could later fail to be read back, and break every listing that includes it.
+MAX_JSON_DEPTH = 100
+
+
 def decode_json(body: bytes, type_: Any) -> Any:
-    """Decode ``body`` as ``type_``: malformed JSON is 400; a schema mismatch is 422 naming
-    every problem at its path (``input``, ``push_ref``, an unknown field's name)."""
+    """Decode ``body`` as ``type_``: malformed JSON or nesting deeper than
+    :data:`MAX_JSON_DEPTH` is 400; a schema mismatch is 422 naming every problem at its path
+    (``input``, ``push_ref``, an unknown field's name)."""
     try:
         raw = msgspec.json.decode(body)
     except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise BadRequest(f"malformed JSON: {exc}") from None
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _deeper_than(raw, MAX_JSON_DEPTH):
+        raise BadRequest(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         return msgspec.convert(raw, type_)
     except msgspec.ValidationError:
@@ -250,3 +260,16 @@ def decode_json(body: bytes, type_: Any) -> Any:
         if problems:
             raise ValidationFailed("the body does not match its schema", problems) from None
         raise
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Do ``value``'s arrays and objects nest deeper than ``limit``? (Iterative: a value
+    too deep for recursion is the point.)"""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        container, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = container.values() if isinstance(container, dict) else container
+        stack += [(c, depth + 1) for c in children if isinstance(c, dict | list)]
+    return False

@@ -14,11 +14,11 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from app.model.cursor import Cursor
+from app.model.ids import Identifier
 from app.model.status import ExecutionStatus
 from app.workflows.schema import Workflow
 
 JsonObject = dict[str, Any]
-PushRef = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Iso = Annotated[str, Meta(description="ISO-8601 UTC with milliseconds and Z")]
 
 # ---- requests ----------------------------------------------------------------------------
@@ -29,7 +29,7 @@ class RunBody(msgspec.Struct, forbid_unknown_fields=True):
 
     input: JsonObject | None = None
     #: Also taken from the ``push-ref`` header.
-    push_ref: PushRef | None = None
+    push_ref: Identifier | None = None
 
 
 class ResumeBody(msgspec.Struct, forbid_unknown_fields=True):

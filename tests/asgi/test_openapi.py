@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from openapi_spec_validator import validate
 from starlette.routing import Route
@@ -32,8 +34,9 @@ async def test_every_rest_route_and_method_is_documented(
     ]
     assert routes
     for route in routes:
+        path = re.sub(r"{(\w+):\w+}", r"{\1}", route.path)  # {workflow_id:id}
         for method in (route.methods or set()) - {"HEAD"}:
-            assert method.lower() in paths.get(route.path, {}), (method, route.path)
+            assert method.lower() in paths.get(path, {}), (method, route.path)
 
 
 async def test_errors_are_documented_with_the_error_body(client: httpx.AsyncClient) -> None:

@@ -1,16 +1,33 @@
-"""Query parameters of the REST routes, read in one place (SPEC §3: bad values are 422).
+"""Path and query parameters of the routes, read in one place.
 
-A route reads each parameter it takes through one :class:`QueryReader`, which collects a
-problem per bad parameter; :meth:`QueryReader.check` then raises one
-:class:`~app.errors.ValidationFailed` naming every one of them.
+A path parameter written ``{name:id}`` matches an id (:mod:`app.model.ids`) only, so a path
+with any other text is a 404 before a handler runs. A route reads each query parameter it
+takes through one :class:`QueryReader`, which collects a problem per bad parameter;
+:meth:`QueryReader.check` then raises one :class:`~app.errors.ValidationFailed` (422, SPEC
+§3) naming every one of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from typing import Final
+
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from app.errors import ValidationFailed, problem
 from app.model.cursor import MAX_CURSOR, parse_integer
+from app.model.ids import ID_PATTERN, is_identifier
+
+
+class _IdConvertor(StringConvertor):
+    regex = ID_PATTERN
+
+
+register_url_convertor("id", _IdConvertor())
+
+#: The paths of one workflow and of one execution, and the prefix of their sub-resources.
+WORKFLOW_PATH: Final = "/agents/workflows/{workflow_id:id}"
+EXECUTION_PATH: Final = "/agents/executions/{execution_id:id}"
 
 
 class QueryReader:
@@ -39,9 +56,13 @@ class QueryReader:
             return None
         return raw
 
-    def text(self, name: str) -> str | None:
-        """Any text; None if absent or empty."""
-        return self._params.get(name) or None
+    def identifier(self, name: str) -> str | None:
+        """An id (:mod:`app.model.ids`); None if absent or empty."""
+        raw = self._params.get(name) or None
+        if raw is not None and not is_identifier(raw):
+            self._problems.append(problem(name, f"expected {ID_PATTERN}"))
+            return None
+        return raw
 
     def flag(self, name: str) -> bool:
         """True for ``1`` or ``true``; anything else (or nothing) is false."""
