@@ -1,7 +1,9 @@
 """The web canvas: ``/`` serves the page, ``/static/...`` its ES modules and styles.
 
 The page is plain files under ``app/http/static`` (no build step, nothing from the network); it
-talks to the REST API (SPEC §3) and to ``/agents/push`` (SPEC §5) like any other client.
+talks to the REST API (SPEC §3) and to ``/agents/push`` (SPEC §5) like any other client. Its
+push connection and the JavaScript client are the files of ``clients/js`` (the npm package),
+linked into ``static`` so that there is one copy of each.
 """
 
 from __future__ import annotations
@@ -55,5 +57,8 @@ async def index(request: Request) -> Response:
 def web_routes() -> list[BaseRoute]:
     return [
         Route("/", index, methods=["GET"], name="canvas"),
-        Mount("/static", app=_StaticFiles(directory=STATIC_DIR), name="static"),
+        # follow_symlink: static/push.js and static/graphpush.js are links into clients/js.
+        Mount(
+            "/static", app=_StaticFiles(directory=STATIC_DIR, follow_symlink=True), name="static"
+        ),
     ]
