@@ -16,6 +16,8 @@ import yaml
 from app import messages
 from app.http.asyncapi import asyncapi_document, asyncapi_yaml
 from app.push.connection import CloseCode
+from support.asyncapi import check_message
+from support.engine import reference
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "docs" / "asyncapi.yaml"
@@ -88,3 +90,15 @@ def test_every_message_command_and_close_code_is_documented() -> None:
     assert {c["code"] for c in push["x-close-codes"]} == {int(c) for c in CloseCode}
     replies = document["operations"]["subscribe_execution"]["reply"]["messages"]
     assert {"$ref": "#/channels/push/messages/ack"} in replies
+
+
+@pytest.mark.parametrize(
+    "capture",
+    ["success-trigger-set-set.jsonl", "error-code-node-throws.jsonl", "error-stop-and-error.jsonl"],
+)
+def test_what_real_n8n_sends_matches_the_documented_schemas(capture: str) -> None:
+    # The captures of tests/fixtures/n8n-push: a client typed by the document reads n8n too.
+    messages = reference(capture)
+    assert messages
+    for message in messages:
+        check_message(message)

@@ -5,7 +5,7 @@ many that break it, against real uvicorn; no answer may be a 5xx, and each must 
 document: a documented status, a body of its schema, the declared content type and headers.
 
 Alone: ``.venv/bin/pytest tests/e2e/test_openapi_fuzz.py``; more examples per operation
-with ``GRAPHPUSH_FUZZ_EXAMPLES=500``.
+with ``FUZZ_EXAMPLES=500``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from app.main import create_app
 from app.settings import load_settings
 from support.app import Server
 
-EXAMPLES = int(os.environ.get("GRAPHPUSH_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 SCHEMA = schemathesis.openapi.from_dict(openapi_document(OPERATIONS))
 
 
