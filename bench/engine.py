@@ -72,51 +72,55 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         settings = load_settings({"data_dir": folder, "queue_bound": 1_000_000}, environ={})
         store = SqliteStore(Path(folder) / "bench.sqlite")
-        await store.open()
-        bus = LocalEventBus()
-        finished: asyncio.Queue[str] = asyncio.Queue()
+        async with store:
+            bus = LocalEventBus()
+            finished: asyncio.Queue[str] = asyncio.Queue()
 
-        def on_event(event: PushEvent) -> None:
-            if event.type == "executionFinished":
-                finished.put_nowait(event.execution_id)
+            def on_event(event: PushEvent) -> None:
+                if event.type == "executionFinished":
+                    finished.put_nowait(event.execution_id)
 
-        bus.subscribe(on_event)
-        service = ExecutionService(
-            settings=settings,
-            store=store,
-            workflows=store,
-            bus=bus,
-            queue=LocalQueue(settings.queue_bound),
-            checkpointer=InMemorySaver(),
-            registry=NodeRegistry.with_builtins(),
-        )
-        await service.start()
-        rows = []
-        for size in (3, 20):
-            workflow = await service.create_workflow(chain(size))
-            runs = args.runs if size == 3 else max(args.runs // 5, 10)
-            await through_service(service, finished, workflow["id"], 5)  # compile + warm up
-            plain = await rounds(
-                lambda w=workflow, n=runs: plain_langgraph(w, n), rounds=args.rounds
+            bus.subscribe(on_event)
+            service = ExecutionService(
+                settings=settings,
+                store=store,
+                workflows=store,
+                bus=bus,
+                queue=LocalQueue(settings.queue_bound, store=store),
+                checkpointer=InMemorySaver(),
+                registry=NodeRegistry.with_builtins(),
             )
-            ours = await rounds(
-                lambda w=workflow["id"], n=runs: through_service(service, finished, w, n),
-                rounds=args.rounds,
-            )
-            ratio = ours["median"] / plain["median"]
-            report(
-                "engine",
-                f"{size}-node",
-                runs=runs,
-                plain_langgraph=plain,
-                graphpush=ours,
-                ratio=ratio,
-            )
-            rows.append(
-                [f"{size}-node", f"{plain['median']:.0f}", f"{ours['median']:.0f}", f"{ratio:.2f}"]
-            )
-        await service.shutdown()
-        await store.close()
+            await service.start()
+            rows = []
+            for size in (3, 20):
+                workflow = await service.create_workflow(chain(size))
+                runs = args.runs if size == 3 else max(args.runs // 5, 10)
+                await through_service(service, finished, workflow["id"], 5)  # compile + warm up
+                plain = await rounds(
+                    lambda w=workflow, n=runs: plain_langgraph(w, n), rounds=args.rounds
+                )
+                ours = await rounds(
+                    lambda w=workflow["id"], n=runs: through_service(service, finished, w, n),
+                    rounds=args.rounds,
+                )
+                ratio = ours["median"] / plain["median"]
+                report(
+                    "engine",
+                    f"{size}-node",
+                    runs=runs,
+                    plain_langgraph=plain,
+                    graphpush=ours,
+                    ratio=ratio,
+                )
+                rows.append(
+                    [
+                        f"{size}-node",
+                        f"{plain['median']:.0f}",
+                        f"{ours['median']:.0f}",
+                        f"{ratio:.2f}",
+                    ]
+                )
+            await service.shutdown()
         note(table(rows, ["workflow", "plain ainvoke runs/s", "graphpush runs/s", "ratio"]))
 
 

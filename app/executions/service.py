@@ -10,20 +10,16 @@ import secrets
 import time
 from typing import Any
 
-import msgspec
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.pregel import Pregel
 
-from app.bus.base import EventBus, PushEvent
+from app.bus.base import EventBus
 from app.clock import now_ms
 from app.errors import Conflict, IllegalTransition, NotFound, QueueFull, ValidationFailed, problem
 from app.executions.recorder import RunRecorder
 from app.executions.workers import ExecutionManager
 from app.messages import (
-    ExecutionRecovered,
-    ExecutionRecoveredData,
     ExecutionSnapshotData,
-    encode,
     encoder,
 )
 from app.metrics import prometheus
@@ -235,8 +231,6 @@ class ExecutionService:
         check_transition(record.status, S.CANCELED)
         if not await self.queue.cancel(record):  # held by another process: it ends it there
             return record
-        if record.status is S.NEW and not self.queue.shared:
-            self.manager.dropped.add(execution_id)
         await self.manager.finish(RunRecorder(record, {}, {}), S.CANCELED)
         return record
 
@@ -264,45 +258,12 @@ class ExecutionService:
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover from the previous process, then start the workers.
-
-        Runs left ``running`` by a dead process become ``crashed`` (see :meth:`recover`);
-        runs left ``new`` are queued again, oldest first; ``waiting`` runs wait on. A shared
-        queue recovers nothing here: other processes may be running those runs, and the
-        queue hands over the ones whose holder died (:mod:`app.redis_queue`)."""
-        if not self.queue.shared:
-            everything = 1 << 62
-            crashed = await self.store.list(ExecutionQuery(status=S.RUNNING, limit=everything))
-            await self.recover(crashed.items)
-            queued = await self.store.list(ExecutionQuery(status=S.NEW, limit=everything))
-            for record in reversed(queued.items):
-                await self.queue.put(record)
+        """Restore what the queue lost since the previous process (see
+        :meth:`ExecutionQueue.restore <app.queue.base.ExecutionQueue.restore>`), then start
+        the workers: runs left ``running`` by a dead process end ``crashed``, ``new`` ones
+        run, ``waiting`` ones wait on."""
+        await self.queue.restore()
         self.manager.start()
-
-    async def recover(self, records: list[ExecutionRecord]) -> None:
-        """End ``running`` runs whose process died: each becomes ``crashed``, its log ends
-        with ``executionFinished{crashed}``, then ``executionRecovered`` is broadcast."""
-        for record in records:
-            await self._catch_up(record)
-            recorder = RunRecorder(record, {}, {})
-            recorder.fail_run("the process running this execution stopped", "crashed")
-            await self.manager.finish(recorder, S.CRASHED)
-        await self.manager.drain()
-        for record in records:
-            message = encode(ExecutionRecovered(ExecutionRecoveredData(record.id)))
-            await self.bus.publish(
-                PushEvent(record.id, 0, "executionRecovered", message, broadcast=True)
-            )
-
-    async def _catch_up(self, record: ExecutionRecord) -> None:
-        """Bring a run left ``running`` up to its log: node events are logged without
-        rewriting the record, so its ``last_seq`` and ``graph_state`` may lag behind (the
-        terminal message must follow the log, not overwrite its entries)."""
-        logged = await self.store.read_events(record.id, record.last_seq)
-        if logged:
-            record.last_seq = logged[-1].seq
-            data = _event_data.decode(logged[-1].payload).data
-            record.graph_state = data.get("graph_state", record.graph_state)
 
     def metrics_text(self) -> str:
         manager = self.manager
@@ -314,13 +275,6 @@ class ExecutionService:
 
     async def shutdown(self) -> None:
         await self.manager.shutdown(self.settings.shutdown_timeout_s)
-
-
-class _EventData(msgspec.Struct):
-    data: JsonObject
-
-
-_event_data = msgspec.json.Decoder(_EventData)
 
 
 def _version(workflow: JsonObject) -> str:

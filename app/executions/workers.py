@@ -16,11 +16,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from app.bus.base import EventBus, PushEvent
 from app.clock import now_ms
 from app.executions.recorder import RunRecorder
 from app.executions.runner import GraphRunner, TaskStarted
-from app.model.records import ExecutionRecord, StoredEvent
+from app.messages import ExecutionRecovered, ExecutionRecoveredData, encode
+from app.model.records import ExecutionRecord, JsonObject, StoredEvent
 from app.model.status import ExecutionStatus, check_transition
 from app.queue.base import ExecutionQueue
 from app.storage.base import ExecutionStore
@@ -69,8 +72,6 @@ class ExecutionManager:
         self.active: dict[str, ActiveExecution] = {}
         #: Runs ended by this process, by final status (``/metrics``).
         self.finished: Counter[str] = Counter()
-        #: Runs canceled while queued: a worker that takes one drops it.
-        self.dropped: set[str] = set()
 
     def start(self) -> None:
         self._workers = [
@@ -80,8 +81,11 @@ class ExecutionManager:
     async def _work(self) -> None:
         while True:
             record = await self.queue.get()
-            if record.id in self.dropped:
-                self.dropped.discard(record.id)
+            if record.status is ExecutionStatus.RUNNING:  # its process died
+                try:
+                    await self.recover([record])
+                except Exception:  # e.g. the store is unreachable: this worker goes on
+                    log.exception("recovering execution %s failed", record.id)
                 continue
             # asyncio.wait, unlike await, leaves the run alone when the worker is cancelled:
             # shutdown decides separately how long running executions may go on.
@@ -202,6 +206,31 @@ class ExecutionManager:
         await self.bus.publish(_push_event(record, event))
         await self.queue.done(record.id)  # a shared queue forgets the run only now
 
+    async def recover(self, records: list[ExecutionRecord]) -> None:
+        """End ``running`` runs whose process died: each becomes ``crashed``, its log ends
+        with ``executionFinished{crashed}``, then ``executionRecovered`` is broadcast."""
+        for record in records:
+            await self._catch_up(record)
+            recorder = RunRecorder(record, {}, {})
+            recorder.fail_run("the process running this execution stopped", "crashed")
+            await self.finish(recorder, ExecutionStatus.CRASHED)
+        await self.drain()
+        for record in records:
+            message = encode(ExecutionRecovered(ExecutionRecoveredData(record.id)))
+            await self.bus.publish(
+                PushEvent(record.id, 0, "executionRecovered", message, broadcast=True)
+            )
+
+    async def _catch_up(self, record: ExecutionRecord) -> None:
+        """Bring a run left ``running`` up to its log: node events are logged without
+        rewriting the record, so its ``last_seq`` and ``graph_state`` may lag behind (the
+        terminal message must follow the log, not overwrite its entries)."""
+        logged = await self.store.read_events(record.id, record.last_seq)
+        if logged:
+            record.last_seq = logged[-1].seq
+            data = _event_data.decode(logged[-1].payload).data
+            record.graph_state = data.get("graph_state", record.graph_state)
+
     def spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
@@ -231,6 +260,13 @@ class ExecutionManager:
         # Phase 4: every terminal message is stored and published.
         await self.drain()
         await self.store.commit()
+
+
+class _EventData(msgspec.Struct):
+    data: JsonObject
+
+
+_event_data = msgspec.json.Decoder(_EventData)
 
 
 def _push_event(record: ExecutionRecord, event: StoredEvent) -> PushEvent:

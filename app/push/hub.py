@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Protocol, Self
 
+import msgspec
+
 from app.bus.base import EventBus, PushEvent
 from app.errors import GraphpushError
 from app.messages import (
@@ -130,6 +132,16 @@ class PushHub:
         now = self._clock()
         self.registry.route(event, now)
         self._maybe_sweep(now)
+
+    def on_shared_event(self, event: PushEvent) -> None:
+        """The bus subscriber when the bus is shared by API instances: as :meth:`on_event`,
+        but a message for a pushRef no session here holds opens no resume buffer here (the
+        instance holding that pushRef buffers it; otherwise every instance would buffer
+        every pushRef's messages). It still reaches this instance's subscriptions and
+        streams of its execution."""
+        if event.push_ref is not None and event.push_ref not in self.registry.sessions:
+            event = msgspec.structs.replace(event, push_ref=None)
+        self.on_event(event)
 
     def send(self, push_ref: str, event: PushEvent) -> None:
         self.registry.send(push_ref, event, self._clock())

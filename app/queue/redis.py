@@ -12,12 +12,12 @@ queued, a duplicate) is acknowledged and skipped.
 A process that dies leaves its entries pending. Every holder refreshes the idle time of
 its entries (``XCLAIM ... JUSTID``) several times per ``claim_idle_s``, so an entry idle
 for longer belongs to a dead process, and a worker takes it over (``XAUTOCLAIM``): a run
-that never started runs here; one that was ``running`` is handed to ``recover`` (it ends
-``crashed`` with ``executionFinished{crashed}`` logged and published, then acknowledged);
-one already ended is just acknowledged.
+that never started runs here; one that was ``running`` is handed out as it is stored, and
+the worker ends it ``crashed`` (``executionFinished{crashed}`` logged and published, then
+``done`` acknowledges it); one already ended is just acknowledged.
 
-Cancel reaches the holder through the Redis channel ``<prefix>:control``: every consuming
-process listens and cancels the run if it holds it.
+Cancel reaches the holder through the Redis channel :attr:`RedisQueue.control`: every
+consuming process subscribes its workers' ``cancel`` to it (``app/backends.py``).
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ import os
 import secrets
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from app import redis_listeners
 from app.messages import encoder
 from app.model.records import ExecutionRecord
 from app.model.status import ExecutionStatus, check_transition
@@ -45,15 +44,14 @@ log = logging.getLogger(__name__)
 S = ExecutionStatus
 GROUP = "workers"
 _decode = msgspec.json.Decoder(ExecutionRecord).decode
-
-Recover = Callable[[list[ExecutionRecord]], Awaitable[None]]
-Cancel = Callable[[str], bool]
+#: How long the stopped heartbeat gets to end: a client library may lose a cancel request.
+STOP_TIMEOUT_S = 2.0
 #: Entry id, the queued record, and whether it was taken over from a stopped process.
 Entry = tuple[str, ExecutionRecord, bool]
 
 
 class Claims(Protocol):
-    """What the queue needs from the shared store (:class:`app.postgres_store.PostgresStore`)."""
+    """What the queue needs from the shared store (:class:`~app.storage.postgres.PostgresStore`)."""
 
     async def get(self, execution_id: str) -> ExecutionRecord | None: ...
 
@@ -61,13 +59,8 @@ class Claims(Protocol):
 
 
 class RedisQueue:
-    """:class:`~app.queue.ExecutionQueue` on the stream ``<prefix>:runs``.
-
-    ``await open(consume=...)`` first (``consume``: this process runs workers), then
-    :meth:`bind` the service's ``recover`` and the manager's ``cancel`` before any ``get``.
-    """
-
-    shared = True
+    """:class:`~app.queue.base.ExecutionQueue` on the stream ``<prefix>:runs``; ``async with``
+    makes sure the stream and its group exist and starts the heartbeat."""
 
     def __init__(
         self, redis: Redis, *, store: Claims, prefix: str, claim_idle_s: float = 30.0
@@ -75,7 +68,8 @@ class RedisQueue:
         self._redis = redis
         self._store = store
         self._stream = f"{prefix}:runs"
-        self._control = f"{prefix}:control"
+        #: The channel on which cancel requests reach the process holding the run.
+        self.control = f"{prefix}:control"
         self._consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._claim_idle_ms = int(claim_idle_s * 1000)
         self._beat_s = claim_idle_s / 5
@@ -84,26 +78,28 @@ class RedisQueue:
         self._next_takeover = 0.0
         self._takeover_cursor = "0-0"
         self._depth = 0
-        self._recover: Recover | None = None
-        self._cancel: Cancel | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._pubsub: Any = None
+        self._beating: asyncio.Task[None] | None = None
 
-    def bind(self, *, recover: Recover, cancel: Cancel) -> None:
-        self._recover, self._cancel = recover, cancel
-
-    async def open(self, *, consume: bool) -> None:
+    async def __aenter__(self) -> Self:
         await self._create_group()
         await self._refresh_depth()
-        if consume:
-            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            await self._pubsub.subscribe(self._control)
-            self._tasks.append(asyncio.create_task(self._listen(), name="redis-queue-control"))
-        self._tasks.append(asyncio.create_task(self._heartbeat(), name="redis-queue-heartbeat"))
+        self._beating = asyncio.create_task(self._heartbeat(), name="redis-queue-heartbeat")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
-        await redis_listeners.stop(self._tasks, self._pubsub)
-        self._pubsub = None
+        """Stop refreshing held entries (they are taken over once idle, as a dead process's)."""
+        if self._beating is not None:
+            self._beating.cancel()
+            await asyncio.wait([self._beating], timeout=STOP_TIMEOUT_S)
+            self._beating = None
 
     # ---- ExecutionQueue ---------------------------------------------------------------
 
@@ -118,7 +114,8 @@ class RedisQueue:
         self._depth = length - pending["pending"]
 
     async def get(self) -> ExecutionRecord:
-        """The next run, claimed for this process; the record is as it was queued."""
+        """The next run, claimed for this process: a ``new`` run as it was queued, or a
+        taken-over run left ``running`` by a dead process, as it is stored."""
         task = asyncio.current_task()
         while True:
             if task is not None and task.cancelling():
@@ -144,8 +141,7 @@ class RedisQueue:
         if record.status is S.NEW and await self._store.swap(claimed, expected=S.NEW):
             self._held[record.id] = entry_id
             return record
-        await self._settle(entry_id, record.id, taken_over)
-        return None
+        return await self._settle(entry_id, record.id, taken_over)
 
     async def done(self, execution_id: str) -> None:
         entry_id = self._held.pop(execution_id, None)
@@ -165,8 +161,12 @@ class RedisQueue:
             stored = await self._store.get(record.id)
             status = stored.status if stored is not None else S.UNKNOWN
             check_transition(status, S.CANCELED)
-        await self._redis.publish(self._control, record.id)
+        await self._redis.publish(self.control, record.id)
         return False
+
+    async def restore(self) -> None:
+        """Nothing to do at start: other processes may be running the runs left ``running``,
+        and those whose holder died are taken over once their entry is idle."""
 
     def qsize(self) -> int:
         """Runs queued and not yet taken by a worker, as last read from Redis."""
@@ -208,20 +208,18 @@ class RedisQueue:
             log.warning("took over %d runs from stopped workers", len(entries))
         self._taken_over.extend(entries)
 
-    async def _settle(self, entry_id: str, execution_id: str, taken_over: bool) -> None:
+    async def _settle(
+        self, entry_id: str, execution_id: str, taken_over: bool
+    ) -> ExecutionRecord | None:
         """An entry whose run is not ``new``: a taken-over run left ``running`` by its dead
-        holder is recovered; any other (ended, or a duplicate entry) is acknowledged."""
+        holder is held and handed out (to end ``crashed``); any other (ended, or a
+        duplicate entry) is acknowledged."""
         stored = await self._store.get(execution_id) if taken_over else None
         if stored is not None and stored.status is S.RUNNING and execution_id not in self._held:
-            assert self._recover is not None, "RedisQueue.bind() was not called"
             self._held[execution_id] = entry_id  # acknowledged by done() once it is crashed
-            try:
-                await self._recover([stored])
-            except BaseException:
-                self._held.pop(execution_id, None)  # not refreshed: taken over again later
-                raise
-            return
+            return stored
         await self._forget(entry_id)
+        return None
 
     async def _forget(self, entry_id: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -257,17 +255,6 @@ class RedisQueue:
                 await self._refresh_depth()
             except (RedisError, OSError):
                 log.exception("Redis queue heartbeat failed")
-
-    async def _listen(self) -> None:
-        while True:
-            try:
-                message = await self._pubsub.get_message(timeout=None)
-            except (RedisError, OSError):
-                log.exception("Redis control channel lost; reconnecting")
-                await asyncio.sleep(1.0)
-                continue
-            if message is not None and message["type"] == "message" and self._cancel:
-                self._cancel(message["data"].decode())
 
 
 def _entry(entry_id: bytes | str, fields: dict[bytes, bytes], *, taken_over: bool) -> Entry:
