@@ -13,9 +13,10 @@ store are open.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,6 +46,11 @@ class Store(ExecutionStore, WorkflowStore, Protocol):
     pass
 
 
+#: Raises unless its backend answers (in a second at most).
+Probe = Callable[[], Awaitable[object]]
+PROBE_TIMEOUT_S = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class Redis:
     """The shared queue and this process's pub/sub connection (scale-out only)."""
@@ -62,6 +68,8 @@ class Backends:
     bus: EventBus
     checkpointer: BaseCheckpointSaver[Any]
     redis: Redis | None = None
+    #: The shared backends to check for ``/readyz``, by name.
+    probes: dict[str, Probe] = field(default_factory=dict)
 
     async def service(self, settings: Settings) -> ExecutionService:
         """The execution service on these backends (cancel requests routed to its workers)."""
@@ -82,21 +90,35 @@ class Backends:
             await self.redis.pubsub.subscribe(self.redis.queue.control, on_cancel)
         return service
 
+    async def readiness(self) -> dict[str, str]:
+        """Each shared backend's state: ``"ok"``, or why it is not."""
+        names = list(self.probes)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(self.probes[n](), PROBE_TIMEOUT_S) for n in names),
+            return_exceptions=True,
+        )
+        states = [_failure(r) if isinstance(r, BaseException) else "ok" for r in results]
+        return dict(zip(names, states, strict=True))
+
     def subscribe_hub(self, hub: PushHub) -> Callable[[], None]:
         """Hand every bus event to ``hub``; returns the unsubscribe function."""
-        return self.bus.subscribe(hub.on_event if self.redis is None else hub.on_shared_event)
+        if self.redis is None:
+            return self.bus.subscribe(hub.on_event)
+        return hub.shared.subscribe_to(self.bus)
 
 
 async def open_backends(stack: AsyncExitStack, settings: Settings, *, push: bool) -> Backends:
     """Open what ``settings`` asks for; ``push``: this process serves push connections."""
+    probes: dict[str, Probe] = {}  # the embedded store lives in this process
     if settings.database_url is None:
         store, checkpointer = await _embedded(stack, settings)
     else:
-        store, checkpointer = await _postgres(stack, settings.database_url)
+        postgres, checkpointer = await _postgres(stack, settings.database_url)
         if settings.redis_url is not None:
-            return await _redis(stack, settings, store, checkpointer, push=push)
+            return await _redis(stack, settings, postgres, checkpointer, push=push)
+        store, probes = postgres, {"postgres": postgres.ping}
     queue = await stack.enter_async_context(LocalQueue(settings.queue_bound, store=store))
-    return Backends(store, queue, LocalEventBus(), checkpointer)
+    return Backends(store, queue, LocalEventBus(), checkpointer, probes=probes)
 
 
 async def _embedded(
@@ -130,6 +152,7 @@ async def _postgres(
         open=False,
         connection_class=AsyncConnection[DictRow],
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        check=AsyncConnectionPool.check_connection,  # a dropped connection is replaced
     )
     await pool.open(wait=True, timeout=10)
     stack.push_async_callback(pool.close)
@@ -174,4 +197,12 @@ async def _redis(
         listen=pubsub if push else None,
     )
     await stack.enter_async_context(bus)
-    return Backends(store, queue, bus, checkpointer, Redis(queue, pubsub, settings.workers > 0))
+    probes: dict[str, Probe] = {"postgres": store.ping, "redis": client.ping}
+    redis = Redis(queue, pubsub, settings.workers > 0)
+    return Backends(store, queue, bus, checkpointer, redis, probes)
+
+
+def _failure(result: BaseException) -> str:
+    if isinstance(result, TimeoutError):
+        return "no answer"
+    return f"{type(result).__name__}: {result}"

@@ -2,13 +2,16 @@
 
 The event bus (``<prefix>:events``) and the queue's cancel requests (``<prefix>:control``)
 both arrive here: each channel has one handler, called with the message's bytes in the
-order Redis delivered them. A lost connection is retried; redis-py reconnects and
-subscribes every channel again.
+order Redis delivered them. A lost connection is replaced by a new one subscribing every
+channel again (retried until Redis answers). Pub/sub keeps nothing for an absent
+subscriber, so once a channel is subscribed again its ``on_gap`` callback says that
+messages may have been missed meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from types import TracebackType
@@ -20,6 +23,7 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes], None]
+Gap = Callable[[], None]
 
 #: How long a stopped task gets to end: a client library may lose a cancel request.
 STOP_TIMEOUT_S = 2.0
@@ -31,8 +35,10 @@ class PubSub:
     """``async with PubSub(redis) as pubsub: await pubsub.subscribe(channel, handler)``."""
 
     def __init__(self, redis: Redis) -> None:
+        self._redis = redis
         self._pubsub: Any = redis.pubsub(ignore_subscribe_messages=True)
         self._handlers: dict[str, Handler] = {}
+        self._gaps: dict[str, Gap] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
@@ -49,10 +55,13 @@ class PubSub:
             self._task = None
         await self._pubsub.aclose()
 
-    async def subscribe(self, channel: str, handler: Handler) -> None:
+    async def subscribe(self, channel: str, handler: Handler, *, on_gap: Gap | None = None) -> None:
         """Call ``handler`` with every message published on ``channel`` from the moment
-        this returns (the subscription is confirmed by Redis)."""
+        this returns (the subscription is confirmed by Redis), and ``on_gap`` each time the
+        channel is subscribed again after the connection was lost."""
         self._handlers[channel] = handler
+        if on_gap is not None:
+            self._gaps[channel] = on_gap
         await self._pubsub.subscribe(channel)
         if self._task is None:
             self._task = asyncio.create_task(self._listen(), name="redis-pubsub")
@@ -62,11 +71,29 @@ class PubSub:
             try:
                 message = await self._pubsub.get_message(timeout=None)
             except (RedisError, OSError):
-                log.exception("Redis pub/sub connection lost; reconnecting")
-                await asyncio.sleep(RETRY_S)
+                log.warning("Redis pub/sub connection lost; reconnecting", exc_info=True)
+                await self._resubscribe()
                 continue
             if message is not None and message["type"] == "message":
                 self._deliver(message["channel"].decode(), message["data"])
+
+    async def _resubscribe(self) -> None:
+        """Subscribe every channel again on a new connection (a connection redis-py itself
+        reconnected was seen to stop delivering), then call each channel's ``on_gap``."""
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.aclose()
+        while True:
+            await asyncio.sleep(RETRY_S)
+            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await self._pubsub.subscribe(*self._handlers)
+                break
+            except (RedisError, OSError):
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.aclose()
+        log.warning("Redis pub/sub subscribed again; what was missed is read from the log")
+        for gap in list(self._gaps.values()):
+            gap()
 
     def _deliver(self, channel: str, data: bytes) -> None:
         try:

@@ -17,8 +17,12 @@ Guarantees, and why:
 - **The 5 MiB rule at the hop** (SPEC §5.3): the ``trim`` function the bus is given (the
   push core's size rule) is applied before a message is published, so an oversized payload
   never crosses Redis.
-- **At most once.** Pub/sub keeps nothing: an instance disconnected from Redis misses what
-  was published meanwhile; its clients resume from the stored log (execution ``seq``).
+- **Nothing dropped by the sender.** A publish that fails (Redis away) is tried again,
+  in order, with a growing pause, until Redis takes it; past :data:`HELD_BYTES` held, the
+  oldest messages are dropped (they stay in the log).
+- **At most once per subscriber.** Pub/sub keeps nothing: an instance disconnected from
+  Redis misses what was published meanwhile. Once subscribed again its subscribers' ``on_gap``
+  is called, and the push hub reads what it missed from the store's log.
 """
 
 from __future__ import annotations
@@ -34,13 +38,18 @@ from typing import Self
 import msgspec
 from redis.asyncio import Redis
 
-from app.bus.base import PushEvent, Subscriber, Subscribers
+from app.bus.base import Gap, PushEvent, Subscriber, Subscribers
 from app.bus.pubsub import PubSub, stop
 
 log = logging.getLogger(__name__)
 
 #: Payload bytes gathered into one ``PUBLISH`` (a single larger message goes alone).
 BATCH_BYTES = 1 << 20
+#: Payload bytes held for Redis while it is away; older ones are dropped past this.
+HELD_BYTES = 64 << 20
+#: First pause before publishing again after a failure; doubled up to RETRY_MAX_S.
+RETRY_S = 0.05
+RETRY_MAX_S = 1.0
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(list[PushEvent]).decode
 
@@ -77,7 +86,9 @@ class RedisBus:
 
     async def __aenter__(self) -> Self:
         if self._listen is not None:  # confirmed when this returns: nothing after is missed
-            await self._listen.subscribe(self._channel, self._received)
+            await self._listen.subscribe(
+                self._channel, self._received, on_gap=self._subscribers.gap
+            )
         self._sender = asyncio.create_task(self._send(), name="redis-bus-send")
         return self
 
@@ -109,12 +120,13 @@ class RedisBus:
             self._outbox.append(fitted)
             self._wake.set()
 
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        return self._subscribers.subscribe(subscriber)
+    def subscribe(self, subscriber: Subscriber, *, on_gap: Gap | None = None) -> Callable[[], None]:
+        return self._subscribers.subscribe(subscriber, on_gap)
 
     # ---- tasks ------------------------------------------------------------------------
 
     async def _send(self) -> None:
+        delay = RETRY_S
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -125,9 +137,24 @@ class RedisBus:
                     await self._durable()
                     await self._redis.publish(self._channel, _encode(batch))
                 except Exception:
-                    log.exception("lost %d push messages: publishing failed", len(batch))
+                    self._outbox.extendleft(reversed(batch))  # in order, next time
+                    log.warning("publishing failed; again in %.2f s", delay, exc_info=True)
+                    self._drop_past_bound()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
+                else:
+                    delay = RETRY_S
                 finally:
                     self._sending = False
+
+    def _drop_past_bound(self) -> None:
+        held = sum(len(event.payload) for event in self._outbox)
+        dropped = 0
+        while held > HELD_BYTES and len(self._outbox) > 1:
+            held -= len(self._outbox.popleft().payload)
+            dropped += 1
+        if dropped:
+            log.warning("dropped %d push messages held for Redis; they are in the log", dropped)
 
     def _take(self) -> list[PushEvent]:
         batch = [self._outbox.popleft()]

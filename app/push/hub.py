@@ -25,8 +25,6 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Protocol, Self
 
-import msgspec
-
 from app.bus.base import EventBus, PushEvent
 from app.errors import GraphpushError
 from app.messages import (
@@ -43,6 +41,7 @@ from app.model.status import ExecutionStatus
 from app.push import commands, wire
 from app.push.connection import CloseCode, Connection
 from app.push.registry import Registry
+from app.push.remote import RemoteEvents
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,6 +81,13 @@ class PushHub:
         self.registry = Registry(settings)
         self._bus = bus
         self._service = service
+        #: The bus subscriber (and its ``on_gap``) when the bus is shared by API instances.
+        self.shared = RemoteEvents(
+            route=self.on_event,
+            holds=self.registry.sessions.__contains__,
+            followed=self.registry.followed,
+            read=service.read_events,
+        )
         self._clock = clock
         self._live: set[Connection] = set()
         self._all_gone = asyncio.Event()
@@ -102,6 +108,7 @@ class PushHub:
         """Stop taking events and connections, close every connection once what is queued
         on it is sent (WebSocket 1001, SSE end), and wait up to ``close_timeout_s`` for them."""
         self._closing = True
+        await self.shared.aclose()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -132,16 +139,6 @@ class PushHub:
         now = self._clock()
         self.registry.route(event, now)
         self._maybe_sweep(now)
-
-    def on_shared_event(self, event: PushEvent) -> None:
-        """The bus subscriber when the bus is shared by API instances: as :meth:`on_event`,
-        but a message for a pushRef no session here holds opens no resume buffer here (the
-        instance holding that pushRef buffers it; otherwise every instance would buffer
-        every pushRef's messages). It still reaches this instance's subscriptions and
-        streams of its execution."""
-        if event.push_ref is not None and event.push_ref not in self.registry.sessions:
-            event = msgspec.structs.replace(event, push_ref=None)
-        self.on_event(event)
 
     def send(self, push_ref: str, event: PushEvent) -> None:
         self.registry.send(push_ref, event, self._clock())

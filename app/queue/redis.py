@@ -16,6 +16,9 @@ that never started runs here; one that was ``running`` is handed out as it is st
 the worker ends it ``crashed`` (``executionFinished{crashed}`` logged and published, then
 ``done`` acknowledges it); one already ended is just acknowledged.
 
+What Redis loses (a restart without persistence, a run stored while Redis was away) is
+queued again from the store, the source of truth (:mod:`app.queue.restore`).
+
 Cancel reaches the holder through the Redis channel :attr:`RedisQueue.control`: every
 consuming process subscribes its workers' ``cancel`` to it (``app/backends.py``).
 """
@@ -29,6 +32,7 @@ import os
 import secrets
 import socket
 from collections import deque
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -39,10 +43,10 @@ from redis.exceptions import RedisError, ResponseError
 from app.messages import encoder
 from app.model.records import ExecutionRecord
 from app.model.status import ExecutionStatus, check_transition
+from app.queue.restore import GROUP, QueuedRuns, Restorer
 
 log = logging.getLogger(__name__)
 S = ExecutionStatus
-GROUP = "workers"
 _decode = msgspec.json.Decoder(ExecutionRecord).decode
 #: How long the stopped heartbeat gets to end: a client library may lose a cancel request.
 STOP_TIMEOUT_S = 2.0
@@ -50,10 +54,8 @@ STOP_TIMEOUT_S = 2.0
 Entry = tuple[str, ExecutionRecord, bool]
 
 
-class Claims(Protocol):
+class Claims(QueuedRuns, Protocol):
     """What the queue needs from the shared store (:class:`~app.storage.postgres.PostgresStore`)."""
-
-    async def get(self, execution_id: str) -> ExecutionRecord | None: ...
 
     async def swap(self, record: ExecutionRecord, expected: ExecutionStatus) -> bool: ...
 
@@ -67,7 +69,9 @@ class RedisQueue:
     ) -> None:
         self._redis = redis
         self._store = store
-        self._stream = f"{prefix}:runs"
+        self._restorer = Restorer(redis, store=store, prefix=prefix, every_s=claim_idle_s)
+        self._stream = self._restorer.stream
+        self._queued = self._restorer.queued
         #: The channel on which cancel requests reach the process holding the run.
         self.control = f"{prefix}:control"
         self._consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -81,7 +85,7 @@ class RedisQueue:
         self._beating: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
-        await self._create_group()
+        await self._restorer.create_group()
         await self._refresh_depth()
         self._beating = asyncio.create_task(self._heartbeat(), name="redis-queue-heartbeat")
         return self
@@ -105,13 +109,16 @@ class RedisQueue:
 
     async def put(self, record: ExecutionRecord) -> None:
         """Append the run to the stream. The bound is checked before the run is stored
-        (``ExecutionService`` reads :meth:`qsize`), so a stored run is never refused."""
+        (``ExecutionService`` reads :meth:`qsize`), so a stored run is never refused; nor
+        is it when Redis is unreachable: it is stored, and the sweep queues it."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.xadd(self._stream, {"record": encoder.encode(record)})
-        pipe.xlen(self._stream)
-        pipe.xpending(self._stream, GROUP)
-        _, length, pending = await pipe.execute()
-        self._depth = length - pending["pending"]
+        pipe.sadd(self._queued, record.id)
+        try:
+            await pipe.execute()
+            await self._refresh_depth()
+        except (RedisError, OSError):
+            log.warning("Redis is unreachable: run %s is stored, queued once it is back", record.id)
 
     async def get(self) -> ExecutionRecord:
         """The next run, claimed for this process: a ``new`` run as it was queued, or a
@@ -126,7 +133,7 @@ class RedisQueue:
             try:
                 record = await self._take()
             except Exception:  # Redis or PostgreSQL unreachable: the worker outlives it
-                log.exception("taking a run failed; retrying in %.1f s", self._beat_s)
+                log.warning("taking a run failed; again in %.1f s", self._beat_s, exc_info=True)
                 await asyncio.sleep(self._beat_s)
                 continue
             if record is not None:
@@ -145,8 +152,12 @@ class RedisQueue:
 
     async def done(self, execution_id: str) -> None:
         entry_id = self._held.pop(execution_id, None)
-        if entry_id is not None:
-            await self._forget(entry_id)
+        if entry_id is None:
+            return
+        try:
+            await self._forget(entry_id, execution_id)
+        except (RedisError, OSError):  # its entry, if Redis kept it, is skipped once taken over
+            log.warning("acknowledging run %s failed", execution_id, exc_info=True)
 
     async def cancel(self, record: ExecutionRecord) -> bool:
         """Claim the cancel in the store if nobody runs the run (``new`` or ``waiting``),
@@ -165,8 +176,10 @@ class RedisQueue:
         return False
 
     async def restore(self) -> None:
-        """Nothing to do at start: other processes may be running the runs left ``running``,
-        and those whose holder died are taken over once their entry is idle."""
+        """Queue the runs stored as ``new`` that the stream does not hold. Runs left
+        ``running`` need nothing: other processes may be running them, and those whose holder
+        died are taken over once their entry is idle."""
+        await self._restorer.sweep(grace_ms=0)
 
     def qsize(self) -> int:
         """Runs queued and not yet taken by a worker, as last read from Redis."""
@@ -177,20 +190,16 @@ class RedisQueue:
     async def _next(self) -> Entry | None:
         """A taken-over entry, else a new one (waiting up to a fraction of claim_idle)."""
         loop = asyncio.get_running_loop()
-        if not self._taken_over and loop.time() >= self._next_takeover:
-            self._next_takeover = loop.time() + self._beat_s
-            await self._take_over()
-        if self._taken_over:
-            return self._taken_over.popleft()
-        try:
-            reply: Any = await self._redis.xreadgroup(  # RESP2: [[stream, [(id, fields)]]]
+        reply: Any = None
+        async with self._group_kept():
+            if not self._taken_over and loop.time() >= self._next_takeover:
+                self._next_takeover = loop.time() + self._beat_s
+                await self._take_over()
+            if self._taken_over:
+                return self._taken_over.popleft()
+            reply = await self._redis.xreadgroup(  # RESP2: [[stream, [(id, fields)]]]
                 GROUP, self._consumer, {self._stream: ">"}, count=1, block=int(self._beat_s * 1000)
             )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            await self._create_group()  # Redis lost the stream (restarted without AOF)
-            return None
         if not reply:
             return None
         entry_id, fields = reply[0][1][0]
@@ -218,25 +227,35 @@ class RedisQueue:
         if stored is not None and stored.status is S.RUNNING and execution_id not in self._held:
             self._held[execution_id] = entry_id  # acknowledged by done() once it is crashed
             return stored
-        await self._forget(entry_id)
+        await self._forget(entry_id, execution_id)
         return None
 
-    async def _forget(self, entry_id: str) -> None:
+    async def _forget(self, entry_id: str, execution_id: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
         pipe.xack(self._stream, GROUP, entry_id)
         pipe.xdel(self._stream, entry_id)
+        pipe.srem(self._queued, execution_id)
         await pipe.execute()
 
-    async def _create_group(self) -> None:
-        with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
-            await self._redis.xgroup_create(self._stream, GROUP, id="0", mkstream=True)
+    @contextlib.asynccontextmanager
+    async def _group_kept(self) -> AsyncIterator[None]:
+        """Redis lost the group (``NOGROUP``: restarted without persistence): recreate it
+        and queue again what it lost, then let the caller try again."""
+        try:
+            yield
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._takeover_cursor = "0-0"
+            await self._restorer.recreate()
 
     async def _refresh_depth(self) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xlen(self._stream)
-        pipe.xpending(self._stream, GROUP)
-        length, pending = await pipe.execute()
-        self._depth = length - pending["pending"]
+        async with self._group_kept():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xlen(self._stream)
+            pipe.xpending(self._stream, GROUP)
+            length, pending = await pipe.execute()
+            self._depth = length - pending["pending"]
 
     async def _heartbeat(self) -> None:
         """Keep held entries fresh (a live holder is never taken over) and the depth known."""
@@ -253,8 +272,9 @@ class RedisQueue:
                         justid=True,
                     )
                 await self._refresh_depth()
+                await self._restorer.sweep_if_due()
             except (RedisError, OSError):
-                log.exception("Redis queue heartbeat failed")
+                log.warning("Redis queue heartbeat failed", exc_info=True)
 
 
 def _entry(entry_id: bytes | str, fields: dict[bytes, bytes], *, taken_over: bool) -> Entry:

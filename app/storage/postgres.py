@@ -57,6 +57,11 @@ MIGRATIONS: tuple[str, ...] = (
         id text PRIMARY KEY, body bytea NOT NULL, position bigserial NOT NULL);
     """,
 )
+#: A dropped connection (server restart, ``pg_terminate_backend``) is replaced: the pool checks
+#: each one it hands out, and a group commit that fails on its connection is written again
+#: (upserts) after this many seconds, doubling up to RETRY_MAX_S: no staged write is dropped.
+RETRY_S = 0.05
+RETRY_MAX_S = 2.0
 #: ``pg_advisory_lock`` key held while the schema (ours, the checkpointer's) is migrated.
 SCHEMA_LOCK = 0x67726170687075
 
@@ -80,7 +85,12 @@ class PostgresStore(SqlStaging):
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         super().__init__()
         self._pool = AsyncConnectionPool(
-            url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            kwargs={"autocommit": True},
+            check=AsyncConnectionPool.check_connection,  # see RETRY_S
         )
         #: Resolved when the staged writes are committed; then the batch being written.
         self._batch: asyncio.Future[None] | None = None
@@ -157,7 +167,7 @@ class PostgresStore(SqlStaging):
                 records, events = self.take_staged()
                 self._batch = None
                 try:
-                    await self._write(records, events)
+                    await self._write_until_stored(records, events)
                 except Exception as exc:
                     log.exception("PostgreSQL commit of %d records failed", len(records))
                     if done is not None:
@@ -169,6 +179,16 @@ class PostgresStore(SqlStaging):
         finally:
             self._writer = self._writing = None
             self._writing_ids = frozenset()
+
+    async def _write_until_stored(self, records: list[RecordRow], events: list[EventRow]) -> None:
+        delay = RETRY_S
+        while True:
+            try:
+                return await self._write(records, events)
+            except psycopg.OperationalError:  # the connection, not the rows: write again
+                log.warning("PostgreSQL commit failed; again in %.2f s", delay, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
 
     async def _write(self, records: list[RecordRow], events: list[EventRow]) -> None:
         # Binary parameters: payloads go as they are, not hex-encoded.
@@ -215,6 +235,15 @@ class PostgresStore(SqlStaging):
             limit,
         )
         return [StoredEvent(seq, type_, bytes(payload)) for seq, type_, payload in rows]
+
+    async def new_run_ids(self, created_before: int) -> builtins.list[str]:
+        sql = "SELECT id FROM executions WHERE status='new' AND created_at<%s ORDER BY created_at"
+        return [row[0] for row in await self._fetch(sql, created_before)]
+
+    async def ping(self) -> None:
+        """Raises unless PostgreSQL answers within a second."""
+        async with self._pool.connection(timeout=1.0) as conn:
+            await conn.execute("SELECT 1")
 
     async def swap(self, record: ExecutionRecord, expected: ExecutionStatus) -> bool:
         """Write ``record`` (not its workflow snapshot) only if the stored run's status is

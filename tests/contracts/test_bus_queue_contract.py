@@ -185,7 +185,7 @@ async def test_the_redis_bus_trims_an_oversized_message_before_the_hop(
 async def test_an_instance_buffers_only_the_push_refs_it_holds() -> None:
     hub = PushHub(settings=Settings(), service=FakeService(LocalEventBus()))
     held = hub.connect("held-here", None, None, lambda: None)
-    on_event = hub.on_shared_event
+    on_event = hub.shared.on_event
     on_event(PushEvent("e1", 1, "executionStarted", b"{}", push_ref="held-here"))
     on_event(PushEvent("e2", 1, "executionStarted", b"{}", push_ref="held-elsewhere"))
     assert [frame.event_id for frame in held.data_to_send()] == [1]
