@@ -28,7 +28,7 @@ Gap = Callable[[], None]
 #: How long a stopped task gets to end: a client library may lose a cancel request.
 STOP_TIMEOUT_S = 2.0
 #: Pause between attempts to reach Redis again after the connection was lost.
-RETRY_S = 0.5
+RETRY_S = 0.25
 
 
 class PubSub:

@@ -48,6 +48,8 @@ from app.queue.restore import GROUP, QueuedRuns, Restorer
 log = logging.getLogger(__name__)
 S = ExecutionStatus
 _decode = msgspec.json.Decoder(ExecutionRecord).decode
+#: Longest pause before a worker tries to take a run again after a failure.
+RETRY_S = 0.25
 #: How long the stopped heartbeat gets to end: a client library may lose a cancel request.
 STOP_TIMEOUT_S = 2.0
 #: Entry id, the queued record, and whether it was taken over from a stopped process.
@@ -77,6 +79,8 @@ class RedisQueue:
         self._consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._claim_idle_ms = int(claim_idle_s * 1000)
         self._beat_s = claim_idle_s / 5
+        #: Pause before taking a run again after a failure: short, to be back soon after Redis.
+        self._retry_s = min(self._beat_s, RETRY_S)
         self._held: dict[str, str] = {}  # execution id -> entry id
         self._taken_over: deque[Entry] = deque()
         self._next_takeover = 0.0
@@ -133,8 +137,8 @@ class RedisQueue:
             try:
                 record = await self._take()
             except Exception:  # Redis or PostgreSQL unreachable: the worker outlives it
-                log.warning("taking a run failed; again in %.1f s", self._beat_s, exc_info=True)
-                await asyncio.sleep(self._beat_s)
+                log.warning("taking a run failed; again in %.1f s", self._retry_s, exc_info=True)
+                await asyncio.sleep(self._retry_s)
                 continue
             if record is not None:
                 return record
