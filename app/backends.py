@@ -25,6 +25,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from app.bus.base import EventBus, LocalEventBus
+from app.executions.runner import LangGraphRunner
 from app.executions.service import ExecutionService
 from app.push.hub import PushHub
 from app.push.size import fit
@@ -33,6 +34,7 @@ from app.settings import Settings
 from app.storage.base import ExecutionStore, WorkflowStore
 from app.storage.memory import MemoryStore
 from app.storage.sqlite import SqliteStore
+from app.workflows.service import WorkflowService
 
 # PostgreSQL and Redis modules are imported only by processes that use them: the embedded
 # default starts as before.
@@ -73,13 +75,19 @@ class Backends:
 
     async def service(self, settings: Settings) -> ExecutionService:
         """The execution service on these backends (cancel requests routed to its workers)."""
+        workflows = WorkflowService(
+            store=self.store,
+            checkpointer=self.checkpointer,
+            python_modules=settings.python_modules,
+            default_recursion_limit=settings.default_recursion_limit,
+        )
         service = ExecutionService(
             settings=settings,
             store=self.store,
-            workflows=self.store,
+            workflows=workflows,
             bus=self.bus,
             queue=self.queue,
-            checkpointer=self.checkpointer,
+            runner=LangGraphRunner(),
         )
         if self.redis is not None and self.redis.consume:
             cancel = service.manager.cancel

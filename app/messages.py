@@ -13,6 +13,9 @@ from typing import Any, Final, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from app.model.cursor import Cursor
+from app.model.ids import Identifier
+
 JsonObject = dict[str, Any]
 
 
@@ -139,9 +142,8 @@ ExecutionMessage = (
     | ExecutionRecovered
 )
 
-#: Messages after which an execution's stream may end or pause.
+#: The message after which an execution's stream ends.
 TERMINAL: Final = "executionFinished"
-WAITING: Final = "executionWaiting"
 #: Sent as a binary WebSocket frame, as n8n does.
 BINARY_TYPES: Final = frozenset({"nodeExecuteAfterData"})
 
@@ -209,12 +211,12 @@ class _Command(msgspec.Struct, tag_field="type", forbid_unknown_fields=False):
 
 
 class ExecutionRef(msgspec.Struct):
-    executionId: str
+    executionId: Identifier
 
 
 class SubscribeRef(msgspec.Struct):
-    executionId: str
-    after: int | None = None
+    executionId: Identifier
+    after: Cursor | None = None
 
 
 class Heartbeat(_Command, tag="heartbeat"):

@@ -25,9 +25,9 @@ from app.model.status import ExecutionStatus
 from app.push.size import fit
 from app.queue.redis import RedisQueue
 from app.storage.postgres import PostgresStore
-from support.push import eventually
 from support.redis_server import RedisServer, redis_server
 from support.scaleout import POSTGRES_URL, fresh_schema
+from support.wait import eventually
 
 pytestmark = pytest.mark.timeout(60)
 S = ExecutionStatus
@@ -151,10 +151,10 @@ async def test_an_instance_hears_of_what_it_missed_while_redis_was_away(
     gaps: list[int] = []
     bus.subscribe(got.append, on_gap=lambda: gaps.append(1))
     await restart_empty(server)
-    await eventually(lambda: gaps == [1], within_s=10)
+    await eventually(lambda: gaps == [1], within=10)
     event = PushEvent("e", 1, "executionStarted", b"{}")
     await bus.publish(event)
-    await eventually(lambda: got == [event], within_s=5)
+    await eventually(lambda: got == [event], within=5)
 
 
 async def _nothing() -> None:

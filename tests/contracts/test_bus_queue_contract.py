@@ -27,8 +27,9 @@ from app.queue.redis import RedisQueue
 from app.settings import Settings
 from app.storage.memory import MemoryStore
 from app.storage.postgres import PostgresStore
-from support.push import FakeService, eventually
+from support.push import FakeService
 from support.scaleout import REDIS_URL, fresh_prefix, fresh_schema
+from support.wait import eventually
 
 pytestmark = pytest.mark.timeout(30)
 S = ExecutionStatus
@@ -375,4 +376,4 @@ async def test_the_depth_is_shared_by_every_process(
         await store.save(run)
         await api.put(run)
     assert api.qsize() == 3
-    await eventually(lambda: other.qsize() == 3, within_s=3)
+    await eventually(lambda: other.qsize() == 3, within=3)

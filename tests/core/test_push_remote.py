@@ -11,7 +11,7 @@ import pytest
 from app.bus.base import LocalEventBus, PushEvent
 from app.model.records import StoredEvent
 from app.push.remote import RemoteEvents
-from support.push import eventually
+from support.wait import eventually
 
 pytestmark = pytest.mark.timeout(10)
 

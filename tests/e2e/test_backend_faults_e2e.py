@@ -24,6 +24,7 @@ from support.engine import chain, node
 from support.push import decode
 from support.redis_server import redis_server
 from support.scaleout import POSTGRES_URL, fresh_schema
+from support.wait import eventually
 
 pytestmark = pytest.mark.timeout(150)
 TERMINAL = "executionFinished"
@@ -51,13 +52,12 @@ async def finished_ids(ws: ClientConnection, wanted: set[str]) -> Counter[str]:
         return got
 
 
-async def ready(api: httpx.AsyncClient, status: int, within_s: float = 10) -> dict[str, Any]:
-    async with asyncio.timeout(within_s):
-        while True:
-            response = await api.get("/readyz")
-            if response.status_code == status:
-                return dict(response.json())
-            await asyncio.sleep(0.1)
+async def ready(api: httpx.AsyncClient, status: int) -> dict[str, Any]:
+    """The body of ``/readyz`` once it answers ``status``."""
+    response = await eventually(
+        lambda: api.get("/readyz"), until=lambda r: r.status_code == status, within=10
+    )
+    return dict(response.json())
 
 
 async def one_terminal_each(api: httpx.AsyncClient, execution_ids: list[str]) -> None:

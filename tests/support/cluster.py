@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import redis
 
-from support.app import free_port
+from support.app import free_port, healthy
 from support.scaleout import REDIS_URL, fresh_prefix, fresh_schema
+from support.wait import eventually_blocking
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,19 +70,15 @@ class Cluster:
 
     def wait_ready(self, timeout_s: float = 45) -> None:
         """Every API answers /healthz and every worker not killed says it is ready."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._apis_up() and all(self._worker_ready(i) for i in range(len(self.workers))):
-                return
-            time.sleep(0.1)
-        logs = {p.name: p.read_text()[-2000:] for p in self.folder.glob("*.log")}
-        raise AssertionError(f"the cluster did not start: {logs}")
+        eventually_blocking(self._ready, within=timeout_s, what=self._logs)
 
-    def _apis_up(self) -> bool:
-        try:
-            return all(httpx.get(f"{u}/healthz", timeout=1).status_code == 200 for u in self.urls)
-        except httpx.HTTPError:
-            return False
+    def _logs(self) -> str:
+        logs = {p.name: p.read_text()[-2000:] for p in self.folder.glob("*.log")}
+        return f"the cluster did not start: {logs}"
+
+    def _ready(self) -> bool:
+        apis_up = all(healthy(url) for url in self.urls)
+        return apis_up and all(self._worker_ready(i) for i in range(len(self.workers)))
 
     def _worker_ready(self, index: int) -> bool:
         if self.workers[index].returncode is not None:

@@ -12,13 +12,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from support.app import free_port
+from support.wait import eventually_blocking
 
 
 class RedisServer:
@@ -37,15 +37,12 @@ class RedisServer:
         args += ["--appendonly", "no", "--dir", str(self.folder)]
         with (self.folder / "redis.log").open("ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.2),
-            ):
-                return
-            time.sleep(0.02)
-        raise AssertionError("redis-server did not start")
+        eventually_blocking(self._answers, within=10, what="redis-server starting")
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            return True
+        return False
 
     def kill(self) -> None:
         """SIGKILL: everything it held is gone."""
