@@ -10,7 +10,8 @@
     ├── PayloadTooLarge            413 payload_too_large
     ├── ValidationFailed           422 validation_failed   (``details``: every problem)
     ├── QueueFull                  503 queue_full          (``Retry-After``)
-    └── BackendUnavailable         503 backend_unavailable (``Retry-After``; ``/readyz``)
+    └── BackendUnavailable         503 backend_unavailable (``Retry-After``: Redis or
+                                                            PostgreSQL does not answer)
 
 Node failures inside a run are not exceptions of this tree: they end the run with status
 ``error`` and travel in push messages (see :mod:`app.executions.node_errors`); a node raises

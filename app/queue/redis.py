@@ -40,6 +40,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from app.errors import BackendUnavailable
 from app.messages import encoder
 from app.model.records import ExecutionRecord
 from app.model.status import ExecutionStatus, check_transition
@@ -165,7 +166,8 @@ class RedisQueue:
 
     async def cancel(self, record: ExecutionRecord) -> bool:
         """Claim the cancel in the store if nobody runs the run (``new`` or ``waiting``),
-        else ask its holder. Raises ``IllegalTransition`` if it finished meanwhile."""
+        else ask its holder. Raises ``IllegalTransition`` if it finished meanwhile, and
+        ``BackendUnavailable`` (503) if the holder cannot be asked."""
         status = record.status
         for _ in range(3):
             if status is S.RUNNING:
@@ -176,7 +178,12 @@ class RedisQueue:
             stored = await self._store.get(record.id)
             status = stored.status if stored is not None else S.UNKNOWN
             check_transition(status, S.CANCELED)
-        await self._redis.publish(self.control, record.id)
+        try:
+            await self._redis.publish(self.control, record.id)
+        except (RedisError, OSError):
+            raise BackendUnavailable(
+                "Redis is unreachable: the cancel did not reach the run"
+            ) from None
         return False
 
     async def restore(self) -> None:

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from app.bus.base import PushEvent
 from app.bus.pubsub import PubSub
 from app.bus.redis import RedisBus
+from app.errors import BackendUnavailable
 from app.model.records import ExecutionQuery, ExecutionRecord, StoredEvent
 from app.model.status import ExecutionStatus
 from app.push.size import fit
@@ -131,6 +132,18 @@ async def test_a_run_stored_while_redis_is_down_is_queued_once_it_is_back(
     await api.put(run)  # Redis is down: PostgreSQL has it, the queue takes it later
     server.start()
     assert (await asyncio.wait_for(worker.get(), 10)).id == run.id
+
+
+async def test_canceling_a_running_run_while_redis_is_down_asks_to_retry(
+    server: RedisServer, store: PostgresStore, stack: AsyncExitStack
+) -> None:
+    queue = await queue_on(stack, server, store)
+    running = record(status=S.RUNNING)
+    await store.save(running)
+    server.kill()
+    with pytest.raises(BackendUnavailable) as refused:  # 503 with Retry-After, not a 500
+        await queue.cancel(running)
+    assert refused.value.retry_after_s >= 1
 
 
 async def test_an_instance_hears_of_what_it_missed_while_redis_was_away(
