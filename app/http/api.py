@@ -13,7 +13,7 @@ from msgspec.json import schema
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from app.errors import Conflict, NotFound, QueueFull
+from app.errors import BackendUnavailable, Conflict, NotFound, QueueFull
 from app.http.bodies import execution_dto, run_accepted
 from app.http.operation import Answer, Body, Call, Header, Operation, Query, operation
 from app.http.params import EXECUTION_PATH, WORKFLOW_PATH
@@ -24,6 +24,7 @@ from app.http.schemas import (
     ExecutionList,
     Health,
     LoggedEvent,
+    Readiness,
     ResumeBody,
     RunAccepted,
     RunBody,
@@ -124,6 +125,8 @@ async def run_workflow(call: Call) -> RunAccepted:
         push_ref=run.push_ref or call.request.headers.get("push-ref"),
         owner=call.owner,
     )
+    if record.push_ref is not None:  # its messages reach that pushRef even across a gap
+        runtime(call.request).hub.shared.expect(record.id, record.push_ref, call.owner)
     return run_accepted(record)
 
 
@@ -187,7 +190,7 @@ async def get_execution(call: Call) -> ExecutionDto:
     "POST",
     f"{EXECUTION}/cancel",
     Answer(202, "the run is being canceled", CancelAccepted),
-    errors=(NotFound, Conflict),
+    errors=(NotFound, Conflict, BackendUnavailable),
 )
 async def cancel_execution(call: Call) -> CancelAccepted:
     """Cancel a new, running or waiting run (409 once it has finished)."""
@@ -240,6 +243,26 @@ async def healthz(call: Call) -> Health:
 
 @operation(
     "GET",
+    "/readyz",
+    Answer(200, "every shared backend answers", Readiness),
+    errors=(BackendUnavailable,),
+    auth=False,
+    tag="operations",
+)
+async def readyz(call: Call) -> Readiness:
+    """Readiness: every shared backend (PostgreSQL, Redis) answers.
+
+    503 names the ones that do not, in `details` (`/healthz` stays 200: the process itself
+    is alive).
+    """
+    checks = await runtime(call.request).readiness()
+    if any(state != "ok" for state in checks.values()):
+        raise BackendUnavailable("a backend is unavailable", details=checks)
+    return Readiness(status="ready", checks=checks)
+
+
+@operation(
+    "GET",
     "/metrics",
     Answer(200, "Prometheus text", str, "text/plain; version=0.0.4"),
     auth=False,
@@ -265,6 +288,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     resume_execution,
     get_execution_events,
     healthz,
+    readyz,
     metrics,
 )
 

@@ -165,3 +165,9 @@ class EventLog(msgspec.Struct):
 
 class Health(msgspec.Struct):
     status: str
+
+
+class Readiness(msgspec.Struct):
+    status: Annotated[str, Meta(pattern="^ready$")]
+    #: backend name -> "ok" (or what is wrong with it, in a 503's ``details``).
+    checks: dict[str, str]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from app.errors import BadRequest, GraphpushError, Unauthorized
 from app.model.cursor import MAX_CURSOR, parse_integer
-from app.model.ids import is_identifier
+from app.model.ids import ID_PATTERN, is_identifier
 from app.push.connection import CloseCode
 from app.push.origin import origin_allowed
 
@@ -33,7 +33,7 @@ def check_origin(headers: Mapping[str, str], allowed: tuple[str, ...]) -> None:
 def push_ref(value: str | None) -> str:
     """The validated ``pushRef`` query parameter (``[A-Za-z0-9_-]{1,64}``)."""
     if value is None or not is_identifier(value):
-        raise BadRequest("the query parameter pushRef must match [A-Za-z0-9_-]{1,64}")
+        raise BadRequest(f"the query parameter pushRef must match {ID_PATTERN}")
     return value
 
 

@@ -230,6 +230,11 @@ export interface Pong {
   type: "pong";
 }
 
+export interface Readiness {
+  status: string;
+  checks: { [key: string]: string };
+}
+
 export interface ReplyData {
   command?: string;
   executionId?: string;
