@@ -16,8 +16,9 @@ from typing import Any, Final
 import msgspec
 
 from app.errors import GraphpushError
-from app.http.operation import Header, Operation
+from app.http.operation import Header, Operation, Query
 from app.http.schemas import ErrorBody
+from app.http.streams import EVENT_STREAMS, EventStreamRoute
 from app.model.ids import ID_PATTERN
 
 JsonObject = dict[str, Any]
@@ -45,18 +46,24 @@ SECURITY_SCHEMES: Final = {
 TAGS: Final = [
     {"name": "workflows", "description": "workflow definitions (SPEC §2)"},
     {"name": "executions", "description": "runs: start, follow, cancel, resume, history"},
-    {"name": "operations", "description": "health and metrics"},
+    {"name": "push", "description": "event streams over SSE (their messages: /asyncapi.yaml)"},
+    {"name": "operations", "description": "health, readiness and metrics"},
 ]
 
 
-def openapi_document(operations: Sequence[Operation]) -> JsonObject:
-    """The whole document for ``operations``."""
+def openapi_document(
+    operations: Sequence[Operation], streams: Sequence[EventStreamRoute] = EVENT_STREAMS
+) -> JsonObject:
+    """The whole document for ``operations`` and the SSE routes ``streams``."""
     refs, components = msgspec.json.schema_components(_types(operations), ref_template=REF)
     schema_of = dict(zip(_types(operations), refs, strict=True))
     paths: dict[str, JsonObject] = {}
     for op in operations:
         path = PATH_PARAMETER.sub(r"{\1}", op.path)
         paths.setdefault(path, {})[op.method.lower()] = _operation(op, schema_of)
+    for stream in streams:
+        path = PATH_PARAMETER.sub(r"{\1}", stream.path)
+        paths.setdefault(path, {})["get"] = _event_stream(stream, schema_of)
     return {
         "openapi": "3.1.0",
         "info": {"title": "graphpush", "version": version("graphpush"), "description": DESCRIPTION},
@@ -83,7 +90,7 @@ def _operation(op: Operation, schema_of: dict[Any, JsonObject]) -> JsonObject:
         "operationId": op.name,
         "summary": op.summary,
         "tags": [op.tag],
-        "parameters": _parameters(op),
+        "parameters": _parameters(op.path, op.query, op.headers),
         "responses": {**_success(op, schema_of), **_errors(op.error_types(), schema_of)},
     }
     if op.description:
@@ -96,20 +103,42 @@ def _operation(op: Operation, schema_of: dict[Any, JsonObject]) -> JsonObject:
     return document
 
 
-def _parameters(op: Operation) -> list[JsonObject]:
-    path = [
+def _parameters(path: str, query: Iterable[Query], headers: Iterable[Header]) -> list[JsonObject]:
+    in_path = [
         {"name": name, "in": "path", "required": True, "schema": PATH_SCHEMAS[convertor]}
-        for name, convertor in PATH_PARAMETER.findall(op.path)
+        for name, convertor in PATH_PARAMETER.findall(path)
     ]
-    query = [
-        {"name": q.name, "in": "query", "description": q.description, "schema": q.schema()}
-        for q in op.query
+    in_query = [
+        {
+            "name": q.name,
+            "in": "query",
+            "description": q.description,
+            "required": q.required,
+            "schema": q.schema(),
+        }
+        for q in query
     ]
-    headers = [
+    in_headers = [
         {"name": h.name, "in": "header", "description": h.description, "schema": h.schema}
-        for h in op.headers
+        for h in headers
     ]
-    return [*path, *query, *headers]
+    return [*in_path, *in_query, *in_headers]
+
+
+def _event_stream(stream: EventStreamRoute, schema_of: dict[Any, JsonObject]) -> JsonObject:
+    events = {
+        "description": "an event stream: `id:` (the cursor) and `data:` lines, each `data:` a "
+        f"message of the AsyncAPI channel `{stream.channel}` (/asyncapi.yaml)",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+    return {
+        "operationId": stream.name,
+        "summary": stream.summary,
+        "tags": ["push"],
+        "parameters": _parameters(stream.path, stream.query, stream.headers),
+        "responses": {"200": events, **_errors(stream.errors, schema_of)},
+        "security": SECURITY,
+    }
 
 
 def _success(op: Operation, schema_of: dict[Any, JsonObject]) -> JsonObject:

@@ -69,6 +69,7 @@ class Query:
     name: str
     description: str
     kind: Literal["integer", "choice", "identifier", "flag"]
+    required: bool = False
     default: int = 0
     low: int = 0
     high: int = MAX_CURSOR
@@ -92,8 +93,11 @@ class Query:
                 return {"type": "integer", **bounds, "default": self.default}
             case "choice":  # empty is the same as absent: no filter
                 return {"type": "string", "enum": [*self.choices, ""]}
+            case "identifier" if self.required:
+                return {"type": "string", "pattern": f"^{ID_PATTERN}$"}
             case "identifier":  # empty is the same as absent
                 return {"type": "string", "pattern": f"^({ID_PATTERN})?$"}
+
         return {"type": "string", "enum": ["1", "true", "0", "false"]}
 
 

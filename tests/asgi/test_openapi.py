@@ -11,9 +11,8 @@ from starlette.routing import Route
 from app.main import create_app
 from app.settings import Settings
 
-#: Routes that are not the REST API: the canvas, the push channels (docs/asyncapi.yaml)
-#: and the reference documents themselves.
-NOT_REST = {"canvas", "push_sse", "execution_stream", "openapi", "api_docs", "asyncapi"}
+#: Routes that are not the REST API: the canvas and the reference documents themselves.
+NOT_REST = {"canvas", "openapi", "api_docs", "asyncapi"}
 
 
 async def test_the_document_is_valid_openapi_3_1(client: httpx.AsyncClient) -> None:

@@ -44,6 +44,8 @@ def _cases() -> list[Any]:
     that can be invalid (a body, a query parameter, a header with a pattern)."""
     cases = []
     for operation in (result.ok() for result in SCHEMA.get_all_operations()):
+        if operation.path == "/agents/push":
+            continue  # any valid pushRef opens an endless stream (tests/asgi/test_push_sse.py)
         params = operation.definition.raw.get("parameters", [])
         constrained = [p for p in params if p["in"] != "path" and p["schema"] != {"type": "string"}]
         breakable = constrained or "requestBody" in operation.definition.raw
