@@ -44,7 +44,7 @@ SECURITY_SCHEMES: Final = {
     "cookie": {"type": "apiKey", "in": "cookie", "name": "graphpush-token"},
 }
 TAGS: Final = [
-    {"name": "workflows", "description": "workflow definitions (SPEC §2)"},
+    {"name": "workflows", "description": "workflow definitions: nodes and their connections, as n8n draws them"},
     {"name": "executions", "description": "runs: start, follow, cancel, resume, history"},
     {"name": "push", "description": "event streams over SSE (their messages: /asyncapi.yaml)"},
     {"name": "operations", "description": "health, readiness and metrics"},

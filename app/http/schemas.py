@@ -49,7 +49,7 @@ class ErrorInfo(msgspec.Struct):
 
 
 class ErrorBody(msgspec.Struct):
-    """Every error answer (SPEC §3)."""
+    """The body of every error answer."""
 
     error: ErrorInfo
 

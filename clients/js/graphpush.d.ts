@@ -61,7 +61,7 @@ export type Received<M = PushMessage> = M & { meta?: { id: number } };
 export class GraphpushError extends Error {
   constructor(status: number, body: unknown);
   status: number;
-  /** The SPEC §3 error code, e.g. "not_found", "validation_failed", "illegal_transition". */
+  /** The error code, e.g. "not_found", "validation_failed", "illegal_transition". */
   code: string;
   details: unknown;
 }

@@ -12,7 +12,7 @@ import { PushConnection, followExecution, randomPushRef } from "./push.js";
 
 export { PushConnection, closeReason, followExecution, randomPushRef } from "./push.js";
 
-/** A non-2xx answer, with the `code`, `message` and `details` of its SPEC §3 error body. */
+/** A non-2xx answer, with the `code`, `message` and `details` of its error body. */
 export class GraphpushError extends Error {
   constructor(status, body) {
     super(body?.error?.message ?? `HTTP ${status}`);

@@ -29,7 +29,7 @@ export interface ErrorReply {
   data: ReplyData;
 }
 
-/** Every error answer (SPEC §3). */
+/** The body of every error answer. */
 export interface ErrorBody {
   error: ErrorInfo;
 }
