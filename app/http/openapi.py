@@ -44,7 +44,10 @@ SECURITY_SCHEMES: Final = {
     "cookie": {"type": "apiKey", "in": "cookie", "name": "graphpush-token"},
 }
 TAGS: Final = [
-    {"name": "workflows", "description": "workflow definitions: nodes and their connections, as n8n draws them"},
+    {
+        "name": "workflows",
+        "description": "workflow definitions: nodes and their connections, as n8n draws them",
+    },
     {"name": "executions", "description": "runs: start, follow, cancel, resume, history"},
     {"name": "push", "description": "event streams over SSE (their messages: /asyncapi.yaml)"},
     {"name": "operations", "description": "health, readiness and metrics"},
@@ -146,8 +149,6 @@ def _success(op: Operation, schema_of: dict[Any, JsonObject]) -> JsonObject:
     response: JsonObject = {"description": answer.description}
     if answer.body is not None:
         response["content"] = {answer.media_type: {"schema": schema_of[answer.body]}}
-    if answer.headers:
-        response["headers"] = _headers(answer.headers)
     return {str(answer.status): response}
 
 

@@ -1,10 +1,11 @@
 """A REST operation declared once: what it reads and what it answers.
 
 An :class:`Operation` names its request body (a msgspec Struct), its query parameters with
-their limits, the request headers it reads, its success :class:`Answer` (status, body Struct,
-response headers) and the errors it may raise. Its :meth:`~Operation.endpoint` reads the
-request through that declaration and hands the handler a decoded :class:`Call`; the handler
-returns the success body (or a :class:`Reply` with headers), which is encoded as declared.
+their limits, the request headers it reads, its success :class:`Answer` (status and body
+Struct) and the errors it may raise (with ``Retry-After`` where they carry one). Its
+:meth:`~Operation.endpoint` reads the request through that declaration and hands the
+handler a decoded :class:`Call`; the handler returns the success body, which is encoded as
+declared.
 :mod:`app.http.openapi` documents the same declarations, so the document cannot drift.
 
 Error answers are not rendered here: the handler (or the reading) raises an exception of
@@ -59,12 +60,11 @@ class Answer:
     description: str
     body: Any = None
     media_type: str = "application/json"
-    headers: tuple[Header, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """One query parameter, read through :class:`~app.http.query.QueryReader`."""
+    """One query parameter, read through :class:`~app.http.params.QueryReader`."""
 
     name: str
     description: str
@@ -97,8 +97,7 @@ class Query:
                 return {"type": "string", "pattern": f"^{ID_PATTERN}$"}
             case "identifier":  # empty is the same as absent
                 return {"type": "string", "pattern": f"^({ID_PATTERN})?$"}
-
-        return {"type": "string", "enum": ["1", "true", "0", "false"]}
+        return {"type": "string", "description": "1 or true: yes; anything else: no"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +124,6 @@ class Call:
 
     def path(self, name: str) -> str:
         return str(self.request.path_params[name])
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A success body with response headers (those of the :class:`Answer`)."""
-
-    content: Any
-    headers: Mapping[str, str] | None = None
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -196,17 +187,15 @@ class Operation:
             return None
         return decode_json(raw, self.body.decode_as or self.body.schema)
 
-    def respond(self, result: Any) -> Response:
-        """``result`` (or a :class:`Reply`'s content) as the declared success answer."""
-        reply = result if isinstance(result, Reply) else Reply(result)
+    def respond(self, content: Any) -> Response:
+        """``content`` as the declared success answer."""
         answer = self.answer
         if answer.body is None:
-            return Response(status_code=answer.status, headers=reply.headers)
-        if isinstance(reply.content, msgspec.Struct) and not isinstance(reply.content, answer.body):
-            raise TypeError(f"{self.name} answers {answer.body}, not {type(reply.content)}")
-        content = reply.content
+            return Response(status_code=answer.status)
+        if isinstance(content, msgspec.Struct) and not isinstance(content, answer.body):
+            raise TypeError(f"{self.name} answers {answer.body}, not {type(content)}")
         payload = content.encode() if isinstance(content, str) else encoder.encode(content)
-        return Response(payload, answer.status, reply.headers, answer.media_type)
+        return Response(payload, answer.status, media_type=answer.media_type)
 
 
 def operation(
