@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 
 import httpx
+import msgspec
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
+from app.http.api import OPERATIONS
+from app.http.openapi import openapi_document
 from app.main import create_app
 from app.settings import Settings
 
@@ -22,6 +25,8 @@ async def test_the_document_is_valid_openapi_3_1(client: httpx.AsyncClient) -> N
     document = response.json()
     assert document["openapi"] == "3.1.0"
     validate(document)
+    # The document the fuzzer (tests/e2e/test_openapi_fuzz.py) loads is this one.
+    assert document == msgspec.json.decode(msgspec.json.encode(openapi_document(OPERATIONS)))
 
 
 async def test_every_rest_route_and_method_is_documented(
