@@ -32,7 +32,7 @@ CONNECTION_MESSAGES: Final[tuple[Kind, ...]] = (m.ResumeFailed, m.Pong, m.Ack, m
 #: Client → server over the WebSocket, each with the replies it can get (none: ignored).
 COMMANDS: Final[dict[Kind, tuple[Kind, ...]]] = {
     m.Heartbeat: (),
-    m.Ping: (m.Pong, m.Error),
+    m.Ping: (m.Pong,),
     m.SubscribeExecution: (m.Ack, m.Error),
     m.UnsubscribeExecution: (m.Ack, m.Error),
     m.CancelExecution: (m.Ack, m.Error),
