@@ -129,9 +129,23 @@ class ExecutionRecovered(_Message, tag="executionRecovered"):
     data: ExecutionRecoveredData
 
 
+class NodeExecuteStreamData(msgspec.Struct):
+    """SPEC §8: chunks a running node streamed (LLM text, tool-call arguments, custom
+    payloads). No ``graph_state``: the one execution message without it."""
+
+    executionId: str
+    nodeName: str
+    chunks: list[JsonObject]
+
+
+class NodeExecuteStream(_Message, tag="nodeExecuteStream"):
+    data: NodeExecuteStreamData
+
+
 ExecutionMessage = (
     ExecutionStarted
     | NodeExecuteBefore
+    | NodeExecuteStream
     | NodeExecuteAfter
     | NodeExecuteAfterData
     | ExecutionWaiting
@@ -168,6 +182,8 @@ class ExecutionSnapshotData(msgspec.Struct):
     executionId: str
     status: str
     graph_state: JsonObject
+    #: SPEC §8: node name -> message id -> the text it streamed so far, for running nodes.
+    streams: dict[str, dict[str, str]] = {}
 
 
 class ExecutionSnapshot(_Message, tag="executionSnapshot"):

@@ -7,6 +7,8 @@ It also keeps the run's :class:`GraphState`, its per-node run metadata and outpu
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,8 @@ from app.clock import iso, now_ms
 from app.executions.flatted import stringify
 from app.executions.graph_state import GraphState
 from app.executions.node_errors import node_operation_error
-from app.executions.runner import TaskFinished
+from app.executions.runner import NodeStreamed, TaskFinished
+from app.executions.streams import Chunk, StreamBuffers, stream_payloads, text_so_far
 from app.model.records import ExecutionRecord, StoredEvent
 from app.workflows.compiled import NodeInfo
 
@@ -32,16 +35,27 @@ class _Task:
 
 class RunRecorder:
     """Builds the messages of one execution. Call order: ``execution_started`` once (not on
-    resume), then per task ``node_started`` / ``node_finished``, then exactly one of
-    ``execution_waiting`` or ``execution_finished``."""
+    resume), then per task ``node_started``, any number of ``node_streamed`` and
+    ``flush_streams``, and ``node_finished``; then exactly one of ``execution_waiting`` or
+    ``execution_finished``.
+
+    Streamed chunks wait in buffers (SPEC §8): ``flush_streams`` sends those due by
+    ``clock`` (see ``stream_deadline``), and ``node_finished`` sends the node's rest first.
+    """
 
     def __init__(
         self,
         record: ExecutionRecord,
         nodes: dict[str, NodeInfo],
         predecessors: dict[str, list[tuple[str, int]]],
+        *,
+        stream_flush_ms: float = 25,
+        max_message_bytes: int = 5 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.record = record
+        self._buffers = StreamBuffers(stream_flush_ms, clock)
+        self._max_bytes = max_message_bytes
         self.nodes = nodes
         self.predecessors = predecessors
         self.graph_state = (
@@ -53,8 +67,11 @@ class RunRecorder:
         self._routes: dict[str, int] = {}
 
     def _event(self, message: m.ExecutionMessage, type_: str) -> StoredEvent:
+        return self._logged(m.encode(message), type_)
+
+    def _logged(self, payload: bytes, type_: str) -> StoredEvent:
         self.record.last_seq += 1
-        return StoredEvent(self.record.last_seq, type_, m.encode(message))
+        return StoredEvent(self.record.last_seq, type_, payload)
 
     def _node_sequence(self) -> int:
         number = self.record.next_sequence_number
@@ -99,9 +116,42 @@ class RunRecorder:
         )
         return self._event(m.NodeExecuteBefore(data), "nodeExecuteBefore")
 
+    def node_streamed(self, event: NodeStreamed) -> list[StoredEvent]:
+        """Buffer a node's chunks; returns the flushes due now. A custom payload LangGraph
+        does not attribute goes to the node that started last among the running ones."""
+        task_id = event.task_id or next(reversed(self._tasks), None)
+        task = self._tasks.get(task_id) if task_id else None
+        if task_id is None or task is None or task.silent:
+            return []  # its node's events were all sent before a pause
+        self._buffers.add(task_id, event.chunks)
+        return self.flush_streams()
+
+    def stream_deadline(self) -> float | None:
+        """When ``flush_streams`` has something to send (``clock`` time), or None."""
+        return self._buffers.deadline()
+
+    def flush_streams(self) -> list[StoredEvent]:
+        """``nodeExecuteStream`` messages for the buffers that are due."""
+        return [
+            event
+            for task_id, chunks in self._buffers.due()
+            for event in self._stream(self._tasks[task_id].name, chunks)
+        ]
+
+    def _stream(self, name: str, chunks: list[Chunk]) -> list[StoredEvent]:
+        if not chunks:
+            return []
+        text_so_far(self.record.streams, name, chunks)
+        payloads = stream_payloads(self.record.id, name, chunks, self._max_bytes)
+        return [self._logged(payload, "nodeExecuteStream") for payload in payloads]
+
     def node_finished(self, event: TaskFinished) -> list[StoredEvent]:
-        """``nodeExecuteAfter`` then ``nodeExecuteAfterData`` (nothing for a silent task)."""
+        """The node's last ``nodeExecuteStream`` (if it has unsent chunks), then
+        ``nodeExecuteAfter`` and ``nodeExecuteAfterData`` (nothing for a silent task)."""
         task = self._tasks.pop(event.task_id)
+        unsent = self._buffers.take(event.task_id)
+        streamed = [] if task.silent else self._stream(task.name, unsent)
+        self.record.streams.pop(task.name, None)
         node = self._node(task.name)
         finished_at = now_ms()
         status = "error" if event.error else "waiting" if event.interrupts else "success"
@@ -139,6 +189,7 @@ class RunRecorder:
             graph_state=graph_state,
         )
         return [
+            *streamed,
             self._event(m.NodeExecuteAfter(after), "nodeExecuteAfter"),
             self._event(m.NodeExecuteAfterData(after_data), "nodeExecuteAfterData"),
         ]
@@ -156,6 +207,7 @@ class RunRecorder:
         self.record.error = {"message": message, "node": name, "type": "NodeOperationError"}
 
     def execution_waiting(self) -> StoredEvent:
+        self._forget_streams()
         data = m.ExecutionWaitingData(executionId=self.record.id, graph_state=self._snapshot())
         return self._event(m.ExecutionWaiting(data), "executionWaiting")
 
@@ -164,6 +216,7 @@ class RunRecorder:
         Nodes still running or waiting (a sibling of a failed branch, a run canceled or
         crashed mid-node) stop with the run and are shown ``canceled``."""
         record = self.record
+        self._forget_streams()
         self.graph_state.mark_canceled()
         record.stopped_at = now_ms()
         data = m.ExecutionFinishedData(
@@ -180,6 +233,11 @@ class RunRecorder:
         self.record.error = {"message": message, "node": None, "type": error_type}
 
     # ---- helpers ---------------------------------------------------------------------
+
+    def _forget_streams(self) -> None:
+        """Chunks of nodes stopped with the run are not sent: nothing follows its end."""
+        self._buffers.clear()
+        self.record.streams.clear()
 
     def _snapshot(self) -> dict[str, Any]:
         state = self.graph_state.to_frontend_format()

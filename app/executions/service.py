@@ -77,7 +77,13 @@ class ExecutionService:
         self._compiled: dict[tuple[str, str], CompiledWorkflow] = {}
         self._reserved = 0
         self.manager = ExecutionManager(
-            store=store, bus=bus, queue=queue, compile=self._compile, workers=settings.workers
+            store=store,
+            bus=bus,
+            queue=queue,
+            compile=self._compile,
+            workers=settings.workers,
+            stream_flush_ms=settings.stream_flush_ms,
+            max_message_bytes=settings.max_message_bytes,
         )
 
     # ---- Python API --------------------------------------------------------------------
@@ -259,7 +265,9 @@ class ExecutionService:
 
     async def snapshot(self, execution_id: str, owner: str | None = None) -> ExecutionSnapshotData:
         record = await self.get_execution(execution_id, owner)
-        return ExecutionSnapshotData(record.id, record.status.value, record.graph_state)
+        return ExecutionSnapshotData(
+            record.id, record.status.value, record.graph_state, record.streams
+        )
 
     # ---- lifecycle ---------------------------------------------------------------------
 

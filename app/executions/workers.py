@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from app.bus.base import EventBus, PushEvent
 from app.clock import now_ms
+from app.executions.pacing import Flush, paced
 from app.executions.recorder import RunRecorder
-from app.executions.runner import GraphRunner, TaskStarted
+from app.executions.runner import GraphRunner, NodeStreamed, RunnerEvent, TaskStarted
 from app.model.records import ExecutionRecord, StoredEvent
 from app.model.status import ExecutionStatus, check_transition
 from app.queue.base import ExecutionQueue
@@ -57,6 +59,8 @@ class ExecutionManager:
         compile: Compile,
         workers: int = 1,
         runner: GraphRunner | None = None,
+        stream_flush_ms: float = 25,
+        max_message_bytes: int = 5 * 1024 * 1024,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -64,6 +68,9 @@ class ExecutionManager:
         self._compile = compile
         self._runner = runner or GraphRunner()
         self._worker_count = workers
+        self._recorder = functools.partial(
+            RunRecorder, stream_flush_ms=stream_flush_ms, max_message_bytes=max_message_bytes
+        )
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self.active: dict[str, ActiveExecution] = {}
@@ -117,6 +124,8 @@ class ExecutionManager:
 
     async def emit(self, record: ExecutionRecord, events: list[StoredEvent]) -> None:
         """Append ``events`` to the log, then publish them."""
+        if not events:
+            return
         self.store.stage_events(record.id, events)
         for event in events:
             await self.bus.publish(_push_event(record, event))
@@ -128,7 +137,7 @@ class ExecutionManager:
             compiled = await self._compile(record)
         except Exception as exc:  # e.g. a registered graph that is not registered any more
             failure = f"cannot run this workflow: {exc}", type(exc).__name__
-        recorder = RunRecorder(
+        recorder = self._recorder(
             record, compiled.nodes if compiled else {}, compiled.predecessors if compiled else {}
         )
         check_transition(record.status, ExecutionStatus.RUNNING)
@@ -164,14 +173,21 @@ class ExecutionManager:
         waiting = False
         timeout = compiled.settings.get("timeout_s")
         async with asyncio.timeout(float(timeout) if timeout else None):
-            async for event in self._runner.stream(
+            events: AsyncIterator[RunnerEvent | Flush] = self._runner.stream(
                 compiled,
                 thread_id=record.id,
                 input=record.input,
                 resume=record.resume_value,
                 resuming=resuming,
-            ):
-                if isinstance(event, TaskStarted):
+            )
+            if compiled.streams:  # wakes up for due flushes while the node yields nothing
+                events = paced(events, recorder.stream_deadline)
+            async for event in events:
+                if isinstance(event, Flush):
+                    await self.emit(record, recorder.flush_streams())
+                elif isinstance(event, NodeStreamed):
+                    await self.emit(record, recorder.node_streamed(event))
+                elif isinstance(event, TaskStarted):
                     before = recorder.node_started(event.task_id, event.name)
                     await self.emit(record, [before] if before else [])
                 else:

@@ -71,3 +71,6 @@ class CompiledWorkflow:
     #: The state key the run input goes under (``RunState.input``); None for a registered
     #: graph, whose input state is the run input itself.
     input_key: str | None = "input"
+    #: False when no node can stream (SPEC §8): the run then skips LangGraph's ``messages``
+    #: and ``custom`` modes and their cost.
+    streams: bool = True

@@ -32,6 +32,9 @@ from app.workflows.schema import Workflow
 #: Auto layout of nodes without a position: one column per step from the entry.
 COLUMN_WIDTH = 220.0
 ROW_HEIGHT = 140.0
+#: Built-in types that never stream (SPEC §8); a workflow of only these runs without the
+#: ``messages`` and ``custom`` stream modes.
+SILENT_TYPES = frozenset({"trigger", "set", "if", "switch", MERGE_TYPE, "delay", "fail", WAIT_TYPE})
 #: ``NodeInfo.type`` of the nodes of a graph registered with :func:`compile_graph`.
 LANGGRAPH_NODE_TYPE = "langgraph"
 
@@ -71,6 +74,7 @@ def compile_workflow(
     builder.add_edge(START, entry)
     _add_edges(builder, workflow, nodes)
     uses_interrupts = any(info.type == WAIT_TYPE for info in nodes.values())
+    streams = any(info.type not in SILENT_TYPES for info in nodes.values())
     return CompiledWorkflow(
         workflow_id=workflow_id,
         name=workflow.name,
@@ -81,6 +85,7 @@ def compile_workflow(
         recursion_limit=workflow.settings.recursion_limit or default_recursion_limit,
         uses_interrupts=uses_interrupts,
         settings=msgspec.to_builtins(workflow.settings),
+        streams=streams,
     )
 
 

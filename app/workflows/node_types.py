@@ -21,6 +21,7 @@ from langgraph.types import interrupt
 
 from app.errors import NodeFailure, problem
 from app.workflows.compiled import NodeInfo, RunState
+from app.workflows.llm_node import LlmNode
 from app.workflows.schema import NonEmpty, Problem, ValidationContext, check_value, join_path
 
 NodeFn = Callable[[dict[str, Any], RunState], Awaitable[tuple[Any, int]]]
@@ -321,4 +322,5 @@ _BUILTINS: dict[str, NodeType] = {
     "fail": _Fail(),
     WAIT_TYPE: _Wait(),
     "python": _Python(),
+    "llm": LlmNode(),
 }
