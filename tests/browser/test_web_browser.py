@@ -222,7 +222,7 @@ def test_pressing_run_lights_every_node_up_live_over_websocket(
     page = open_page()
     go(page, server, "/#wf=fan-out")
     expect_live(page, "websocket")
-    expect(page.get_by_test_id("workflow-item")).to_have_count(6)
+    expect(page.get_by_test_id("workflow-item")).to_have_count(7)
     expect_nodes(
         page, dict.fromkeys(["Start", "Research", "Draft", "Combine", "Count words"], "idle")
     )
@@ -605,3 +605,29 @@ def test_push_module_reports_a_refused_api_key_as_a_final_typed_close(
     assert [s["state"] for s in states] == ["connecting", "live", "offline"]  # no retry
     drop = states[-1]["drop"]
     assert (drop["kind"], drop["code"], drop["final"]) == ("unauthorized", 4401, True)
+
+
+def test_a_running_node_shows_its_streamed_text_and_progress_before_it_finishes(
+    serve: Callable[..., Server], examples: Settings, open_page: Callable[..., Page]
+) -> None:
+    """SPEC §8: the agent example's python node reports progress, its llm node streams."""
+    server = serve(examples)
+    page = open_page()
+    go(page, server, "/#wf=agent")
+    expect_live(page, "websocket")
+    page.get_by_test_id("run-button").click()
+
+    research = page.locator(f'{NODE}[data-node-name="Research"]')
+    expect(research.get_by_test_id("node-live")).to_contain_text('"step"')
+    answer = page.locator(f'{NODE}[data-node-name="Answer"]')
+    expect(answer.get_by_test_id("node-live")).to_contain_text("Thanks")
+    assert answer.get_attribute("data-status") == "running"  # the text came before the end
+    answer.click()
+    panel = page.get_by_test_id("node-stream")
+    expect(panel).to_contain_text("Thanks for asking")
+    assert answer.get_attribute("data-status") == "running"
+
+    expect_run(page, "success")
+    expect(answer.get_by_test_id("node-live")).to_have_text("")
+    expect(panel).to_contain_text("Anything else I can help with?")
+    expect(page.get_by_test_id("node-output")).to_contain_text("Anything else I can help with?")
