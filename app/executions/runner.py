@@ -1,5 +1,5 @@
-"""``GraphRunner``: runs a compiled LangGraph graph and yields its task starts and results,
-and what its nodes stream while they run.
+"""The ``GraphRunner`` seam: runs a compiled workflow and yields its task starts and results;
+:class:`LangGraphRunner` is the implementation on LangGraph's ``astream``.
 
 Node events come from LangGraph's own task stream (``stream_mode="tasks"``), so a graph
 registered from Python reports its nodes exactly like a built-in workflow. A workflow whose
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from langgraph.types import Command
 
 from app.executions.streams import Chunk, custom_chunk, message_chunks
-from app.workflows.compiled import CompiledWorkflow
+from app.workflows.compiler import CompiledWorkflow
 
 STREAM_MODES: Any = ["tasks", "messages", "custom"]
 #: LangGraph's checkpoint namespace separator (``parent:task|child:task``).
@@ -50,8 +50,29 @@ class NodeStreamed:
 RunnerEvent = TaskStarted | TaskFinished | NodeStreamed
 
 
-class GraphRunner:
+class GraphRunner(Protocol):
     """Streams one run (or the resumption of a paused one) of a compiled workflow."""
+
+    def stream(
+        self,
+        compiled: CompiledWorkflow,
+        *,
+        thread_id: str,
+        input: dict[str, Any] | None = None,
+        resume: Any = None,
+        resuming: bool = False,
+    ) -> AsyncIterator[RunnerEvent]:
+        """Yield a :class:`TaskStarted` before each node runs and a :class:`TaskFinished`
+        after, and between them the :class:`NodeStreamed` chunks the node produces. A
+        failing node's ``TaskFinished`` carries the error, then the exception is raised from
+        this iterator. Cancelling the consuming task cancels the running node.
+        """
+        ...
+
+
+class LangGraphRunner:
+    """:class:`GraphRunner` on ``Pregel.astream`` with ``stream_mode="tasks"`` (plus
+    ``messages`` and ``custom`` when the workflow may stream)."""
 
     async def stream(
         self,
@@ -62,10 +83,6 @@ class GraphRunner:
         resume: Any = None,
         resuming: bool = False,
     ) -> AsyncIterator[RunnerEvent]:
-        """Yield a :class:`TaskStarted` before each node runs and a :class:`TaskFinished`
-        after. A failing node's ``TaskFinished`` carries the error, then the exception is
-        raised from this iterator. Cancelling the consuming task cancels the running node.
-        """
         config: Any = {
             "configurable": {"thread_id": thread_id},
             "recursion_limit": compiled.recursion_limit,

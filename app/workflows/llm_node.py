@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -24,9 +23,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from app.errors import problem
-from app.workflows.compiled import NodeInfo, RunState
+from app.workflows.checks import NonEmpty, Problem, ValidationContext, check_value, join_path
 from app.workflows.fake_chat import FakeChat
-from app.workflows.schema import NonEmpty, Problem, ValidationContext, check_value, join_path
+from app.workflows.node_types import NodeFn, NodeInfo, RunState
 
 FAKE = "fake"
 _PLACEHOLDER = re.compile(r"\{(input|results)\.([^{}]+)\}")
@@ -55,9 +54,7 @@ class LlmNode:
         reason = unusable_model(parameters["model"])
         return [problem(join_path(path, "model"), reason)] if reason else []
 
-    def make(
-        self, node: NodeInfo
-    ) -> Callable[[dict[str, Any], RunState], Awaitable[tuple[Any, int]]]:
+    def make(self, node: NodeInfo) -> NodeFn:
         params = msgspec.convert(node.parameters, LlmParams)
         fake = FakeChat(response=params.response, delay_ms=params.delay_ms)
 

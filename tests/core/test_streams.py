@@ -16,7 +16,7 @@ from app.executions.recorder import RunRecorder
 from app.executions.runner import NodeStreamed, TaskFinished
 from app.executions.streams import Chunk, StreamBuffers, append, message_chunks
 from app.model.records import ExecutionRecord, StoredEvent
-from app.workflows.compiled import NodeInfo
+from app.workflows.node_types import NodeInfo
 
 pytestmark = pytest.mark.timeout(10)
 

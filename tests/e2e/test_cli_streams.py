@@ -13,8 +13,9 @@ import pytest
 from rich.console import Console
 
 from app.cli import main
-from app.cli.client import RunTracker, SseEvent
+from app.cli.client import SseEvent
 from app.cli.live import RunView
+from app.cli.tracker import RunTracker
 from app.settings import Settings
 from support.app import Server
 
