@@ -12,7 +12,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
+
+from app.executions.runner import GraphRunner, RunnerEvent
+from app.model.records import ExecutionRecord
+from app.workflows.compiler import CompiledWorkflow
 
 T = TypeVar("T")
 
@@ -79,3 +83,28 @@ async def _produce(events: AsyncIterator[T], queue: asyncio.Queue[T | _End]) -> 
         queue.put_nowait(_End(exc))
     else:
         queue.put_nowait(_End(None))
+
+
+class Recording(Protocol):
+    """What :func:`run_events` needs of the run's recorder."""
+
+    @property
+    def record(self) -> ExecutionRecord: ...
+
+    def stream_deadline(self) -> float | None: ...
+
+
+def run_events(
+    runner: GraphRunner, compiled: CompiledWorkflow, recorder: Recording, resuming: bool
+) -> AsyncIterator[RunnerEvent | Flush]:
+    """The runner's events for ``recorder``'s run, :func:`paced` by its stream flushes when
+    the workflow may stream (SPEC §8)."""
+    record = recorder.record
+    events = runner.stream(
+        compiled,
+        thread_id=record.id,
+        input=record.input,
+        resume=record.resume_value,
+        resuming=resuming,
+    )
+    return paced(events, recorder.stream_deadline) if compiled.streams else events

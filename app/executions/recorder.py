@@ -16,9 +16,10 @@ import msgspec
 
 from app import messages as m
 from app.clock import iso, now_ms
-from app.executions.flatted import stringify
+from app.executions.flatted import prior_run_data, stringify
 from app.executions.graph_state import GraphState
 from app.executions.node_errors import node_operation_error
+from app.executions.pacing import Flush
 from app.executions.runner import NodeStreamed, TaskFinished
 from app.executions.streams import Chunk, StreamBuffers, stream_payloads, text_so_far
 from app.model.records import ExecutionRecord, StoredEvent
@@ -35,12 +36,11 @@ class _Task:
 
 class RunRecorder:
     """Builds the messages of one execution. Call order: ``execution_started`` once (not on
-    resume), then per task ``node_started``, any number of ``node_streamed`` and
-    ``flush_streams``, and ``node_finished``; then exactly one of ``execution_waiting`` or
-    ``execution_finished``.
+    resume), then per task ``node_started``, any number of ``streamed`` and
+    ``node_finished``; then exactly one of ``execution_waiting`` or ``execution_finished``.
 
-    Streamed chunks wait in buffers (SPEC §8): ``flush_streams`` sends those due by
-    ``clock`` (see ``stream_deadline``), and ``node_finished`` sends the node's rest first.
+    Streamed chunks wait in buffers (SPEC §8): ``streamed`` sends those due by ``clock``
+    (see ``stream_deadline``), and ``node_finished`` sends the node's rest first.
     """
 
     def __init__(
@@ -87,7 +87,7 @@ class RunRecorder:
             startedAt=iso(record.started_at),
             workflowId=record.workflow_id,
             workflowName=record.workflow_name,
-            flattedRunData=stringify((record.outputs and _run_data(record)) or {}),
+            flattedRunData=stringify((record.outputs and prior_run_data(record)) or {}),
             graph_state=self._snapshot(),
         )
         if record.retry_of is not None:
@@ -116,27 +116,23 @@ class RunRecorder:
         )
         return self._event(m.NodeExecuteBefore(data), "nodeExecuteBefore")
 
-    def node_streamed(self, event: NodeStreamed) -> list[StoredEvent]:
-        """Buffer a node's chunks; returns the flushes due now. A custom payload LangGraph
-        does not attribute goes to the node that started last among the running ones."""
-        task_id = event.task_id or next(reversed(self._tasks), None)
-        task = self._tasks.get(task_id) if task_id else None
-        if task_id is None or task is None or task.silent:
-            return []  # its node's events were all sent before a pause
-        self._buffers.add(task_id, event.chunks)
-        return self.flush_streams()
+    def streamed(self, event: NodeStreamed | Flush) -> list[StoredEvent]:
+        """Buffer a node's chunks (a custom payload LangGraph does not attribute goes to the
+        running node that started last); return the ``nodeExecuteStream`` messages due."""
+        if isinstance(event, NodeStreamed):
+            task_id = event.task_id or next(reversed(self._tasks), None)
+            task = self._tasks.get(task_id) if task_id else None
+            if task_id and task and not task.silent:  # a silent one's end was sent before
+                self._buffers.add(task_id, event.chunks)
+        return [
+            message
+            for task_id, chunks in self._buffers.due()
+            for message in self._stream(self._tasks[task_id].name, chunks)
+        ]
 
     def stream_deadline(self) -> float | None:
-        """When ``flush_streams`` has something to send (``clock`` time), or None."""
+        """When :meth:`streamed` has something to send (``clock`` time), or None."""
         return self._buffers.deadline()
-
-    def flush_streams(self) -> list[StoredEvent]:
-        """``nodeExecuteStream`` messages for the buffers that are due."""
-        return [
-            event
-            for task_id, chunks in self._buffers.due()
-            for event in self._stream(self._tasks[task_id].name, chunks)
-        ]
 
     def _stream(self, name: str, chunks: list[Chunk]) -> list[StoredEvent]:
         if not chunks:
@@ -300,24 +296,3 @@ def _output(name: str, result: Any) -> tuple[Any, int]:
     if not isinstance(output, dict):
         output = {"value": output}
     return output, index
-
-
-def _run_data(record: ExecutionRecord) -> dict[str, Any]:
-    """Prior run data in n8n's ``IRunData`` shape, for ``flattedRunData``."""
-    return {
-        name: [
-            {**_task_meta(meta), "data": output}
-            for meta, output in zip(record.run_data[name], outputs, strict=False)
-        ]
-        for name, outputs in record.outputs.items()
-    }
-
-
-def _task_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "startTime": meta["start_time"],
-        "executionIndex": meta["execution_index"],
-        "executionTime": meta["execution_time"],
-        "executionStatus": meta["status"],
-        "source": [],
-    }

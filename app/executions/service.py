@@ -8,6 +8,7 @@ It queues, reads, cancels and resumes runs; every run ends in the
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -16,6 +17,7 @@ from langgraph.pregel import Pregel
 from app.bus.base import EventBus
 from app.clock import new_id, now_ms
 from app.errors import IllegalTransition, NotFound, QueueFull, ValidationFailed, problem
+from app.executions.recorder import RunRecorder
 from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
@@ -63,8 +65,11 @@ class ExecutionService:
             compile=workflows.compile,
             runner=runner,
             workers=settings.workers,
-            stream_flush_ms=settings.stream_flush_ms,
-            max_message_bytes=settings.max_message_bytes,
+            recorder=functools.partial(
+                RunRecorder,
+                stream_flush_ms=settings.stream_flush_ms,
+                max_message_bytes=settings.max_message_bytes,
+            ),
         )
 
     # ---- Python API --------------------------------------------------------------------

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from msgspec.json import decode as _decode
 
 from app.bus.base import EventBus, PushEvent
 from app.clock import now_ms
-from app.executions.pacing import Flush, paced
+from app.executions.pacing import Flush, run_events
 from app.executions.recorder import RunRecorder
-from app.executions.runner import GraphRunner, NodeStreamed, RunnerEvent, TaskStarted
+from app.executions.runner import GraphRunner, NodeStreamed, TaskStarted
 from app.messages import ExecutionRecovered, ExecutionRecoveredData, encode, encoder
 from app.model.records import ExecutionRecord, StoredEvent
 from app.model.status import ExecutionStatus, check_transition
@@ -72,8 +71,7 @@ class ExecutionManager:
         compile: Compile,
         runner: GraphRunner,
         workers: int = 1,
-        stream_flush_ms: float = 25,
-        max_message_bytes: int = 5 * 1024 * 1024,
+        recorder: Callable[..., RunRecorder] = RunRecorder,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -81,9 +79,7 @@ class ExecutionManager:
         self._compile = compile
         self._runner = runner
         self._worker_count = workers
-        self._recorder = functools.partial(
-            RunRecorder, stream_flush_ms=stream_flush_ms, max_message_bytes=max_message_bytes
-        )
+        self._recorder = recorder  # with the run's stream options (SPEC §8)
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._active: dict[str, ActiveExecution] = {}
@@ -232,18 +228,10 @@ class ExecutionManager:
         waiting = False
         timeout = compiled.settings.get("timeout_s")
         async with asyncio.timeout(float(timeout) if timeout else None):
-            events: AsyncIterator[RunnerEvent | Flush] = self._runner.stream(
-                compiled,
-                thread_id=record.id,
-                input=record.input,
-                resume=record.resume_value,
-                resuming=resuming,
-            )
-            if compiled.streams:  # wakes up for due flushes while the node yields nothing
-                events = paced(events, recorder.stream_deadline)
-            async for event in events:
+            async for event in run_events(self._runner, compiled, recorder, resuming):
                 if isinstance(event, Flush | NodeStreamed):
-                    await self._emit_streams(recorder, event)
+                    if flushed := recorder.streamed(event):  # most chunks only wait
+                        await self._emit(record, flushed)
                 elif isinstance(event, TaskStarted):
                     before = recorder.node_started(event.task_id, event.name)
                     await self._emit(record, [before] if before else [])
@@ -251,15 +239,6 @@ class ExecutionManager:
                     waiting = waiting or bool(event.interrupts)
                     await self._emit(record, recorder.node_finished(event))
         return ExecutionStatus.WAITING if waiting else ExecutionStatus.SUCCESS
-
-    async def _emit_streams(self, recorder: RunRecorder, event: Flush | NodeStreamed) -> None:
-        """Buffer what a node streamed; log and publish the flushes that are due (SPEC §8)."""
-        if isinstance(event, Flush):
-            flushed = recorder.flush_streams()
-        else:
-            flushed = recorder.node_streamed(event)
-        if flushed:  # most chunks only wait in their buffer
-            await self._emit(recorder.record, flushed)
 
     async def _finish(self, recorder: RunRecorder, status: ExecutionStatus) -> None:
         """Store the run's final (or waiting) state with its message, then publish that

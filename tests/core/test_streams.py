@@ -125,10 +125,10 @@ def test_two_hundred_tokens_go_out_in_a_few_flushes_between_before_and_after() -
     events = [rec.node_started("t1", "Ask")]
     for token in tokens:
         clock.advance(1)  # a token every millisecond: 200 ms of streaming
-        events += rec.node_streamed(NodeStreamed("t1", [text(token)]))
+        events += rec.streamed(NodeStreamed("t1", [text(token)]))
         deadline = rec.stream_deadline()
         if deadline is not None and deadline <= clock.now:
-            events += rec.flush_streams()
+            events += rec.streamed(FLUSH)
     events += rec.node_finished(TaskFinished("t1", "Ask", {"text": "x"}, None))
     messages = decoded([e for e in events if e is not None])
     types = [m["type"] for m in messages]
@@ -147,12 +147,12 @@ def test_the_record_has_the_text_so_far_of_running_nodes_only() -> None:
     clock = Clock()
     rec = recorder(clock)
     rec.node_started("t1", "Ask")
-    rec.node_streamed(NodeStreamed("t1", [text("Hello")]))
+    rec.streamed(NodeStreamed("t1", [text("Hello")]))
     clock.advance(1)
-    rec.node_streamed(NodeStreamed("t1", [text(" there")]))
+    rec.streamed(NodeStreamed("t1", [text(" there")]))
     assert rec.record.streams == {"Ask": {MID: "Hello"}}  # only what was sent
     clock.advance(30)
-    rec.flush_streams()
+    rec.streamed(FLUSH)
     assert rec.record.streams == {"Ask": {MID: "Hello there"}}
     rec.node_finished(TaskFinished("t1", "Ask", {}, None))
     assert rec.record.streams == {}
@@ -162,7 +162,7 @@ def test_custom_payloads_go_to_the_running_node_verbatim() -> None:
     rec = recorder(Clock())
     rec.node_started("t1", "Ask")
     payload = {"step": 1, "nested": [1, "two", None]}
-    messages = decoded(rec.node_streamed(NodeStreamed(None, [{"kind": "custom", "data": payload}])))
+    messages = decoded(rec.streamed(NodeStreamed(None, [{"kind": "custom", "data": payload}])))
     assert messages == [
         {
             "type": "nodeExecuteStream",
@@ -181,7 +181,7 @@ def test_a_flush_over_the_size_limit_is_split_and_loses_no_text() -> None:
     rec.node_started("t1", "Ask")
     answer = "".join(f' wörd{i} "q"' for i in range(1_000))  # ~12 kB, escapes and UTF-8
     huge = {"kind": "custom", "data": {"blob": "x" * 5_000}}
-    events = rec.node_streamed(NodeStreamed("t1", [text(answer), huge]))
+    events = rec.streamed(NodeStreamed("t1", [text(answer), huge]))
     events += rec.node_finished(TaskFinished("t1", "Ask", {}, None))
     streams = [e for e in events if e.type == "nodeExecuteStream"]
     assert len(streams) > 5
@@ -195,8 +195,8 @@ def test_a_flush_over_the_size_limit_is_split_and_loses_no_text() -> None:
 def test_nothing_streams_after_the_run_ends() -> None:
     rec = recorder(Clock())
     rec.node_started("t1", "Ask")
-    rec.node_streamed(NodeStreamed("t1", [text("a")]))
-    rec.node_streamed(NodeStreamed("t1", [text("b")]))
+    rec.streamed(NodeStreamed("t1", [text("a")]))
+    rec.streamed(NodeStreamed("t1", [text("b")]))
     finished = rec.execution_finished("canceled")
     assert json.loads(finished.payload)["type"] == "executionFinished"
     assert rec.stream_deadline() is None
