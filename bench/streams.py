@@ -2,7 +2,7 @@
 ``delay_ms`` 0 and 10) → set, one client per run over WebSocket and over SSE, against
 ``langgraph dev`` streaming the same graph with ``stream_mode: ["messages"]`` (``--peers``).
 
-    python -m bench.streams [--peers] [--runs 1 10 100] [--delays 0 10]
+    python -m bench.streams [--peers] [--quick] [--runs 1 10 100] [--delays 0 10]
 
 Method (also in bench/README.md):
 
@@ -304,10 +304,13 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="graphpush-streams-") as folder:
         stamp = Path(folder) / "stamps"
         env = {"GRAPHPUSH_BENCH_STAMPS": str(stamp)}
+        # One execution worker per run at once: an LLM node waits on its model, as a run of
+        # ``langgraph dev`` does (its default: 10 runs at once per worker process).
+        served = {**env, "GRAPHPUSH_WORKERS": str(max(args.runs))}
         with contextlib.ExitStack() as stack:
             servers = {
                 delay: stack.enter_context(
-                    e2e_peers.graphpush(workflow(delay), main="bench.streams_server", env=env)
+                    e2e_peers.graphpush(workflow(delay), main="bench.streams_server", env=served)
                 )
                 for delay in args.delays
             }
@@ -318,7 +321,7 @@ async def main(args: argparse.Namespace) -> None:
             with e2e_peers.langgraph(scratch, env=env) as lg:
                 servers = {delay: {**lg, "delay_ms": delay} for delay in args.delays}
                 rows += await run_target("langgraph dev SSE", servers, args, stamp)
-    print(table(rows, HEADER), flush=True)
+    note(table(rows, HEADER))
     note(f"load average: {os.getloadavg()}")
 
 
@@ -327,7 +330,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peers", action="store_true", help="also langgraph dev")
     parser.add_argument("--runs", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--delays", type=int, nargs="+", default=[0, 10])
-    return parser.parse_args(argv)
+    parser.add_argument("--quick", action="store_true", help="1 and 10 runs, delay 0 (CI)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs, args.delays = [1, 10], [0]
+    return args
 
 
 if __name__ == "__main__":
