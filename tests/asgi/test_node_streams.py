@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TypedDict
 
 import httpx
+import msgspec
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.config import get_stream_writer
@@ -127,6 +128,35 @@ async def test_python_custom_progress_streams_verbatim_in_order(client: httpx.As
         {"kind": "custom", "data": {"step": i, "of": 4, "note": f"looked into part {i} of 4"}}
         for i in range(1, 5)
     ]
+
+
+async def test_a_synchronous_python_node_streams_from_its_worker_thread(settings: Settings) -> None:
+    allowed = (*settings.python_modules, "support.stream_functions")
+    with_module = msgspec.structs.replace(settings, python_modules=allowed)
+    flow = chain(
+        node("Start"),
+        node("Work", "python", function="support.stream_functions:progress_in_a_thread"),
+    )
+    async with running_app(with_module) as (_, client):
+        _, messages = await finished_log(client, flow)
+    chunks = chunks_of(between_before_and_after(messages, "Work"))
+    assert chunks == [{"kind": "custom", "data": {"step": i, "thread": True}} for i in range(3)]
+
+
+async def test_a_flush_over_the_size_limit_reaches_the_log_in_messages_under_it(
+    settings: Settings,
+) -> None:
+    limit = 4_096
+    small = msgspec.structs.replace(settings, max_message_bytes=limit)
+    answer = " ".join(f"w{i}" for i in range(3_000))  # ~18 kB in one burst: one flush
+    flow = chain(node("Start"), node("Ask", "llm", model="fake", prompt="p", response=answer))
+    async with running_app(small) as (_, client):
+        _, messages = await finished_log(client, flow)
+    streams = between_before_and_after(messages, "Ask")
+    assert len(streams) > 4
+    sizes = [len(msgspec.json.encode({"type": m["type"], "data": m["data"]})) for m in streams]
+    assert max(sizes) <= limit
+    assert "".join(c["text"] for c in chunks_of(streams)) == answer
 
 
 async def test_a_chat_model_inside_a_registered_graph_streams_without_graphpush_code(

@@ -101,6 +101,33 @@ async def test_websocket_resume_by_last_event_id_mid_node_has_no_gap_and_no_dupl
     check_whole_run(messages)
 
 
+async def test_push_sse_resume_by_last_event_id_mid_node_has_no_gap_and_no_duplicate(
+    server: tuple[Server, httpx.AsyncClient, str],
+) -> None:
+    _, http, workflow_id = server
+    path, seen = "/agents/push?pushRef=streamsse", []
+    headers = {"Accept": "text/event-stream", "Last-Event-ID": "0"}
+    async with http.stream("GET", path, headers=headers) as response:
+        body = {"push_ref": "streamsse"}
+        assert (
+            await http.post(f"/agents/workflows/{workflow_id}/run", json=body)
+        ).status_code == 202
+        async for event in sse_events(response):
+            if event.id is not None:
+                seen.append((int(event.id), event.json()))
+            if sum(m["type"] == "nodeExecuteStream" for _, m in seen) >= 3:
+                break
+    headers["Last-Event-ID"] = str(seen[-1][0])
+    async with http.stream("GET", path, headers=headers) as response:
+        async for event in sse_events(response):
+            if event.id is not None:
+                seen.append((int(event.id), event.json()))
+            if seen[-1][1]["type"] == "executionFinished":
+                break
+    assert [cursor for cursor, _ in seen] == list(range(1, len(seen) + 1))
+    check_whole_run([m for _, m in seen])
+
+
 async def test_subscribe_execution_after_a_seq_mid_node_replays_exactly_the_rest(
     server: tuple[Server, httpx.AsyncClient, str],
 ) -> None:
