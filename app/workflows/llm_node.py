@@ -13,6 +13,7 @@ come from LangChain's ``init_chat_model`` (the ``llm`` extra, ``pip install
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import re
@@ -86,6 +87,7 @@ def unusable_model(model: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)  # one client per model; a failed init is tried again
 def _provider_model(model: str) -> BaseChatModel:
     init_chat_model = importlib.import_module("langchain.chat_models").init_chat_model
     chat: BaseChatModel = init_chat_model(model)
