@@ -14,6 +14,7 @@ from app.storage.base import ExecutionStore, WorkflowStore
 if TYPE_CHECKING:
     from app.executions.service import ExecutionService
     from app.push.hub import PushHub
+    from transports.pump import Pumps
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,7 @@ class Runtime:
     bus: EventBus
     service: ExecutionService
     hub: PushHub
+    pumps: Pumps
 
 
 def runtime(conn: HTTPConnection) -> Runtime:

@@ -5,7 +5,6 @@ the push core's inbound commands and the Python API (n8n's ``WorkflowExecutionSe
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import time
 from typing import Any
@@ -28,11 +27,13 @@ from app.messages import (
 )
 from app.metrics import prometheus
 from app.model.records import (
+    PUSH_REF_PATTERN,
     ExecutionPage,
     ExecutionQuery,
     ExecutionRecord,
     JsonObject,
     StoredEvent,
+    is_push_ref,
 )
 from app.model.status import ExecutionStatus, check_transition
 from app.queue.base import ExecutionQueue
@@ -43,7 +44,6 @@ from app.workflows.compiler import compile_graph, compile_workflow
 from app.workflows.node_types import NodeRegistry, NodeType
 from app.workflows.schema import parse_workflow, workflow_to_json
 
-PUSH_REF = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 S = ExecutionStatus
 
 
@@ -91,9 +91,9 @@ class ExecutionService:
     ) -> None:
         """Expose a compiled LangGraph graph as workflow ``workflow_id``; its runs emit the
         same push messages as built-in workflows."""
-        if not PUSH_REF.match(workflow_id):
+        if not is_push_ref(workflow_id):
             raise ValidationFailed(
-                "bad workflow id", [problem("id", "expected [a-zA-Z0-9_-]{1,64}")]
+                "bad workflow id", [problem("id", f"expected {PUSH_REF_PATTERN}")]
             )
         self._graphs[workflow_id] = compile_graph(workflow_id, name or workflow_id, graph)
 
@@ -194,9 +194,9 @@ class ExecutionService:
         owner: str | None = None,
     ) -> ExecutionRecord:
         """Create a ``new`` run of ``workflow_id`` and queue it (n8n's manual run)."""
-        if push_ref is not None and not PUSH_REF.match(push_ref):
+        if push_ref is not None and not is_push_ref(push_ref):
             raise ValidationFailed(
-                "bad push_ref", [problem("push_ref", "expected [A-Za-z0-9_-]{1,64}")]
+                "bad push_ref", [problem("push_ref", f"expected {PUSH_REF_PATTERN}")]
             )
         workflow, version = await self._workflow(workflow_id)
         record = ExecutionRecord(

@@ -1,9 +1,8 @@
 """Who may open a push connection, and with which parameters (SPEC §5.1, §5.4, §5.5).
 
-Pure checks shared by both transports; API keys are checked by :func:`app.auth.authenticate`
-in the transport's request handling. Refusals are :class:`~app.errors.GraphpushError`s: SSE
-answers them with their HTTP status and JSON error body, WebSocket closes with
-:func:`close_code_for`.
+Pure checks shared by both transports; API keys are checked by :func:`app.http.auth.authenticate`
+in the transport's request handling. Refusals are :class:`~app.errors.GraphpushError`s,
+rendered by :mod:`app.http.errors` (SSE: status and JSON error body; WebSocket: close code).
 """
 
 from __future__ import annotations
@@ -12,19 +11,11 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from app.errors import BadRequest, GraphpushError, Unauthorized
-from app.push.connection import CloseCode
+from app.errors import BadRequest, Forbidden
+from app.model.records import PUSH_REF_PATTERN, is_push_ref
 from app.push.origin import origin_allowed
 
-PUSH_REF: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CURSOR: Final = re.compile(r"[0-9]{1,18}")
-
-
-class Forbidden(GraphpushError):
-    """A cross-site Origin (403 / WebSocket 1008)."""
-
-    status = 403
-    code = "forbidden"
 
 
 def check_origin(headers: Mapping[str, str], allowed: tuple[str, ...]) -> None:
@@ -34,9 +25,9 @@ def check_origin(headers: Mapping[str, str], allowed: tuple[str, ...]) -> None:
 
 
 def push_ref(value: str | None) -> str:
-    """The validated ``pushRef`` query parameter (``[A-Za-z0-9_-]{1,64}``)."""
-    if value is None or not PUSH_REF.fullmatch(value):
-        raise BadRequest("the query parameter pushRef must match [A-Za-z0-9_-]{1,64}")
+    """The validated ``pushRef`` query parameter (:data:`~app.model.records.PUSH_REF_PATTERN`)."""
+    if value is None or not is_push_ref(value):
+        raise BadRequest(f"the query parameter pushRef must match {PUSH_REF_PATTERN}")
     return value
 
 
@@ -55,17 +46,3 @@ def accepts_event_stream(accept: str | None) -> bool:
         return True
     types = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
     return bool(types & {"text/event-stream", "text/*", "*/*"})
-
-
-def close_code_for(exc: GraphpushError) -> int:
-    """The WebSocket close code that refuses a connection for ``exc``."""
-    if isinstance(exc, Unauthorized):
-        return CloseCode.UNAUTHORIZED
-    return CloseCode.POLICY_VIOLATION
-
-
-class NotAcceptable(GraphpushError):
-    """A plain GET of ``/agents/push`` whose ``Accept`` rules out ``text/event-stream``."""
-
-    status = 406
-    code = "not_acceptable"

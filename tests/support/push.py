@@ -14,12 +14,13 @@ from app import messages as m
 from app.bus.base import LocalEventBus, PushEvent
 from app.errors import IllegalTransition, NotFound
 from app.model.records import StoredEvent
+from app.model.status import FINISHED
 from app.push.hub import PushHub
 from app.runtime import Runtime
 from app.settings import Settings
+from transports.http_protocol import SERVER_STOPPING
+from transports.pump import Pumps
 from transports.routes import push_routes
-
-FINISHED = {"success", "error", "canceled", "crashed", "unknown"}
 
 
 class FakeService:
@@ -149,11 +150,12 @@ class Harness:
         self.app = Starlette(routes=push_routes(), lifespan=self._lifespan)
 
     @contextlib.asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        runtime = Runtime(self.settings, None, None, self.bus, self.service, self.hub)  # type: ignore[arg-type]
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        pumps = Pumps(self.settings)
+        runtime = Runtime(self.settings, None, None, self.bus, self.service, self.hub, pumps)  # type: ignore[arg-type]
         app.state.runtime = runtime
         async with self.hub:
-            yield
+            yield {SERVER_STOPPING: pumps.shut_down}
 
 
 # ---- a real uvicorn in the test's own event loop -----------------------------------------
