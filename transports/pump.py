@@ -255,15 +255,15 @@ class Pump:
             self._wrote = True
             self._pacer.spent(self, 0.0 if yielded else loop.time() - started)
 
-    def write_now(self, write: Callable[[_T], bool], data: _T) -> bool:
-        """``write(data)``, a write that never blocks: it writes at once and returns True, or
-        returns False (nothing written) and the caller falls back to :meth:`write`."""
+    def write_now(self, write: Callable[[_T], int], data: _T) -> int:
+        """``write(data)``, a write that never blocks: it writes what the socket takes at once
+        and returns how much (of the caller's units); the caller waits for the rest."""
         started = time.monotonic()
-        if not write(data):
-            return False
-        self._wrote = True
-        self._pacer.spent(self, time.monotonic() - started)
-        return True
+        written = write(data)
+        if written:
+            self._wrote = True
+            self._pacer.spent(self, time.monotonic() - started)
+        return written
 
     def stop(self) -> None:
         """Disarm the watchdog and leave the pacer (the writer is done)."""

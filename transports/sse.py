@@ -31,10 +31,11 @@ from starlette.types import Receive, Scope, Send
 from app.errors import GraphpushError, NotAcceptable
 from app.http.errors import error_response
 from app.push.admission import accepts_event_stream
-from app.push.wire import SSE_OK, SSE_PING, sse_chunk
+from app.push.wire import SSE_OK, SSE_PING, sse_chunks
 from app.runtime import runtime
 from app.settings import Settings
 from transports.handshake import admit_push, admit_stream
+from transports.http_protocol import END_NOW
 from transports.pump import Pump
 
 HEADERS: Final = {
@@ -45,6 +46,8 @@ HEADERS: Final = {
 MEDIA_TYPE: Final = "text/event-stream"
 #: How long ending the response may wait for a socket that does not drain.
 END_TIMEOUT_S = 2.0
+#: Events are written in chunks of about this size (an event larger than that on its own).
+CHUNK_BYTES: Final = 256 * 1024
 
 
 async def push_endpoint(request: Request) -> Response:
@@ -96,16 +99,18 @@ class EventStream(Response):
         self.init_headers(HEADERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.pump.run(_SsePeer(self, receive, send), self.on_close)
+        await self.pump.run(_SsePeer(self, scope, receive, send), self.on_close)
 
 
 class _SsePeer:
     """One stream's reads (only the client leaving) and writes, run by :meth:`Pump.run`."""
 
-    __slots__ = ("_ping_due", "_ping_timer", "pump", "receive", "response", "send")
+    __slots__ = ("_ping_due", "_ping_timer", "end_now", "pump", "receive", "response", "send")
 
-    def __init__(self, response: EventStream, receive: Receive, send: Send) -> None:
+    def __init__(self, response: EventStream, scope: Scope, receive: Receive, send: Send) -> None:
         self.response = response
+        extension = scope.get("extensions", {}).get(END_NOW)
+        self.end_now: Callable[[], None] | None = extension["end_now"] if extension else None
         self.pump = response.pump
         self.receive = receive
         self.send = send
@@ -121,24 +126,30 @@ class _SsePeer:
         pump, send = self.pump, self.send
         start = {"type": "http.response.start", "status": 200, "headers": self.response.raw_headers}
         await pump.write(send, start)
-        pending = SSE_OK
+        head = SSE_OK
         pump.poke()  # the ``:ok`` goes out at once, with whatever is already queued
         self._arm_ping()
         try:
             while (batch := await pump.next_batch()) is not None:
-                chunk = pending + sse_chunk(batch)
                 if self._ping_due:
                     self._ping_due = False
-                    chunk += SSE_PING
-                pending = b""
-                body = {"type": "http.response.body", "body": chunk, "more_body": True}
-                await pump.write(send, body)
+                    head += SSE_PING
+                # uvicorn waits for the socket to drain before each chunk: a stalled peer
+                # holds one chunk in the transport, not the whole batch
+                for chunk in sse_chunks(batch, CHUNK_BYTES, head):
+                    body = {"type": "http.response.body", "body": chunk, "more_body": True}
+                    await pump.write(send, body)
+                head = b""
         finally:
             if self._ping_timer is not None:
                 self._ping_timer.cancel()
 
     async def end(self, code: int, reason: str) -> None:
-        """End the response (SSE has no close code: the stream just ends)."""
+        """End the response (SSE has no close code: the stream just ends). A stream cut
+        off ends at once, without waiting for its peer to read what it was sent."""
+        if self.pump.conn.aborted and self.end_now is not None:
+            self.end_now()
+            return
         with anyio.move_on_after(END_TIMEOUT_S), suppress(OSError):
             await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 

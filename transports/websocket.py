@@ -3,8 +3,9 @@ the push core, nothing more.
 
 - ``nodeExecuteAfterData`` goes as a binary frame, everything else as text; each message
   carries its pushRef cursor as ``"meta":{"id":N}``. One message per frame; under uvicorn
-  configured by :func:`uvicorn_options`, all frames queued for a connection go out in one
-  write (:mod:`transports.ws_protocol`), elsewhere one ``websocket.send`` each.
+  configured by :func:`uvicorn_options`, the frames queued for a connection go out in a few
+  writes, only while the socket takes them (:mod:`transports.ws_protocol`), elsewhere one
+  ``websocket.send`` each.
 - Reader and writer run as :meth:`transports.pump.Pump.run` runs them (the first to finish
   cancels the other), and the connection is deregistered however it ends.
 - Heartbeat: protocol-level pings by uvicorn every ``ping_interval_s``; a peer that has not
@@ -14,13 +15,15 @@ the push core, nothing more.
   ``pushRef``, 4401 no valid API key, 1009 inbound frame over 64 KiB, 4008 slow consumer
   (its queue passed the bound, or one write blocked for :func:`~transports.pump.write_timeout_s`),
   1000 replaced by a newer connection of the same pushRef, 1001 server shutting down.
+  The close frame is written at once, behind what the socket already holds, and a peer
+  that does not take it is cut off after :data:`~transports.ws_protocol.CLOSE_GRACE_S`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
-from typing import Any
+from typing import Any, TypedDict
 
 import anyio
 from starlette.requests import HTTPConnection
@@ -35,11 +38,17 @@ from app.settings import Settings
 from transports.handshake import admit_push
 from transports.http_protocol import StoppingHttpProtocol
 from transports.pump import Pump
-from transports.ws_protocol import SEND_FRAMES, BatchingWebSocketProtocol, Frames
+from transports.ws_protocol import DRAIN, SEND_FRAMES, BatchingWebSocketProtocol
 
-WriteNow = Callable[[Frames], bool]
 
-#: How long a close frame may wait for a socket that does not drain.
+class FramesExtension(TypedDict):
+    """The ``send_frames`` extension of :mod:`transports.ws_protocol`."""
+
+    write_now: Callable[[Sequence[Outgoing]], int]
+    close_now: Callable[[int, str], None]
+
+
+#: How long a close frame may wait for a socket that does not drain (without the extension).
 CLOSE_TIMEOUT_S = 2.0
 
 
@@ -90,15 +99,14 @@ class PushEndpoint:
 class _WebSocketPeer:
     """One connection's reads and writes, run by :meth:`Pump.run`."""
 
-    __slots__ = ("hub", "pump", "receive", "send", "write_now")
+    __slots__ = ("frames", "hub", "pump", "receive", "send")
 
     def __init__(
         self, scope: Scope, receive: Receive, send: Send, hub: PushHub, pump: Pump
     ) -> None:
         self.receive = receive
         self.send = send
-        extension = scope.get("extensions", {}).get(SEND_FRAMES)
-        self.write_now: WriteNow | None = extension["write_now"] if extension else None
+        self.frames: FramesExtension | None = scope.get("extensions", {}).get(SEND_FRAMES)
         self.hub = hub
         self.pump = pump
 
@@ -114,19 +122,24 @@ class _WebSocketPeer:
         return False
 
     async def write(self) -> None:
-        pump, write_now = self.pump, self.write_now
+        pump, frames = self.pump, self.frames
         await self.send({"type": "websocket.accept"})
         while (batch := await pump.next_batch()) is not None:
-            if write_now is None:
+            if frames is None:
                 for out in batch:
                     await pump.write(self.send, _message(out))
                 continue
-            frames = [(ws_frame(out), out.binary) for out in batch]
-            if not pump.write_now(write_now, frames):  # the socket is full: wait
-                await pump.write(self.send, {"type": SEND_FRAMES, "frames": frames})
+            written = pump.write_now(frames["write_now"], batch)
+            while written < len(batch):  # the socket is full: wait, then write the rest
+                await pump.write(self.send, {"type": DRAIN})
+                written += pump.write_now(frames["write_now"], batch[written:])
 
     async def end(self, code: int, reason: str) -> None:
-        await _close(self.send, code, reason)
+        if self.frames is None:
+            await _close(self.send, code, reason)
+            return
+        with suppress(OSError):  # uvicorn's ClientDisconnected: nothing left to close
+            self.frames["close_now"](code, _truncated(reason))
 
 
 def _message(out: Outgoing) -> dict[str, Any]:
