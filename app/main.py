@@ -20,6 +20,7 @@ from app.workflows.examples import load_examples
 from transports.http_protocol import SERVER_STOPPING
 from transports.pump import Pumps
 from transports.routes import push_routes
+from transports.state import PushState
 
 #: Called with the service before it starts: register graphs and node types here.
 Setup = Callable[[ExecutionService], None]
@@ -43,13 +44,13 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             if setup is not None:
                 setup(service)
             if settings.load_examples:
-                await load_examples(service)
-            pumps = Pumps(settings)
-            app.state.runtime = Runtime(settings, store, store, bus, service, hub, pumps)
+                await load_examples(service.workflows)
+            app.state.runtime = Runtime(settings, store, service.workflows, bus, service, hub)
+            app.state.push = push = PushState(settings, hub, service, Pumps(settings))
             await service.start()
             stack.push_async_callback(service.shutdown)
             # The server calls it when it starts to stop, before it waits for open streams.
-            yield {SERVER_STOPPING: pumps.shut_down}
+            yield {SERVER_STOPPING: push.pumps.shut_down}
 
     return Starlette(
         routes=[*api_routes(), *push_routes(), *web_routes()],

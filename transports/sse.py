@@ -32,11 +32,11 @@ from app.errors import GraphpushError, NotAcceptable
 from app.http.errors import error_response
 from app.push.admission import accepts_event_stream
 from app.push.wire import SSE_OK, SSE_PING, sse_chunks
-from app.runtime import runtime
 from app.settings import Settings
 from transports.handshake import admit_push, admit_stream
 from transports.http_protocol import END_NOW
 from transports.pump import Pump
+from transports.state import push_state
 
 HEADERS: Final = {
     "Cache-Control": "no-cache",
@@ -52,7 +52,7 @@ CHUNK_BYTES: Final = 256 * 1024
 
 async def push_endpoint(request: Request) -> Response:
     """``GET /agents/push?pushRef=...`` as an event stream."""
-    rt = runtime(request)
+    rt = push_state(request)
     try:
         if not accepts_event_stream(request.headers.get("accept")):
             raise NotAcceptable("use a WebSocket upgrade or Accept: text/event-stream")
@@ -70,7 +70,7 @@ async def push_endpoint(request: Request) -> Response:
 
 async def stream_endpoint(request: Request) -> Response:
     """``GET /agents/executions/{execution_id}/stream``: snapshot, log, live, end."""
-    rt = runtime(request)
+    rt = push_state(request)
     execution_id = request.path_params["execution_id"]
     pump = rt.pumps.pump()
     try:

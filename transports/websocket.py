@@ -33,11 +33,11 @@ from app.errors import GraphpushError
 from app.http.errors import close_code
 from app.push.hub import PushHub
 from app.push.wire import Outgoing, ws_frame
-from app.runtime import runtime
 from app.settings import Settings
 from transports.handshake import admit_push
 from transports.http_protocol import StoppingHttpProtocol
 from transports.pump import Pump
+from transports.state import push_state
 from transports.ws_protocol import DRAIN, SEND_FRAMES, BatchingWebSocketProtocol
 
 
@@ -79,7 +79,8 @@ class PushEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handshake = HTTPConnection(scope)
-        rt = runtime(handshake)
+        rt = push_state(handshake)
+        pump = rt.pumps.pump()
         if (await receive())["type"] != "websocket.connect":
             return
         try:
@@ -89,7 +90,7 @@ class PushEndpoint:
             await _close(send, close_code(exc), exc.message)
             return
         del handshake
-        peer = _WebSocketPeer(scope, receive, send, rt.hub, rt.pumps.pump())
+        peer = _WebSocketPeer(scope, receive, send, rt.hub, pump)
         conn = peer.pump.attach(
             rt.hub.connect(request.push_ref, request.owner, request.last_event_id, peer.pump.wake)
         )
