@@ -24,7 +24,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from starlette.types import Message, Send
 
@@ -34,6 +34,11 @@ from app.settings import Settings
 from transports.pacer import Pacer
 
 _T = TypeVar("_T")
+
+#: What one write hands the transport at most, besides one message larger than this: a
+#: peer that stops reading leaves the transport holding about this much (and its buffer's
+#: high-water mark) of its own; everything else it is sent is the bytes all clients share.
+CHUNK_BYTES: Final = 256 * 1024
 
 
 def write_timeout_s(settings: Settings) -> float:

@@ -2,11 +2,14 @@
 ``Accept: text/event-stream``, and ``/agents/executions/{id}/stream``.
 
 Both stream one core connection: an initial ``:ok`` comment, then everything queued on the
-connection as one chunk of ``id: N`` + ``data: <json>`` events per write, comment pings every
-``ping_interval_s``, headers ``Cache-Control: no-cache`` and ``X-Accel-Buffering: no``. The
-stream ends when the core closes the connection (execution finished, replaced, shutdown) or
-aborts it (slow consumer: the stream just ends), when the client goes away, and when the
-server starts to stop (:meth:`transports.pump.Pumps.shut_down`). The connection is
+connection as ``id: N`` + ``data: <json>`` events, in chunks of about
+:data:`~transports.pump.CHUNK_BYTES` per write (uvicorn waits for the socket to drain
+before each, so a peer that stops reading holds one chunk, not its backlog), comment
+pings every ``ping_interval_s``, headers ``Cache-Control: no-cache`` and
+``X-Accel-Buffering: no``. The stream ends when the core closes the connection (execution
+finished, replaced, shutdown) or aborts it (slow consumer: the stream just ends, at once,
+without waiting for the peer to read what it was sent), when the client goes away, and when
+the server starts to stop (:meth:`transports.pump.Pumps.shut_down`). The connection is
 deregistered however it ends (:meth:`transports.pump.Pump.run`, as for WebSocket).
 Refusals answer with a JSON error body (403, 401, 400, 404, 406).
 
@@ -35,7 +38,7 @@ from app.push.wire import SSE_OK, SSE_PING, sse_chunks
 from app.settings import Settings
 from transports.handshake import admit_push, admit_stream
 from transports.http_protocol import END_NOW
-from transports.pump import Pump
+from transports.pump import CHUNK_BYTES, Pump
 from transports.state import push_state
 
 HEADERS: Final = {
@@ -44,10 +47,8 @@ HEADERS: Final = {
     "Connection": "keep-alive",
 }
 MEDIA_TYPE: Final = "text/event-stream"
-#: How long ending the response may wait for a socket that does not drain.
+#: How long ending a response that was not cut may wait for a socket that does not drain.
 END_TIMEOUT_S = 2.0
-#: Events are written in chunks of about this size (an event larger than that on its own).
-CHUNK_BYTES: Final = 256 * 1024
 
 
 async def push_endpoint(request: Request) -> Response:

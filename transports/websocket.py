@@ -55,8 +55,9 @@ CLOSE_TIMEOUT_S = 2.0
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.Config``/``uvicorn.run``: pings, frame limit,
     per-message deflate declined unless ``ws_per_message_deflate`` is on (SPEC §5.1), the
-    WebSocket protocol that writes a connection's queued frames at once, and the HTTP
-    protocol that tells open streams when the server stops."""
+    WebSocket protocol that writes a connection's queued frames in a few writes without
+    waiting (:mod:`transports.ws_protocol`), and the HTTP protocol that tells open streams
+    when the server stops and ends a cut one at once (:mod:`transports.http_protocol`)."""
     return {
         "http": StoppingHttpProtocol,
         "ws": BatchingWebSocketProtocol,

@@ -8,8 +8,8 @@ Under this protocol (``ws=`` in :func:`transports.websocket.uvicorn_options`) th
   and returns how many it wrote; the app then sends ``{"type": DRAIN}``, which waits until
   the transport takes writes again, and calls it with the rest. A frame is written whole
   (a ping may come between two frames, never inside one). Small frames are gathered into
-  writes of up to :data:`CHUNK_BYTES`: on loopback a write costs more than everything else
-  a message needs (bench/README.md), so a connection's backlog costs a few system calls
+  writes of up to :data:`~transports.pump.CHUNK_BYTES`: on loopback a write costs more
+  than everything else a message needs (bench/README.md), so a backlog costs a few calls
   instead of one per message; a large payload is handed to the transport as it is, a view
   of the bytes every connection shares. So a connection holds at most the transport's
   buffer (its high-water mark), one chunk and one frame, however slowly its peer reads.
@@ -35,12 +35,11 @@ from websockets.http11 import Request
 from websockets.protocol import State
 
 from app.push.wire import Outgoing, ws_frame, ws_spliced
+from transports.pump import CHUNK_BYTES
 
 SEND_FRAMES: Final = "graphpush.websocket.send_frames"
 #: The ASGI message that waits until the transport takes writes again.
 DRAIN: Final = "graphpush.websocket.drain"
-#: Frames are gathered into writes of about this size; larger payloads go as they are.
-CHUNK_BYTES: Final = 256 * 1024
 #: How long a peer has to take and answer the close frame before the transport is aborted.
 CLOSE_GRACE_S: Final = 5.0
 

@@ -25,7 +25,7 @@ import pytest
 
 from support.app import free_port
 from support.engine import chain, node
-from transports.ws_protocol import CHUNK_BYTES
+from transports.pump import CHUNK_BYTES
 
 pytestmark = pytest.mark.timeout(180)
 
