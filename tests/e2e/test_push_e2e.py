@@ -83,6 +83,20 @@ async def test_a_client_that_never_reads_is_cut_off_and_delays_nobody(
     slow.close()
 
 
+async def test_large_messages_arrive_whole_with_their_meta_id(served: tuple[Harness, str]) -> None:
+    """Payloads past a write's chunk are handed to the socket as views of the shared bytes,
+    with ``meta.id`` written after them: the frames must still be whole and valid."""
+    harness, host = served
+    sizes = [10, 300_000, 20, 700_000, 30]
+    async with connect(f"ws://{host}/agents/push?pushRef=big", max_size=None) as ws:
+        for seq, size in enumerate(sizes, 1):
+            blob = b'{"type":"nodeExecuteBefore","data":{"pad":"%s"}}' % (b"x" * size)
+            harness.bus.publish_nowait(PushEvent("e1", seq, "nodeExecuteBefore", blob, "big"))
+        got = [decode(await asyncio.wait_for(ws.recv(), 10)) for _ in sizes]
+    assert [m["meta"]["id"] for m in got] == [1, 2, 3, 4, 5]
+    assert [len(m["data"]["pad"]) for m in got] == sizes
+
+
 async def _receive(ws: Any, count: int) -> list[int]:
     return [decode(await ws.recv())["meta"]["id"] for _ in range(count)]
 
