@@ -19,14 +19,13 @@ from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
 from app.metrics import prometheus
+from app.model.ids import ID_PATTERN, is_identifier
 from app.model.records import (
-    PUSH_REF_PATTERN,
     ExecutionPage,
     ExecutionQuery,
     ExecutionRecord,
     JsonObject,
     StoredEvent,
-    is_push_ref,
 )
 from app.model.status import ExecutionStatus, check_transition
 from app.queue.base import ExecutionQueue
@@ -104,10 +103,8 @@ class ExecutionService:
         owner: str | None = None,
     ) -> ExecutionRecord:
         """Create a ``new`` run of ``workflow_id`` and queue it (n8n's manual run)."""
-        if push_ref is not None and not is_push_ref(push_ref):
-            raise ValidationFailed(
-                "bad push_ref", [problem("push_ref", f"expected {PUSH_REF_PATTERN}")]
-            )
+        if push_ref is not None and not is_identifier(push_ref):
+            raise ValidationFailed("bad push_ref", [problem("push_ref", f"expected {ID_PATTERN}")])
         workflow, version = await self.workflows.get_versioned(workflow_id)
         record = ExecutionRecord(
             id=new_id(),

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import builtins
-import re
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 
 from app.model.status import ExecutionStatus
 
 JsonObject = dict[str, Any]
-
-#: What a client-chosen ``pushRef`` may be (SPEC §5.1); a registered graph's id too.
-PUSH_REF_PATTERN: Final = "[A-Za-z0-9_-]{1,64}"
-_PUSH_REF: Final = re.compile(PUSH_REF_PATTERN)
-
-
-def is_push_ref(value: str) -> bool:
-    """Does all of ``value`` match :data:`PUSH_REF_PATTERN`?"""
-    return _PUSH_REF.fullmatch(value) is not None
 
 
 class StoredEvent(msgspec.Struct, frozen=True, gc=False):

@@ -7,15 +7,12 @@ rendered by :mod:`app.http.errors` (SSE: status and JSON error body; WebSocket: 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Final
 
 from app.errors import BadRequest, Forbidden
-from app.model.records import PUSH_REF_PATTERN, is_push_ref
+from app.model.cursor import MAX_CURSOR, parse_integer
+from app.model.ids import ID_PATTERN, is_identifier
 from app.push.origin import origin_allowed
-
-_CURSOR: Final = re.compile(r"[0-9]{1,18}")
 
 
 def check_origin(headers: Mapping[str, str], allowed: tuple[str, ...]) -> None:
@@ -25,19 +22,21 @@ def check_origin(headers: Mapping[str, str], allowed: tuple[str, ...]) -> None:
 
 
 def push_ref(value: str | None) -> str:
-    """The validated ``pushRef`` query parameter (:data:`~app.model.records.PUSH_REF_PATTERN`)."""
-    if value is None or not is_push_ref(value):
-        raise BadRequest(f"the query parameter pushRef must match {PUSH_REF_PATTERN}")
+    """The validated ``pushRef`` query parameter (``[A-Za-z0-9_-]{1,64}``)."""
+    if value is None or not is_identifier(value):
+        raise BadRequest(f"the query parameter pushRef must match {ID_PATTERN}")
     return value
 
 
 def cursor(value: str | None, name: str) -> int | None:
-    """A resume cursor (``Last-Event-ID``, ``lastEventId``, ``after``): a number ≥ 0 or None."""
+    """A resume cursor (``Last-Event-ID``, ``lastEventId``, ``after``): None when absent, else
+    an integer from 0 to :data:`~app.model.cursor.MAX_CURSOR` (:class:`BadRequest` if not)."""
     if value is None or value == "":
         return None
-    if not _CURSOR.fullmatch(value.strip()):
-        raise BadRequest(f"{name} must be a non-negative integer")
-    return int(value)
+    parsed = parse_integer(value)
+    if parsed is None:
+        raise BadRequest(f"{name} must be an integer from 0 to {MAX_CURSOR}")
+    return parsed
 
 
 def accepts_event_stream(accept: str | None) -> bool:
