@@ -11,7 +11,9 @@
     │   └── IllegalTransition      409 illegal_transition
     ├── PayloadTooLarge            413 payload_too_large
     ├── ValidationFailed           422 validation_failed   (``details``: every problem)
-    └── QueueFull                  503 queue_full          (``Retry-After``)
+    ├── QueueFull                  503 queue_full          (``Retry-After``)
+    └── BackendUnavailable         503 backend_unavailable (``Retry-After``: Redis or
+                                                            PostgreSQL does not answer)
 
 :mod:`app.http.errors` renders them: the JSON error body of SPEC §3 for HTTP, and the close
 code that refuses a push WebSocket (1008 for any refusal but 401).
@@ -94,6 +96,12 @@ class ValidationFailed(GraphpushError):
 class QueueFull(GraphpushError):
     status = 503
     code = "queue_full"
+    retry_after_s: ClassVar[int] = 1
+
+
+class BackendUnavailable(GraphpushError):
+    status = 503
+    code = "backend_unavailable"
     retry_after_s: ClassVar[int] = 1
 
 
