@@ -91,7 +91,10 @@ async def test_websocket_resume_by_last_event_id_mid_node_has_no_gap_and_no_dupl
             await http.post(f"/agents/workflows/{workflow_id}/run", json=body)
         ).status_code == 202
         while sum(m["type"] == "nodeExecuteStream" for m in first) < 3:
-            first.append(decode(await ws.recv()))
+            frame = await ws.recv()
+            first.append(decode(frame))
+            if first[-1]["type"] == "nodeExecuteStream":
+                assert isinstance(frame, str)  # a text frame (SPEC §8)
     rest: list[dict[str, Any]] = []
     async with connect(push + f"&lastEventId={first[-1]['meta']['id']}") as ws:
         while not rest or rest[-1]["type"] != "executionFinished":
