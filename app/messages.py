@@ -166,7 +166,14 @@ TRIMMED_ITEM: Final[JsonObject] = {"json": {"__isTrimmedManualExecutionDataItem"
 
 
 def _fallback(value: object) -> object:
-    """Values JSON has no form for (a registered graph may return any object) go as text."""
+    """Values JSON has no form for (a registered graph may return any object): a pydantic
+    model (a LangChain message, say) as its JSON form, anything else as text."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json")
+        except Exception:  # a model whose fields JSON cannot hold: shown as text like others
+            return repr(value)
     return repr(value)
 
 

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.config import get_stream_writer
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START, MessagesState, StateGraph
 
 from app.executions.service import ExecutionService
 from app.settings import Settings
@@ -38,12 +38,22 @@ async def ask(state: Chat) -> dict[str, Any]:
     return {"reply": answer.text}
 
 
+async def chat(state: MessagesState) -> dict[str, Any]:
+    model = FakeChat(response="Hello from a chat graph.")
+    return {"messages": [await model.ainvoke(state["messages"])]}
+
+
 def register(service: ExecutionService) -> None:
     builder = StateGraph(Chat)
     builder.add_node("ask", ask)
     builder.add_edge(START, "ask")
     builder.add_edge("ask", END)
     service.register_graph("chat", builder.compile(), name="Chat")
+    conversation = StateGraph(MessagesState)
+    conversation.add_node("chat", chat)
+    conversation.add_edge(START, "chat")
+    conversation.add_edge("chat", END)
+    service.register_graph("messages", conversation.compile(), name="Messages")
 
 
 @pytest.fixture
@@ -168,6 +178,20 @@ async def test_a_chat_model_inside_a_registered_graph_streams_without_graphpush_
     chunks = chunks_of(between_before_and_after(messages, "ask"))
     assert chunks[0] == {"kind": "custom", "data": {"thinking": "do graphs stream?"}}
     assert "".join(c["text"] for c in chunks if c["kind"] == "text") == "Graphs stream too."
+
+
+async def test_a_graph_s_chat_messages_are_json_in_its_output_and_match_their_stream(
+    client: httpx.AsyncClient,
+) -> None:
+    execution_id = await run(
+        client, "messages", input={"messages": [{"role": "user", "content": "hi"}]}
+    )
+    await wait_for_status(client, execution_id, "success")
+    messages = await logged_messages(client, execution_id)
+    chunks = chunks_of(between_before_and_after(messages, "chat"))
+    [answer] = output_of(messages, "chat")["messages"]
+    assert answer["type"] == "ai" and answer["id"] == chunks[0]["messageId"]
+    assert "".join(c["text"] for c in chunks) == answer["content"] == "Hello from a chat graph."
 
 
 async def test_a_running_node_shows_its_text_so_far_in_the_execution(
