@@ -9,6 +9,7 @@
     │   └── IllegalTransition      409 illegal_transition
     ├── PayloadTooLarge            413 payload_too_large
     ├── ValidationFailed           422 validation_failed   (``details``: every problem)
+    │   └── RetryFromNodeUnsupported  422 retry_from_node_unsupported
     └── QueueFull                  503 queue_full          (``Retry-After``)
 
 Node failures inside a run are not exceptions of this tree: they end the run with status
@@ -70,6 +71,12 @@ class ValidationFailed(GraphpushError):
 
     status = 422
     code = "validation_failed"
+
+
+class RetryFromNodeUnsupported(ValidationFailed):
+    """A registered Python graph is retried from its start only (SPEC §9)."""
+
+    code = "retry_from_node_unsupported"
 
 
 class QueueFull(GraphpushError):

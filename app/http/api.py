@@ -10,8 +10,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, problem
+from app.executions.service import UNFINISHED
 from app.http.auth import authenticate
-from app.http.bodies import execution_dto, run_accepted
+from app.http.bodies import CancelFilter, RetryBody, execution_dto, run_accepted
 from app.messages import encoder
 from app.model.records import ExecutionQuery, JsonObject
 from app.model.status import ExecutionStatus
@@ -95,6 +96,7 @@ def _page_query(request: Request, **fixed: str | None) -> ExecutionQuery:
         workflow_id=workflow_id,
         status=ExecutionStatus(status) if status else None,
         owner=_owner(request),
+        retry_of=params.get("retry_of") or None,
         limit=values["limit"],
         offset=values["offset"],
     )
@@ -203,6 +205,41 @@ async def resume_execution(request: Request) -> Response:
     return JSONResponse(run_accepted(record), status_code=202)
 
 
+async def retry_execution(request: Request) -> Response:
+    owner = _owner(request)
+    body = await read_body(request)
+    retry = decode_json(body, RetryBody) if body.strip() else RetryBody()
+    record = await runtime(request).service.retry_execution(
+        request.path_params["execution_id"],
+        from_node=retry.from_node,
+        saved=retry.workflow == "saved",
+        state=retry.state,
+        input=retry.input,
+        push_ref=retry.push_ref or request.headers.get("push-ref"),
+        owner=owner,
+    )
+    return JSONResponse(run_accepted(record), status_code=202)
+
+
+async def cancel_executions(request: Request) -> Response:
+    owner = _owner(request)
+    body = await read_body(request)
+    if not body.strip():
+        raise BadRequest("a JSON body is required")
+    cancel = decode_json(body, CancelFilter)
+    if cancel.workflow_id is None and cancel.status is None:
+        raise ValidationFailed(
+            "name the runs to cancel",
+            [problem("", "expected at least one of workflow_id, status")],
+        )
+    canceled = await runtime(request).service.cancel_executions(
+        workflow_id=cancel.workflow_id,
+        statuses=[ExecutionStatus(s) for s in cancel.status or UNFINISHED],
+        owner=owner,
+    )
+    return JSONResponse({"canceled": canceled}, status_code=202)
+
+
 async def execution_events(request: Request) -> Response:
     raw = request.query_params.get("after", "0")
     if not raw.isdigit():
@@ -241,9 +278,11 @@ def api_routes() -> list[BaseRoute]:
         Route("/agents/workflows/{workflow_id}/run", run_workflow, methods=["POST"]),
         Route("/agents/workflows/{workflow_id}/executions", workflow_executions, methods=["GET"]),
         Route("/agents/executions", list_executions, methods=["GET"]),
+        Route("/agents/executions/cancel", cancel_executions, methods=["POST"]),
         Route("/agents/executions/{execution_id}", get_execution, methods=["GET"]),
         Route("/agents/executions/{execution_id}/cancel", cancel_execution, methods=["POST"]),
         Route("/agents/executions/{execution_id}/resume", resume_execution, methods=["POST"]),
+        Route("/agents/executions/{execution_id}/retry", retry_execution, methods=["POST"]),
         Route("/agents/executions/{execution_id}/events", execution_events, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

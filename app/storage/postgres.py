@@ -55,14 +55,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE workflows (
         id text PRIMARY KEY, body bytea NOT NULL, position bigserial NOT NULL);
     """,
+    """
+    ALTER TABLE executions ADD COLUMN retry_of text;
+    CREATE INDEX executions_by_retry_of ON executions (retry_of) WHERE retry_of IS NOT NULL;
+    """,
 )
 #: ``pg_advisory_lock`` key held while the schema (ours, the checkpointer's) is migrated.
 SCHEMA_LOCK = 0x67726170687075
 
 _UPSERT_RECORDS = """
-INSERT INTO executions (id, workflow_id, status, created_at, owner, body, workflow)
+INSERT INTO executions
+    (id, workflow_id, status, created_at, owner, body, workflow, retry_of)
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[],
-                     %s::bytea[], %s::bytea[])
+                     %s::bytea[], %s::bytea[], %s::text[])
 ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body,
     workflow = coalesce(excluded.workflow, executions.workflow)"""
 _UPSERT_EVENTS = """
