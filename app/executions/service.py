@@ -9,7 +9,6 @@ It queues, reads, cancels and resumes runs; every run ends in the
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
 from app.metrics import prometheus
+from app.model.ids import ID_PATTERN, is_identifier
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -37,7 +37,6 @@ from app.storage.base import ExecutionStore
 from app.workflows.node_types import NodeType
 from app.workflows.service import WorkflowService
 
-PUSH_REF = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 S = ExecutionStatus
 #: The statuses of runs not finished, which a cancel ends.
 UNFINISHED = (S.NEW, S.RUNNING, S.WAITING)
@@ -185,16 +184,22 @@ class ExecutionService:
         self,
         *,
         workflow_id: str | None = None,
-        statuses: Sequence[ExecutionStatus] = UNFINISHED,
+        statuses: Sequence[ExecutionStatus] | None = None,
         owner: str | None = None,
     ) -> int:
         """Cancel every run of ``owner`` (of ``workflow_id``, if given) whose status is one of
-        ``statuses`` (of ``new``, ``running``, ``waiting``), each as
+        ``statuses`` (of ``new``, ``running``, ``waiting``; all three when None), each as
         :meth:`cancel_execution` does; returns how many it canceled. A run that ends while
-        this goes on keeps its own end: it is neither canceled nor counted."""
+        this goes on keeps its own end: it is neither canceled nor counted. Raises
+        :class:`ValidationFailed` when neither ``workflow_id`` nor ``statuses`` is given."""
+        if workflow_id is None and statuses is None:
+            raise ValidationFailed(
+                "name the runs to cancel",
+                [problem("", "expected at least one of workflow_id, status")],
+            )
         everything = 1 << 62
         canceled = 0
-        for status in dict.fromkeys(statuses):
+        for status in dict.fromkeys(statuses or UNFINISHED):
             query = ExecutionQuery(
                 workflow_id=workflow_id, status=status, owner=owner, limit=everything
             )
@@ -258,10 +263,8 @@ class ExecutionService:
 
 
 def _check_push_ref(push_ref: str | None) -> None:
-    if push_ref is not None and not PUSH_REF.match(push_ref):
-        raise ValidationFailed(
-            "bad push_ref", [problem("push_ref", "expected [A-Za-z0-9_-]{1,64}")]
-        )
+    if push_ref is not None and not is_identifier(push_ref):
+        raise ValidationFailed("bad push_ref", [problem("push_ref", f"expected {ID_PATTERN}")])
 
 
 def _new_record(
