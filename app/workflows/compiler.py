@@ -267,14 +267,14 @@ def _add_edges(
 def join_sources(
     nodes: dict[str, NodeInfo], predecessors: dict[str, list[tuple[str, int]]]
 ) -> dict[str, list[str]]:
-    """Fan-in node -> its one-output sources, for fan-ins with at least two of them: the
-    node runs once all of them have run (one LangGraph join edge)."""
+    """Fan-in node -> its one-output sources (at least two, in node order: the LangGraph join
+    edge's channel is named after them, and paused runs' checkpoints hold that name)."""
     joins: dict[str, list[str]] = {}
     for target, incoming in predecessors.items():
         if nodes[target].fan_in:
-            sources = [*dict.fromkeys(s for s, _ in incoming if nodes[s].outputs == 1)]
-            if len(sources) > 1:
-                joins[target] = sources
+            found = {source for source, _ in incoming if nodes[source].outputs == 1}
+            if len(found) > 1:
+                joins[target] = [name for name in nodes if name in found]
     return joins
 
 
