@@ -179,7 +179,7 @@ function showFrame(graphState) {
 
 function renderNode() {
   const node = page.workflow?.nodes.find((n) => n.name === page.selectedNode);
-  views.node.render(node, page.runs.get(page.followId));
+  views.node.render(node, page.runs.get(page.followId), !page.workflow?.graph);
 }
 
 function selectNode(name) {

@@ -62,7 +62,8 @@ export class NodePanel {
     this.onRetryFrom = onRetryFrom;
   }
 
-  render(node, run) {
+  /** `retryable`: nodes of `run` can start a retry (not those of a registered graph). */
+  render(node, run, retryable = true) {
     if (!node) {
       this.box.replaceChildren(el("p", { class: "muted", text: "Select a node to see its parameters and output." }));
       return;
@@ -81,7 +82,7 @@ export class NodePanel {
       el("dd", { text: time !== undefined ? formatDuration(time) : "—" }),
     );
     const parts = [el("h3", { class: "node-title", text: node.name }), rows];
-    if (run && FINISHED.has(run.status) && !["pending", "idle"].includes(status)) {
+    if (retryable && run && FINISHED.has(run.status) && !["pending", "idle"].includes(status)) {
       const retry = { type: "button", class: "btn btn-small", "data-testid": "retry-from-here" };
       parts.push(el("button", { ...retry, text: "Retry from here", onclick: () => this.onRetryFrom(node.name) }));
     }

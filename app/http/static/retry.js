@@ -76,9 +76,12 @@ export class RetryPanel {
     this.button.addEventListener("click", () => this.submit());
   }
 
-  /** Offer a retry of `run` (finished) from `fromNode` (undefined: the server's default). */
+  /**
+   * Offer a retry of `run` (finished) from `fromNode` (undefined: the server's default); a
+   * registered Python graph (`workflow.graph`) is retried from its start only.
+   */
   show(run, workflow, fromNode) {
-    const from = fromNode === undefined ? defaultFromNode(run) : fromNode;
+    const from = workflow.graph ? null : fromNode === undefined ? defaultFromNode(run) : fromNode;
     const same = this.target?.runId === run.id && this.target.fromNode === from;
     this.panel.hidden = false;
     if (same) return; // keep what the user typed
