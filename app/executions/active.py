@@ -19,6 +19,10 @@ class ActiveExecution:
     started_at: int
     task: asyncio.Task[None] | None = None
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
+    #: True once its graph runs: a cancel then interrupts the task. Before, while it is
+    #: being stored and announced, the worker looks at ``cancel_event`` itself, so that no
+    #: cancel can cut a run short of its terminal message.
+    streaming: bool = False
 
     @property
     def status(self) -> ExecutionStatus:

@@ -121,7 +121,7 @@ class ExecutionManager:
         if active.status not in (ExecutionStatus.NEW, ExecutionStatus.RUNNING):
             return False  # it has just ended (or paused): the caller's transition check decides
         active.cancel_event.set()
-        if active.status is ExecutionStatus.RUNNING:  # one not begun yet ends on the event
+        if active.streaming:
             active.task.cancel()
         return True
 
@@ -168,6 +168,7 @@ class ExecutionManager:
             await self._finish(recorder, ExecutionStatus.ERROR)
             return
         try:
+            active.streaming = True
             if active.cancel_event.is_set():  # canceled while it began
                 raise asyncio.CancelledError
             status = await self._stream(recorder, compiled, resuming)
