@@ -16,6 +16,7 @@ from app.backends import open_backends
 from app.errors import GraphpushError
 from app.executions.service import ExecutionService
 from app.http.api import JSONResponse, api_routes
+from app.http.control import control_routes
 from app.http.web import web_routes
 from app.push.hub import PushHub
 from app.runtime import Runtime
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             yield
 
     return Starlette(
-        routes=[*api_routes(), *push_routes(), *web_routes()],
+        routes=[*api_routes(), *control_routes(), *push_routes(), *web_routes()],
         lifespan=lifespan,
         exception_handlers={
             GraphpushError: _graphpush_error,

@@ -17,7 +17,7 @@ from app.errors import (
     ValidationFailed,
 )
 from app.http.auth import authenticate
-from app.http.bodies import CancelFilter, RetryBody, execution_dto, run_accepted
+from app.http.bodies import execution_dto, run_accepted
 from app.http.params import EXECUTION_PATH, WORKFLOW_PATH, QueryReader
 from app.messages import encoder
 from app.model.cursor import parse_integer
@@ -225,33 +225,6 @@ async def resume_execution(request: Request) -> Response:
     return JSONResponse(run_accepted(record), status_code=202)
 
 
-async def retry_execution(request: Request) -> Response:
-    owner = _owner(request)
-    body = await read_body(request)
-    retry = decode_json(body, RetryBody) if body.strip() else RetryBody()
-    record = await runtime(request).service.retry_execution(
-        request.path_params["execution_id"],
-        from_node=retry.from_node,
-        saved=retry.workflow == "saved",
-        state=retry.state,
-        input=retry.input,
-        push_ref=retry.push_ref or request.headers.get("push-ref"),
-        owner=owner,
-    )
-    return JSONResponse(run_accepted(record), status_code=202)
-
-
-async def cancel_executions(request: Request) -> Response:
-    owner = _owner(request)
-    cancel = decode_json((await read_body(request)).strip() or b"{}", CancelFilter)
-    canceled = await runtime(request).service.cancel_executions(
-        workflow_id=cancel.workflow_id,
-        statuses=None if cancel.status is None else [ExecutionStatus(s) for s in cancel.status],
-        owner=owner,
-    )
-    return JSONResponse({"canceled": canceled}, status_code=202)
-
-
 async def execution_events(request: Request) -> Response:
     owner = _owner(request)
     query = QueryReader(request.query_params)
@@ -298,11 +271,9 @@ def api_routes() -> list[BaseRoute]:
         Route(f"{WORKFLOW_PATH}/run", run_workflow, methods=["POST"]),
         Route(f"{WORKFLOW_PATH}/executions", workflow_executions, methods=["GET"]),
         Route("/agents/executions", list_executions, methods=["GET"]),
-        Route("/agents/executions/cancel", cancel_executions, methods=["POST"]),
         Route(EXECUTION_PATH, get_execution, methods=["GET"]),
         Route(f"{EXECUTION_PATH}/cancel", cancel_execution, methods=["POST"]),
         Route(f"{EXECUTION_PATH}/resume", resume_execution, methods=["POST"]),
-        Route(f"{EXECUTION_PATH}/retry", retry_execution, methods=["POST"]),
         Route(f"{EXECUTION_PATH}/events", execution_events, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

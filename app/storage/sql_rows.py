@@ -19,6 +19,10 @@ RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None, str | Non
 #: A log entry's row: ``(execution_id, seq, type, payload)``.
 EventRow = tuple[str, int, str, bytes]
 
+#: The index behind ``GET /agents/executions?retry_of=`` in both SQL stores. PostgreSQL's
+#: released migration 2 uses it: never change it, add a migration.
+RETRY_OF_INDEX = "executions_by_retry_of ON executions (retry_of) WHERE retry_of IS NOT NULL"
+
 _record_decoder = msgspec.json.Decoder(ExecutionRecord)
 json_object = msgspec.json.Decoder(dict[str, Any]).decode
 

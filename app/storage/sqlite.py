@@ -39,7 +39,7 @@ from app.model.records import (
     JsonObject,
     StoredEvent,
 )
-from app.storage.sql_rows import EventRow, RecordRow, json_object, record_from_row
+from app.storage.sql_rows import RETRY_OF_INDEX, EventRow, RecordRow, json_object, record_from_row
 from app.storage.sql_rows import where as sql_where
 from app.storage.staging import SqlStaging
 
@@ -72,10 +72,7 @@ def _add_retry_of(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(executions)")}
     if "retry_of" not in columns:
         db.execute("ALTER TABLE executions ADD COLUMN retry_of TEXT")
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS executions_by_retry_of ON executions (retry_of) "
-        "WHERE retry_of IS NOT NULL"
-    )
+    db.execute(f"CREATE INDEX IF NOT EXISTS {RETRY_OF_INDEX}")
 
 
 class SqliteStore(SqlStaging):

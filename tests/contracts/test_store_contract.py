@@ -273,17 +273,13 @@ async def test_a_sqlite_file_from_before_retries_gains_their_column(tmp_path: Pa
     path = tmp_path / "old.sqlite"
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.executescript(SCHEMA.replace(", retry_of TEXT", ""))
-    store = SqliteStore(path)
-    await store.open()
-    try:
+    async with SqliteStore(path) as store:
         original = record(status=S.ERROR)
         retry = record(retry_of=original.id)
         await store.save(original)
         await store.save(retry)
 
         assert ids((await store.list(ExecutionQuery(retry_of=original.id))).items) == [retry.id]
-    finally:
-        await store.close()
 
 
 async def test_list_sees_the_latest_status_of_a_record(store: Store) -> None:

@@ -40,12 +40,13 @@ async def test_a_run_canceled_while_its_start_is_published_ends_canceled_once(
     workflows = WorkflowService(
         store=store, checkpointer=None, python_modules=(), default_recursion_limit=25
     )
+    queue = LocalQueue(10, store=store)
     service = ExecutionService(
         settings=settings,
         store=store,
         workflows=workflows,
         bus=bus,
-        queue=LocalQueue(10),
+        queue=queue,
         runner=LangGraphRunner(),
     )
     await service.start()
