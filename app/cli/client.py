@@ -21,8 +21,9 @@ from typing import Any, Final, Self
 
 import httpx
 
+from app.model.status import FINISHED
+
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
-FINISHED: Final = frozenset({"success", "error", "canceled", "crashed", "unknown"})
 #: The server pings an SSE stream every ``ping_interval_s`` (25 s by default); a stream
 #: silent for longer than this is treated as dropped and reopened.
 STREAM_READ_TIMEOUT_S: Final = 90.0
