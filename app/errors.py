@@ -11,6 +11,7 @@
     │   └── IllegalTransition      409 illegal_transition
     ├── PayloadTooLarge            413 payload_too_large
     ├── ValidationFailed           422 validation_failed   (``details``: every problem)
+    │   └── RetryFromNodeUnsupported  422 retry_from_node_unsupported
     ├── QueueFull                  503 queue_full          (``Retry-After``)
     └── BackendUnavailable         503 backend_unavailable (``Retry-After``: Redis or
                                                             PostgreSQL does not answer)
@@ -91,6 +92,12 @@ class ValidationFailed(GraphpushError):
 
     status = 422
     code = "validation_failed"
+
+
+class RetryFromNodeUnsupported(ValidationFailed):
+    """A registered Python graph is retried from its start only (SPEC §9)."""
+
+    code = "retry_from_node_unsupported"
 
 
 class QueueFull(GraphpushError):

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from app.backends import open_backends
 from app.executions.service import ExecutionService
 from app.http.api import api_routes
+from app.http.control import control_routes
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.web import web_routes
 from app.push.hub import PushHub
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             yield {SERVER_STOPPING: push.pumps.shut_down}
 
     return Starlette(
-        routes=[*api_routes(), *push_routes(), *web_routes()],
+        routes=[*api_routes(), *control_routes(), *push_routes(), *web_routes()],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
     )

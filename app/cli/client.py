@@ -185,6 +185,13 @@ class GraphpushClient:
         answer: JsonObject = self.request("POST", f"/agents/executions/{execution_id}/cancel")
         return answer
 
+    def retry(self, execution_id: str, body: JsonObject) -> JsonObject:
+        """``POST /agents/executions/{id}/retry``: the 202 body of the new run."""
+        answer: JsonObject = self.request(
+            "POST", f"/agents/executions/{execution_id}/retry", json=body
+        )
+        return answer
+
     def resume(self, execution_id: str, value: Any = None) -> JsonObject:
         answer: JsonObject = self.request(
             "POST", f"/agents/executions/{execution_id}/resume", json={"value": value}

@@ -62,7 +62,8 @@ def _task_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "startTime": meta["start_time"],
         "executionIndex": meta["execution_index"],
+        "source": meta.get("source", []),
+        "hints": [],
         "executionTime": meta["execution_time"],
         "executionStatus": meta["status"],
-        "source": [],
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from app.executions.runner import GraphRunner, RunnerEvent
 from app.model.records import ExecutionRecord
@@ -95,10 +95,15 @@ class Recording(Protocol):
 
 
 def run_events(
-    runner: GraphRunner, compiled: CompiledWorkflow, recorder: Recording, resuming: bool
+    runner: GraphRunner,
+    compiled: CompiledWorkflow,
+    recorder: Recording,
+    resuming: bool,
+    state: dict[str, Any] | None,
 ) -> AsyncIterator[RunnerEvent | Flush]:
-    """The runner's events for ``recorder``'s run, :func:`paced` by its stream flushes when
-    the workflow may stream (SPEC §8)."""
+    """The runner's events for ``recorder``'s run (``state``: see
+    :meth:`GraphRunner.stream`), :func:`paced` by its stream flushes when the workflow may
+    stream (SPEC §8)."""
     record = recorder.record
     events = runner.stream(
         compiled,
@@ -106,5 +111,6 @@ def run_events(
         input=record.input,
         resume=record.resume_value,
         resuming=resuming,
+        state=state,
     )
     return paced(events, recorder.stream_deadline) if compiled.streams else events

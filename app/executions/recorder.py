@@ -21,7 +21,7 @@ from app.executions.graph_state import GraphState
 from app.executions.node_errors import node_operation_error
 from app.executions.pacing import Flush
 from app.executions.runner import NodeStreamed, TaskFinished
-from app.executions.streams import Chunk, StreamBuffers, stream_payloads, text_so_far
+from app.executions.streams import Chunk, StreamBuffers, flushed
 from app.model.records import ExecutionRecord, StoredEvent
 from app.workflows.node_types import NodeInfo
 
@@ -36,12 +36,10 @@ class _Task:
 
 class RunRecorder:
     """Builds the messages of one execution. Call order: ``execution_started`` once (not on
-    resume), then per task ``node_started``, any number of ``streamed`` and
-    ``node_finished``; then exactly one of ``execution_waiting`` or ``execution_finished``.
-
-    Streamed chunks wait in buffers (SPEC §8): ``streamed`` sends those due by ``clock``
-    (see ``stream_deadline``), and ``node_finished`` sends the node's rest first.
-    """
+    resume), then per task ``node_started``, any number of ``streamed`` (SPEC §8: chunks
+    wait in buffers until due by ``clock``) and ``node_finished`` (which sends the node's
+    unsent chunks first); then exactly one of ``execution_waiting`` or
+    ``execution_finished``."""
 
     def __init__(
         self,
@@ -64,7 +62,8 @@ class RunRecorder:
             else GraphState(nodes)
         )
         self._tasks: dict[str, _Task] = {}
-        self._routes: dict[str, int] = {}
+        #: The output each node took, from the runs recorded before (a resume, a retry).
+        self._routes = {n: output_index(runs[-1]) for n, runs in record.outputs.items() if runs}
 
     def _event(self, message: m.ExecutionMessage, type_: str) -> StoredEvent:
         return self._logged(m.encode(message), type_)
@@ -135,10 +134,7 @@ class RunRecorder:
         return self._buffers.deadline()
 
     def _stream(self, name: str, chunks: list[Chunk]) -> list[StoredEvent]:
-        if not chunks:
-            return []
-        text_so_far(self.record.streams, name, chunks)
-        payloads = stream_payloads(self.record.id, name, chunks, self._max_bytes)
+        payloads = flushed(self.record, name, chunks, self._max_bytes)
         return [self._logged(payload, "nodeExecuteStream") for payload in payloads]
 
     def node_finished(self, event: TaskFinished) -> list[StoredEvent]:
@@ -277,6 +273,7 @@ class RunRecorder:
                 "execution_index": task.start.executionIndex,
                 "execution_time": result.executionTime,
                 "item_count": counts,
+                "source": msgspec.to_builtins(task.start.source),
             }
         )
         outputs.append({"main": main or []})
@@ -296,3 +293,8 @@ def _output(name: str, result: Any) -> tuple[Any, int]:
     if not isinstance(output, dict):
         output = {"value": output}
     return output, index
+
+
+def output_index(output: dict[str, Any]) -> int:
+    """The output a recorded node run took: the one holding its items (0 when none does)."""
+    return next((i for i, items in enumerate(output.get("main", [])) if items), 0)

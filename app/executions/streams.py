@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import messages as m
+from app.model.records import ExecutionRecord
 
 Chunk = dict[str, Any]
 
@@ -183,3 +184,12 @@ def stream_payloads(execution_id: str, node: str, chunks: list[Chunk], limit: in
         m.encode(m.NodeExecuteStream(m.NodeExecuteStreamData(execution_id, node, group)))
         for group in split(chunks, lambda chunk: len(m.encoder.encode(chunk)), budget)
     ]
+
+
+def flushed(record: ExecutionRecord, node: str, chunks: list[Chunk], limit: int) -> list[bytes]:
+    """The messages of one flush of ``node`` (none for no chunks); their text is added to
+    ``record.streams``, the text so far of running nodes."""
+    if not chunks:
+        return []
+    text_so_far(record.streams, node, chunks)
+    return stream_payloads(record.id, node, chunks, limit)
