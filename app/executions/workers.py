@@ -16,14 +16,16 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from msgspec.json import decode as _decode
 
 from app.bus.base import EventBus, PushEvent
 from app.clock import now_ms
+from app.executions.active import ActiveExecution
+from app.executions.pacing import Flush, run_events
 from app.executions.recorder import RunRecorder
-from app.executions.runner import GraphRunner, TaskStarted
+from app.executions.retry import run_state
+from app.executions.runner import GraphRunner, NodeStreamed, TaskStarted
 from app.messages import ExecutionRecovered, ExecutionRecoveredData, encode, encoder
 from app.model.records import ExecutionRecord, StoredEvent
 from app.model.status import ExecutionStatus, check_transition
@@ -41,25 +43,6 @@ CRASHED_REASON = "the process running this execution stopped"
 Compile = Callable[[ExecutionRecord], Awaitable[CompiledWorkflow]]
 
 
-@dataclass(slots=True)
-class ActiveExecution:
-    """A run executing in this process; its record is the live one the worker updates."""
-
-    record: ExecutionRecord
-    #: When this process took the run (epoch ms).
-    started_at: int
-    task: asyncio.Task[None] | None = None
-    cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def status(self) -> ExecutionStatus:
-        return self.record.status
-
-    @property
-    def push_ref(self) -> str | None:
-        return self.record.push_ref
-
-
 class ExecutionManager:
     def __init__(
         self,
@@ -70,6 +53,7 @@ class ExecutionManager:
         compile: Compile,
         runner: GraphRunner,
         workers: int = 1,
+        recorder: Callable[..., RunRecorder] = RunRecorder,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -77,6 +61,7 @@ class ExecutionManager:
         self._compile = compile
         self._runner = runner
         self._worker_count = workers
+        self._recorder = recorder  # with the run's stream options (SPEC §8)
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._active: dict[str, ActiveExecution] = {}
@@ -140,7 +125,8 @@ class ExecutionManager:
         if active.status not in (ExecutionStatus.NEW, ExecutionStatus.RUNNING):
             return False  # it has just ended (or paused): the caller's transition check decides
         active.cancel_event.set()
-        active.task.cancel()
+        if active.streaming:
+            active.task.cancel()
         return True
 
     async def end(
@@ -176,11 +162,17 @@ class ExecutionManager:
             await self.bus.publish(_push_event(record, event))
 
     async def _execute(self, active: ActiveExecution) -> None:
+        if active.cancel_event.is_set():  # canceled after a worker took it, before it began
+            await self._finish(RunRecorder(active.record, {}, {}), ExecutionStatus.CANCELED)
+            return
         recorder, compiled, resuming = await self._start(active.record)
         if compiled is None:
             await self._finish(recorder, ExecutionStatus.ERROR)
             return
         try:
+            active.streaming = True
+            if active.cancel_event.is_set():  # canceled while it began
+                raise asyncio.CancelledError
             status = await self._stream(recorder, compiled, resuming)
         except asyncio.CancelledError:
             if not active.cancel_event.is_set():
@@ -206,7 +198,7 @@ class ExecutionManager:
             compiled = await self._compile(record)
         except Exception as exc:  # e.g. a registered graph that is not registered any more
             failure = f"cannot run this workflow: {exc}", type(exc).__name__
-        recorder = RunRecorder(
+        recorder = self._recorder(
             record, compiled.nodes if compiled else {}, compiled.predecessors if compiled else {}
         )
         check_transition(record.status, ExecutionStatus.RUNNING)
@@ -224,14 +216,12 @@ class ExecutionManager:
         waiting = False
         timeout = compiled.settings.get("timeout_s")
         async with asyncio.timeout(float(timeout) if timeout else None):
-            async for event in self._runner.stream(
-                compiled,
-                thread_id=record.id,
-                input=record.input,
-                resume=record.resume_value,
-                resuming=resuming,
-            ):
-                if isinstance(event, TaskStarted):
+            state = run_state(record)
+            async for event in run_events(self._runner, compiled, recorder, resuming, state):
+                if isinstance(event, Flush | NodeStreamed):
+                    if flushed := recorder.streamed(event):  # most chunks only wait
+                        await self._emit(record, flushed)
+                elif isinstance(event, TaskStarted):
                     before = recorder.node_started(event.task_id, event.name)
                     await self._emit(record, [before] if before else [])
                 else:

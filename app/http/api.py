@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any, Final
 
 import msgspec
-from msgspec.json import schema
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from app.errors import BackendUnavailable, Conflict, NotFound, QueueFull
+from app.http import control
 from app.http.bodies import execution_dto, run_accepted
-from app.http.operation import Answer, Body, Call, Header, Operation, Query, operation
+from app.http.operation import PUSH_REF_HEADER, Answer, Body, Call, Operation, Query, operation
 from app.http.params import EXECUTION_PATH, WORKFLOW_PATH
 from app.http.schemas import (
     CancelAccepted,
@@ -32,7 +32,6 @@ from app.http.schemas import (
     WorkflowList,
 )
 from app.messages import encoder
-from app.model.ids import Identifier
 from app.model.records import ExecutionQuery, JsonObject
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
@@ -55,9 +54,6 @@ STATUS: Final = Query("status", "only runs with this status", "choice", choices=
 PAGE: Final = (
     Query("limit", "page size", "integer", default=20, low=1, high=200),
     Query("offset", "runs to skip, newest first", "integer"),
-)
-PUSH_REF_HEADER: Final = Header(
-    "push-ref", "the pushRef to send the run's messages to (or push_ref)", schema(Identifier)
 )
 WORKFLOW_BODY: Final = Body(Workflow, required=True, decode_as=JsonObject)
 STORED: Final = Answer(200, "the stored workflow", StoredWorkflow)
@@ -134,7 +130,7 @@ async def run_workflow(call: Call) -> RunAccepted:
     "GET",
     f"{WORKFLOW}/executions",
     Answer(200, "one page, newest first", ExecutionList),
-    query=(STATUS, *PAGE),
+    query=(Query("retry_of", "only the retries of this run", "identifier"), STATUS, *PAGE),
     errors=(NotFound,),
 )
 async def list_workflow_executions(call: Call) -> ExecutionList:
@@ -153,6 +149,7 @@ async def _page(call: Call, workflow_id: str | None) -> ExecutionList:
         workflow_id=workflow_id,
         status=ExecutionStatus(status) if status else None,
         owner=call.owner,
+        retry_of=call.query["retry_of"],
         limit=call.query["limit"],
         offset=call.query["offset"],
     )
@@ -165,7 +162,12 @@ async def _page(call: Call, workflow_id: str | None) -> ExecutionList:
     "GET",
     "/agents/executions",
     Answer(200, "one page, newest first", ExecutionList),
-    query=(Query("workflow_id", "only this workflow's runs", "identifier"), STATUS, *PAGE),
+    query=(
+        Query("workflow_id", "only this workflow's runs", "identifier"),
+        Query("retry_of", "only the retries of this run", "identifier"),
+        STATUS,
+        *PAGE,
+    ),
 )
 async def list_executions(call: Call) -> ExecutionList:
     """Runs across workflows, newest first."""
@@ -274,6 +276,7 @@ async def metrics(call: Call) -> str:
     return rt.service.metrics_text() + rt.hub.metrics_text()
 
 
+#: Every REST route, in the order they are matched (run control after the routes above).
 OPERATIONS: Final[tuple[Operation, ...]] = (
     create_workflow,
     list_workflows,
@@ -290,6 +293,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     healthz,
     readyz,
     metrics,
+    *control.OPERATIONS,
 )
 
 

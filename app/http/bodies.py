@@ -23,6 +23,7 @@ def execution_links(execution_id: str, workflow_id: str) -> ExecutionLinks:
         stream=f"{base}/stream",
         cancel=f"{base}/cancel",
         resume=f"{base}/resume",
+        retry=f"{base}/retry",
         workflow=f"/agents/workflows/{workflow_id}",
     )
 
@@ -84,8 +85,11 @@ def execution_dto(record: ExecutionRecord, *, include_data: bool = False) -> Exe
         summary=_summary(record, duration),
         run_data_meta={name: [_run_meta(r) for r in rs] for name, rs in record.run_data.items()},
         graph_state=record.graph_state,
+        streams=record.streams,
         links=execution_links(record.id, record.workflow_id),
     )
+    if record.retry_of is not None:
+        dto.links.retry_of = f"/agents/executions/{record.retry_of}"
     if include_data:
         dto.data = record.outputs
     return dto

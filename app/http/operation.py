@@ -17,9 +17,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import msgspec
+from msgspec.json import schema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -36,7 +37,7 @@ from app.http.auth import authenticate
 from app.http.params import QueryReader
 from app.messages import encoder
 from app.model.cursor import MAX_CURSOR, parse_integer
-from app.model.ids import ID_PATTERN
+from app.model.ids import ID_PATTERN, Identifier
 from app.runtime import runtime
 from app.workflows.checks import check_value
 
@@ -50,6 +51,12 @@ class Header:
     name: str
     description: str
     schema: JsonObject = field(default_factory=lambda: {"type": "string"})
+
+
+#: The ``push-ref`` header of the routes that start a run (the body's ``push_ref`` wins).
+PUSH_REF_HEADER: Final = Header(
+    "push-ref", "the pushRef to send the run's messages to (or push_ref)", schema(Identifier)
+)
 
 
 @dataclass(frozen=True, slots=True)

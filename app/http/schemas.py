@@ -8,7 +8,7 @@ that are ``null`` until something happens (``stopped_at``) are typed ``... | Non
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -30,6 +30,45 @@ class RunBody(msgspec.Struct, forbid_unknown_fields=True):
     input: JsonObject | None = None
     #: Also taken from the ``push-ref`` header.
     push_ref: Identifier | None = None
+
+
+class RetryBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /agents/executions/{id}/retry``: where to start again, and what to change."""
+
+    #: Default: the node that failed, or the first that did not finish.
+    from_node: str | None = None
+    #: ``original``: the workflow as the run had it; ``saved``: as it is stored now.
+    workflow: Literal["original", "saved"] = "original"
+    #: node name -> the result to use in place of its recorded one.
+    state: dict[str, dict[str, Any]] | None = None
+    #: Replaces the run input.
+    input: JsonObject | None = None
+    push_ref: Identifier | None = None
+
+
+Unfinished = Literal["new", "running", "waiting"]
+
+
+class CancelFilter(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /agents/executions/cancel``: which runs; at least one field."""
+
+    workflow_id: str | None = None
+    #: Default: all three unfinished statuses.
+    status: Annotated[list[Unfinished], Meta(min_length=1)] | None = None
+
+
+#: The body as sent: it must name a workflow or statuses (the service says so with a 422).
+CancelFilterBody = Annotated[
+    CancelFilter,
+    Meta(
+        extra_json_schema={
+            "anyOf": [
+                {"required": ["workflow_id"], "properties": {"workflow_id": {"type": "string"}}},
+                {"required": ["status"], "properties": {"status": {"type": "array"}}},
+            ]
+        }
+    ),
+]
 
 
 class ResumeBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -90,7 +129,10 @@ class ExecutionLinks(msgspec.Struct):
     stream: str
     cancel: str
     resume: str
+    retry: str
     workflow: str
+    #: The run this one retries, when it is a retry.
+    retry_of: str | UnsetType = UNSET
 
 
 class ExecutionSummary(msgspec.Struct):
@@ -135,9 +177,17 @@ class ExecutionDto(msgspec.Struct):
     run_data_meta: dict[str, list[NodeRunMeta]]
     #: ``GraphState.to_frontend_format()``: per-node status, completed, running, errors.
     graph_state: JsonObject
+    #: node name -> message id -> the text it streamed so far, for running nodes.
+    streams: dict[str, dict[str, str]]
     links: ExecutionLinks
     #: With ``include_data=true``: every node's output data, one entry per run.
     data: dict[str, list[Any]] | UnsetType = UNSET
+
+
+class BulkCanceled(msgspec.Struct):
+    """How many runs the filter matched; each gets its ``executionFinished{canceled}``."""
+
+    canceled: int
 
 
 class ExecutionList(msgspec.Struct):

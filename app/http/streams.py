@@ -11,12 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from app.errors import BadRequest, GraphpushError, NotFound, Unauthorized
+from app.errors import (
+    BadRequest,
+    Forbidden,
+    GraphpushError,
+    NotAcceptable,
+    NotFound,
+    Unauthorized,
+)
 from app.http.operation import Header, Query
 from app.http.params import EXECUTION_PATH
 from app.model.cursor import MAX_CURSOR
 from app.model.ids import ID_PATTERN
-from app.push.admission import Forbidden, NotAcceptable
 
 
 @dataclass(frozen=True, slots=True)

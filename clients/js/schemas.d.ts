@@ -6,6 +6,11 @@ export interface Ack {
   data: ReplyData;
 }
 
+/** How many runs the filter matched; each gets its ``executionFinished{canceled}``. */
+export interface BulkCanceled {
+  canceled: number;
+}
+
 export interface CancelAccepted {
   execution_id: string;
   status: string;
@@ -15,6 +20,12 @@ export interface CancelAccepted {
 export interface CancelExecution {
   type: "cancel_execution";
   data: ExecutionRef;
+}
+
+/** ``POST /agents/executions/cancel``: which runs; at least one field. */
+export interface CancelFilter {
+  workflow_id?: string | null;
+  status?: ("new" | "running" | "waiting")[] | null;
 }
 
 /** One target of an output: n8n's ``IConnection``. */
@@ -64,6 +75,7 @@ export interface ExecutionDto {
   summary: ExecutionSummary;
   run_data_meta: { [key: string]: NodeRunMeta[] };
   graph_state: { [key: string]: unknown };
+  streams: { [key: string]: { [key: string]: string } };
   links: ExecutionLinks;
   data?: { [key: string]: unknown[] };
 }
@@ -86,7 +98,9 @@ export interface ExecutionLinks {
   stream: string;
   cancel: string;
   resume: string;
+  retry: string;
   workflow: string;
+  retry_of?: string;
 }
 
 /** One page, newest first. */
@@ -120,6 +134,7 @@ export interface ExecutionSnapshotData {
   executionId: string;
   status: string;
   graph_state: { [key: string]: unknown };
+  streams?: { [key: string]: { [key: string]: string } };
 }
 
 export interface ExecutionStarted {
@@ -213,6 +228,18 @@ export interface NodeExecuteBeforeData {
   graph_state?: { [key: string]: unknown };
 }
 
+export interface NodeExecuteStream {
+  type: "nodeExecuteStream";
+  data: NodeExecuteStreamData;
+}
+
+/** SPEC §8: chunks a running node streamed (LLM text, tool-call arguments, custom payloads). No ``graph_state``: the one execution message without it. */
+export interface NodeExecuteStreamData {
+  executionId: string;
+  nodeName: string;
+  chunks: ({ [key: string]: unknown })[];
+}
+
 /** One run of one node. */
 export interface NodeRunMeta {
   status: string;
@@ -254,6 +281,15 @@ export interface ResumeFailed {
 
 export interface ResumeFailedData {
   lastEventId: number;
+}
+
+/** ``POST /agents/executions/{id}/retry``: where to start again, and what to change. */
+export interface RetryBody {
+  from_node?: string | null;
+  workflow?: "original" | "saved";
+  state?: { [key: string]: { [key: string]: unknown } } | null;
+  input?: { [key: string]: unknown } | null;
+  push_ref?: string | null;
 }
 
 /** The 202 of a run or a resume: the execution id and where to follow it. */
@@ -357,6 +393,7 @@ export interface WorkflowSettings {
 export type PushMessage =
   | ExecutionStarted
   | NodeExecuteBefore
+  | NodeExecuteStream
   | NodeExecuteAfter
   | NodeExecuteAfterData
   | ExecutionWaiting
@@ -371,6 +408,7 @@ export type StreamMessage =
   | ExecutionSnapshot
   | ExecutionStarted
   | NodeExecuteBefore
+  | NodeExecuteStream
   | NodeExecuteAfter
   | NodeExecuteAfterData
   | ExecutionWaiting

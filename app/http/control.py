@@ -1,0 +1,70 @@
+"""Run control over REST beyond one run's cancel and resume (SPEC §9): retry (and fork) a
+finished run, and cancel many runs at once. Declared like every route
+(:mod:`app.http.operation`); :mod:`app.http.api` serves them after its own."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from app.errors import Conflict, NotFound, QueueFull, RetryFromNodeUnsupported
+from app.http.bodies import run_accepted
+from app.http.operation import PUSH_REF_HEADER, Answer, Body, Call, Operation, operation
+from app.http.params import EXECUTION_PATH
+from app.http.schemas import (
+    BulkCanceled,
+    CancelFilter,
+    CancelFilterBody,
+    RetryBody,
+    RunAccepted,
+)
+from app.model.status import ExecutionStatus
+from app.runtime import runtime
+
+
+@operation(
+    "POST",
+    f"{EXECUTION_PATH}/retry",
+    Answer(202, "the new run is stored and queued", RunAccepted),
+    body=Body(RetryBody),
+    headers=(PUSH_REF_HEADER,),
+    errors=(NotFound, Conflict, RetryFromNodeUnsupported, QueueFull),
+)
+async def retry_execution(call: Call) -> RunAccepted:
+    """Retry a finished run as a new one (409 while it is new, running or waiting).
+
+    It reuses the recorded results of the nodes before `from_node` and starts there;
+    `state` replaces some of those results and `input` the run input (a fork).
+    """
+    retry: RetryBody = call.body or RetryBody()
+    record = await runtime(call.request).service.retry_execution(
+        call.path("execution_id"),
+        from_node=retry.from_node,
+        saved=retry.workflow == "saved",
+        state=retry.state,
+        input=retry.input,
+        push_ref=retry.push_ref or call.request.headers.get("push-ref"),
+        owner=call.owner,
+    )
+    return run_accepted(record)
+
+
+@operation(
+    "POST",
+    "/agents/executions/cancel",
+    Answer(202, "the runs the filter matched are being canceled", BulkCanceled),
+    body=Body(CancelFilterBody, required=True),
+)
+async def cancel_executions(call: Call) -> BulkCanceled:
+    """Cancel every new, running or waiting run the filter matches."""
+    cancel: CancelFilter = call.body
+    canceled = await runtime(call.request).service.cancel_executions(
+        workflow_id=cancel.workflow_id,
+        statuses=None if cancel.status is None else [ExecutionStatus(s) for s in cancel.status],
+        owner=call.owner,
+    )
+    return BulkCanceled(canceled=canceled)
+
+
+#: Matched after the routes of :mod:`app.http.api`: ``POST /agents/executions/cancel`` is
+#: served here, the execution route there taking GET only.
+OPERATIONS: Final[tuple[Operation, ...]] = (cancel_executions, retry_execution)
