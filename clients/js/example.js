@@ -1,6 +1,6 @@
 // @ts-check
 // A tour of the client against a server with the example workflows loaded
-// (`graphpush serve`): run, follow, resume, cancel, subscribe. Type-checked by `tsc`.
+// (`graphpush serve`): run, follow, resume, cancel, retry, subscribe. Type-checked by `tsc`.
 import { Graphpush, GraphpushError } from "./graphpush.js";
 
 /** @param {string} baseUrl e.g. "http://127.0.0.1:8000" */
@@ -45,14 +45,18 @@ export async function tour(baseUrl) {
     if (error instanceof GraphpushError) console.log(error.status, error.code); // 404 not_found
   }
 
-  // 4. Follow a run started elsewhere: replay it from the start on this channel...
+  // 4. Retry a finished run (from where it failed, or all of it after a success).
+  const retried = await client.retry(linear, { pushRef: channel.pushRef });
+  console.log("retried as", retried.execution_id, retried.status);
+
+  // 5. Follow a run started elsewhere: replay it from the start on this channel...
   await channel.subscribeExecution(linear, { after: 0 });
   // ...or on its own stream, from any seq.
   for await (const message of client.followExecution(linear, { after: 2 })) {
     console.log("replayed", message.type);
   }
 
-  // 5. Reconnect later (another page, after a reload) without losing a message.
+  // 6. Reconnect later (another page, after a reload) without losing a message.
   const lastEventId = channel.lastEventId;
   channel.close();
   const again = client.connect({ pushRef: channel.pushRef, lastEventId });

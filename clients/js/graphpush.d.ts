@@ -2,12 +2,14 @@
 // the server's Structs into schemas.d.ts; this file types the client around them.
 
 import type {
+  BulkCanceled,
   ExecutionDto,
   ExecutionList,
   EventLog,
   CancelAccepted,
   PushMessage,
   ReplyData,
+  RetryBody,
   RunAccepted,
   StoredWorkflow,
   StreamMessage,
@@ -110,12 +112,27 @@ export class Graphpush {
   executions(options?: {
     workflowId?: string;
     status?: ExecutionDto["status"];
+    retryOf?: string;
     limit?: number;
     offset?: number;
   }): Promise<ExecutionList>;
   events(executionId: string, options?: { after?: number }): Promise<EventLog>;
   cancel(executionId: string): Promise<CancelAccepted>;
   resume(executionId: string, value?: unknown): Promise<RunAccepted>;
+  retry(
+    executionId: string,
+    options?: {
+      fromNode?: string;
+      workflow?: RetryBody["workflow"];
+      state?: RetryBody["state"];
+      input?: Record<string, unknown>;
+      pushRef?: string;
+    },
+  ): Promise<RunAccepted>;
+  cancelExecutions(filter: {
+    workflowId?: string;
+    status?: ("new" | "running" | "waiting")[];
+  }): Promise<BulkCanceled>;
   connect(options?: ChannelOptions): PushChannel;
   followExecution(
     executionId: string,

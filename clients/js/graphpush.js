@@ -144,8 +144,8 @@ export class Graphpush {
     return this.request("GET", `/agents/executions/${enc(executionId)}`, { query });
   }
 
-  executions({ workflowId, status, limit, offset } = {}) {
-    const query = { workflow_id: workflowId, status, limit, offset };
+  executions({ workflowId, status, retryOf, limit, offset } = {}) {
+    const query = { workflow_id: workflowId, status, retry_of: retryOf, limit, offset };
     return this.request("GET", "/agents/executions", { query });
   }
 
@@ -164,6 +164,22 @@ export class Graphpush {
     return this.request("POST", `/agents/executions/${enc(executionId)}/resume`, {
       body: { value },
     });
+  }
+
+  /**
+   * Run a finished run again as a new one, from `fromNode` (default: where it failed or
+   * stopped), reusing the results of the nodes before it; `state` replaces some of those
+   * results and `input` the run input. `workflow`: "original" (default) or "saved".
+   */
+  retry(executionId, { fromNode, workflow, state, input, pushRef } = {}) {
+    const body = { from_node: fromNode, workflow, state, input, push_ref: pushRef };
+    return this.request("POST", `/agents/executions/${enc(executionId)}/retry`, { body });
+  }
+
+  /** Cancel every new, running or waiting run of `workflowId` (or with one of `status`). */
+  cancelExecutions({ workflowId, status }) {
+    const body = { workflow_id: workflowId, status };
+    return this.request("POST", "/agents/executions/cancel", { body });
   }
 
   // ---- push -----------------------------------------------------------------------------

@@ -177,3 +177,4 @@ def test_the_readme_example_runs_as_written(
     assert "finished: success last id 11" in logged, logged  # linear: 3 nodes, 11 messages
     assert "404 not_found" in logged, logged
     assert "replayed executionFinished" in logged, logged
+    assert any(line.startswith("retried as ") and line.endswith(" new") for line in logged)
