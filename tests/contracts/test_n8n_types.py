@@ -92,6 +92,9 @@ MERGE = workflow(
         ("Join", 0, "End"),
     ],
 )
+STREAMING = chain(
+    node("Start"), node("Work", "python", function="support.stream_functions:progress_in_a_thread")
+)
 WAIT = chain(node("Start"), node("Approve", "wait", message="ok?"), node("Done", "set"))
 SLOW = chain(node("Start"), node("Sleep", "delay", ms=60_000), node("After", "set"))
 
@@ -118,7 +121,8 @@ def toolchain() -> tuple[str, Path]:
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    allowed = msgspec.structs.replace(settings, python_modules=counting.MODULES)
+    modules = (*counting.MODULES, "support.stream_functions")
+    allowed = msgspec.structs.replace(settings, python_modules=modules)
     async with running_app(allowed, register) as (_, client):
         yield client
 
@@ -172,6 +176,7 @@ async def scenarios(client: httpx.AsyncClient) -> dict[str, str]:
             ("if_branch", IF, {"input": {"topic": "sales"}}),
             ("switch_branch", SWITCH, {"input": {"kind": "b"}}),
             ("merge", MERGE, {}),
+            ("stream", STREAMING, {}),
         )
     }
     counting.failing.add("flaky")
@@ -236,12 +241,13 @@ async def test_every_logged_message_type_checks_against_n8ns_published_types(
     toolchain: tuple[str, Path], client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     node_bin, tsc = toolchain
-    ours = {
-        f"{name}_{m['seq']}_{m['type']}": n8n_message(m)
+    logged = {
+        f"{name}_{m['seq']}_{m['type']}": m
         for name, execution_id in (await scenarios(client)).items()
         for m in await logged_messages(client, execution_id)
-        if m["type"] not in EXTENSION_TYPES
     }
+    ours = {k: n8n_message(m) for k, m in logged.items() if m["type"] not in EXTENSION_TYPES}
+    assert "nodeExecuteStream" in {m["type"] for m in logged.values()}
     # Not logged: what the manager broadcasts for each run a restart found crashed.
     recovered = encode(ExecutionRecovered(ExecutionRecoveredData("crashed-run")))
     ours["recovered"] = msgspec.json.decode(recovered)
