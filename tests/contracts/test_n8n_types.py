@@ -9,6 +9,10 @@ constant of a generated TypeScript module, typed as n8n's push message of its ``
 messages (the wire form must accept what n8n sends) and deliberately broken copies of ours
 under ``@ts-expect-error`` (tsc must reject each, so the check can fail).
 
+``executionRecovered`` is not logged; it is checked as the manager builds it. A run that
+crashed with its process is not run here: it ends with the same ``executionFinished`` as
+the canceled ones, with status ``crashed`` (``tests/e2e/test_restart.py``).
+
 The npm project ``n8n-types/`` is installed by ``scripts/setup``; without node or that
 install the test skips, except on CI (``CI=true``), where it fails.
 """
@@ -106,7 +110,6 @@ def think(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def register(service: ExecutionService) -> None:
-    builder: StateGraph[dict[str, Any], Any, dict[str, Any], dict[str, Any]]
     builder = StateGraph(dict[str, Any])
     builder.add_node("think", think)
     builder.add_edge(START, "think")
