@@ -13,6 +13,7 @@ from app.http.api import OPERATIONS
 from app.http.openapi import openapi_document
 from app.main import create_app
 from app.settings import Settings
+from support.npm import installed
 
 #: Routes that are not the REST API: the canvas and the reference documents themselves.
 NOT_REST = {"canvas", "openapi", "api_docs", "asyncapi"}
@@ -69,6 +70,7 @@ async def test_parameters_carry_their_limits(client: httpx.AsyncClient) -> None:
 async def test_docs_page_and_its_assets_are_served_from_this_server(
     client: httpx.AsyncClient,
 ) -> None:
+    installed("swagger-ui-dist/swagger-ui-bundle.js")
     page = await client.get("/docs")
     assert page.status_code == 200, page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]

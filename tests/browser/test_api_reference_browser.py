@@ -11,6 +11,7 @@ from test_web_browser import browser, open_page
 
 from app.settings import Settings
 from support.app import Server
+from support.npm import installed
 
 __all__ = ["browser", "open_page"]  # the fixtures of the canvas tests, shared
 
@@ -18,6 +19,7 @@ __all__ = ["browser", "open_page"]  # the fixtures of the canvas tests, shared
 def test_docs_renders_every_operation_offline(
     serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
 ) -> None:
+    installed("swagger-ui-dist/swagger-ui-bundle.js")
     server = serve(settings)
     document = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
     operations = [(m.upper(), p) for p, ms in document["paths"].items() for m in ms]

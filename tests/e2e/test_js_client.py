@@ -9,13 +9,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from app.http.typescript import typescript
+from support.npm import installed
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "clients" / "js"
-TSC = ROOT / "node_modules" / ".bin" / "tsc"
 
 
 def test_the_generated_types_are_current() -> None:
@@ -26,28 +24,29 @@ def test_the_generated_types_are_current() -> None:
 
 
 def test_the_declarations_and_the_example_type_check() -> None:
-    if not TSC.exists():
-        pytest.fail("node_modules/.bin/tsc is missing: run scripts/setup")
     done = subprocess.run(
-        [TSC, "-p", CLIENT / "tsconfig.json"], capture_output=True, text=True, timeout=120
+        [installed(".bin/tsc"), "-p", CLIENT / "tsconfig.json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_type_error_in_the_example_is_caught(tmp_path: Path) -> None:
-    if not TSC.exists():
-        pytest.fail("node_modules/.bin/tsc is missing: run scripts/setup")
+    tsc = installed(".bin/tsc")
     for name in ("graphpush.d.ts", "schemas.d.ts", "tsconfig.json"):
         shutil.copy(CLIENT / name, tmp_path / name)
     broken = (CLIENT / "example.js").read_text().replace("data.nodeName", "data.nodeNam")
     (tmp_path / "example.js").write_text(broken)
     done = subprocess.run(
-        [TSC, "-p", tmp_path / "tsconfig.json"], capture_output=True, text=True, timeout=120
+        [tsc, "-p", tmp_path / "tsconfig.json"], capture_output=True, text=True, timeout=120
     )
     assert "Property 'nodeNam' does not exist" in done.stdout, done.stdout + done.stderr
 
 
 def test_npm_pack_ships_the_module_its_types_and_readme() -> None:
+    installed(".bin/tsc")  # npm is there: scripts/setup installed with it
     done = subprocess.run(
         ["npm", "pack", "--dry-run", "--json"],
         cwd=CLIENT,
