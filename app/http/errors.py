@@ -10,18 +10,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import GraphpushError, Unauthorized
-from app.http.schemas import ErrorBody, ErrorInfo
 from app.messages import encoder
 from app.push.connection import CloseCode
 
 log = logging.getLogger("graphpush")
+
+
+class ErrorInfo(msgspec.Struct):
+    code: Annotated[str, msgspec.Meta(description="machine-readable, e.g. not_found")]
+    message: str
+    #: For ``validation_failed``: every problem as ``{"path", "message"}``.
+    details: Any = None
+
+
+class ErrorBody(msgspec.Struct):
+    """The body of every error answer."""
+
+    error: ErrorInfo
+
 
 #: Starlette's own errors by status; any other status is ``http_error``.
 _HTTP_CODES: Final = {404: "not_found", 405: "method_not_allowed"}

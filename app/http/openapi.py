@@ -16,8 +16,8 @@ from typing import Any, Final
 import msgspec
 
 from app.errors import GraphpushError
+from app.http.errors import ErrorBody
 from app.http.operation import Header, Operation, Query
-from app.http.schemas import ErrorBody
 from app.http.streams import EVENT_STREAMS, EventStreamRoute
 from app.model.ids import ID_PATTERN
 

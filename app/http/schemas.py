@@ -80,19 +80,6 @@ class ResumeBody(msgspec.Struct, forbid_unknown_fields=True):
 # ---- answers -----------------------------------------------------------------------------
 
 
-class ErrorInfo(msgspec.Struct):
-    code: Annotated[str, Meta(description="machine-readable, e.g. not_found, validation_failed")]
-    message: str
-    #: For ``validation_failed``: every problem as ``{"path", "message"}``.
-    details: Any = None
-
-
-class ErrorBody(msgspec.Struct):
-    """The body of every error answer."""
-
-    error: ErrorInfo
-
-
 class StoredWorkflow(Workflow, frozen=True, kw_only=True):
     """A workflow as stored; ``graph`` marks a graph registered from Python."""
 
