@@ -99,11 +99,11 @@ async def test_large_messages_arrive_whole_with_their_meta_id(served: tuple[Harn
     sizes = [10, 300_000, 20, 700_000, 30]
     async with connect(f"ws://{host}/agents/push?pushRef=big", max_size=None) as ws:
         for seq, size in enumerate(sizes, 1):
-            blob = b'{"type":"nodeExecuteBefore","data":{"pad":"%s"}}' % (b"x" * size)
+            blob = encode(before("e1", "x" * size, seq))  # a node name of ``size`` characters
             harness.bus.publish_nowait(PushEvent("e1", seq, "nodeExecuteBefore", blob, "big"))
         got = [decode(await asyncio.wait_for(ws.recv(), 10)) for _ in sizes]
     assert [m["meta"]["id"] for m in got] == [1, 2, 3, 4, 5]
-    assert [len(m["data"]["pad"]) for m in got] == sizes
+    assert [len(m["data"]["nodeName"]) for m in got] == sizes
 
 
 async def _receive(ws: Any, count: int) -> list[int]:
