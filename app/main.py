@@ -17,6 +17,7 @@ from app.errors import GraphpushError
 from app.executions.service import ExecutionService
 from app.http.api import JSONResponse, api_routes
 from app.http.web import web_routes
+from app.metrics import LoopLag
 from app.push.hub import PushHub
 from app.runtime import Runtime
 from app.settings import Settings, load_settings
@@ -69,7 +70,8 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
                 setup(service)
             if settings.load_examples:
                 await load_examples(service.workflows)
-            app.state.runtime = Runtime(settings, store, service.workflows, bus, service, hub)
+            lag = await stack.enter_async_context(LoopLag())
+            app.state.runtime = Runtime(settings, store, service.workflows, bus, service, hub, lag)
             await service.start()
             stack.push_async_callback(service.shutdown)
             yield

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, cast
 from starlette.requests import HTTPConnection
 
 from app.bus.base import EventBus
+from app.metrics import LoopLag
 from app.settings import Settings
 from app.storage.base import ExecutionStore
 
@@ -25,6 +26,7 @@ class Runtime:
     bus: EventBus
     service: ExecutionService
     hub: PushHub
+    loop_lag: LoopLag | None = None
 
 
 def runtime(conn: HTTPConnection) -> Runtime:

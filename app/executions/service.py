@@ -63,6 +63,7 @@ class ExecutionService:
             compile=workflows.compile,
             runner=runner,
             workers=settings.workers,
+            timeout_s=settings.execution_timeout_s,
         )
 
     # ---- Python API --------------------------------------------------------------------

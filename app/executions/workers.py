@@ -70,13 +70,17 @@ class ExecutionManager:
         compile: Compile,
         runner: GraphRunner,
         workers: int = 1,
+        timeout_s: float = 0.0,
     ) -> None:
+        """``timeout_s``: the longest a run may execute (0: no limit), unless its workflow's
+        ``settings.timeout_s`` is shorter."""
         self.store = store
         self.bus = bus
         self.queue = queue
         self._compile = compile
         self._runner = runner
         self._worker_count = workers
+        self._timeout_s = timeout_s
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._active: dict[str, ActiveExecution] = {}
@@ -178,24 +182,43 @@ class ExecutionManager:
 
     async def _execute(self, active: ActiveExecution) -> None:
         recorder, compiled, resuming = await self._start(active.record)
-        if compiled is None:
-            await self._finish(recorder, ExecutionStatus.ERROR)
-            return
+        status = ExecutionStatus.ERROR
         try:
-            status = await self._stream(recorder, compiled, resuming)
+            if compiled is not None:
+                status = await self._outcome(active, recorder, compiled, resuming)
+        except asyncio.CancelledError:  # not asked for: the event loop is closing
+            status = ExecutionStatus.CANCELED
+            raise
+        finally:
+            # Whatever happened above, the run ends here: never left ``running`` (SPEC §10).
+            await self._finish(recorder, status)
+
+    async def _outcome(
+        self,
+        active: ActiveExecution,
+        recorder: RunRecorder,
+        compiled: CompiledWorkflow,
+        resuming: bool,
+    ) -> ExecutionStatus:
+        """Run the graph within its time limit; the status the run ends (or pauses) with."""
+        limit = time_limit(compiled.settings.get("timeout_s"), self._timeout_s)
+        scope = asyncio.timeout(limit)
+        try:
+            async with scope:
+                return await self._stream(recorder, compiled, resuming)
         except asyncio.CancelledError:
             if not active.cancel_event.is_set():
                 raise
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            status = ExecutionStatus.CANCELED
-        except TimeoutError:
-            recorder.fail_run(f"timed out after {compiled.settings.get('timeout_s')} s", "timeout")
-            status = ExecutionStatus.CANCELED
-        except Exception as exc:
+            return ExecutionStatus.CANCELED
+        except Exception as exc:  # a node's error, or the engine's own
+            if isinstance(exc, TimeoutError) and scope.expired():
+                # n8n ends a timed-out run ``canceled``, with an error that says why.
+                recorder.time_out(f"the execution timed out after {limit:g} s")
+                return ExecutionStatus.CANCELED
             if active.record.error is None:  # no node reported it: the graph itself failed
                 recorder.fail_run(str(exc) or type(exc).__name__, type(exc).__name__)
-            status = ExecutionStatus.ERROR
-        await self._finish(recorder, status)
+            return ExecutionStatus.ERROR
 
     async def _start(
         self, record: ExecutionRecord
@@ -223,21 +246,19 @@ class ExecutionManager:
     ) -> ExecutionStatus:
         record = recorder.record
         waiting = False
-        timeout = compiled.settings.get("timeout_s")
-        async with asyncio.timeout(float(timeout) if timeout else None):
-            async for event in self._runner.stream(
-                compiled,
-                thread_id=record.id,
-                input=record.input,
-                resume=record.resume_value,
-                resuming=resuming,
-            ):
-                if isinstance(event, TaskStarted):
-                    before = recorder.node_started(event.task_id, event.name)
-                    await self._emit(record, [before] if before else [])
-                else:
-                    waiting = waiting or bool(event.interrupts)
-                    await self._emit(record, recorder.node_finished(event))
+        async for event in self._runner.stream(
+            compiled,
+            thread_id=record.id,
+            input=record.input,
+            resume=record.resume_value,
+            resuming=resuming,
+        ):
+            if isinstance(event, TaskStarted):
+                before = recorder.node_started(event.task_id, event.name)
+                await self._emit(record, [before] if before else [])
+            else:
+                waiting = waiting or bool(event.interrupts)
+                await self._emit(record, recorder.node_finished(event))
         return ExecutionStatus.WAITING if waiting else ExecutionStatus.SUCCESS
 
     async def _finish(self, recorder: RunRecorder, status: ExecutionStatus) -> None:
@@ -292,6 +313,12 @@ class ExecutionManager:
         # Phase 4: every terminal message is stored and published.
         await self.drain()
         await self.store.commit()
+
+
+def time_limit(workflow_s: float | None, server_s: float) -> float | None:
+    """The time limit of a run: the smaller of its workflow's and the server's (0: none)."""
+    limits = [limit for limit in (workflow_s, server_s) if limit]
+    return min(limits) if limits else None
 
 
 def _push_event(record: ExecutionRecord, event: StoredEvent) -> PushEvent:

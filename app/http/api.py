@@ -13,6 +13,7 @@ from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, Valida
 from app.http.auth import authenticate
 from app.http.bodies import execution_dto, run_accepted
 from app.messages import encoder
+from app.metrics import prometheus
 from app.model.records import ExecutionQuery, JsonObject
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
@@ -230,7 +231,8 @@ async def healthz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     rt = runtime(request)
-    return PlainTextResponse(rt.service.metrics_text() + rt.hub.metrics_text())
+    lag = prometheus(rt.loop_lag.gauges()) if rt.loop_lag else ""
+    return PlainTextResponse(rt.service.metrics_text() + rt.hub.metrics_text() + lag)
 
 
 def api_routes() -> list[BaseRoute]:
