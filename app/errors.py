@@ -6,9 +6,12 @@
     ├── Unauthorized               401 unauthorized
     ├── NotFound                   404 not_found
     ├── Conflict                   409 conflict
-    │   └── IllegalTransition      409 illegal_transition
+    │   ├── IllegalTransition      409 illegal_transition
+    │   └── ConcurrencyConflict    409 concurrency_conflict
     ├── PayloadTooLarge            413 payload_too_large
     ├── ValidationFailed           422 validation_failed   (``details``: every problem)
+    │   ├── InvalidIdempotencyKey  422 invalid_idempotency_key
+    │   └── IdempotencyKeyReused   422 idempotency_key_reused
     └── QueueFull                  503 queue_full          (``Retry-After``)
 
 Node failures inside a run are not exceptions of this tree: they end the run with status
@@ -60,6 +63,12 @@ class IllegalTransition(Conflict):
     code = "illegal_transition"
 
 
+class ConcurrencyConflict(Conflict):
+    """A run with the same concurrency key is active and the strategy is ``reject``."""
+
+    code = "concurrency_conflict"
+
+
 class PayloadTooLarge(GraphpushError):
     status = 413
     code = "payload_too_large"
@@ -70,6 +79,16 @@ class ValidationFailed(GraphpushError):
 
     status = 422
     code = "validation_failed"
+
+
+class InvalidIdempotencyKey(ValidationFailed):
+    code = "invalid_idempotency_key"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    """The key was first used with another request (SPEC §10)."""
+
+    code = "idempotency_key_reused"
 
 
 class QueueFull(GraphpushError):

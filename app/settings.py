@@ -38,6 +38,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Longest a run may execute (0: no limit); a workflow's ``settings.timeout_s`` may
     #: shorten it. A run that exceeds it ends ``canceled`` with a ``timeout`` error.
     execution_timeout_s: float = 3600.0
+    #: How long an ``Idempotency-Key`` answers with its first run.
+    idempotency_ttl_s: float = 86_400.0
     #: Python modules whose functions ``python`` nodes may call.
     python_modules: tuple[str, ...] = ("app.workflows.example_functions",)
     default_recursion_limit: int = 100
@@ -61,6 +63,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("redis_url needs database_url: every process must share one store")
         if self.claim_idle_s <= 0:
             raise ValueError("claim_idle_s must be positive")
+        if self.idempotency_ttl_s <= 0:
+            raise ValueError("idempotency_ttl_s must be positive")
         if self.execution_timeout_s < 0:
             raise ValueError("execution_timeout_s must be 0 (no limit) or positive")
 

@@ -9,13 +9,22 @@ It queues, reads, cancels and resumes runs; every run ends in the
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from langgraph.pregel import Pregel
 
 from app.bus.base import EventBus
 from app.clock import new_id, now_ms
-from app.errors import IllegalTransition, NotFound, QueueFull, ValidationFailed, problem
+from app.errors import (
+    IdempotencyKeyReused,
+    IllegalTransition,
+    NotFound,
+    QueueFull,
+    ValidationFailed,
+    problem,
+)
 from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
@@ -24,6 +33,7 @@ from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionRecord,
+    IdempotencyKey,
     JsonObject,
     StoredEvent,
 )
@@ -36,6 +46,14 @@ from app.workflows.service import WorkflowService
 
 PUSH_REF = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 S = ExecutionStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """An ``Idempotency-Key`` and the fingerprint of the request that carries it."""
+
+    key: str
+    fingerprint: str
 
 
 class ExecutionService:
@@ -105,12 +123,25 @@ class ExecutionService:
         owner: str | None = None,
     ) -> ExecutionRecord:
         """Create a ``new`` run of ``workflow_id`` and queue it (n8n's manual run)."""
+        record = await self.new_run(workflow_id, input=input, push_ref=push_ref, owner=owner)
+        await self._enqueue(record)
+        return record
+
+    async def new_run(
+        self,
+        workflow_id: str,
+        *,
+        input: JsonObject | None = None,
+        push_ref: str | None = None,
+        owner: str | None = None,
+    ) -> ExecutionRecord:
+        """A ``new`` run of ``workflow_id``, neither stored nor queued."""
         if push_ref is not None and not PUSH_REF.match(push_ref):
             raise ValidationFailed(
                 "bad push_ref", [problem("push_ref", "expected [A-Za-z0-9_-]{1,64}")]
             )
         workflow, version = await self.workflows.get_versioned(workflow_id)
-        record = ExecutionRecord(
+        return ExecutionRecord(
             id=new_id(),
             workflow_id=workflow_id,
             workflow_name=str(workflow.get("name", workflow_id)),
@@ -121,8 +152,61 @@ class ExecutionService:
             workflow=workflow,
             workflow_version=version,
         )
-        await self._enqueue(record)
-        return record
+
+    async def accept(
+        self,
+        build: Callable[[], Awaitable[ExecutionRecord]],
+        answer: Callable[[ExecutionRecord], bytes],
+        *,
+        owner: str | None,
+        idempotency: Idempotency | None = None,
+    ) -> tuple[bytes, bool]:
+        """Queue the run ``build`` makes and return ``answer`` of it, and False.
+
+        With ``idempotency``, once per key and owner within ``idempotency_ttl_s`` (SPEC
+        §10): a repeated request gets the first answer, and True (replayed), and starts
+        nothing. The key is stored with the run, in one transaction. Raises
+        :class:`IdempotencyKeyReused` when the key was first used by another request."""
+        if idempotency is None:
+            record = await build()
+            await self._enqueue(record)
+            return answer(record), False
+        scope = owner or ""
+        live_since = now_ms() - int(self.settings.idempotency_ttl_s * 1000)
+        first = await self.store.get_key(scope, idempotency.key, live_since=live_since)
+        if first is None:
+            record = await build()
+            key = IdempotencyKey(
+                owner=scope,
+                key=idempotency.key,
+                fingerprint=idempotency.fingerprint,
+                execution_id=record.id,
+                created_at=now_ms(),
+                answer=answer(record),
+            )
+            first = await self._enqueue_keyed(record, key, live_since)
+            if first is None:
+                return key.answer, False
+        if first.fingerprint != idempotency.fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used with another request",
+                [problem("Idempotency-Key", "already used with a different request body")],
+            )
+        return first.answer, True
+
+    async def _enqueue_keyed(
+        self, record: ExecutionRecord, key: IdempotencyKey, live_since: int
+    ) -> IdempotencyKey | None:
+        """:meth:`_enqueue` with ``key`` stored in the run's transaction; the key that was
+        there first (and nothing stored) if another request won the race."""
+        self._reserve()
+        try:
+            first = await self.store.save_keyed(record, key, live_since=live_since)
+        finally:
+            self._reserved -= 1
+        if first is None:
+            await self.queue.put(record)
+        return first
 
     async def get_execution(self, execution_id: str, owner: str | None = None) -> ExecutionRecord:
         """The freshest view of a run: a copy of the live one while it runs here, else the

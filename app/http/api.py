@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
@@ -12,9 +13,10 @@ from starlette.routing import BaseRoute, Route
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, problem
 from app.http.auth import authenticate
 from app.http.bodies import execution_dto, run_accepted
+from app.http.idempotency import accepted_response, idempotency
 from app.messages import encoder
 from app.metrics import prometheus
-from app.model.records import ExecutionQuery, JsonObject
+from app.model.records import ExecutionQuery, ExecutionRecord, JsonObject
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
 from app.workflows.checks import check_value
@@ -141,13 +143,21 @@ async def run_workflow(request: Request) -> Response:
     owner = _owner(request)
     body = await read_body(request)
     run = decode_json(body, RunBody) if body.strip() else RunBody()
-    record = await runtime(request).service.queue_manual_execution(
-        request.path_params["workflow_id"],
-        input=run.input,
-        push_ref=run.push_ref or request.headers.get("push-ref"),
-        owner=owner,
+    push_ref = run.push_ref or request.headers.get("push-ref")
+    service = runtime(request).service
+
+    def build() -> Awaitable[ExecutionRecord]:
+        workflow_id = request.path_params["workflow_id"]
+        return service.new_run(workflow_id, input=run.input, push_ref=push_ref, owner=owner)
+
+    answer, replayed = await service.accept(
+        build, _accepted, owner=owner, idempotency=idempotency(request, run, push_ref)
     )
-    return JSONResponse(run_accepted(record), status_code=202)
+    return accepted_response(answer, replayed)
+
+
+def _accepted(record: ExecutionRecord) -> bytes:
+    return encoder.encode(run_accepted(record))
 
 
 async def workflow_executions(request: Request) -> Response:

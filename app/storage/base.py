@@ -16,6 +16,7 @@ from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionRecord,
+    IdempotencyKey,
     JsonObject,
     StoredEvent,
 )
@@ -40,6 +41,18 @@ class ExecutionStore(Protocol):
 
     async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
         """``stage`` then ``commit``."""
+        ...
+
+    async def save_keyed(
+        self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
+    ) -> IdempotencyKey | None:
+        """Store ``record`` (a new run) and ``key`` in one transaction, unless the owner's
+        key of that name created at or after ``live_since`` is stored: then store nothing
+        and return that key. Of two racing calls (any processes), exactly one stores."""
+        ...
+
+    async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
+        """The owner's key of that name if it was created at or after ``live_since``."""
         ...
 
     async def get(self, execution_id: str) -> ExecutionRecord | None: ...

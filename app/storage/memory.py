@@ -18,6 +18,7 @@ from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionRecord,
+    IdempotencyKey,
     JsonObject,
     StoredEvent,
 )
@@ -33,6 +34,7 @@ class MemoryStore(StatusUpdates):
         self._records: dict[str, bytes] = {}
         self._events: dict[str, list[StoredEvent]] = {}
         self._workflows: dict[str, JsonObject] = {}
+        self._keys: dict[tuple[str, str], IdempotencyKey] = {}
 
     async def open(self) -> None:
         return None
@@ -53,6 +55,19 @@ class MemoryStore(StatusUpdates):
 
     async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
         self.stage(record, events)
+
+    async def save_keyed(
+        self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
+    ) -> IdempotencyKey | None:
+        first = await self.get_key(key.owner, key.key, live_since=live_since)
+        if first is None:
+            self._keys[key.owner, key.key] = key
+            self.stage(record)
+        return first
+
+    async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
+        found = self._keys.get((owner, key))
+        return found if found is not None and found.created_at >= live_since else None
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
         body = self._records.get(execution_id)

@@ -31,12 +31,21 @@ from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionRecord,
+    IdempotencyKey,
     JsonObject,
     StoredEvent,
 )
 from app.model.status import ExecutionStatus
 from app.storage.base import StatusUpdates
-from app.storage.sql_rows import RecordRow, json_object, record_from_row, record_row
+from app.storage.sql_rows import (
+    KEY_COLUMNS,
+    RecordRow,
+    json_object,
+    key_from_row,
+    key_row,
+    record_from_row,
+    record_row,
+)
 from app.storage.sql_rows import where as sql_where
 
 log = logging.getLogger(__name__)
@@ -55,6 +64,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE workflows (
         id text PRIMARY KEY, body bytea NOT NULL, position bigserial NOT NULL);
     """,
+    # 2: Idempotency-Key (SPEC §10); the primary key decides a race between instances.
+    """
+    CREATE TABLE idempotency_keys (
+        owner text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,
+        execution_id text NOT NULL, created_at bigint NOT NULL, answer bytea NOT NULL,
+        PRIMARY KEY (owner, key));
+    CREATE INDEX idempotency_keys_by_execution ON idempotency_keys (execution_id);
+    """,
 )
 #: ``pg_advisory_lock`` key held while the schema (ours, the checkpointer's) is migrated.
 SCHEMA_LOCK = 0x67726170687075
@@ -69,6 +86,16 @@ _UPSERT_EVENTS = """
 INSERT INTO execution_events (execution_id, seq, type, payload)
 SELECT * FROM unnest(%s::text[], %s::integer[], %s::text[], %s::bytea[])
 ON CONFLICT (execution_id, seq) DO UPDATE SET type = excluded.type, payload = excluded.payload"""
+#: Claims the key unless a live one holds it: an expired key is taken over.
+_CLAIM_KEY = f"""
+INSERT INTO idempotency_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (owner, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+    execution_id = excluded.execution_id, created_at = excluded.created_at,
+    answer = excluded.answer
+WHERE idempotency_keys.created_at < %s
+RETURNING 1"""
+_SELECT_KEY = f"""SELECT {KEY_COLUMNS} FROM idempotency_keys
+WHERE owner = %s AND key = %s AND created_at >= %s"""
 
 
 class PostgresStore(StatusUpdates):
@@ -191,6 +218,28 @@ class PostgresStore(StatusUpdates):
         async with self._pool.connection() as conn:
             cursor = await conn.execute(sql, args)
             return await cursor.fetchall()
+
+    async def save_keyed(
+        self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
+    ) -> IdempotencyKey | None:
+        # One transaction of its own, outside the group commit: a lost race must not fail
+        # the batch of other runs. A racing insert of the same key waits for this one to
+        # end, then finds the conflict (READ COMMITTED) and stores nothing.
+        row = record_row(record)
+        columns = [[value] for value in row]
+        async with self._pool.connection() as conn, conn.transaction():
+            claimed = await conn.execute(_CLAIM_KEY, (*key_row(key), live_since))
+            if await claimed.fetchone() is None:
+                first = await (await conn.execute(_SELECT_KEY, (key.owner, key.key, 0))).fetchone()
+                if first is None:  # deleted since the conflict (pruned with its run)
+                    raise Conflict("the idempotency key is being released; retry the request")
+                return key_from_row(first)
+            await conn.execute(_UPSERT_RECORDS, columns, binary=True)
+        return None
+
+    async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
+        rows = await self._fetch(_SELECT_KEY, owner, key, live_since)
+        return key_from_row(rows[0]) if rows else None
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
         rows = await self._fetch("SELECT body, workflow FROM executions WHERE id=%s", execution_id)

@@ -12,9 +12,13 @@ from typing import Any
 import msgspec
 
 from app.messages import encoder
-from app.model.records import ExecutionQuery, ExecutionRecord
+from app.model.records import ExecutionQuery, ExecutionRecord, IdempotencyKey
 
 RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None]
+#: An ``idempotency_keys`` row: ``(owner, key, fingerprint, execution_id, created_at, answer)``.
+KeyRow = tuple[str, str, str, str, int, bytes]
+#: The columns of :data:`KeyRow`, in order.
+KEY_COLUMNS = "owner, key, fingerprint, execution_id, created_at, answer"
 
 _record_decoder = msgspec.json.Decoder(ExecutionRecord)
 json_object = msgspec.json.Decoder(dict[str, Any]).decode
@@ -56,3 +60,19 @@ def where(query: ExecutionQuery, placeholder: str) -> tuple[str, list[Any]]:
             clauses.append(f"{column}={placeholder}")
             args.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def key_row(key: IdempotencyKey) -> KeyRow:
+    return (key.owner, key.key, key.fingerprint, key.execution_id, key.created_at, key.answer)
+
+
+def key_from_row(row: Any) -> IdempotencyKey:
+    owner, key, fingerprint, execution_id, created_at, answer = row
+    return IdempotencyKey(
+        owner=owner,
+        key=key,
+        fingerprint=fingerprint,
+        execution_id=execution_id,
+        created_at=int(created_at),
+        answer=bytes(answer),
+    )

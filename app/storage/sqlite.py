@@ -36,11 +36,21 @@ from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionRecord,
+    IdempotencyKey,
     JsonObject,
     StoredEvent,
 )
 from app.storage.base import StatusUpdates
-from app.storage.sql_rows import RecordRow, json_object, record_from_row, record_row
+from app.storage.sql_rows import (
+    KEY_COLUMNS,
+    KeyRow,
+    RecordRow,
+    json_object,
+    key_from_row,
+    key_row,
+    record_from_row,
+    record_row,
+)
 from app.storage.sql_rows import where as sql_where
 
 SCHEMA = """
@@ -55,6 +65,11 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (execution_id, seq));
 CREATE TABLE IF NOT EXISTS workflows (
     id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    owner TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    execution_id TEXT NOT NULL, created_at INTEGER NOT NULL, answer BLOB NOT NULL,
+    PRIMARY KEY (owner, key));
+CREATE INDEX IF NOT EXISTS idempotency_keys_by_execution ON idempotency_keys (execution_id);
 """
 
 #: How long staged writes may wait for others to share their transaction.
@@ -66,6 +81,7 @@ CHECKPOINT_INTERVAL_S = 0.5
 _UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
     status=excluded.status, body=excluded.body, workflow=coalesce(excluded.workflow, workflow)"""
 _EventRow = tuple[str, int, str, bytes]
+_UPSERT_KEY = f"INSERT OR REPLACE INTO idempotency_keys ({KEY_COLUMNS}) VALUES (?,?,?,?,?,?)"
 
 
 class SqliteStore(StatusUpdates):
@@ -76,6 +92,7 @@ class SqliteStore(StatusUpdates):
         self._db: sqlite3.Connection | None = None
         self._records: dict[str, RecordRow] = {}
         self._events: list[_EventRow] = []
+        self._keys: list[KeyRow] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_due = 0.0
         #: Resolved when the staged writes are committed (created by the first ``commit``).
@@ -153,10 +170,11 @@ class SqliteStore(StatusUpdates):
             self._flush_handle.cancel()
             self._flush_handle = None
         records, events, done = list(self._records.values()), self._events, self._committed
+        keys, self._keys = self._keys, []
         self._records, self._events, self._committed = {}, [], None
         try:
             if records or events:
-                self._write(records, events)
+                self._write(records, events, keys)
                 self._written_since_checkpoint = True
         except Exception as exc:
             if done is None:
@@ -166,12 +184,19 @@ class SqliteStore(StatusUpdates):
             if done is not None:
                 done.set_result(None)
 
-    def _write(self, records: list[RecordRow], events: list[tuple[str, int, str, bytes]]) -> None:
+    def _write(
+        self,
+        records: list[RecordRow],
+        events: list[tuple[str, int, str, bytes]],
+        keys: list[KeyRow],
+    ) -> None:
         db = self.db
         db.execute("BEGIN")
         try:
             db.executemany(_UPSERT, records)
             db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", events)
+            # A key replaced here had expired (save_keyed checked it on this thread).
+            db.executemany(_UPSERT_KEY, keys)
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -186,6 +211,28 @@ class SqliteStore(StatusUpdates):
     def _query_all(self, sql: str, *args: Any) -> builtins.list[Any]:
         self._flush()
         return self.db.execute(sql, args).fetchall()
+
+    async def save_keyed(
+        self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
+    ) -> IdempotencyKey | None:
+        # The look-up flushes what is staged, and nothing runs between it and the staging
+        # below (no await): this process is the file's one writer, so a race is decided here.
+        first = await self.get_key(key.owner, key.key, live_since=live_since)
+        if first is not None:
+            return first
+        self._keys.append(key_row(key))
+        self.stage(record)
+        await self.commit()
+        return None
+
+    async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
+        row = self._query_one(
+            f"SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE owner=? AND key=? AND created_at>=?",
+            owner,
+            key,
+            live_since,
+        )
+        return None if row is None else key_from_row(row)
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
         row = self._query_one("SELECT body, workflow FROM executions WHERE id=?", execution_id)
