@@ -90,7 +90,7 @@ def test_every_shape_problem_is_reported_at_once() -> None:
         "entry": 7,
     }
     assert problems(body) == [
-        ("id", "expected str matching regex '^[a-zA-Z0-9_-]{1,64}$'"),
+        ("id", "expected str matching regex '^[A-Za-z0-9_-]{1,64}$'"),
         ("name", "expected str of length >= 1"),
         ("nodes[0].position", "expected array of length >= 2"),
         ("nodes[1].name", "expected str, got int"),
