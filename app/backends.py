@@ -103,6 +103,7 @@ async def _embedded(
     saver = await stack.enter_async_context(
         AsyncSqliteSaver.from_conn_string(str(settings.checkpoint_path))
     )
+    await saver.setup()  # its tables, which retention deletes from before any run pauses
     return store, saver
 
 

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from app.backends import open_backends
 from app.errors import GraphpushError
+from app.executions.retention import Pruner
 from app.executions.service import ExecutionService
 from app.http.api import JSONResponse, api_routes
 from app.http.web import web_routes
@@ -71,7 +72,11 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             if settings.load_examples:
                 await load_examples(service.workflows)
             lag = await stack.enter_async_context(LoopLag())
-            app.state.runtime = Runtime(settings, store, service.workflows, bus, service, hub, lag)
+            pruner = Pruner(store=store, checkpointer=backends.checkpointer, settings=settings)
+            await stack.enter_async_context(pruner)
+            app.state.runtime = Runtime(
+                settings, store, service.workflows, bus, service, hub, lag, pruner
+            )
             await service.start()
             stack.push_async_callback(service.shutdown)
             yield

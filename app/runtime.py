@@ -13,6 +13,7 @@ from app.settings import Settings
 from app.storage.base import ExecutionStore
 
 if TYPE_CHECKING:
+    from app.executions.retention import Pruner
     from app.executions.service import ExecutionService
     from app.push.hub import PushHub
     from app.workflows.service import WorkflowService
@@ -27,6 +28,7 @@ class Runtime:
     service: ExecutionService
     hub: PushHub
     loop_lag: LoopLag | None = None
+    pruner: Pruner | None = None
 
 
 def runtime(conn: HTTPConnection) -> Runtime:

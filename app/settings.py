@@ -40,6 +40,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     execution_timeout_s: float = 3600.0
     #: How long an ``Idempotency-Key`` answers with its first run.
     idempotency_ttl_s: float = 86_400.0
+    #: Finished runs older than this are pruned (0: no age limit); 14 days, as n8n.
+    history_max_age_s: float = 14 * 86_400.0
+    #: Finished runs kept at most, the newest (0: no count limit).
+    history_max_count: int = 10_000
+    #: How often the history is pruned.
+    prune_interval_s: float = 3600.0
     #: Python modules whose functions ``python`` nodes may call.
     python_modules: tuple[str, ...] = ("app.workflows.example_functions",)
     default_recursion_limit: int = 100
@@ -65,6 +71,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("claim_idle_s must be positive")
         if self.idempotency_ttl_s <= 0:
             raise ValueError("idempotency_ttl_s must be positive")
+        if self.history_max_age_s < 0 or self.history_max_count < 0:
+            raise ValueError("history_max_age_s and history_max_count must be 0 (no limit) or more")
+        if self.prune_interval_s <= 0:
+            raise ValueError("prune_interval_s must be positive")
         if self.execution_timeout_s < 0:
             raise ValueError("execution_timeout_s must be 0 (no limit) or positive")
 

@@ -40,6 +40,10 @@ class ResumeBody(msgspec.Struct, forbid_unknown_fields=True):
     value: Any = None
 
 
+class PruneBody(msgspec.Struct, forbid_unknown_fields=True):
+    dry_run: bool = False
+
+
 async def read_body(request: Request) -> bytes:
     """The request body, refusing what is over ``max_body_bytes`` (413) or not JSON (415)."""
     limit = runtime(request).settings.max_body_bytes
@@ -244,6 +248,17 @@ async def execution_events(request: Request) -> Response:
     )
 
 
+async def prune_executions(request: Request) -> Response:
+    """Prune the history now, as the timer does (SPEC §10); ``dry_run`` only counts."""
+    _owner(request)
+    body = await read_body(request)
+    prune = decode_json(body, PruneBody) if body.strip() else PruneBody()
+    pruner = runtime(request).pruner
+    assert pruner is not None, "the lifespan owns a pruner"
+    pruned = await pruner.prune(dry_run=prune.dry_run)
+    return JSONResponse({"pruned": pruned, "dry_run": prune.dry_run})
+
+
 # ---- operations -----------------------------------------------------------------------
 
 
@@ -254,7 +269,8 @@ async def healthz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     rt = runtime(request)
     lag = prometheus(rt.loop_lag.gauges()) if rt.loop_lag else ""
-    return PlainTextResponse(rt.service.metrics_text() + rt.hub.metrics_text() + lag)
+    pruned = prometheus({}, rt.pruner.counters()) if rt.pruner else ""
+    return PlainTextResponse(rt.service.metrics_text() + rt.hub.metrics_text() + lag + pruned)
 
 
 def api_routes() -> list[BaseRoute]:
@@ -265,6 +281,7 @@ def api_routes() -> list[BaseRoute]:
         Route(f"{WORKFLOW_PATH}/run", run_workflow, methods=["POST"]),
         Route(f"{WORKFLOW_PATH}/executions", workflow_executions, methods=["GET"]),
         Route("/agents/executions", list_executions, methods=["GET"]),
+        Route("/agents/executions/prune", prune_executions, methods=["POST"]),
         Route(EXECUTION_PATH, get_execution, methods=["GET"]),
         Route(f"{EXECUTION_PATH}/cancel", cancel_execution, methods=["POST"]),
         Route(f"{EXECUTION_PATH}/resume", resume_execution, methods=["POST"]),

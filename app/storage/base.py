@@ -57,6 +57,18 @@ class ExecutionStore(Protocol):
 
     async def get(self, execution_id: str) -> ExecutionRecord | None: ...
 
+    async def prunable(
+        self, *, created_before: int, keep: int | None, limit: int
+    ) -> builtins.list[str]:
+        """Ids of up to ``limit`` finished runs past retention, oldest first: those created
+        before ``created_before``, and those beyond the ``keep`` newest finished runs."""
+        ...
+
+    async def delete(self, execution_ids: Sequence[str]) -> int:
+        """Delete those of these runs that are finished, with their event logs and
+        idempotency keys, and reclaim the space; returns how many were deleted."""
+        ...
+
     async def list(self, query: ExecutionQuery) -> ExecutionPage:
         """Newest first, with the total matching ``query`` before ``limit``/``offset``."""
         ...

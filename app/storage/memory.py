@@ -23,6 +23,7 @@ from app.model.records import (
     StoredEvent,
 )
 from app.storage.base import StatusUpdates
+from app.storage.sql_rows import prune_count
 
 _decode = msgspec.json.Decoder(ExecutionRecord).decode
 
@@ -68,6 +69,24 @@ class MemoryStore(StatusUpdates):
     async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
         found = self._keys.get((owner, key))
         return found if found is not None and found.created_at >= live_since else None
+
+    async def prunable(
+        self, *, created_before: int, keep: int | None, limit: int
+    ) -> builtins.list[str]:
+        finished = sorted(
+            (r.created_at, r.id) for r in map(_decode, self._records.values()) if r.status.finished
+        )
+        aged = sum(1 for created_at, _ in finished if created_at < created_before)
+        count = min(limit, prune_count(len(finished), aged, keep))
+        return [execution_id for _, execution_id in finished[:count]]
+
+    async def delete(self, execution_ids: Sequence[str]) -> int:
+        gone = {i for i in execution_ids if (r := await self.get(i)) and r.status.finished}
+        for execution_id in gone:
+            del self._records[execution_id]
+            self._events.pop(execution_id, None)
+        self._keys = {k: v for k, v in self._keys.items() if v.execution_id not in gone}
+        return len(gone)
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
         body = self._records.get(execution_id)

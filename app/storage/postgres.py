@@ -38,11 +38,13 @@ from app.model.records import (
 from app.model.status import ExecutionStatus
 from app.storage.base import StatusUpdates
 from app.storage.sql_rows import (
+    FINISHED,
     KEY_COLUMNS,
     RecordRow,
     json_object,
     key_from_row,
     key_row,
+    prune_count,
     record_from_row,
     record_row,
 )
@@ -94,6 +96,13 @@ ON CONFLICT (owner, key) DO UPDATE SET fingerprint = excluded.fingerprint,
     answer = excluded.answer
 WHERE idempotency_keys.created_at < %s
 RETURNING 1"""
+#: One statement, so one short transaction per batch of ids: the run, its log, its keys.
+_DELETE_RUNS = """
+WITH gone AS (
+    DELETE FROM executions WHERE id = ANY(%s) AND status = ANY(%s) RETURNING id),
+events AS (DELETE FROM execution_events WHERE execution_id IN (SELECT id FROM gone)),
+keys AS (DELETE FROM idempotency_keys WHERE execution_id IN (SELECT id FROM gone))
+SELECT count(*) FROM gone"""
 _SELECT_KEY = f"""SELECT {KEY_COLUMNS} FROM idempotency_keys
 WHERE owner = %s AND key = %s AND created_at >= %s"""
 
@@ -240,6 +249,26 @@ class PostgresStore(StatusUpdates):
     async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
         rows = await self._fetch(_SELECT_KEY, owner, key, live_since)
         return key_from_row(rows[0]) if rows else None
+
+    async def prunable(
+        self, *, created_before: int, keep: int | None, limit: int
+    ) -> builtins.list[str]:
+        ((total, aged),) = await self._fetch(
+            "SELECT count(*), count(*) FILTER (WHERE created_at < %s) FROM executions "
+            "WHERE status = ANY(%s)",
+            created_before,
+            FINISHED,
+        )
+        rows = await self._fetch(
+            "SELECT id FROM executions WHERE status = ANY(%s) ORDER BY created_at, id LIMIT %s",
+            FINISHED,
+            min(limit, prune_count(total, aged, keep)),
+        )
+        return [row[0] for row in rows]
+
+    async def delete(self, execution_ids: Sequence[str]) -> int:
+        rows = await self._fetch(_DELETE_RUNS, list(execution_ids), FINISHED)
+        return int(rows[0][0])
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
         rows = await self._fetch("SELECT body, workflow FROM executions WHERE id=%s", execution_id)

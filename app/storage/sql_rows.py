@@ -13,6 +13,7 @@ import msgspec
 
 from app.messages import encoder
 from app.model.records import ExecutionQuery, ExecutionRecord, IdempotencyKey
+from app.model.status import ExecutionStatus
 
 RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None]
 #: An ``idempotency_keys`` row: ``(owner, key, fingerprint, execution_id, created_at, answer)``.
@@ -76,3 +77,14 @@ def key_from_row(row: Any) -> IdempotencyKey:
         created_at=int(created_at),
         answer=bytes(answer),
     )
+
+
+#: The statuses of finished runs, the only ones retention deletes.
+FINISHED = [status.value for status in ExecutionStatus if status.finished]
+
+
+def prune_count(total: int, aged: int, keep: int | None) -> int:
+    """How many of the oldest finished runs are past retention: ``total`` finished, of
+    which ``aged`` are too old, and at most ``keep`` may stay (both select a prefix of the
+    finished runs ordered oldest first)."""
+    return max(aged, 0 if keep is None else total - keep)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,16 +43,20 @@ from app.model.records import (
 )
 from app.storage.base import StatusUpdates
 from app.storage.sql_rows import (
+    FINISHED,
     KEY_COLUMNS,
     KeyRow,
     RecordRow,
     json_object,
     key_from_row,
     key_row,
+    prune_count,
     record_from_row,
     record_row,
 )
 from app.storage.sql_rows import where as sql_where
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -81,7 +86,27 @@ CHECKPOINT_INTERVAL_S = 0.5
 _UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
     status=excluded.status, body=excluded.body, workflow=coalesce(excluded.workflow, workflow)"""
 _EventRow = tuple[str, int, str, bytes]
+_FINISHED_IN = f"status IN ({','.join('?' * len(FINISHED))})"
+#: Runs, then their logs and keys, deleted by id (a JSON array: no limit on how many).
+_DELETE_RUNS = f"""DELETE FROM executions WHERE id IN (SELECT value FROM json_each(?))
+    AND {_FINISHED_IN} RETURNING id"""
+_DELETE_LOGS = (
+    "DELETE FROM events WHERE execution_id IN (SELECT value FROM json_each(?))",
+    "DELETE FROM idempotency_keys WHERE execution_id IN (SELECT value FROM json_each(?))",
+)
 _UPSERT_KEY = f"INSERT OR REPLACE INTO idempotency_keys ({KEY_COLUMNS}) VALUES (?,?,?,?,?,?)"
+
+
+def _reclaim_space(db: sqlite3.Connection) -> None:
+    """Make deletes give space back to the file (``auto_vacuum=INCREMENTAL``, then
+    ``PRAGMA incremental_vacuum`` after each prune). A database made without it is
+    converted once, by a ``VACUUM`` (it rewrites the file)."""
+    if db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+        return
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        log.info("converting the database to incremental vacuum: a one-time VACUUM")
+        db.execute("VACUUM")
 
 
 class SqliteStore(StatusUpdates):
@@ -106,6 +131,7 @@ class SqliteStore(StatusUpdates):
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self._path, isolation_level=None)
+        _reclaim_space(db)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint_loop
@@ -261,6 +287,42 @@ class SqliteStore(StatusUpdates):
             -1 if limit is None else limit,
         )
         return [StoredEvent(seq, type_, bytes(payload)) for seq, type_, payload in rows]
+
+    async def prunable(
+        self, *, created_before: int, keep: int | None, limit: int
+    ) -> builtins.list[str]:
+        total, aged = self._query_one(
+            f"SELECT count(*), count(*) FILTER (WHERE created_at < ?) FROM executions "
+            f"WHERE {_FINISHED_IN}",
+            created_before,
+            *FINISHED,
+        )
+        count = min(limit, prune_count(total, aged, keep))
+        rows = self._query_all(
+            f"SELECT id FROM executions WHERE {_FINISHED_IN} ORDER BY created_at, id LIMIT ?",
+            *FINISHED,
+            count,
+        )
+        return [row[0] for row in rows]
+
+    async def delete(self, execution_ids: Sequence[str]) -> int:
+        self._flush()  # a staged write of these runs must not bring them back
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            gone = db.execute(_DELETE_RUNS, (msgspec.json.encode(execution_ids), *FINISHED))
+            ids = msgspec.json.encode([row[0] for row in gone.fetchall()])
+            for statement in _DELETE_LOGS:
+                db.execute(statement, (ids,))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        # As a script: execute() steps a pragma once, which frees a single page. The file
+        # shrinks at the next checkpoint.
+        db.executescript("PRAGMA incremental_vacuum;")
+        self._written_since_checkpoint = True
+        return len(msgspec.json.decode(ids))
 
     # ---- workflows -------------------------------------------------------------------
 

@@ -1,18 +1,21 @@
 """The store's part of run control (SPEC §10), on every backend: idempotency keys stored with
-their run."""
+their run, and retention (which runs are past it, and deleting them with all they left)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.model.records import ExecutionRecord, IdempotencyKey
+from app.model.records import ExecutionRecord, IdempotencyKey, StoredEvent
+from app.model.status import ExecutionStatus
 from app.storage.memory import MemoryStore
-from app.storage.sqlite import SqliteStore
+from app.storage.sqlite import SCHEMA, SqliteStore
 from support.scaleout import postgres_store
 
 pytestmark = pytest.mark.timeout(30)
@@ -121,3 +124,96 @@ async def test_a_key_survives_reopening_the_store(reopener: Any) -> None:
     await store.save_keyed(run, key_of(run), live_since=0)
     await store.close()
     assert await (await reopener()).get_key("", "k", live_since=0) == key_of(run)
+
+
+# ---- retention ---------------------------------------------------------------------------
+
+S = ExecutionStatus
+UNFINISHED = [S.NEW, S.RUNNING, S.WAITING]
+
+
+async def saved(store: Any, status: ExecutionStatus, created_at: int) -> ExecutionRecord:
+    run = record(status=status, created_at=created_at)
+    await store.save(run, [StoredEvent(1, "executionStarted", b"{}")])
+    return run
+
+
+async def test_retention_by_count_selects_the_oldest_finished_runs(store: Any) -> None:
+    runs = [await saved(store, S.SUCCESS, at) for at in (5, 1, 3, 2, 4)]
+    oldest = [r.id for r in sorted(runs, key=lambda r: r.created_at)]
+
+    ids = await store.prunable(created_before=0, keep=2, limit=100)
+
+    assert ids == oldest[:3]
+    assert await store.prunable(created_before=0, keep=2, limit=2) == oldest[:2]
+    assert await store.prunable(created_before=0, keep=None, limit=100) == []
+
+
+async def test_retention_by_age_selects_runs_created_before_the_cutoff(store: Any) -> None:
+    runs = [await saved(store, S.ERROR, at) for at in (10, 20, 30)]
+    assert await store.prunable(created_before=25, keep=None, limit=100) == [
+        runs[0].id,
+        runs[1].id,
+    ]
+    assert await store.prunable(created_before=25, keep=1, limit=100) == [runs[0].id, runs[1].id]
+    assert await store.prunable(created_before=15, keep=1, limit=100) == [runs[0].id, runs[1].id]
+
+
+async def test_unfinished_runs_are_never_pruned_nor_counted(store: Any) -> None:
+    for status in UNFINISHED:
+        await saved(store, status, 1)
+    done = await saved(store, S.CANCELED, 2)
+
+    assert await store.prunable(created_before=1 << 60, keep=0, limit=100) == [done.id]
+    assert await store.prunable(created_before=0, keep=1, limit=100) == []
+
+
+async def test_deleting_a_run_takes_its_log_and_keys_and_spares_unfinished_runs(
+    store: Any,
+) -> None:
+    done = record(status=S.SUCCESS)
+    await store.save_keyed(done, key_of(done), live_since=0)
+    await store.save(done, [StoredEvent(1, "executionFinished", b"{}")])
+    waiting = await saved(store, S.WAITING, 1)
+
+    assert await store.delete([done.id, waiting.id, "unknown"]) == 1
+
+    assert await store.get(done.id) is None
+    assert await store.read_events(done.id) == []
+    assert await store.get_key("", "k", live_since=0) is None
+    assert (await store.get(waiting.id)).status is S.WAITING
+    assert len(await store.read_events(waiting.id)) == 1
+
+
+async def test_a_pruned_sqlite_database_file_shrinks(tmp_path: Path) -> None:
+    path = tmp_path / "graphpush.sqlite"
+    store = SqliteStore(path)
+    await store.open()
+    payload = b"x" * 4000
+    runs = [record(status=S.SUCCESS) for _ in range(300)]
+    for run in runs:
+        store.stage(run, [StoredEvent(seq, "nodeExecuteAfterData", payload) for seq in (1, 2)])
+    await store.commit()
+    await store.close()
+    full = path.stat().st_size
+
+    store = SqliteStore(path)
+    await store.open()
+    assert await store.delete([run.id for run in runs]) == len(runs)
+    await store.close()
+
+    assert path.stat().st_size < full / 4, (full, path.stat().st_size)
+
+
+async def test_an_sqlite_database_made_before_incremental_vacuum_is_converted(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "graphpush.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        old.executescript(SCHEMA)  # as an older release made it: auto_vacuum off
+        assert old.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
