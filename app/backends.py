@@ -66,6 +66,7 @@ class Backends:
             bus=self.bus,
             queue=self.queue,
             runner=LangGraphRunner(),
+            checkpointer=self.checkpointer,
         )
         if self.shared_queue is not None:
             manager = service.manager

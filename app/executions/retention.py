@@ -25,6 +25,20 @@ log = logging.getLogger("graphpush.retention")
 BATCH = 500
 
 
+async def forget(
+    store: ExecutionStore,
+    checkpointer: BaseCheckpointSaver[Any] | None,
+    execution_ids: Sequence[str],
+) -> int:
+    """Delete these finished runs with their logs, idempotency keys and checkpoints; how
+    many runs there were."""
+    deleted = await store.delete(execution_ids)
+    if checkpointer is not None:
+        for execution_id in execution_ids:  # the thread id of a run is its execution id
+            await checkpointer.adelete_thread(execution_id)
+    return deleted
+
+
 class Pruner:
     def __init__(
         self,
@@ -63,10 +77,7 @@ class Pruner:
 
     async def forget(self, execution_ids: Sequence[str]) -> int:
         """Delete these finished runs with everything kept about them; how many there were."""
-        deleted = await self.store.delete(execution_ids)
-        for execution_id in execution_ids:  # the thread id of a run is its execution id
-            await self.checkpointer.adelete_thread(execution_id)
-        return deleted
+        return await forget(self.store, self.checkpointer, execution_ids)
 
     async def __aenter__(self) -> Pruner:
         self._task = asyncio.create_task(self._every(), name="pruner")

@@ -8,22 +8,24 @@ It queues, reads, cancels and resumes runs; every run ends in the
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.pregel import Pregel
 
 from app.bus.base import EventBus
 from app.clock import new_id, now_ms
 from app.errors import (
-    IdempotencyKeyReused,
     IllegalTransition,
     NotFound,
     QueueFull,
     ValidationFailed,
     problem,
 )
+from app.executions.admission import Admission, Idempotency, Strategy
+from app.executions.retention import forget
 from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
@@ -47,14 +49,6 @@ from app.workflows.service import WorkflowService
 S = ExecutionStatus
 
 
-@dataclass(frozen=True, slots=True)
-class Idempotency:
-    """An ``Idempotency-Key`` and the fingerprint of the request that carries it."""
-
-    key: str
-    fingerprint: str
-
-
 class ExecutionService:
     def __init__(
         self,
@@ -65,6 +59,7 @@ class ExecutionService:
         bus: EventBus,
         queue: ExecutionQueue,
         runner: GraphRunner,
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -72,6 +67,7 @@ class ExecutionService:
         self.bus = bus
         self.queue = queue
         self._reserved = 0
+        self.checkpointer = checkpointer
         #: The workers: they run what ``workflows`` compiles, and end every run.
         self.manager = ExecutionManager(
             store=store,
@@ -81,6 +77,13 @@ class ExecutionService:
             runner=runner,
             workers=settings.workers,
             timeout_s=settings.execution_timeout_s,
+        )
+        self._admission = Admission(
+            settings=settings,
+            store=store,
+            gate=self.manager.gate,
+            enqueue=self._enqueue,
+            replace=self._replace,
         )
 
     # ---- Python API --------------------------------------------------------------------
@@ -103,15 +106,39 @@ class ExecutionService:
             raise QueueFull(f"{self.settings.queue_bound} runs are already queued; retry later")
         self._reserved += 1
 
-    async def _enqueue(self, record: ExecutionRecord) -> None:
-        """Store ``record`` durably, then queue it; the queue slot is reserved first so a
-        stored run is never refused by the queue."""
+    async def _enqueue(
+        self, record: ExecutionRecord, key: IdempotencyKey | None = None, live_since: int = 0
+    ) -> IdempotencyKey | None:
+        """Store ``record`` durably (with ``key`` in the same transaction), then queue it;
+        the queue slot is reserved first so a stored run is never refused by the queue.
+        Returns the key stored first instead, storing nothing, if another request won."""
+        self.manager.gate.queued(record)  # now: a later request of its key sees it
         self._reserve()
         try:
-            await self.store.save(record)
+            if key is None:
+                first = None
+                await self.store.save(record)
+            else:
+                first = await self.store.save_keyed(record, key, live_since=live_since)
+        except BaseException:
+            self.manager.gate.forget([record])
+            raise
         finally:
             self._reserved -= 1
+        if first is not None:
+            self.manager.gate.forget([record])
+            return first
         await self.queue.put(record)
+        return None
+
+    async def _replace(self, execution_id: str, delete: bool) -> None:
+        """End an older run of a concurrency key ``canceled`` (SPEC §10 ``interrupt``), and
+        wait until that is published; with ``delete`` (``rollback``) it is then deleted."""
+        with contextlib.suppress(IllegalTransition, NotFound):  # it ended meanwhile
+            await self.cancel_execution(execution_id)
+        await self.manager.wait_ended(execution_id)
+        if delete:
+            await forget(self.store, self.checkpointer, [execution_id])
 
     async def queue_manual_execution(
         self,
@@ -133,6 +160,7 @@ class ExecutionService:
         input: JsonObject | None = None,
         push_ref: str | None = None,
         owner: str | None = None,
+        concurrency_key: str | None = None,
     ) -> ExecutionRecord:
         """A ``new`` run of ``workflow_id``, neither stored nor queued."""
         if push_ref is not None and not is_identifier(push_ref):
@@ -148,6 +176,7 @@ class ExecutionService:
             input=input or {},
             workflow=workflow,
             workflow_version=version,
+            concurrency_key=concurrency_key,
         )
 
     async def accept(
@@ -157,53 +186,13 @@ class ExecutionService:
         *,
         owner: str | None,
         idempotency: Idempotency | None = None,
+        strategy: Strategy = "enqueue",
     ) -> tuple[bytes, bool]:
-        """Queue the run ``build`` makes and return ``answer`` of it, and False.
-
-        With ``idempotency``, once per key and owner within ``idempotency_ttl_s`` (SPEC
-        §10): a repeated request gets the first answer, and True (replayed), and starts
-        nothing. The key is stored with the run, in one transaction. Raises
-        :class:`IdempotencyKeyReused` when the key was first used by another request."""
-        if idempotency is None:
-            record = await build()
-            await self._enqueue(record)
-            return answer(record), False
-        scope = owner or ""
-        live_since = now_ms() - int(self.settings.idempotency_ttl_s * 1000)
-        first = await self.store.get_key(scope, idempotency.key, live_since=live_since)
-        if first is None:
-            record = await build()
-            key = IdempotencyKey(
-                owner=scope,
-                key=idempotency.key,
-                fingerprint=idempotency.fingerprint,
-                execution_id=record.id,
-                created_at=now_ms(),
-                answer=answer(record),
-            )
-            first = await self._enqueue_keyed(record, key, live_since)
-            if first is None:
-                return key.answer, False
-        if first.fingerprint != idempotency.fingerprint:
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was used with another request",
-                [problem("Idempotency-Key", "already used with a different request body")],
-            )
-        return first.answer, True
-
-    async def _enqueue_keyed(
-        self, record: ExecutionRecord, key: IdempotencyKey, live_since: int
-    ) -> IdempotencyKey | None:
-        """:meth:`_enqueue` with ``key`` stored in the run's transaction; the key that was
-        there first (and nothing stored) if another request won the race."""
-        self._reserve()
-        try:
-            first = await self.store.save_keyed(record, key, live_since=live_since)
-        finally:
-            self._reserved -= 1
-        if first is None:
-            await self.queue.put(record)
-        return first
+        """Queue the run ``build`` makes, under SPEC §10's run control; see
+        :meth:`app.executions.admission.Admission.accept`."""
+        return await self._admission.accept(
+            build, answer, owner=owner, idempotency=idempotency, strategy=strategy
+        )
 
     async def get_execution(self, execution_id: str, owner: str | None = None) -> ExecutionRecord:
         """The freshest view of a run: a copy of the live one while it runs here, else the
@@ -264,7 +253,12 @@ class ExecutionService:
             everything = 1 << 62
             crashed = await self.store.list(ExecutionQuery(status=S.RUNNING, limit=everything))
             await self.manager.recover(crashed.items)
+            waiting = await self.store.list(ExecutionQuery(status=S.WAITING, limit=everything))
             queued = await self.store.list(ExecutionQuery(status=S.NEW, limit=everything))
+            # Concurrency keys are taken in the order the runs came (waiting ones hold theirs).
+            earliest_first = sorted(waiting.items + queued.items, key=lambda r: r.created_at)
+            for record in earliest_first:
+                self.manager.gate.queued(record)
             for record in reversed(queued.items):
                 await self.queue.put(record)
         self.manager.start()

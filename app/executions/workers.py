@@ -22,6 +22,7 @@ from msgspec.json import decode as _decode
 
 from app.bus.base import EventBus, PushEvent
 from app.clock import now_ms
+from app.executions.concurrency import Gate
 from app.executions.recorder import RunRecorder
 from app.executions.runner import GraphRunner, TaskStarted
 from app.messages import ExecutionRecovered, ExecutionRecoveredData, encode, encoder
@@ -86,8 +87,8 @@ class ExecutionManager:
         self._active: dict[str, ActiveExecution] = {}
         #: Runs ended by this process, by final status (``/metrics``).
         self.finished: Counter[str] = Counter()
-        #: Runs canceled while queued: a worker that takes one drops it.
-        self._dropped: set[str] = set()
+        #: What a queued run waits for before it may start (SPEC §10).
+        self.gate = Gate()
 
     @property
     def active_count(self) -> int:  # a gauge of /metrics
@@ -105,6 +106,14 @@ class ExecutionManager:
             None if active is None else _decode(encoder.encode(active.record), type=ExecutionRecord)
         )
 
+    async def wait_ended(self, execution_id: str) -> None:
+        """Return once the run, if it executes here, has ended, and every terminal message
+        of a run ended so far is published."""
+        active = self._active.get(execution_id)
+        if active is not None and active.task is not None:
+            await asyncio.wait([active.task])
+        await self.drain()
+
     def start(self) -> None:
         self._workers = [
             asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self._worker_count)
@@ -112,10 +121,8 @@ class ExecutionManager:
 
     async def _work(self) -> None:
         while True:
-            record = await self.queue.get()
-            if record.id in self._dropped:
-                self._dropped.discard(record.id)
-                continue
+            record = await self.queue.get(self.gate.admits)
+            self.gate.started(record)
             # asyncio.wait, unlike await, leaves the run alone when the worker is cancelled:
             # shutdown decides separately how long running executions may go on.
             await asyncio.wait([self._begin(record)])
@@ -153,8 +160,6 @@ class ExecutionManager:
         by a dead process) with its terminal message; ``reason``: its run-level error, typed
         by ``status``. Raises :class:`IllegalTransition` if it cannot move to ``status``."""
         check_transition(record.status, status)
-        if record.status is ExecutionStatus.NEW and not self.queue.shared:
-            self._dropped.add(record.id)  # still in this process's queue
         recorder = RunRecorder(record, {}, {})
         if reason is not None:
             recorder.fail_run(reason, status.value)
@@ -266,6 +271,8 @@ class ExecutionManager:
         message once it is durable. Returns before the commit; see :meth:`drain`."""
         record = recorder.record
         check_transition(record.status, status)
+        self.gate.stopped(record, status)
+        self.queue.notify()  # the runs it held back may start
         record.status = status
         record.resume_value = None
         if status.finished:

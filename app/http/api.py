@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
@@ -11,6 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from app.executions.admission import Strategy
 from app.http.auth import authenticate
 from app.http.bodies import execution_dto, run_accepted
 from app.http.idempotency import accepted_response, idempotency
@@ -34,6 +35,10 @@ class JSONResponse(Response):
 class RunBody(msgspec.Struct, forbid_unknown_fields=True):
     input: dict[str, Any] | None = None
     push_ref: str | None = None
+    #: SPEC §10: runs of one key (per API key) run one at a time; the strategy says what a
+    #: new one does while an older one is unfinished.
+    concurrency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
+    multitask_strategy: Strategy = "enqueue"
 
 
 class ResumeBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -165,10 +170,20 @@ async def run_workflow(request: Request) -> Response:
 
     def build() -> Awaitable[ExecutionRecord]:
         workflow_id = request.path_params["workflow_id"]
-        return service.new_run(workflow_id, input=run.input, push_ref=push_ref, owner=owner)
+        return service.new_run(
+            workflow_id,
+            input=run.input,
+            push_ref=push_ref,
+            owner=owner,
+            concurrency_key=run.concurrency_key,
+        )
 
     answer, replayed = await service.accept(
-        build, _accepted, owner=owner, idempotency=idempotency(request, run, push_ref)
+        build,
+        _accepted,
+        owner=owner,
+        idempotency=idempotency(request, run, push_ref),
+        strategy=run.multitask_strategy,
     )
     return accepted_response(answer, replayed)
 

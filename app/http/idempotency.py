@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import InvalidIdempotencyKey, problem
-from app.executions.service import Idempotency
+from app.executions.admission import Idempotency
 
 HEADER = "Idempotency-Key"
 #: 1 to 255 visible ASCII characters.

@@ -53,6 +53,8 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     #: Set while a resumed run waits in the queue: the value handed to ``interrupt()``.
     resume_value: Any = None
     resume_pending: bool = False
+    #: Runs of one key (and owner) run one at a time, in order (SPEC §10).
+    concurrency_key: str | None = None
 
 
 class IdempotencyKey(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,10 +9,18 @@ first.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from app.errors import QueueFull
 from app.model.records import ExecutionRecord
+
+#: Whether a queued run may start now (its concurrency limits allow it).
+Admits = Callable[[ExecutionRecord], bool]
+
+
+def admit_all(record: ExecutionRecord) -> bool:
+    return True
 
 
 class ExecutionQueue(Protocol):
@@ -24,8 +32,13 @@ class ExecutionQueue(Protocol):
         """Queue a stored ``new`` run; raises :class:`QueueFull` past the bound."""
         ...
 
-    async def get(self) -> ExecutionRecord:
-        """The oldest queued run, now held by this process; waits while there is none."""
+    async def get(self, admits: Admits = admit_all) -> ExecutionRecord:
+        """The oldest queued run that ``admits`` accepts, now held by this process; waits
+        while there is none. A run refused keeps its place for a later ``get``."""
+        ...
+
+    def notify(self) -> None:
+        """What ``admits`` decides may have changed (a run ended): look again."""
         ...
 
     async def done(self, execution_id: str) -> None:
@@ -42,27 +55,40 @@ class ExecutionQueue(Protocol):
 
 
 class LocalQueue:
-    """Runs queued in this process, first in first out, at most ``bound`` at a time."""
+    """Runs queued in this process, first in first out among those admitted, at most
+    ``bound`` at a time."""
 
     shared = False
 
     def __init__(self, bound: int) -> None:
-        self._queue: asyncio.Queue[ExecutionRecord] = asyncio.Queue(maxsize=bound)
+        self._bound = bound
+        self._runs: dict[str, ExecutionRecord] = {}  # in queue order
+        self._changed = asyncio.Event()
 
     async def put(self, record: ExecutionRecord) -> None:
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
-            raise QueueFull(f"{self._queue.maxsize} runs are already queued; retry later") from None
+        if len(self._runs) >= self._bound:
+            raise QueueFull(f"{self._bound} runs are already queued; retry later")
+        self._runs[record.id] = record
+        self.notify()
 
-    async def get(self) -> ExecutionRecord:
-        return await self._queue.get()
+    async def get(self, admits: Admits = admit_all) -> ExecutionRecord:
+        while True:
+            for record in self._runs.values():
+                if admits(record):
+                    del self._runs[record.id]
+                    return record
+            self._changed.clear()
+            await self._changed.wait()
+
+    def notify(self) -> None:
+        self._changed.set()
 
     async def done(self, execution_id: str) -> None:
         return None
 
     async def cancel(self, record: ExecutionRecord) -> bool:
-        return True  # one process: a run not running here is nobody's
+        self._runs.pop(record.id, None)  # one process: a run not running here is nobody's
+        return True
 
     def qsize(self) -> int:
-        return self._queue.qsize()
+        return len(self._runs)

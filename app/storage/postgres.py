@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.errors import Conflict
 from app.messages import encoder
+from app.model.limits import Claim, key_scope, max_concurrency
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -75,6 +76,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX idempotency_keys_by_execution ON idempotency_keys (execution_id);
     """,
 )
+#: ``pg_advisory_xact_lock`` key of claims of runs with concurrency limits.
+CLAIM_LOCK = 0x67726170687076
+_RUNNING = "SELECT count(*) FROM executions WHERE workflow_id = %s AND status = 'running'"
+_KEY_TAKEN = """SELECT count(*) FROM executions WHERE status IN ('running', 'waiting')
+    AND id <> %s AND coalesce(owner, '') = %s
+    AND convert_from(body, 'UTF8')::jsonb ->> 'concurrency_key' = %s"""
 #: ``pg_advisory_lock`` key held while the schema (ours, the checkpointer's) is migrated.
 SCHEMA_LOCK = 0x67726170687075
 
@@ -313,6 +320,29 @@ class PostgresStore(StatusUpdates):
             )
             return cursor.rowcount == 1
 
+    async def claim(self, record: ExecutionRecord) -> Claim:
+        """:meth:`swap` from ``new`` to ``record`` (``running``) within the run's limits
+        (SPEC §10), atomic across processes."""
+        limit, scope = max_concurrency(record), key_scope(record)
+        if limit is None and scope is None:
+            claimed = await self.swap(record, ExecutionStatus.NEW)
+            return Claim.CLAIMED if claimed else Claim.GONE
+        if record.id in self._records or record.id in self._writing_ids:
+            await self.commit()
+        body = encoder.encode(msgspec.structs.replace(record, workflow={}))
+        async with self._pool.connection() as conn, conn.transaction():
+            # Claims with limits take turns: each sees the runs the previous one started.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
+            if limit is not None and await _count(conn, _RUNNING, record.workflow_id) >= limit:
+                return Claim.WORKFLOW_FULL
+            if scope is not None and await _count(conn, _KEY_TAKEN, record.id, *scope):
+                return Claim.KEY_TAKEN
+            cursor = await conn.execute(
+                "UPDATE executions SET status=%s, body=%s WHERE id=%s AND status='new'",
+                (record.status.value, body, record.id),
+            )
+            return Claim.CLAIMED if cursor.rowcount == 1 else Claim.GONE
+
     # ---- workflows -------------------------------------------------------------------
 
     async def _run(self, sql: str, *args: Any) -> int:
@@ -344,6 +374,11 @@ class PostgresStore(StatusUpdates):
 
     async def delete_workflow(self, workflow_id: str) -> bool:
         return await self._run("DELETE FROM workflows WHERE id=%s", workflow_id) > 0
+
+
+async def _count(conn: psycopg.AsyncConnection[Any], sql: str, *args: Any) -> int:
+    row = await (await conn.execute(sql, args)).fetchone()
+    return int(row[0]) if row else 0
 
 
 async def _fetch_flag(conn: psycopg.AsyncConnection[Any], sql: str, *args: Any) -> bool:
