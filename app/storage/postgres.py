@@ -75,6 +75,8 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (owner, key));
     CREATE INDEX idempotency_keys_by_execution ON idempotency_keys (execution_id);
     """,
+    # 3: the list of every run, newest first, reads one page, not the whole history.
+    "CREATE INDEX executions_by_time ON executions (created_at, id);",
 )
 #: ``pg_advisory_xact_lock`` key of claims of runs with concurrency limits.
 CLAIM_LOCK = 0x67726170687076
