@@ -9,7 +9,8 @@ It queues, reads, cancels and resumes runs; every run ends in the
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -17,14 +18,10 @@ from langgraph.pregel import Pregel
 
 from app.bus.base import EventBus
 from app.clock import new_id, now_ms
-from app.errors import (
-    IllegalTransition,
-    NotFound,
-    QueueFull,
-    ValidationFailed,
-    problem,
-)
+from app.errors import IllegalTransition, NotFound, QueueFull, ValidationFailed, problem
+from app.executions import retry
 from app.executions.admission import Admission, Idempotency, Strategy
+from app.executions.recorder import RunRecorder
 from app.executions.retention import forget
 from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
@@ -40,13 +37,15 @@ from app.model.records import (
     StoredEvent,
 )
 from app.model.status import ExecutionStatus, check_transition
-from app.queue.base import ExecutionQueue
+from app.queue.base import EVERYTHING, ExecutionQueue
 from app.settings import Settings
 from app.storage.base import ExecutionStore
 from app.workflows.node_types import NodeType
 from app.workflows.service import WorkflowService
 
 S = ExecutionStatus
+#: The statuses of runs not finished, which a cancel ends.
+UNFINISHED = (S.NEW, S.RUNNING, S.WAITING)
 
 
 class ExecutionService:
@@ -77,6 +76,11 @@ class ExecutionService:
             runner=runner,
             workers=settings.workers,
             timeout_s=settings.execution_timeout_s,
+            recorder=functools.partial(
+                RunRecorder,
+                stream_flush_ms=settings.stream_flush_ms,
+                max_message_bytes=settings.max_message_bytes,
+            ),
         )
         self._admission = Admission(
             settings=settings,
@@ -163,21 +167,11 @@ class ExecutionService:
         concurrency_key: str | None = None,
     ) -> ExecutionRecord:
         """A ``new`` run of ``workflow_id``, neither stored nor queued."""
-        if push_ref is not None and not is_identifier(push_ref):
-            raise ValidationFailed("bad push_ref", [problem("push_ref", f"expected {ID_PATTERN}")])
+        _check_push_ref(push_ref)
         workflow, version = await self.workflows.get_versioned(workflow_id)
-        return ExecutionRecord(
-            id=new_id(),
-            workflow_id=workflow_id,
-            workflow_name=str(workflow.get("name", workflow_id)),
-            push_ref=push_ref,
-            owner=owner,
-            created_at=now_ms(),
-            input=input or {},
-            workflow=workflow,
-            workflow_version=version,
-            concurrency_key=concurrency_key,
-        )
+        record = _new_record(workflow_id, workflow, version, input, push_ref, owner)
+        record.concurrency_key = concurrency_key
+        return record
 
     async def accept(
         self,
@@ -193,6 +187,48 @@ class ExecutionService:
         return await self._admission.accept(
             build, answer, owner=owner, idempotency=idempotency, strategy=strategy
         )
+
+    async def retry_execution(
+        self,
+        execution_id: str,
+        *,
+        from_node: str | None = None,
+        saved: bool = False,
+        state: dict[str, JsonObject] | None = None,
+        input: JsonObject | None = None,
+        push_ref: str | None = None,
+        owner: str | None = None,
+    ) -> ExecutionRecord:
+        """Queue a retry of a finished run (SPEC §9): a new run whose ``retry_of`` is
+        ``execution_id``, on the run's workflow snapshot (or the workflow as ``saved`` now),
+        that reuses the original's results of the nodes before ``from_node``
+        (:mod:`app.executions.retry`), ``state`` replacing some of them and ``input`` the
+        run input. Raises :class:`IllegalTransition` (409) for a run not finished and
+        :class:`ValidationFailed` (422) for what the retry cannot use."""
+        _check_push_ref(push_ref)
+        original = await self.get_execution(execution_id, owner)
+        if not original.status.finished:
+            raise IllegalTransition(
+                f"execution is {original.status.value}; only a finished run can be retried"
+            )
+        workflow, version = original.workflow, original.workflow_version
+        if saved:
+            workflow, version = await self._saved_workflow(original.workflow_id)
+        run_input = original.input if input is None else input
+        record = _new_record(original.workflow_id, workflow, version, run_input, push_ref, owner)
+        compiled = None if workflow.get("graph") else await self.workflows.compile(record)
+        retry.prepare(record, original, compiled, from_node=from_node, state=state or {})
+        await self._enqueue(record)
+        return record
+
+    async def _saved_workflow(self, workflow_id: str) -> tuple[JsonObject, str]:
+        try:
+            return await self.workflows.get_versioned(workflow_id)
+        except NotFound:
+            raise ValidationFailed(
+                "the workflow is no longer saved",
+                [problem("workflow", f"workflow {workflow_id!r} is no longer saved")],
+            ) from None
 
     async def get_execution(self, execution_id: str, owner: str | None = None) -> ExecutionRecord:
         """The freshest view of a run: a copy of the live one while it runs here, else the
@@ -218,6 +254,36 @@ class ExecutionService:
             await self.manager.end(record, S.CANCELED)
         return record
 
+    async def cancel_executions(
+        self,
+        *,
+        workflow_id: str | None = None,
+        statuses: Sequence[ExecutionStatus] | None = None,
+        owner: str | None = None,
+    ) -> int:
+        """Cancel every run of ``owner`` (of ``workflow_id``, if given) whose status is one of
+        ``statuses`` (of ``new``, ``running``, ``waiting``; all three when None), each as
+        :meth:`cancel_execution` does; returns how many it canceled. A run that ends while
+        this goes on keeps its own end: it is neither canceled nor counted. Raises
+        :class:`ValidationFailed` when neither ``workflow_id`` nor ``statuses`` is given."""
+        if workflow_id is None and statuses is None:
+            raise ValidationFailed(
+                "name the runs to cancel",
+                [problem("", "expected at least one of workflow_id, status")],
+            )
+        everything = 1 << 62
+        canceled = 0
+        for status in dict.fromkeys(statuses or UNFINISHED):
+            query = ExecutionQuery(
+                workflow_id=workflow_id, status=status, owner=owner, limit=everything
+            )
+            page = await self.store.list(query)
+            for record in page.items:
+                with contextlib.suppress(IllegalTransition, NotFound):
+                    await self.cancel_execution(record.id, owner)
+                    canceled += 1
+        return canceled
+
     async def resume_execution(
         self, execution_id: str, value: Any, owner: str | None = None
     ) -> ExecutionRecord:
@@ -237,30 +303,25 @@ class ExecutionService:
 
     async def snapshot(self, execution_id: str, owner: str | None = None) -> ExecutionSnapshotData:
         record = await self.get_execution(execution_id, owner)
-        return ExecutionSnapshotData(record.id, record.status.value, record.graph_state)
+        return ExecutionSnapshotData(
+            record.id, record.status.value, record.graph_state, record.streams
+        )
 
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover from the previous process, then start the workers.
-
-        Runs left ``running`` by a dead process become ``crashed``
-        (:meth:`ExecutionManager.recover`); runs left ``new`` are queued again, oldest first;
-        ``waiting`` runs wait on. A shared queue recovers nothing here: other processes may
-        be running those runs, and the queue hands over the ones whose holder died
-        (:mod:`app.queue.redis`)."""
-        if not self.queue.shared:
-            everything = 1 << 62
-            crashed = await self.store.list(ExecutionQuery(status=S.RUNNING, limit=everything))
-            await self.manager.recover(crashed.items)
-            waiting = await self.store.list(ExecutionQuery(status=S.WAITING, limit=everything))
-            queued = await self.store.list(ExecutionQuery(status=S.NEW, limit=everything))
-            # Concurrency keys are taken in the order the runs came (waiting ones hold theirs).
-            earliest_first = sorted(waiting.items + queued.items, key=lambda r: r.created_at)
-            for record in earliest_first:
-                self.manager.gate.queued(record)
-            for record in reversed(queued.items):
-                await self.queue.put(record)
+        """Restore what the queue lost since the previous process (see
+        :meth:`ExecutionQueue.restore <app.queue.base.ExecutionQueue.restore>`), then start
+        the workers: runs left ``running`` by a dead process end ``crashed``
+        (:meth:`ExecutionManager.recover`), ``new`` ones run, ``waiting`` ones wait on."""
+        await self.queue.restore()
+        # Concurrency keys are taken in the order the runs came (waiting ones hold theirs).
+        unfinished = []
+        for status in (S.WAITING, S.NEW):
+            page = await self.store.list(ExecutionQuery(status=status, limit=EVERYTHING))
+            unfinished += page.items
+        for record in sorted(unfinished, key=lambda r: r.created_at):
+            self.manager.gate.queued(record)
         self.manager.start()
 
     def metrics_text(self) -> str:
@@ -273,3 +334,30 @@ class ExecutionService:
 
     async def shutdown(self) -> None:
         await self.manager.shutdown(self.settings.shutdown_timeout_s)
+
+
+def _check_push_ref(push_ref: str | None) -> None:
+    if push_ref is not None and not is_identifier(push_ref):
+        raise ValidationFailed("bad push_ref", [problem("push_ref", f"expected {ID_PATTERN}")])
+
+
+def _new_record(
+    workflow_id: str,
+    workflow: JsonObject,
+    version: str,
+    input: JsonObject | None,
+    push_ref: str | None,
+    owner: str | None,
+) -> ExecutionRecord:
+    """A ``new`` run of ``workflow`` (a snapshot of workflow ``workflow_id``)."""
+    return ExecutionRecord(
+        id=new_id(),
+        workflow_id=workflow_id,
+        workflow_name=str(workflow.get("name", workflow_id)),
+        push_ref=push_ref,
+        owner=owner,
+        created_at=now_ms(),
+        input=input or {},
+        workflow=workflow,
+        workflow_version=version,
+    )

@@ -16,15 +16,17 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from msgspec.json import decode as _decode
 
 from app.bus.base import EventBus, PushEvent
 from app.clock import now_ms
+from app.executions.active import ActiveExecution
 from app.executions.concurrency import Gate
+from app.executions.pacing import Flush, run_events
 from app.executions.recorder import RunRecorder
-from app.executions.runner import GraphRunner, TaskStarted
+from app.executions.retry import run_state
+from app.executions.runner import GraphRunner, NodeStreamed, TaskStarted
 from app.messages import ExecutionRecovered, ExecutionRecoveredData, encode, encoder
 from app.model.records import ExecutionRecord, StoredEvent
 from app.model.status import ExecutionStatus, check_transition
@@ -42,25 +44,6 @@ CRASHED_REASON = "the process running this execution stopped"
 Compile = Callable[[ExecutionRecord], Awaitable[CompiledWorkflow]]
 
 
-@dataclass(slots=True)
-class ActiveExecution:
-    """A run executing in this process; its record is the live one the worker updates."""
-
-    record: ExecutionRecord
-    #: When this process took the run (epoch ms).
-    started_at: int
-    task: asyncio.Task[None] | None = None
-    cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def status(self) -> ExecutionStatus:
-        return self.record.status
-
-    @property
-    def push_ref(self) -> str | None:
-        return self.record.push_ref
-
-
 class ExecutionManager:
     def __init__(
         self,
@@ -72,6 +55,7 @@ class ExecutionManager:
         runner: GraphRunner,
         workers: int = 1,
         timeout_s: float = 0.0,
+        recorder: Callable[..., RunRecorder] = RunRecorder,
     ) -> None:
         """``timeout_s``: the longest a run may execute (0: no limit), unless its workflow's
         ``settings.timeout_s`` is shorter."""
@@ -82,6 +66,7 @@ class ExecutionManager:
         self._runner = runner
         self._worker_count = workers
         self._timeout_s = timeout_s
+        self._recorder = recorder  # with the run's stream options (SPEC §8)
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._active: dict[str, ActiveExecution] = {}
@@ -122,6 +107,12 @@ class ExecutionManager:
     async def _work(self) -> None:
         while True:
             record = await self.queue.get(self.gate.admits)
+            if record.status is ExecutionStatus.RUNNING:  # its process died
+                try:
+                    await self.recover([record])
+                except Exception:  # e.g. the store is unreachable: this worker goes on
+                    log.exception("recovering execution %s failed", record.id)
+                continue
             self.gate.started(record)
             # asyncio.wait, unlike await, leaves the run alone when the worker is cancelled:
             # shutdown decides separately how long running executions may go on.
@@ -150,7 +141,8 @@ class ExecutionManager:
         if active.status not in (ExecutionStatus.NEW, ExecutionStatus.RUNNING):
             return False  # it has just ended (or paused): the caller's transition check decides
         active.cancel_event.set()
-        active.task.cancel()
+        if active.streaming:
+            active.task.cancel()
         return True
 
     async def end(
@@ -186,6 +178,9 @@ class ExecutionManager:
             await self.bus.publish(_push_event(record, event))
 
     async def _execute(self, active: ActiveExecution) -> None:
+        if active.cancel_event.is_set():  # canceled after a worker took it, before it began
+            await self._finish(RunRecorder(active.record, {}, {}), ExecutionStatus.CANCELED)
+            return
         recorder, compiled, resuming = await self._start(active.record)
         status = ExecutionStatus.ERROR
         try:
@@ -209,6 +204,9 @@ class ExecutionManager:
         limit = time_limit(compiled.settings.get("timeout_s"), self._timeout_s)
         scope = asyncio.timeout(limit)
         try:
+            active.streaming = True
+            if active.cancel_event.is_set():  # canceled while it began
+                raise asyncio.CancelledError
             async with scope:
                 return await self._stream(recorder, compiled, resuming)
         except asyncio.CancelledError:
@@ -235,7 +233,7 @@ class ExecutionManager:
             compiled = await self._compile(record)
         except Exception as exc:  # e.g. a registered graph that is not registered any more
             failure = f"cannot run this workflow: {exc}", type(exc).__name__
-        recorder = RunRecorder(
+        recorder = self._recorder(
             record, compiled.nodes if compiled else {}, compiled.predecessors if compiled else {}
         )
         check_transition(record.status, ExecutionStatus.RUNNING)
@@ -251,14 +249,12 @@ class ExecutionManager:
     ) -> ExecutionStatus:
         record = recorder.record
         waiting = False
-        async for event in self._runner.stream(
-            compiled,
-            thread_id=record.id,
-            input=record.input,
-            resume=record.resume_value,
-            resuming=resuming,
-        ):
-            if isinstance(event, TaskStarted):
+        state = run_state(record)
+        async for event in run_events(self._runner, compiled, recorder, resuming, state):
+            if isinstance(event, Flush | NodeStreamed):
+                if flushed := recorder.streamed(event):  # most chunks only wait
+                    await self._emit(record, flushed)
+            elif isinstance(event, TaskStarted):
                 before = recorder.node_started(event.task_id, event.name)
                 await self._emit(record, [before] if before else [])
             else:

@@ -10,11 +10,17 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from app.errors import (
+    BackendUnavailable,
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from app.executions.admission import Strategy
 from app.http.auth import authenticate
 from app.http.bodies import execution_dto, run_accepted
-from app.http.idempotency import accepted_response, idempotency
+from app.http.idempotency import accepted_body, accepted_response, idempotency
 from app.http.params import EXECUTION_PATH, WORKFLOW_PATH, QueryReader
 from app.messages import encoder
 from app.metrics import prometheus
@@ -118,6 +124,7 @@ def _page_query(request: Request, owner: str | None, workflow_id: str | None) ->
         workflow_id=workflow_id or query.identifier("workflow_id"),
         status=ExecutionStatus(status) if status else None,
         owner=owner,
+        retry_of=query.identifier("retry_of"),
         limit=query.integer("limit", 20, low=1, high=200),
         offset=query.integer("offset", 0),
     )
@@ -180,16 +187,12 @@ async def run_workflow(request: Request) -> Response:
 
     answer, replayed = await service.accept(
         build,
-        _accepted,
+        accepted_body(request, owner),
         owner=owner,
         idempotency=idempotency(request, run, push_ref),
         strategy=run.multitask_strategy,
     )
     return accepted_response(answer, replayed)
-
-
-def _accepted(record: ExecutionRecord) -> bytes:
-    return encoder.encode(run_accepted(record))
 
 
 async def workflow_executions(request: Request) -> Response:
@@ -281,6 +284,15 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def readyz(request: Request) -> Response:
+    """200 while every shared backend (PostgreSQL, Redis) answers; 503 naming the ones that
+    do not (``/healthz`` stays 200: the process itself is alive)."""
+    checks = await runtime(request).readiness()
+    if any(state != "ok" for state in checks.values()):
+        raise BackendUnavailable("a backend is unavailable", details=checks)
+    return JSONResponse({"status": "ready", "checks": checks})
+
+
 async def metrics(request: Request) -> Response:
     rt = runtime(request)
     lag = prometheus(rt.loop_lag.gauges()) if rt.loop_lag else ""
@@ -302,5 +314,6 @@ def api_routes() -> list[BaseRoute]:
         Route(f"{EXECUTION_PATH}/resume", resume_execution, methods=["POST"]),
         Route(f"{EXECUTION_PATH}/events", execution_events, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

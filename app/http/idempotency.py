@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -13,6 +14,10 @@ from starlette.responses import Response
 
 from app.errors import InvalidIdempotencyKey, problem
 from app.executions.admission import Idempotency
+from app.http.bodies import run_accepted
+from app.messages import encoder
+from app.model.records import ExecutionRecord
+from app.runtime import runtime
 
 HEADER = "Idempotency-Key"
 #: 1 to 255 visible ASCII characters.
@@ -36,6 +41,18 @@ def idempotency(request: Request, body: Any, push_ref: str | None) -> Idempotenc
     digest.update(_canonical.encode(body))
     digest.update(f"\n{push_ref or ''}".encode())
     return Idempotency(key, digest.hexdigest())
+
+
+def accepted_body(request: Request, owner: str | None) -> Callable[[ExecutionRecord], bytes]:
+    """The 202 body of a run request for the run it queued; the run's pushRef, if any, is
+    expected by the push core from now on (its messages reach it even across a gap)."""
+
+    def answer(record: ExecutionRecord) -> bytes:
+        if record.push_ref is not None:
+            runtime(request).hub.shared.expect(record.id, record.push_ref, owner)
+        return encoder.encode(run_accepted(record))
+
+    return answer
 
 
 def accepted_response(answer: bytes, replayed: bool) -> Response:

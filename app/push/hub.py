@@ -37,10 +37,11 @@ from app.messages import (
 )
 from app.metrics import prometheus
 from app.model.records import StoredEvent
-from app.model.status import ExecutionStatus
+from app.model.status import FINISHED
 from app.push import commands, wire
 from app.push.connection import CloseCode, Connection
 from app.push.registry import Registry
+from app.push.remote import RemoteEvents
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,13 @@ class PushHub:
         self.registry = Registry(settings)
         self._bus = bus
         self._service = service
+        #: The bus subscriber (and its ``on_gap``) when the bus is shared by API instances.
+        self.shared = RemoteEvents(
+            route=self.on_event,
+            holds=self.registry.sessions.__contains__,
+            followed=self.registry.followed,
+            read=service.read_events,
+        )
         self._clock = clock
         self._live: set[Connection] = set()
         self._all_gone = asyncio.Event()
@@ -100,6 +108,7 @@ class PushHub:
         """Stop taking events and connections, close every connection once what is queued
         on it is sent (WebSocket 1001, SSE end), and wait up to ``close_timeout_s`` for them."""
         self._closing = True
+        await self.shared.aclose()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -130,12 +139,6 @@ class PushHub:
         now = self._clock()
         self.registry.route(event, now)
         self._maybe_sweep(now)
-
-    def send(self, push_ref: str, event: PushEvent) -> None:
-        self.registry.send(push_ref, event, self._clock())
-
-    def broadcast(self, event: PushEvent) -> None:
-        self.registry.broadcast(event, self._clock())
 
     def has(self, push_ref: str) -> bool:
         return self.registry.has(push_ref)
@@ -168,7 +171,7 @@ class PushHub:
             self.disconnect(conn)
             raise
         conn.deliver(wire.snapshot(snapshot), backlog=True)
-        finished = snapshot.status in _FINISHED
+        finished = snapshot.status in FINISHED
         self.registry.stream_replayed(conn, logged, finished=finished)
         return conn
 
@@ -275,9 +278,6 @@ class PushHub:
         if now - self._last_sweep >= self._sweep_every:
             self._last_sweep = now
             self.registry.sweep(now)
-
-
-_FINISHED = frozenset(s.value for s in ExecutionStatus if s.finished)
 
 
 def _too_big(frame: bytes | str, limit: int) -> bool:

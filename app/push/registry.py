@@ -142,6 +142,10 @@ class Registry:
         session = self.sessions.get(push_ref)
         return session is not None and session.connection is not None
 
+    def followed(self) -> set[str]:
+        """The executions subscribed to or streamed by a connection here."""
+        return self._subscribers.keys() | self._stream_index.keys()
+
     def connections(self) -> list[Connection]:
         live = [s.connection for s in self.sessions.values() if s.connection is not None]
         return live + list(self.streams)
@@ -164,18 +168,6 @@ class Registry:
         for stream in list(self._stream_index.get(fitted.execution_id, ())):
             if stream.sub.offer(fitted):
                 stream.emit((fitted,))
-
-    def send(self, push_ref: str, event: PushEvent, now: float) -> None:
-        """Send ``event`` to ``push_ref`` only, buffering it when no connection is live."""
-        fitted = fit(event, self.settings.max_message_bytes)
-        if fitted is not None:
-            self._send(push_ref, fitted, now)
-
-    def broadcast(self, event: PushEvent, now: float) -> None:
-        """Send ``event`` to every pushRef (the ones of other owners excepted)."""
-        fitted = fit(event, self.settings.max_message_bytes)
-        if fitted is not None:
-            self._broadcast(fitted, now)
 
     def _send(self, push_ref: str, event: PushEvent, now: float) -> None:
         session = self.sessions.get(push_ref) or self._session(push_ref, now)

@@ -28,7 +28,8 @@ import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import msgspec
 
@@ -41,10 +42,11 @@ from app.model.records import (
     JsonObject,
     StoredEvent,
 )
-from app.storage.base import StatusUpdates
 from app.storage.sql_rows import (
     FINISHED,
     KEY_COLUMNS,
+    RETRY_OF_INDEX,
+    EventRow,
     KeyRow,
     RecordRow,
     json_object,
@@ -52,16 +54,16 @@ from app.storage.sql_rows import (
     key_row,
     prune_count,
     record_from_row,
-    record_row,
 )
 from app.storage.sql_rows import where as sql_where
+from app.storage.staging import SqlStaging
 
 log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
     id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, status TEXT NOT NULL,
-    created_at INTEGER NOT NULL, owner TEXT, body BLOB NOT NULL, workflow BLOB);
+    created_at INTEGER NOT NULL, owner TEXT, body BLOB NOT NULL, workflow BLOB, retry_of TEXT);
 CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions (workflow_id, created_at);
 CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, created_at);
 -- The list of every run, newest first, reads 50 rows, not the whole history (bench/history.py).
@@ -85,9 +87,8 @@ FLUSH_DELAY_S = 0.005
 CHECKPOINT_INTERVAL_S = 0.5
 
 #: The workflow snapshot is written with the run's first row only (see app.sql_rows).
-_UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
+_UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
     status=excluded.status, body=excluded.body, workflow=coalesce(excluded.workflow, workflow)"""
-_EventRow = tuple[str, int, str, bytes]
 _FINISHED_IN = f"status IN ({','.join('?' * len(FINISHED))})"
 #: Runs, then their logs and keys, deleted by id (a JSON array: no limit on how many).
 _DELETE_RUNS = f"""DELETE FROM executions WHERE id IN (SELECT value FROM json_each(?))
@@ -111,14 +112,22 @@ def _reclaim_space(db: sqlite3.Connection) -> None:
         db.execute("VACUUM")
 
 
-class SqliteStore(StatusUpdates):
-    """:class:`~app.store.ExecutionStore` and :class:`~app.store.WorkflowStore` on SQLite."""
+def _add_retry_of(db: sqlite3.Connection) -> None:
+    """Give a file made before retries existed its ``retry_of`` column (and index)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(executions)")}
+    if "retry_of" not in columns:
+        db.execute("ALTER TABLE executions ADD COLUMN retry_of TEXT")
+    db.execute(f"CREATE INDEX IF NOT EXISTS {RETRY_OF_INDEX}")
+
+
+class SqliteStore(SqlStaging):
+    """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
+    on SQLite; ``async with`` opens (creating the file and schema) and closes it."""
 
     def __init__(self, path: Path | str) -> None:
+        super().__init__()
         self._path = str(path)
         self._db: sqlite3.Connection | None = None
-        self._records: dict[str, RecordRow] = {}
-        self._events: list[_EventRow] = []
         self._keys: list[KeyRow] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_due = 0.0
@@ -129,7 +138,7 @@ class SqliteStore(StatusUpdates):
         self._checkpoint_db: sqlite3.Connection | None = None
         self._checkpoint_task: asyncio.Task[None] | None = None
 
-    async def open(self) -> None:
+    async def __aenter__(self) -> Self:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self._path, isolation_level=None)
@@ -138,9 +147,19 @@ class SqliteStore(StatusUpdates):
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint_loop
         db.executescript(SCHEMA)
+        _add_retry_of(db)
         self._db = db
         if self._path != ":memory:":
             self._checkpoint_task = asyncio.create_task(self._checkpoint_loop())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     async def _checkpoint_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -158,17 +177,12 @@ class SqliteStore(StatusUpdates):
 
     @property
     def db(self) -> sqlite3.Connection:
-        assert self._db is not None, "SqliteStore.open() was not awaited"
+        assert self._db is not None, "SqliteStore used outside its `async with`"
         return self._db
 
     # ---- group commit ----------------------------------------------------------------
 
-    def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        self._records[record.id] = record_row(record, self._records.get(record.id))
-        self.stage_events(record.id, events)
-
-    def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
-        self._events.extend((execution_id, e.seq, e.type, e.payload) for e in events)
+    def _staged(self) -> None:
         self._schedule_flush(asyncio.get_running_loop().time() + FLUSH_DELAY_S)
 
     def _schedule_flush(self, due: float) -> None:
@@ -180,16 +194,12 @@ class SqliteStore(StatusUpdates):
         self._flush_handle = asyncio.get_running_loop().call_at(due, self._flush)
 
     async def commit(self, linger_s: float = 0.0) -> None:
-        if self._records or self._events:
+        if self.has_staged:
             loop = asyncio.get_running_loop()
             if self._committed is None:
                 self._committed = loop.create_future()
             self._schedule_flush(loop.time() + linger_s)
             await asyncio.shield(self._committed)
-
-    async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        self.stage(record, events)
-        await self.commit()
 
     def _flush(self) -> None:
         """Commit everything staged (if anything) in one transaction and wake whoever awaits
@@ -197,9 +207,9 @@ class SqliteStore(StatusUpdates):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        records, events, done = list(self._records.values()), self._events, self._committed
+        (records, events), done = self.take_staged(), self._committed
         keys, self._keys = self._keys, []
-        self._records, self._events, self._committed = {}, [], None
+        self._committed = None
         try:
             if records or events:
                 self._write(records, events, keys)
@@ -212,12 +222,7 @@ class SqliteStore(StatusUpdates):
             if done is not None:
                 done.set_result(None)
 
-    def _write(
-        self,
-        records: list[RecordRow],
-        events: list[tuple[str, int, str, bytes]],
-        keys: list[KeyRow],
-    ) -> None:
+    def _write(self, records: list[RecordRow], events: list[EventRow], keys: list[KeyRow]) -> None:
         db = self.db
         db.execute("BEGIN")
         try:

@@ -9,6 +9,7 @@ Playwright is missing; with ``CI=true`` a missing browser fails the run.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -196,7 +197,7 @@ def test_pressing_run_lights_every_node_up_live_over_websocket(
     page = open_page()
     go(page, server, "/#wf=fan-out")
     expect_live(page, "websocket")
-    expect(page.get_by_test_id("workflow-item")).to_have_count(6)
+    expect(page.get_by_test_id("workflow-item")).to_have_count(7)
     expect_nodes(
         page, dict.fromkeys(["Start", "Research", "Draft", "Combine", "Count words"], "idle")
     )
@@ -458,6 +459,62 @@ def wait_for_type(page: Page, message_type: str) -> None:
     page.wait_for_function(js, timeout=WAIT_MS)
 
 
+def test_a_failed_run_is_retried_from_the_failed_node_and_a_finished_run_scrubbed(
+    serve: Callable[..., Server], examples: Settings, open_page: Callable[..., Page], tmp_path: Path
+) -> None:
+    server = serve(examples)
+    page = open_page()
+    go(page, server, "/#wf=failing")
+    expect_live(page, "websocket")
+    page.get_by_test_id("run-button").click()
+    expect_run(page, "error")
+    original = page.get_by_test_id("run-status").get_attribute("data-execution-id")
+    expect(page.get_by_test_id("retry-panel")).to_be_visible()
+    expect(page.get_by_test_id("retry-from")).to_contain_text("Check")
+    fixed = httpx.get(f"{server.url}/agents/workflows/failing", timeout=10).json()
+    fixed["nodes"][1] = {"name": "Check", "type": "set", "parameters": {"values": {"ok": 1}}}
+    assert httpx.put(f"{server.url}/agents/workflows/failing", json=fixed, timeout=10).is_success
+
+    page.locator(f'{NODE}[data-node-name="Check"]').click()
+    page.get_by_test_id("retry-from-here").click()
+    state = page.get_by_test_id("retry-state")
+    expect(state).to_be_focused()
+    expect(state).to_have_value(re.compile(r'"Start"'))
+    state.fill('{"Start": {"ticket": 42}}')
+    page.get_by_test_id("retry-saved").check()
+    page.get_by_test_id("retry-button").click()
+
+    expect_run(page, "success")
+    expect_nodes(page, {"Start": "success", "Check": "success", "Never": "success"})
+    retry_id = page.get_by_test_id("run-status").get_attribute("data-execution-id")
+    assert retry_id != original
+    body = httpx.get(f"{server.url}/agents/executions/{retry_id}?include_data=1", timeout=10)
+    assert body.json()["retry_of"] == original
+    assert body.json()["data"]["Never"][0]["main"][0][0]["json"] == {
+        "ticket": 42,
+        "ok": 1,
+        "reached": True,
+    }
+    events = httpx.get(f"{server.url}/agents/executions/{retry_id}/events", timeout=10).json()
+    assert [i["message"]["data"].get("nodeName") for i in events["items"]][1] == "Check"
+    row = page.locator(f'[data-testid="history-row"][data-execution-id="{retry_id}"]')
+    expect(row.get_by_test_id("retry-of")).to_have_attribute("title", f"retry of {original}")
+
+    scrubber = page.get_by_test_id("scrubber")
+    expect(page.get_by_test_id("time-travel")).to_be_visible()
+    scrubber.focus()
+    page.keyboard.press("Home")
+    expect(page.get_by_test_id("scrubber-label")).to_contain_text("executionStarted")
+    expect_nodes(page, {"Start": "success", "Check": "pending", "Never": "pending"})
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_test_id("scrubber-label")).to_contain_text("nodeExecuteBefore · Check")
+    expect_nodes(page, {"Start": "success", "Check": "running", "Never": "pending"})
+    page.screenshot(path=tmp_path / "retry-scrubbed.png")
+    page.keyboard.press("End")
+    expect(page.get_by_test_id("scrubber-label")).to_contain_text("executionFinished")
+    expect_nodes(page, {"Start": "success", "Check": "success", "Never": "success"})
+
+
 def test_every_module_is_served_as_javascript_and_stays_on_the_page_origin(
     serve: Callable[..., Server], settings: Settings
 ) -> None:
@@ -572,3 +629,36 @@ def test_push_module_reports_a_refused_api_key_as_a_final_typed_close(
     assert [s["state"] for s in states] == ["connecting", "live", "offline"]  # no retry
     drop = states[-1]["drop"]
     assert (drop["kind"], drop["code"], drop["final"]) == ("unauthorized", 4401, True)
+
+
+AGENT = Path(__file__).resolve().parents[2] / "examples" / "agent.json"
+ANSWER_TEXT = json.loads(AGENT.read_text())["nodes"][2]["parameters"]["response"]
+
+
+def test_a_running_node_shows_its_streamed_text_and_progress_before_it_finishes(
+    serve: Callable[..., Server], examples: Settings, open_page: Callable[..., Page]
+) -> None:
+    """SPEC §8: the agent example's python node reports progress, its llm node streams."""
+    server = serve(examples)
+    page = open_page()
+    go(page, server, "/#wf=agent")
+    expect_live(page, "websocket")
+    page.get_by_test_id("run-button").click()
+
+    research = page.locator(f'{NODE}[data-node-name="Research"]')
+    expect(research.get_by_test_id("node-live")).to_contain_text('"step"', timeout=WAIT_MS)
+    answer = page.locator(f'{NODE}[data-node-name="Answer"]')
+    # The excerpt is the end of the text so far: some words of the answer, while it runs.
+    excerpt = answer.get_by_test_id("node-live")
+    expect(excerpt).to_have_text(re.compile(r"\w"), timeout=WAIT_MS)
+    assert answer.get_attribute("data-status") == "running"  # the text came before the end
+    assert str(excerpt.text_content()).strip("…").split()[-1] in ANSWER_TEXT
+    answer.click()
+    panel = page.get_by_test_id("node-stream")
+    expect(panel).to_contain_text("Thanks for asking", timeout=WAIT_MS)
+    assert answer.get_attribute("data-status") == "running"
+
+    expect_run(page, "success")
+    expect(answer.get_by_test_id("node-live")).to_have_text("")
+    expect(panel).to_contain_text("Anything else I can help with?")
+    expect(page.get_by_test_id("node-output")).to_contain_text("Anything else I can help with?")

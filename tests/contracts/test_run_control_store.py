@@ -32,17 +32,12 @@ _ids = itertools.count()
 
 
 async def _opener(name: str, tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
-    opened: list[Any] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def open_store() -> Any:
-        store = BACKENDS[name](tmp_path)
-        await store.open()
-        opened.append(store)
-        return store
+        async def open_store() -> Any:
+            return await stack.enter_async_context(BACKENDS[name](tmp_path))
 
-    yield open_store
-    for store in reversed(opened):
-        await store.close()
+        yield open_store
 
 
 @pytest.fixture(params=list(BACKENDS))
@@ -187,20 +182,16 @@ async def test_deleting_a_run_takes_its_log_and_keys_and_spares_unfinished_runs(
 
 async def test_a_pruned_sqlite_database_file_shrinks(tmp_path: Path) -> None:
     path = tmp_path / "graphpush.sqlite"
-    store = SqliteStore(path)
-    await store.open()
     payload = b"x" * 4000
     runs = [record(status=S.SUCCESS) for _ in range(300)]
-    for run in runs:
-        store.stage(run, [StoredEvent(seq, "nodeExecuteAfterData", payload) for seq in (1, 2)])
-    await store.commit()
-    await store.close()
+    async with SqliteStore(path) as store:
+        for run in runs:
+            store.stage(run, [StoredEvent(seq, "nodeExecuteAfterData", payload) for seq in (1, 2)])
+        await store.commit()
     full = path.stat().st_size
 
-    store = SqliteStore(path)
-    await store.open()
-    assert await store.delete([run.id for run in runs]) == len(runs)
-    await store.close()
+    async with SqliteStore(path) as store:
+        assert await store.delete([run.id for run in runs]) == len(runs)
 
     assert path.stat().st_size < full / 4, (full, path.stat().st_size)
 
@@ -212,8 +203,7 @@ async def test_an_sqlite_database_made_before_incremental_vacuum_is_converted(
     with contextlib.closing(sqlite3.connect(path)) as old:
         old.executescript(SCHEMA)  # as an older release made it: auto_vacuum off
         assert old.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
-    store = SqliteStore(path)
-    await store.open()
-    await store.close()
+    async with SqliteStore(path):
+        pass
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental

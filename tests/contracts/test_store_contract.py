@@ -6,21 +6,24 @@ To check a new backend (PostgreSQL, ...), add a :class:`Backend` to :data:`BACKE
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
-from app.errors import Conflict, IllegalTransition, NotFound
+from app.errors import Conflict, IllegalTransition
 from app.executions.flatted import stringify
-from app.model.records import ExecutionQuery, ExecutionRecord, StoredEvent
+from app.model.records import ExecutionQuery, ExecutionRecord, RetryPlan, StoredEvent
 from app.model.status import TRANSITIONS, ExecutionStatus, check_transition
 from app.storage.base import ExecutionStore, WorkflowStore
 from app.storage.memory import MemoryStore
-from app.storage.sqlite import SqliteStore
+from app.storage.sqlite import SCHEMA, SqliteStore
 from support.scaleout import postgres_store
 
 pytestmark = pytest.mark.timeout(30)
@@ -28,7 +31,9 @@ S = ExecutionStatus
 
 
 class Store(ExecutionStore, WorkflowStore, Protocol):
-    async def open(self) -> None: ...
+    async def __aenter__(self) -> Store: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,17 +62,12 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 @pytest.fixture
 async def opener(backend: Backend, tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[Store]]]:
     """Opens stores of ``backend`` on one directory; all are closed at the end."""
-    opened: list[Store] = []
+    async with AsyncExitStack() as stack:
 
-    async def open_store() -> Store:
-        store = backend.make(tmp_path)
-        await store.open()
-        opened.append(store)
-        return store
+        async def open_store() -> Store:
+            return await stack.enter_async_context(backend.make(tmp_path))
 
-    yield open_store
-    for store in reversed(opened):
-        await store.close()
+        yield open_store
 
 
 @pytest.fixture
@@ -106,6 +106,7 @@ async def test_a_saved_record_reads_back_equal(store: Store) -> None:
         started_at=1,
         error={"message": "m", "node": "B", "type": "T"},
         retry_of="run-x",
+        retry=RetryPlan("B", ["A"], ["B"]),
         input={"q": [1, {"r": None}]},
         workflow={"name": "Workflow", "nodes": [{"name": "A", "type": "trigger"}]},
         workflow_version="v1",
@@ -252,6 +253,35 @@ async def test_list_filters_combine(
     assert page.total == total
 
 
+async def test_list_finds_the_retries_of_a_run(store: Store) -> None:
+    original, other = record(status=S.ERROR), record(status=S.ERROR)
+    retries = [
+        record(retry_of=original.id),
+        record(retry_of=other.id),
+        record(retry_of=original.id),
+    ]
+    for row in (original, other, *retries):
+        await store.save(row)
+
+    page = await store.list(ExecutionQuery(retry_of=original.id))
+
+    assert ids(page.items) == [retries[2].id, retries[0].id] and page.total == 2
+    assert (await store.list(ExecutionQuery(retry_of=original.id, workflow_id="x"))).total == 0
+
+
+async def test_a_sqlite_file_from_before_retries_gains_their_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(SCHEMA.replace(", retry_of TEXT", ""))
+    async with SqliteStore(path) as store:
+        original = record(status=S.ERROR)
+        retry = record(retry_of=original.id)
+        await store.save(original)
+        await store.save(retry)
+
+        assert ids((await store.list(ExecutionQuery(retry_of=original.id))).items) == [retry.id]
+
+
 async def test_list_sees_the_latest_status_of_a_record(store: Store) -> None:
     row = record()
     await store.save(row)
@@ -262,36 +292,30 @@ async def test_list_sees_the_latest_status_of_a_record(store: Store) -> None:
     assert (await store.list(ExecutionQuery(status=S.NEW))).total == 0
 
 
-# ---- status updates --------------------------------------------------------------------
+# ---- status changes (as the workers make them: check, then write the whole record) ----
 
 
-async def test_update_status_moves_a_run_along_a_legal_transition(store: Store) -> None:
+async def test_a_run_moved_along_a_legal_transition_reads_back_moved(store: Store) -> None:
     row = record()
     await store.save(row)
 
-    updated = await store.update_status(row.id, S.RUNNING)
+    check_transition(row.status, S.RUNNING)
+    row.status = S.RUNNING
+    await store.save(row)
 
-    assert updated.status is S.RUNNING
     stored = await store.get(row.id)
     assert stored is not None and stored.status is S.RUNNING
 
 
-async def test_update_status_refuses_an_illegal_transition_and_changes_nothing(
-    store: Store,
-) -> None:
+async def test_a_refused_transition_leaves_the_stored_run_as_it_was(store: Store) -> None:
     row = record(status=S.SUCCESS)
     await store.save(row)
 
     with pytest.raises(IllegalTransition):
-        await store.update_status(row.id, S.RUNNING)
+        check_transition(row.status, S.RUNNING)
 
     stored = await store.get(row.id)
     assert stored is not None and stored.status is S.SUCCESS
-
-
-async def test_update_status_of_an_unknown_run_is_not_found(store: Store) -> None:
-    with pytest.raises(NotFound):
-        await store.update_status("missing", S.RUNNING)
 
 
 # ---- event logs ------------------------------------------------------------------------

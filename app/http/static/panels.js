@@ -3,7 +3,8 @@
 
 import { $, el } from "./dom.js";
 import { NODE_STATUS_TEXT, formatDuration, pretty, runStatusText } from "./format.js";
-import { ACTIVE, nodeStatus } from "./run.js";
+import { FINISHED } from "./retry.js";
+import { ACTIVE, nodeStatus, streamedText } from "./run.js";
 
 const testid = (root, id) => $(`[data-testid="${id}"]`, root);
 
@@ -51,13 +52,18 @@ export class RunBar {
   }
 }
 
-/** The inspector's node panel: a node's type, status, time, error, parameters and output. */
+/**
+ * The inspector's node panel: a node's type, status, time, error, parameters and output;
+ * on a finished run, "Retry from here" for a node that ran (`onRetryFrom(name)`).
+ */
 export class NodePanel {
-  constructor(box) {
+  constructor(box, { onRetryFrom }) {
     this.box = box;
+    this.onRetryFrom = onRetryFrom;
   }
 
-  render(node, run) {
+  /** `retryable`: nodes of `run` can start a retry (not those of a registered graph). */
+  render(node, run, retryable = true) {
     if (!node) {
       this.box.replaceChildren(el("p", { class: "muted", text: "Select a node to see its parameters and output." }));
       return;
@@ -76,13 +82,42 @@ export class NodePanel {
       el("dd", { text: time !== undefined ? formatDuration(time) : "—" }),
     );
     const parts = [el("h3", { class: "node-title", text: node.name }), rows];
+    if (retryable && run && FINISHED.has(run.status) && !["pending", "idle"].includes(status)) {
+      const retry = { type: "button", class: "btn btn-small", "data-testid": "retry-from-here" };
+      parts.push(el("button", { ...retry, text: "Retry from here", onclick: () => this.onRetryFrom(node.name) }));
+    }
     const error = run?.nodeErrors[node.name];
     if (error) parts.push(el("p", { class: "node-error", text: error }));
+    parts.push(...streamParts(run, node.name, status));
     parts.push(el("h4", { text: "Parameters" }), el("pre", { class: "json", text: pretty(node.parameters ?? {}) }));
     const output = run?.outputs[node.name];
     if (output) parts.push(...outputParts(output));
     this.box.replaceChildren(...parts);
+    const stream = $('[data-testid="node-stream"]', this.box);
+    if (stream) stream.scrollTop = stream.scrollHeight; // the newest text in view
   }
+}
+
+/** What the node streamed (SPEC §8): its text, tool calls and last progress, live. */
+function streamParts(run, name, status) {
+  const parts = [];
+  const live = status === "running" ? " (live)" : "";
+  const text = streamedText(run, name);
+  if (text) {
+    parts.push(el("h4", { text: `Streamed text${live}` }));
+    parts.push(el("pre", { class: "stream-text", "data-testid": "node-stream", text }));
+  }
+  const calls = Object.values(run?.toolCalls?.[name] ?? {});
+  if (calls.length) {
+    parts.push(el("h4", { text: `Tool calls${live}` }));
+    parts.push(el("pre", { class: "json", text: calls.map((c) => `${c.name}(${c.args})`).join("\n") }));
+  }
+  const progress = run?.progress?.[name];
+  if (progress !== undefined) {
+    parts.push(el("h4", { text: `Progress${live}` }));
+    parts.push(el("pre", { class: "json", "data-testid": "node-progress", text: pretty(progress) }));
+  }
+  return parts;
 }
 
 /** A node's output items as JSON: one list per output branch (just the list if one). */
