@@ -199,9 +199,33 @@ class ExecutionService:
         push_ref: str | None = None,
         owner: str | None = None,
     ) -> ExecutionRecord:
-        """Queue a retry of a finished run (SPEC §9): a new run whose ``retry_of`` is
-        ``execution_id``, on the run's workflow snapshot (or the workflow as ``saved`` now),
-        that reuses the original's results of the nodes before ``from_node``
+        """Queue a retry of a finished run: :meth:`new_retry`, stored and queued."""
+        record = await self.new_retry(
+            execution_id,
+            from_node=from_node,
+            saved=saved,
+            state=state,
+            input=input,
+            push_ref=push_ref,
+            owner=owner,
+        )
+        await self._enqueue(record)
+        return record
+
+    async def new_retry(
+        self,
+        execution_id: str,
+        *,
+        from_node: str | None = None,
+        saved: bool = False,
+        state: dict[str, JsonObject] | None = None,
+        input: JsonObject | None = None,
+        push_ref: str | None = None,
+        owner: str | None = None,
+    ) -> ExecutionRecord:
+        """A retry of a finished run (SPEC §9), neither stored nor queued: a new run whose
+        ``retry_of`` is ``execution_id``, on the run's workflow snapshot (or the workflow as
+        ``saved`` now), that reuses the original's results of the nodes before ``from_node``
         (:mod:`app.executions.retry`), ``state`` replacing some of them and ``input`` the
         run input. Raises :class:`IllegalTransition` (409) for a run not finished and
         :class:`ValidationFailed` (422) for what the retry cannot use."""
@@ -218,7 +242,6 @@ class ExecutionService:
         record = _new_record(original.workflow_id, workflow, version, run_input, push_ref, owner)
         compiled = None if workflow.get("graph") else await self.workflows.compile(record)
         retry.prepare(record, original, compiled, from_node=from_node, state=state or {})
-        await self._enqueue(record)
         return record
 
     async def _saved_workflow(self, workflow_id: str) -> tuple[JsonObject, str]:

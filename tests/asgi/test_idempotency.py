@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from app.settings import Settings
-from support.app import create_workflow, running_app
+from support.app import create_workflow, running_app, wait_for_status
 from support.engine import chain, error_body, node
 from support.scaleout import fresh_schema
 
@@ -178,3 +178,21 @@ async def test_two_api_instances_on_postgresql_racing_one_key_start_one_run(
         assert len({r.json()["execution_id"] for r in responses}) == 1
         assert sum("idempotent-replayed" not in r.headers for r in responses) == 1
         assert await run_count(clients[1]) == 1
+
+
+async def test_a_retry_with_a_key_is_replayed_like_a_run(client: httpx.AsyncClient) -> None:
+    workflow_id = await create_workflow(client, FLOW)
+    original = (await post_run(client, workflow_id, None)).json()["execution_id"]
+    await wait_for_status(client, original, "success")
+    url = f"/agents/executions/{original}/retry"
+
+    first = await client.post(url, json={}, headers={"Idempotency-Key": "retry-1"})
+    again = await client.post(url, json={}, headers={"Idempotency-Key": "retry-1"})
+    other = await client.post(url, json={"input": {"x": 1}}, headers={"Idempotency-Key": "retry-1"})
+
+    assert first.status_code == again.status_code == 202, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert error_body(other)["code"] == "idempotency_key_reused"
+    retries = await client.get(f"/agents/executions?retry_of={original}")
+    assert retries.json()["total"] == 1
