@@ -13,7 +13,7 @@ it still holds while Redis and the store are open.
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -25,6 +25,7 @@ from app.executions.service import ExecutionService
 from app.queue.base import ExecutionQueue, LocalQueue
 from app.settings import Settings
 from app.storage.base import ExecutionStore, WorkflowStore
+from app.storage.health import StoreHealth
 from app.storage.memory import MemoryStore
 from app.storage.sqlite import SqliteStore
 
@@ -48,6 +49,8 @@ class Backends:
     checkpointer: BaseCheckpointSaver[Any]
     #: The queue again when it is shared (it then needs the service bound to it).
     shared_queue: RedisQueue | None = None
+    #: What the store reports of its writes (``/healthz``, ``/metrics``).
+    health: StoreHealth = field(default_factory=StoreHealth)
 
     def service(self, settings: Settings) -> ExecutionService:
         """The execution service on these backends (a shared queue bound to it)."""
@@ -75,8 +78,10 @@ class Backends:
 async def open_backends(stack: AsyncExitStack, settings: Settings, *, push: bool) -> Backends:
     """Open what ``settings`` asks for; ``push``: this process serves push connections."""
     if settings.database_url is None:
-        store, checkpointer = await _embedded(stack, settings)
-        return Backends(store, LocalQueue(settings.queue_bound), LocalEventBus(), checkpointer)
+        health = StoreHealth()
+        store, checkpointer = await _embedded(stack, settings, health)
+        queue = LocalQueue(settings.queue_bound)
+        return Backends(store, queue, LocalEventBus(), checkpointer, health=health)
     postgres, checkpointer = await _postgres(stack, settings.database_url)
     if settings.redis_url is None:
         return Backends(postgres, LocalQueue(settings.queue_bound), LocalEventBus(), checkpointer)
@@ -84,11 +89,11 @@ async def open_backends(stack: AsyncExitStack, settings: Settings, *, push: bool
 
 
 async def _embedded(
-    stack: AsyncExitStack, settings: Settings
+    stack: AsyncExitStack, settings: Settings, health: StoreHealth
 ) -> tuple[Store, BaseCheckpointSaver[Any]]:
     if settings.database == "memory":
         return MemoryStore(), InMemorySaver()
-    store = SqliteStore(settings.sqlite_path)
+    store = SqliteStore(settings.sqlite_path, health=health)
     await store.open()
     stack.push_async_callback(store.close)
     saver = await stack.enter_async_context(

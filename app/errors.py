@@ -9,7 +9,8 @@
     │   └── IllegalTransition      409 illegal_transition
     ├── PayloadTooLarge            413 payload_too_large
     ├── ValidationFailed           422 validation_failed   (``details``: every problem)
-    └── QueueFull                  503 queue_full          (``Retry-After``)
+    ├── QueueFull                  503 queue_full          (``Retry-After``)
+    └── StoreUnavailable           503 store_unavailable   (``Retry-After``)
 
 Node failures inside a run are not exceptions of this tree: they end the run with status
 ``error`` and travel in push messages (see :mod:`app.executions.node_errors`); a node raises
@@ -76,6 +77,14 @@ class QueueFull(GraphpushError):
     status = 503
     code = "queue_full"
     retry_after_s: ClassVar[int] = 1
+
+
+class StoreUnavailable(GraphpushError):
+    """The store cannot write (a full disk, an I/O error): nothing of the request was kept."""
+
+    status = 503
+    code = "store_unavailable"
+    retry_after_s: ClassVar[int] = 5
 
 
 def problem(path: str, message: str) -> dict[str, str]:

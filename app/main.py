@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
                 setup(service)
             if settings.load_examples:
                 await load_examples(service)
-            app.state.runtime = Runtime(settings, store, store, bus, service, hub)
+            app.state.runtime = Runtime(settings, store, store, bus, service, hub, backends.health)
             await service.start()
             stack.push_async_callback(service.shutdown)
             yield

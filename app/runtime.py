@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from starlette.requests import HTTPConnection
@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 from app.bus.base import EventBus
 from app.settings import Settings
 from app.storage.base import ExecutionStore, WorkflowStore
+from app.storage.health import StoreHealth
 
 if TYPE_CHECKING:
     from app.executions.service import ExecutionService
@@ -24,6 +25,7 @@ class Runtime:
     bus: EventBus
     service: ExecutionService
     hub: PushHub
+    health: StoreHealth = field(default_factory=StoreHealth)
 
 
 def runtime(conn: HTTPConnection) -> Runtime:

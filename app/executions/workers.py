@@ -80,6 +80,7 @@ class ExecutionManager:
     async def _work(self) -> None:
         while True:
             record = await self.queue.get()
+            await self.store.wait_writable()  # a run starts once its states can be stored
             if record.id in self.dropped:
                 self.dropped.discard(record.id)
                 continue
@@ -205,7 +206,12 @@ class ExecutionManager:
     def spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._spawned_done)
+
+    def _spawned_done(self, task: asyncio.Future[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a terminal message was not published", exc_info=task.exception())
 
     async def drain(self) -> None:
         """Wait until every terminal message handed to :meth:`spawn` has been published."""
@@ -228,9 +234,13 @@ class ExecutionManager:
             self.cancel(execution_id)
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, *self._workers, return_exceptions=True)
-        # Phase 4: every terminal message is stored and published.
-        await self.drain()
-        await self.store.commit()
+        # Phase 4: every terminal message is stored and published; a store that cannot
+        # write (a full disk) gets the same grace, then what it holds is lost with the
+        # process (its runs are marked crashed at the next start).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self.drain()
+                await self.store.commit()
 
 
 def _push_event(record: ExecutionRecord, event: StoredEvent) -> PushEvent:

@@ -226,12 +226,19 @@ async def execution_events(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    """Liveness: 200 while the process answers, also when its store cannot write (a restart
+    frees no disk and loses the writes held for retry); ``status`` is ``degraded`` then, and
+    ``store`` says why (docs/deploy.md, *Faults*)."""
+    store = runtime(request).health.report()
+    ok = store["writable"] and store["checkpointing"]
+    return JSONResponse({"status": "ok" if ok else "degraded", "store": store})
 
 
 async def metrics(request: Request) -> Response:
     rt = runtime(request)
-    return PlainTextResponse(rt.service.metrics_text() + rt.hub.metrics_text())
+    return PlainTextResponse(
+        rt.service.metrics_text() + rt.hub.metrics_text() + rt.health.metrics_text()
+    )
 
 
 def api_routes() -> list[BaseRoute]:

@@ -39,7 +39,14 @@ class ExecutionStore(Protocol):
         ...
 
     async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        """``stage`` then ``commit``."""
+        """``stage`` then ``commit``; raises :class:`~app.errors.StoreUnavailable`, keeping
+        nothing of this call, when the store cannot write it now (a run is refused, not
+        accepted and lost)."""
+        ...
+
+    async def wait_writable(self) -> None:
+        """Return once the store can write (at once, unless failed writes await a retry):
+        a worker waits here before it starts a run."""
         ...
 
     async def get(self, execution_id: str) -> ExecutionRecord | None: ...

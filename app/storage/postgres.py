@@ -148,6 +148,9 @@ class PostgresStore(StatusUpdates):
         self.stage(record, events)
         await self.commit()
 
+    async def wait_writable(self) -> None:
+        return None  # a failed write is not retried here: nothing waits for one
+
     async def _write_batches(self) -> None:
         """Commit the staged writes batch after batch until nothing is staged."""
         try:

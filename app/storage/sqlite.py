@@ -13,25 +13,25 @@ and prefers sharing a transaction (a commit costs 100 to 250 µs of write syscal
 run's rows about as much again). A process that dies loses at most the staged node events
 of that window, never a status a client was told about (SPEC §4 rule 6).
 
-The one blocking step left, the WAL checkpoint (it fsyncs), runs on a thread of its own with
-its own connection every :data:`CHECKPOINT_INTERVAL_S`: done on the loop, it stalled every
-run for tens of milliseconds whenever the WAL filled.
+A write that fails for want of space (a full disk), a lock or I/O stays staged and is
+retried with backoff (:mod:`app.storage.health`): ``commit`` returns once it succeeded, and
+while it waits reads see the last committed state. ``save`` (a new run) is refused instead
+with :class:`~app.errors.StoreUnavailable`, keeping nothing. The one blocking step left, the
+WAL checkpoint, runs on a thread of its own (:mod:`app.storage.wal`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import sqlite3
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from app.errors import Conflict
+from app.errors import Conflict, StoreUnavailable
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -40,8 +40,10 @@ from app.model.records import (
     StoredEvent,
 )
 from app.storage.base import StatusUpdates
+from app.storage.health import StoreHealth, transient
 from app.storage.sql_rows import RecordRow, json_object, record_from_row, record_row
 from app.storage.sql_rows import where as sql_where
+from app.storage.wal import WalCheckpointer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -59,8 +61,6 @@ CREATE TABLE IF NOT EXISTS workflows (
 
 #: How long staged writes may wait for others to share their transaction.
 FLUSH_DELAY_S = 0.005
-#: How often the WAL is checkpointed into the database file (off the event loop).
-CHECKPOINT_INTERVAL_S = 0.5
 
 #: The workflow snapshot is written with the run's first row only (see app.sql_rows).
 _UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
@@ -71,8 +71,9 @@ _EventRow = tuple[str, int, str, bytes]
 class SqliteStore(StatusUpdates):
     """:class:`~app.store.ExecutionStore` and :class:`~app.store.WorkflowStore` on SQLite."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, health: StoreHealth | None = None) -> None:
         self._path = str(path)
+        self.health = health or StoreHealth()
         self._db: sqlite3.Connection | None = None
         self._records: dict[str, RecordRow] = {}
         self._events: list[_EventRow] = []
@@ -80,10 +81,9 @@ class SqliteStore(StatusUpdates):
         self._flush_due = 0.0
         #: Resolved when the staged writes are committed (created by the first ``commit``).
         self._committed: asyncio.Future[None] | None = None
-        self._written_since_checkpoint = False
-        self._checkpoints = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
-        self._checkpoint_db: sqlite3.Connection | None = None
-        self._checkpoint_task: asyncio.Task[None] | None = None
+        #: A write failed; the flush scheduled is its retry (nothing may bring it forward).
+        self._retrying = False
+        self._wal = WalCheckpointer(self._path, self.health)
 
     async def open(self) -> None:
         if self._path != ":memory:":
@@ -91,25 +91,11 @@ class SqliteStore(StatusUpdates):
         db = sqlite3.connect(self._path, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint_loop
+        db.execute("PRAGMA wal_autocheckpoint=0")  # see app.storage.wal
         db.executescript(SCHEMA)
         self._db = db
         if self._path != ":memory:":
-            self._checkpoint_task = asyncio.create_task(self._checkpoint_loop())
-
-    async def _checkpoint_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
-            if self._written_since_checkpoint:
-                self._written_since_checkpoint = False
-                await loop.run_in_executor(self._checkpoints, self._checkpoint, "PASSIVE")
-
-    def _checkpoint(self, mode: str) -> None:
-        """On the checkpoint thread: copy the WAL into the database file."""
-        if self._checkpoint_db is None:
-            self._checkpoint_db = sqlite3.connect(self._path, isolation_level=None)
-        self._checkpoint_db.execute(f"PRAGMA wal_checkpoint({mode})")
+            self._wal.start()
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -127,6 +113,8 @@ class SqliteStore(StatusUpdates):
         self._schedule_flush(asyncio.get_running_loop().time() + FLUSH_DELAY_S)
 
     def _schedule_flush(self, due: float) -> None:
+        if self._retrying:
+            return
         if self._flush_handle is not None:
             if self._flush_due <= due:
                 return
@@ -135,36 +123,82 @@ class SqliteStore(StatusUpdates):
         self._flush_handle = asyncio.get_running_loop().call_at(due, self._flush)
 
     async def commit(self, linger_s: float = 0.0) -> None:
-        if self._records or self._events:
-            loop = asyncio.get_running_loop()
-            if self._committed is None:
-                self._committed = loop.create_future()
-            self._schedule_flush(loop.time() + linger_s)
-            await asyncio.shield(self._committed)
+        """Return once everything staged so far is written, retrying failed writes."""
+        while self._records or self._events:
+            try:
+                await self._attempt(linger_s)
+            except StoreUnavailable:
+                continue  # staged again; its retry is scheduled
+            return
+
+    async def _attempt(self, linger_s: float) -> None:
+        """Wait for the next write of what is staged; raises ``StoreUnavailable`` if it fails."""
+        loop = asyncio.get_running_loop()
+        if self._committed is None:
+            self._committed = loop.create_future()
+        self._schedule_flush(loop.time() + linger_s)
+        await asyncio.shield(self._committed)
 
     async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        """``stage`` then write; raises :class:`StoreUnavailable`, keeping nothing of this
+        call, if that write fails or a failed one awaits its retry (a run is refused rather
+        than accepted and not stored)."""
+        if self._retrying:
+            raise StoreUnavailable(f"the store cannot write ({self.health.last_error})")
+        previous = self._records.get(record.id)
         self.stage(record, events)
-        await self.commit()
+        try:
+            await self._attempt(0.0)
+        except StoreUnavailable:
+            if self._records.pop(record.id, None) is None:
+                return  # written by a retry in the meantime
+            if previous is not None:
+                self._records[record.id] = previous
+            ours = {(record.id, e.seq) for e in events}
+            self._events = [e for e in self._events if e[:2] not in ours]
+            raise
+
+    async def wait_writable(self) -> None:
+        if self._retrying:
+            await self.commit()
 
     def _flush(self) -> None:
         """Commit everything staged (if anything) in one transaction and wake whoever awaits
-        it. Reads call it first, so they see every staged write."""
+        it. Reads call it first, so they see every staged write (unless a retry is due)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        records, events, done = list(self._records.values()), self._events, self._committed
+        self._retrying = False
+        records, events, done = self._records, self._events, self._committed
         self._records, self._events, self._committed = {}, [], None
         try:
             if records or events:
-                self._write(records, events)
-                self._written_since_checkpoint = True
+                self._write(list(records.values()), events)
+                self._wal.written()
+                self.health.wrote()
         except Exception as exc:
-            if done is None:
+            failure: Exception = exc
+            if transient(exc):
+                self._retry_later(records, events, exc)
+                failure = StoreUnavailable(f"the store cannot write ({exc})")
+            elif done is None:
                 raise
-            done.set_exception(exc)
+            if done is not None:
+                done.set_exception(failure)
         else:
             if done is not None:
                 done.set_result(None)
+
+    def _retry_later(
+        self, records: dict[str, RecordRow], events: list[_EventRow], error: Exception
+    ) -> None:
+        """Stage a failed write again (``_flush`` did not yield) and schedule its retry."""
+        self._records, self._events = records, events
+        delay = self.health.write_failed(error, len(records) + len(events))
+        loop = asyncio.get_running_loop()
+        self._flush_due = loop.time() + delay
+        self._flush_handle = loop.call_at(self._flush_due, self._flush)
+        self._retrying = True
 
     def _write(self, records: list[RecordRow], events: list[tuple[str, int, str, bytes]]) -> None:
         db = self.db
@@ -172,19 +206,22 @@ class SqliteStore(StatusUpdates):
         try:
             db.executemany(_UPSERT, records)
             db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", events)
+            db.execute("COMMIT")  # in WAL mode the pages are written here: it can fail too
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLITE_FULL, among others, has rolled it back already
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     # ---- executions ------------------------------------------------------------------
 
     def _query_one(self, sql: str, *args: Any) -> Any:
-        self._flush()
+        if not self._retrying:
+            self._flush()
         return self.db.execute(sql, args).fetchone()
 
     def _query_all(self, sql: str, *args: Any) -> builtins.list[Any]:
-        self._flush()
+        if not self._retrying:
+            self._flush()
         return self.db.execute(sql, args).fetchall()
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
@@ -217,18 +254,28 @@ class SqliteStore(StatusUpdates):
 
     # ---- workflows -------------------------------------------------------------------
 
+    def _execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        """A write of its own (workflows); one that fails for now is :class:`StoreUnavailable`."""
+        try:
+            return self.db.execute(sql, args)
+        except sqlite3.OperationalError as exc:
+            if not transient(exc):
+                raise
+            raise StoreUnavailable(f"the store cannot write ({exc})") from exc
+
     async def create_workflow(self, workflow_id: str, body: JsonObject) -> None:
         try:
-            self.db.execute(
+            self._execute(
                 "INSERT INTO workflows VALUES (?,?,strftime('%s','now'))",
-                (workflow_id, msgspec.json.encode(body)),
+                workflow_id,
+                msgspec.json.encode(body),
             )
         except sqlite3.IntegrityError:
             raise Conflict(f"workflow {workflow_id!r} already exists") from None
 
     async def put_workflow(self, workflow_id: str, body: JsonObject) -> None:
-        self.db.execute(
-            "UPDATE workflows SET body=? WHERE id=?", (msgspec.json.encode(body), workflow_id)
+        self._execute(
+            "UPDATE workflows SET body=? WHERE id=?", msgspec.json.encode(body), workflow_id
         )
 
     async def get_workflow(self, workflow_id: str) -> JsonObject | None:
@@ -240,24 +287,14 @@ class SqliteStore(StatusUpdates):
         return [json_object(r[0]) for r in rows]
 
     async def delete_workflow(self, workflow_id: str) -> bool:
-        return self.db.execute("DELETE FROM workflows WHERE id=?", (workflow_id,)).rowcount > 0
+        return self._execute("DELETE FROM workflows WHERE id=?", workflow_id).rowcount > 0
 
     async def close(self) -> None:
         self._flush()
-        if self._checkpoint_task is not None:
-            self._checkpoint_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpoint_task
-            await asyncio.get_running_loop().run_in_executor(
-                self._checkpoints, self._checkpoint, "TRUNCATE"
-            )
-            self._checkpoint_task = None
-        if self._checkpoint_db is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                self._checkpoints, self._checkpoint_db.close
-            )
-            self._checkpoint_db = None
-        self._checkpoints.shutdown(wait=True)
+        if self._retrying and self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self.health.abandoned(len(self._records) + len(self._events))
+        await self._wal.close()
         if self._db is not None:
             self._db.close()
             self._db = None

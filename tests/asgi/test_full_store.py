@@ -1,0 +1,110 @@
+"""A full disk under the embedded SQLite store (issue 10), made with ``PRAGMA max_page_count``
+on the store's connection: runs accepted before it filled end once space returns, each with
+one terminal message; while it is full ``POST .../run`` answers 503 and keeps nothing; and
+``/healthz`` and ``/metrics`` say so."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+
+from app.bus.base import PushEvent
+from app.runtime import Runtime
+from app.settings import Settings
+from app.storage.sqlite import SqliteStore
+from support.app import create_workflow, logged_messages, run, running_app, wait_for_status
+from support.engine import chain, node
+
+pytestmark = pytest.mark.timeout(60)
+
+#: Long enough that every run is still going when the store fills.
+SLOW = chain(node("Start"), node("Nap", "delay", ms=300), node("Set", "set", values={"x": 1}))
+
+
+#: Over a page: every write of such a run's record needs new pages.
+BIG = {"pad": "x" * 10_000}
+
+
+def fill(store: SqliteStore) -> None:
+    """Let the database grow no more: the next write that needs a page fails, as on a full
+    disk (SQLITE_FULL, "database or disk is full")."""
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count={pages}")
+
+
+def free(store: SqliteStore) -> None:
+    store.db.execute("PRAGMA max_page_count=1073741823")
+
+
+async def eventually(check: Any, within: float = 10) -> Any:
+    deadline = time.monotonic() + within
+    while not (result := await check()):
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+    return result
+
+
+async def metric(client: httpx.AsyncClient, name: str) -> float:
+    for line in (await client.get("/metrics")).text.splitlines():
+        if line.startswith(f"graphpush_{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+async def test_runs_accepted_before_the_store_filled_end_once_space_returns(
+    settings: Settings,
+) -> None:
+    async with running_app(settings) as (app, client):
+        rt: Runtime = app.state.runtime
+        store = rt.store
+        assert isinstance(store, SqliteStore)
+        published: Counter[str] = Counter()
+
+        def on_event(event: PushEvent) -> None:
+            if event.type == "executionFinished":
+                published[event.execution_id] += 1
+
+        rt.bus.subscribe(on_event)
+        workflow_id = await create_workflow(client, SLOW)
+        accepted = [await run(client, workflow_id, input={"n": n, **BIG}) for n in range(4)]
+        fill(store)
+
+        refused = await client.post(f"/agents/workflows/{workflow_id}/run", json={"input": BIG})
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"].isdigit()
+        assert refused.json()["error"]["code"] == "store_unavailable"
+        health = await client.get("/healthz")
+        assert health.status_code == 200
+        assert health.json()["status"] == "degraded"
+        assert health.json()["store"]["writable"] is False
+        assert await metric(client, "store_writable") == 0
+        assert await metric(client, "store_write_failures_total") >= 1
+        await asyncio.sleep(1)  # the runs reach their final write, which cannot be stored
+        assert not published
+
+        free(store)
+        for execution_id in accepted:
+            body = await wait_for_status(client, execution_id, "success", "error", within=15)
+            assert body["status"] == "success", body
+            messages = await logged_messages(client, execution_id)
+            assert [m["type"] for m in messages].count("executionFinished") == 1
+            assert messages[-1]["type"] == "executionFinished"
+            assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
+        await eventually(lambda: _all_published(published, accepted))
+        assert published == Counter(dict.fromkeys(accepted, 1))
+        assert (await client.get("/healthz")).json()["store"]["writable"] is True
+        assert await metric(client, "store_writable") == 1
+        listed = (await client.get("/agents/executions")).json()
+        assert sorted(item["execution_id"] for item in listed["items"]) == sorted(accepted)
+        assert (await client.post(f"/agents/workflows/{workflow_id}/run", json={})).status_code == (
+            202
+        )
+
+
+async def _all_published(published: Counter[str], ids: list[str]) -> bool:
+    return all(published[i] for i in ids)
