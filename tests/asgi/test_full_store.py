@@ -1,11 +1,17 @@
-"""A full disk under the embedded SQLite store (issue 10), made with ``PRAGMA max_page_count``
-on the store's connection: runs accepted before it filled end once space returns, each with
-one terminal message; while it is full ``POST .../run`` answers 503 and keeps nothing; and
-``/healthz`` and ``/metrics`` say so."""
+"""A full disk under the embedded SQLite store (issue 10): runs accepted before it filled end
+once space returns, each with one terminal message; while it is full ``POST .../run``
+answers 503 and keeps nothing; ``/healthz`` and ``/metrics`` say so; the WAL checkpoint
+survives it.
+
+The disk fills two ways: ``PRAGMA max_page_count`` on the store's connection (its writes
+fail with SQLITE_FULL), and the process's own file-size limit (``RLIMIT_FSIZE``: every write
+past it fails, the checkpoint's too, as on a full disk; Python ignores SIGXFSZ).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 from collections import Counter
 from typing import Any
@@ -14,9 +20,12 @@ import httpx
 import pytest
 
 from app.bus.base import PushEvent
+from app.errors import StoreUnavailable
+from app.model.records import ExecutionRecord
 from app.runtime import Runtime
 from app.settings import Settings
 from app.storage.sqlite import SqliteStore
+from app.storage.wal import CHECKPOINT_INTERVAL_S
 from support.app import create_workflow, logged_messages, run, running_app, wait_for_status
 from support.engine import chain, node
 
@@ -108,3 +117,44 @@ async def test_runs_accepted_before_the_store_filled_end_once_space_returns(
 
 async def _all_published(published: Counter[str], ids: list[str]) -> bool:
     return all(published[i] for i in ids)
+
+
+def _record(n: int) -> ExecutionRecord:
+    return ExecutionRecord(
+        id=f"run-{n}", workflow_id="w", workflow_name="w", created_at=n, input=BIG, workflow={}
+    )
+
+
+async def test_the_wal_checkpoint_fails_while_the_disk_is_full_and_resumes_after(
+    tmp_path: Any,
+) -> None:
+    path = tmp_path / "graphpush.sqlite"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        for n in range(40):  # ~1.7 MB in the WAL before the first checkpoint
+            await store.save(_record(n))
+        assert path.stat().st_size < 64 * 1024
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+        try:
+            await eventually(lambda: _at_least(store.health.checkpoint_failures, 2), within=5)
+            assert store.health.checkpointing is False
+            with pytest.raises(StoreUnavailable):
+                await store.save(_record(40))
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+        await eventually(lambda: _at_least(int(store.health.checkpointing), 1), within=5)
+        assert path.stat().st_size > 40 * len(BIG["pad"])  # the WAL's rows reached the file
+        await store.save(_record(41))
+        assert store.health.writable
+        assert await store.get("run-40") is None  # the refused run was not kept
+        await asyncio.sleep(3 * CHECKPOINT_INTERVAL_S)
+        assert store.health.checkpointing
+    finally:
+        await store.close()
+
+
+async def _at_least(value: int, least: int) -> bool:
+    return value >= least
