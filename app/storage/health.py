@@ -67,7 +67,7 @@ class StoreHealth:
             self.writable = False
             self.unwritable_since = now_ms()
             self._streak_started = time.monotonic()
-            log.error("the store cannot write (%s); %d rows kept, retrying", error, staged)
+            log.error("the store cannot write (%s): a write of %d rows failed", error, staged)
         self._streak += 1
         return min(RETRY_MAX_S, RETRY_FIRST_S * 2.0 ** min(self._streak - 1, 16))
 

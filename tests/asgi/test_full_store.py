@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from app.bus.base import PushEvent
@@ -158,3 +159,27 @@ async def test_the_wal_checkpoint_fails_while_the_disk_is_full_and_resumes_after
 
 async def _at_least(value: int, least: int) -> bool:
     return value >= least
+
+
+async def test_a_server_stopped_while_its_store_is_full_loses_no_accepted_run(
+    settings: Settings,
+) -> None:
+    settings = msgspec.structs.replace(settings, shutdown_timeout_s=0.5)
+    async with running_app(settings) as (app, client):
+        store = app.state.runtime.store
+        workflow_id = await create_workflow(client, SLOW)
+        accepted = [await run(client, workflow_id, input=BIG) for _ in range(3)]
+        await wait_for_status(client, accepted[0], "running")
+        fill(store)
+        await asyncio.sleep(0.5)  # the first run ends; its final write cannot be stored
+        started = time.monotonic()
+    assert time.monotonic() - started < 5  # the shutdown's grace, not forever
+
+    async with running_app(settings) as (_, client):  # a new connection: space again
+        finals = [await wait_for_status(client, i, "success", "crashed") for i in accepted]
+        assert finals[0]["status"] == "crashed"  # it was running when its write was lost
+        assert [f["status"] for f in finals[1:]] == ["success", "success"]  # queued: run now
+        for execution_id in accepted:
+            messages = await logged_messages(client, execution_id)
+            assert [m["type"] for m in messages].count("executionFinished") == 1
+            assert messages[-1]["type"] == "executionFinished"
