@@ -88,6 +88,10 @@ async def test_runs_accepted_before_the_store_filled_end_once_space_returns(
         assert refused.status_code == 503, refused.text
         assert refused.headers["retry-after"].isdigit()
         assert refused.json()["error"]["code"] == "store_unavailable"
+        big_workflow = chain(node("Start"), node("Set", "set", values=BIG), name="big")
+        refused = await client.post("/agents/workflows", json=big_workflow)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "store_unavailable"
         health = await client.get("/healthz")
         assert health.status_code == 200
         assert health.json()["status"] == "degraded"
