@@ -21,6 +21,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from app.bus.base import EventBus, LocalEventBus, Subscriber
+from app.executions.runner import LangGraphRunner
 from app.executions.service import ExecutionService
 from app.queue.base import ExecutionQueue, LocalQueue
 from app.settings import Settings
@@ -28,6 +29,7 @@ from app.storage.base import ExecutionStore, WorkflowStore
 from app.storage.health import StoreHealth
 from app.storage.memory import MemoryStore
 from app.storage.sqlite import SqliteStore
+from app.workflows.service import WorkflowService
 
 # PostgreSQL and Redis modules are imported only by processes that use them: the embedded
 # default starts as before.
@@ -53,17 +55,24 @@ class Backends:
     health: StoreHealth = field(default_factory=StoreHealth)
 
     def service(self, settings: Settings) -> ExecutionService:
-        """The execution service on these backends (a shared queue bound to it)."""
+        """The execution service on these backends (a shared queue bound to its workers)."""
+        workflows = WorkflowService(
+            store=self.store,
+            checkpointer=self.checkpointer,
+            python_modules=settings.python_modules,
+            default_recursion_limit=settings.default_recursion_limit,
+        )
         service = ExecutionService(
             settings=settings,
             store=self.store,
-            workflows=self.store,
+            workflows=workflows,
             bus=self.bus,
             queue=self.queue,
-            checkpointer=self.checkpointer,
+            runner=LangGraphRunner(),
         )
         if self.shared_queue is not None:
-            self.shared_queue.bind(recover=service.recover, cancel=service.manager.cancel)
+            manager = service.manager
+            self.shared_queue.bind(recover=manager.recover, cancel=manager.cancel)
         return service
 
     def push_subscriber(self, hub: PushHub) -> Subscriber:

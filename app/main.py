@@ -68,8 +68,10 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             if setup is not None:
                 setup(service)
             if settings.load_examples:
-                await load_examples(service)
-            app.state.runtime = Runtime(settings, store, store, bus, service, hub, backends.health)
+                await load_examples(service.workflows)
+            app.state.runtime = Runtime(
+                settings, store, service.workflows, bus, service, hub, backends.health
+            )
             await service.start()
             stack.push_async_callback(service.shutdown)
             yield

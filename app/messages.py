@@ -139,9 +139,8 @@ ExecutionMessage = (
     | ExecutionRecovered
 )
 
-#: Messages after which an execution's stream may end or pause.
+#: The message after which an execution's stream ends.
 TERMINAL: Final = "executionFinished"
-WAITING: Final = "executionWaiting"
 #: Sent as a binary WebSocket frame, as n8n does.
 BINARY_TYPES: Final = frozenset({"nodeExecuteAfterData"})
 

@@ -9,19 +9,20 @@ from starlette.requests import HTTPConnection
 
 from app.bus.base import EventBus
 from app.settings import Settings
-from app.storage.base import ExecutionStore, WorkflowStore
+from app.storage.base import ExecutionStore
 from app.storage.health import StoreHealth
 
 if TYPE_CHECKING:
     from app.executions.service import ExecutionService
     from app.push.hub import PushHub
+    from app.workflows.service import WorkflowService
 
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
     settings: Settings
     store: ExecutionStore
-    workflows: WorkflowStore
+    workflows: WorkflowService
     bus: EventBus
     service: ExecutionService
     hub: PushHub

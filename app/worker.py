@@ -3,9 +3,9 @@
 It serves no HTTP: it takes runs from the shared Redis queue, writes their logs to the
 shared PostgreSQL store and publishes their push messages on the Redis bus, where the API
 instances pick them up (docs/deploy.md). SIGTERM or SIGINT shut it down gracefully, in the
-phases of :meth:`app.manager.ExecutionManager.shutdown`: no new run is taken, running ones
-get ``shutdown_timeout_s`` to finish, the rest end ``canceled``; queued runs stay queued
-for the other workers.
+phases of :meth:`app.executions.workers.ExecutionManager.shutdown`: no new run is taken,
+running ones get ``shutdown_timeout_s`` to finish, the rest end ``canceled``; queued runs
+stay queued for the other workers.
 """
 
 from __future__ import annotations

@@ -16,13 +16,15 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 
 from app.bus.base import LocalEventBus, PushEvent
+from app.executions.runner import LangGraphRunner
 from app.executions.service import ExecutionService
 from app.queue.base import LocalQueue
 from app.settings import load_settings
 from app.storage.sqlite import SqliteStore
+from app.workflows.builtin_nodes import builtin_registry
 from app.workflows.compiler import compile_workflow
-from app.workflows.node_types import NodeRegistry
 from app.workflows.schema import parse_workflow
+from app.workflows.service import WorkflowService
 from bench.harness import note, report, rounds, table
 
 
@@ -46,7 +48,7 @@ def chain(size: int) -> dict[str, Any]:
 
 async def plain_langgraph(workflow: dict[str, Any], runs: int) -> float:
     """runs/s of ``ainvoke`` on the very graph graphpush compiles for the workflow."""
-    registry = NodeRegistry.with_builtins()
+    registry = builtin_registry()
     parsed = parse_workflow(workflow, registry, python_modules=())
     compiled = compile_workflow(
         parsed, registry, checkpointer=None, default_recursion_limit=100, workflow_id="plain"
@@ -81,19 +83,24 @@ async def main(args: argparse.Namespace) -> None:
                 finished.put_nowait(event.execution_id)
 
         bus.subscribe(on_event)
+        workflows = WorkflowService(
+            store=store,
+            checkpointer=InMemorySaver(),
+            python_modules=settings.python_modules,
+            default_recursion_limit=settings.default_recursion_limit,
+        )
         service = ExecutionService(
             settings=settings,
             store=store,
-            workflows=store,
+            workflows=workflows,
             bus=bus,
             queue=LocalQueue(settings.queue_bound),
-            checkpointer=InMemorySaver(),
-            registry=NodeRegistry.with_builtins(),
+            runner=LangGraphRunner(),
         )
         await service.start()
         rows = []
         for size in (3, 20):
-            workflow = await service.create_workflow(chain(size))
+            workflow = await workflows.create(chain(size))
             runs = args.runs if size == 3 else max(args.runs // 5, 10)
             await through_service(service, finished, workflow["id"], 5)  # compile + warm up
             plain = await rounds(

@@ -113,7 +113,7 @@ async def runs_per_second(settings: Settings, runs: int, rounds: int) -> dict[st
         backends.bus.subscribe(on_event)
         await service.start()
         stack.push_async_callback(service.shutdown)
-        workflow = await service.create_workflow(chain(3))
+        workflow = await service.workflows.create(chain(3))
 
         async def batch(count: int) -> float:
             start = time.perf_counter()

@@ -17,7 +17,8 @@ from rich.prompt import Confirm
 from rich.table import Table
 from rich.text import Text
 
-from app.cli.client import ApiError, GraphpushClient, JsonObject, NodeState, RunTracker, SseEvent
+from app.cli.client import ApiError, GraphpushClient, JsonObject, SseEvent
+from app.cli.tracker import NodeState, RunTracker
 
 #: Exit codes: the run succeeded, it did not (or the server failed us), following stopped.
 OK, FAILED, DETACHED = 0, 1, 130

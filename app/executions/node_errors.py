@@ -6,7 +6,7 @@ import traceback
 from typing import Any
 
 from app.errors import NodeFailure
-from app.workflows.compiled import NodeInfo
+from app.workflows.node_types import NodeInfo
 
 
 def node_operation_error(exc: BaseException, node: NodeInfo, timestamp_ms: int) -> dict[str, Any]:

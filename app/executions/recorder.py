@@ -19,7 +19,7 @@ from app.executions.graph_state import GraphState
 from app.executions.node_errors import node_operation_error
 from app.executions.runner import TaskFinished
 from app.model.records import ExecutionRecord, StoredEvent
-from app.workflows.compiled import NodeInfo
+from app.workflows.node_types import NodeInfo
 
 
 @dataclass(slots=True)
@@ -199,7 +199,7 @@ class RunRecorder:
             for src, out in self.predecessors.get(name, ())
             if runs.get(src) and self._routes.get(src, 0) == out
         ]
-        if self._node(name).type != "merge":
+        if not self._node(name).fan_in:
             done = sorted(done, key=lambda p: runs[p[0]][-1]["execution_index"])[-1:]
         return [m.SourceData(src, out, len(runs[src]) - 1) for src, out in done]
 

@@ -1,4 +1,5 @@
-"""``GraphRunner``: runs a compiled LangGraph graph and yields its task starts and results.
+"""The ``GraphRunner`` seam: runs a compiled workflow and yields its task starts and results;
+:class:`LangGraphRunner` is the implementation on LangGraph's ``astream``.
 
 Node events come from LangGraph's own task stream (``stream_mode="tasks"``), so a graph
 registered from Python reports its nodes exactly like a built-in workflow.
@@ -8,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from langgraph.types import Command
 
-from app.workflows.compiled import CompiledWorkflow
+from app.workflows.compiler import CompiledWorkflow
 
 
 @dataclass(slots=True)
@@ -33,10 +34,10 @@ class TaskFinished:
 RunnerEvent = TaskStarted | TaskFinished
 
 
-class GraphRunner:
+class GraphRunner(Protocol):
     """Streams one run (or the resumption of a paused one) of a compiled workflow."""
 
-    async def stream(
+    def stream(
         self,
         compiled: CompiledWorkflow,
         *,
@@ -49,6 +50,21 @@ class GraphRunner:
         after. A failing node's ``TaskFinished`` carries the error, then the exception is
         raised from this iterator. Cancelling the consuming task cancels the running node.
         """
+        ...
+
+
+class LangGraphRunner:
+    """:class:`GraphRunner` on ``Pregel.astream`` with ``stream_mode="tasks"``."""
+
+    async def stream(
+        self,
+        compiled: CompiledWorkflow,
+        *,
+        thread_id: str,
+        input: dict[str, Any] | None = None,
+        resume: Any = None,
+        resuming: bool = False,
+    ) -> AsyncIterator[RunnerEvent]:
         config: Any = {
             "configurable": {"thread_id": thread_id},
             "recursion_limit": compiled.recursion_limit,

@@ -1,10 +1,12 @@
 """``ExecutionManager``: workers that take queued runs and execute them, and the registry of
 active executions (n8n's ``ActiveExecutions``).
 
+It is the one producer of terminal messages: the runs it executes, those the service asks
+it to :meth:`~ExecutionManager.end` and those it must :meth:`~ExecutionManager.recover`.
+
 Per run, in order: ``running`` is staged with ``executionStarted``; each node event is
-appended to the log, then published; the terminal message is published only once the
-final status is durable (SPEC §4 rule 6), without holding the worker: the next run starts
-while the store commits.
+logged with the record it updated, then published; the terminal message is published once
+the final status is durable (SPEC §4 rule 6), while the worker goes on to the next run.
 """
 
 from __future__ import annotations
@@ -16,35 +18,46 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from msgspec.json import decode as _decode
+
 from app.bus.base import EventBus, PushEvent
 from app.clock import now_ms
 from app.executions.recorder import RunRecorder
 from app.executions.runner import GraphRunner, TaskStarted
+from app.messages import ExecutionRecovered, ExecutionRecoveredData, encode, encoder
 from app.model.records import ExecutionRecord, StoredEvent
 from app.model.status import ExecutionStatus, check_transition
 from app.queue.base import ExecutionQueue
 from app.storage.base import ExecutionStore
-from app.workflows.compiled import CompiledWorkflow
+from app.workflows.compiler import CompiledWorkflow
 
 log = logging.getLogger("graphpush.engine")
 
 #: How long a busy server lets a finished run's final write wait for others (group commit).
 LINGER_S = 0.005
-
+#: The run-level error of a run whose process died (SPEC §6).
+CRASHED_REASON = "the process running this execution stopped"
+#: The graph a run executes, from its record (the workflows package compiles it).
 Compile = Callable[[ExecutionRecord], Awaitable[CompiledWorkflow]]
 
 
 @dataclass(slots=True)
 class ActiveExecution:
+    """A run executing in this process; its record is the live one the worker updates."""
+
     record: ExecutionRecord
+    #: When this process took the run (epoch ms).
     started_at: int
-    push_ref: str | None
     task: asyncio.Task[None] | None = None
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def status(self) -> ExecutionStatus:
         return self.record.status
+
+    @property
+    def push_ref(self) -> str | None:
+        return self.record.push_ref
 
 
 class ExecutionManager:
@@ -55,22 +68,38 @@ class ExecutionManager:
         bus: EventBus,
         queue: ExecutionQueue,
         compile: Compile,
+        runner: GraphRunner,
         workers: int = 1,
-        runner: GraphRunner | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.queue = queue
         self._compile = compile
-        self._runner = runner or GraphRunner()
+        self._runner = runner
         self._worker_count = workers
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
-        self.active: dict[str, ActiveExecution] = {}
+        self._active: dict[str, ActiveExecution] = {}
         #: Runs ended by this process, by final status (``/metrics``).
         self.finished: Counter[str] = Counter()
         #: Runs canceled while queued: a worker that takes one drops it.
-        self.dropped: set[str] = set()
+        self._dropped: set[str] = set()
+
+    @property
+    def active_count(self) -> int:  # a gauge of /metrics
+        return len(self._active)
+
+    def holds(self, execution_id: str) -> bool:
+        """True while the run executes in this process."""
+        return execution_id in self._active
+
+    def snapshot(self, execution_id: str) -> ExecutionRecord | None:
+        """A copy of the live record of a run executing here (None if it is not): the
+        worker goes on updating its own."""
+        active = self._active.get(execution_id)
+        return (
+            None if active is None else _decode(encoder.encode(active.record), type=ExecutionRecord)
+        )
 
     def start(self) -> None:
         self._workers = [
@@ -81,23 +110,23 @@ class ExecutionManager:
         while True:
             record = await self.queue.get()
             await self.store.wait_writable()  # a run starts once its states can be stored
-            if record.id in self.dropped:
-                self.dropped.discard(record.id)
+            if record.id in self._dropped:
+                self._dropped.discard(record.id)
                 continue
             # asyncio.wait, unlike await, leaves the run alone when the worker is cancelled:
             # shutdown decides separately how long running executions may go on.
             await asyncio.wait([self._begin(record)])
 
     def _begin(self, record: ExecutionRecord) -> asyncio.Task[None]:
-        active = ActiveExecution(record, now_ms(), record.push_ref)
-        self.active[record.id] = active
+        active = ActiveExecution(record, now_ms())
+        self._active[record.id] = active
         task = asyncio.create_task(self._execute(active), name=f"run-{record.id}")
         active.task = task
         task.add_done_callback(lambda t: self._ended(record.id, t))
         return task
 
     def _ended(self, execution_id: str, task: asyncio.Task[None]) -> None:
-        self.active.pop(execution_id, None)
+        self._active.pop(execution_id, None)
         if not task.cancelled() and task.exception() is not None:
             log.error(
                 "execution %s failed inside the engine", execution_id, exc_info=task.exception()
@@ -105,7 +134,7 @@ class ExecutionManager:
 
     def cancel(self, execution_id: str) -> bool:
         """Stop a running execution; it ends ``canceled``. False if it is not running here."""
-        active = self.active.get(execution_id)
+        active = self._active.get(execution_id)
         if active is None or active.task is None:
             return False
         if active.status not in (ExecutionStatus.NEW, ExecutionStatus.RUNNING):
@@ -114,33 +143,44 @@ class ExecutionManager:
         active.task.cancel()
         return True
 
+    async def end(
+        self, record: ExecutionRecord, status: ExecutionStatus, reason: str | None = None
+    ) -> None:
+        """End a run not executing here (canceled while queued or waiting, left ``running``
+        by a dead process) with its terminal message; ``reason``: its run-level error, typed
+        by ``status``. Raises :class:`IllegalTransition` if it cannot move to ``status``."""
+        check_transition(record.status, status)
+        if record.status is ExecutionStatus.NEW and not self.queue.shared:
+            self._dropped.add(record.id)  # still in this process's queue
+        recorder = RunRecorder(record, {}, {})
+        if reason is not None:
+            recorder.fail_run(reason, status.value)
+        await self._finish(recorder, status)
+
+    async def recover(self, records: list[ExecutionRecord]) -> None:
+        """End ``running`` runs whose process died: each becomes ``crashed``, its log ends
+        with ``executionFinished{crashed}``, then ``executionRecovered`` is broadcast."""
+        for record in records:
+            await self.end(record, ExecutionStatus.CRASHED, CRASHED_REASON)
+        await self.drain()
+        for record in records:
+            message = encode(ExecutionRecovered(ExecutionRecoveredData(record.id)))
+            event = PushEvent(record.id, 0, "executionRecovered", message, broadcast=True)
+            await self.bus.publish(event)
+
     # ---- one run ---------------------------------------------------------------------
 
-    async def emit(self, record: ExecutionRecord, events: list[StoredEvent]) -> None:
-        """Append ``events`` to the log, then publish them."""
-        self.store.stage_events(record.id, events)
+    async def _emit(self, record: ExecutionRecord, events: list[StoredEvent]) -> None:
+        """Append ``events`` to the log with the record they updated, then publish them.
+        The stored record thus always matches its log (what recovery relies on)."""
+        self.store.stage(record, events)
         for event in events:
             await self.bus.publish(_push_event(record, event))
 
     async def _execute(self, active: ActiveExecution) -> None:
-        record = active.record
-        compiled: CompiledWorkflow | None = None
-        try:
-            compiled = await self._compile(record)
-        except Exception as exc:  # e.g. a registered graph that is not registered any more
-            failure = f"cannot run this workflow: {exc}", type(exc).__name__
-        recorder = RunRecorder(
-            record, compiled.nodes if compiled else {}, compiled.predecessors if compiled else {}
-        )
-        check_transition(record.status, ExecutionStatus.RUNNING)
-        record.status = ExecutionStatus.RUNNING
-        resuming, record.resume_pending = record.resume_pending, False
-        started = [] if resuming else [recorder.execution_started()]
-        self.store.stage(record)
-        await self.emit(record, started)
+        recorder, compiled, resuming = await self._start(active.record)
         if compiled is None:
-            recorder.fail_run(*failure)
-            await self.finish(recorder, ExecutionStatus.ERROR)
+            await self._finish(recorder, ExecutionStatus.ERROR)
             return
         try:
             status = await self._stream(recorder, compiled, resuming)
@@ -153,10 +193,31 @@ class ExecutionManager:
             recorder.fail_run(f"timed out after {compiled.settings.get('timeout_s')} s", "timeout")
             status = ExecutionStatus.CANCELED
         except Exception as exc:
-            if record.error is None:  # no node reported it: the graph itself failed
+            if active.record.error is None:  # no node reported it: the graph itself failed
                 recorder.fail_run(str(exc) or type(exc).__name__, type(exc).__name__)
             status = ExecutionStatus.ERROR
-        await self.finish(recorder, status)
+        await self._finish(recorder, status)
+
+    async def _start(
+        self, record: ExecutionRecord
+    ) -> tuple[RunRecorder, CompiledWorkflow | None, bool]:
+        """Compile the run and stage it ``running`` with ``executionStarted`` (not on a
+        resume). A run that cannot compile gets its error and no graph."""
+        compiled: CompiledWorkflow | None = None
+        try:
+            compiled = await self._compile(record)
+        except Exception as exc:  # e.g. a registered graph that is not registered any more
+            failure = f"cannot run this workflow: {exc}", type(exc).__name__
+        recorder = RunRecorder(
+            record, compiled.nodes if compiled else {}, compiled.predecessors if compiled else {}
+        )
+        check_transition(record.status, ExecutionStatus.RUNNING)
+        record.status = ExecutionStatus.RUNNING
+        resuming, record.resume_pending = record.resume_pending, False
+        await self._emit(record, [] if resuming else [recorder.execution_started()])
+        if compiled is None:
+            recorder.fail_run(*failure)
+        return recorder, compiled, resuming
 
     async def _stream(
         self, recorder: RunRecorder, compiled: CompiledWorkflow, resuming: bool
@@ -174,13 +235,13 @@ class ExecutionManager:
             ):
                 if isinstance(event, TaskStarted):
                     before = recorder.node_started(event.task_id, event.name)
-                    await self.emit(record, [before] if before else [])
+                    await self._emit(record, [before] if before else [])
                 else:
                     waiting = waiting or bool(event.interrupts)
-                    await self.emit(record, recorder.node_finished(event))
+                    await self._emit(record, recorder.node_finished(event))
         return ExecutionStatus.WAITING if waiting else ExecutionStatus.SUCCESS
 
-    async def finish(self, recorder: RunRecorder, status: ExecutionStatus) -> None:
+    async def _finish(self, recorder: RunRecorder, status: ExecutionStatus) -> None:
         """Store the run's final (or waiting) state with its message, then publish that
         message once it is durable. Returns before the commit; see :meth:`drain`."""
         record = recorder.record
@@ -194,7 +255,7 @@ class ExecutionManager:
         else:
             event = recorder.execution_finished(status.value)
         self.store.stage(record, [event])
-        self.spawn(self._publish_durable(record, event))
+        self._spawn(self._publish_durable(record, event))
 
     async def _publish_durable(self, record: ExecutionRecord, event: StoredEvent) -> None:
         # While runs wait in the queue, the next ones' terminal writes may share this commit;
@@ -203,18 +264,13 @@ class ExecutionManager:
         await self.bus.publish(_push_event(record, event))
         await self.queue.done(record.id)  # a shared queue forgets the run only now
 
-    def spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
-        task.add_done_callback(self._spawned_done)
-
-    def _spawned_done(self, task: asyncio.Future[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("a terminal message was not published", exc_info=task.exception())
+        task.add_done_callback(self._background.discard)
 
     async def drain(self) -> None:
-        """Wait until every terminal message handed to :meth:`spawn` has been published."""
+        """Wait until every terminal message of a run ended so far has been published."""
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
@@ -226,29 +282,19 @@ class ExecutionManager:
         for worker in self._workers:
             worker.cancel()
         # Phase 2: running executions get their grace period.
-        tasks = [a.task for a in self.active.values() if a.task is not None]
+        tasks = [a.task for a in self._active.values() if a.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout_s)
         # Phase 3: the rest are canceled, and end like any canceled run.
-        for execution_id in list(self.active):
+        for execution_id in list(self._active):
             self.cancel(execution_id)
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, *self._workers, return_exceptions=True)
-        # Phase 4: every terminal message is stored and published; a store that cannot
-        # write (a full disk) gets the same grace, then what it holds is lost with the
-        # process (its runs are marked crashed at the next start).
+        # Phase 4: every terminal message is stored and published, in the grace (full disk).
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await self.drain()
-                await self.store.commit()
+            await asyncio.wait_for(self.drain(), timeout_s)
 
 
 def _push_event(record: ExecutionRecord, event: StoredEvent) -> PushEvent:
-    return PushEvent(
-        record.id,
-        event.seq,
-        event.type,
-        event.payload,
-        push_ref=record.push_ref,
-        owner=record.owner,
-    )
+    id_, ref, owner = record.id, record.push_ref, record.owner
+    return PushEvent(id_, event.seq, event.type, event.payload, push_ref=ref, owner=owner)

@@ -16,7 +16,7 @@ from app.messages import encoder
 from app.model.records import ExecutionQuery, JsonObject
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
-from app.workflows.schema import check_value
+from app.workflows.checks import check_value
 
 
 class JSONResponse(Response):
@@ -105,7 +105,7 @@ def _page_query(request: Request, **fixed: str | None) -> ExecutionQuery:
 
 async def create_workflow(request: Request) -> Response:
     _owner(request)
-    workflow = await runtime(request).service.create_workflow(await _json_body(request))
+    workflow = await runtime(request).workflows.create(await _json_body(request))
     return JSONResponse(workflow, status_code=201)
 
 
@@ -120,19 +120,19 @@ async def _json_body(request: Request) -> JsonObject:
 
 async def list_workflows(request: Request) -> Response:
     _owner(request)
-    items = await runtime(request).service.list_workflows()
+    items = await runtime(request).workflows.list_all()
     return JSONResponse({"items": items, "total": len(items)})
 
 
 async def workflow(request: Request) -> Response:
     _owner(request)
-    service = runtime(request).service
+    workflows = runtime(request).workflows
     workflow_id = request.path_params["workflow_id"]
     if request.method == "GET":
-        return JSONResponse(await service.get_workflow(workflow_id))
+        return JSONResponse(await workflows.get(workflow_id))
     if request.method == "PUT":
-        return JSONResponse(await service.update_workflow(workflow_id, await _json_body(request)))
-    await service.delete_workflow(workflow_id)
+        return JSONResponse(await workflows.update(workflow_id, await _json_body(request)))
+    await workflows.delete(workflow_id)
     return Response(status_code=204)
 
 
@@ -150,10 +150,9 @@ async def run_workflow(request: Request) -> Response:
 
 
 async def workflow_executions(request: Request) -> Response:
-    service = runtime(request).service
     workflow_id = request.path_params["workflow_id"]
     query = _page_query(request, workflow_id=workflow_id)
-    await service.get_workflow(workflow_id)
+    await runtime(request).workflows.get(workflow_id)
     return await _page(request, query)
 
 

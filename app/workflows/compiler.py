@@ -1,4 +1,5 @@
-"""Workflows, and already compiled LangGraph graphs, to :class:`CompiledWorkflow` (SPEC §2).
+"""Workflows, and already compiled LangGraph graphs, to :class:`CompiledWorkflow`: what the
+engine runs (SPEC §2).
 
 A workflow node becomes one LangGraph node of the same name whose update is
 ``{"agent_results": {name: output}, "completed_nodes": [name], "routes": {name: index}}``.
@@ -7,17 +8,17 @@ Edges follow n8n's semantics:
 - a node with one output sends its output to every target (fan-out, run in parallel);
 - a node with several outputs (``if``, ``switch``) routes through a conditional edge to the
   targets of the output it took, or ends its branch when that output has none;
-- a ``merge`` fed by several one-output nodes waits for all of them (one LangGraph join
-  edge) and runs once. Its inputs through an ``if``/``switch`` output are not joined: each
-  of them triggers it on its own. A join whose sources are on exclusive branches (the two
-  sides of one ``if``) never fires, as in n8n's "wait for both inputs" mode.
+- a fan-in node (``merge``) fed by several one-output nodes waits for all of them (one
+  LangGraph join edge) and runs once. Its inputs through an ``if``/``switch`` output are
+  not joined: each of them triggers it on its own. A join whose sources are on exclusive
+  branches (the two sides of one ``if``) never fires, as in n8n's "wait for both inputs"
+  mode.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
@@ -25,17 +26,42 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.pregel import Pregel
 
-from app.workflows.compiled import CompiledWorkflow, NodeInfo, RunState
-from app.workflows.node_types import MERGE_TYPE, WAIT_TYPE, NodeFn, NodeRegistry, NodeType
+from app.workflows.layout import layout, node_id
+from app.workflows.node_types import (
+    Capabilities,
+    NodeFn,
+    NodeInfo,
+    NodeRegistry,
+    NodeType,
+    RunState,
+)
 from app.workflows.schema import Workflow
 
-#: Auto layout of nodes without a position: one column per step from the entry.
-COLUMN_WIDTH = 220.0
-ROW_HEIGHT = 140.0
 #: ``NodeInfo.type`` of the nodes of a graph registered with :func:`compile_graph`.
 LANGGRAPH_NODE_TYPE = "langgraph"
 
 Update = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledWorkflow:
+    """What the engine runs: a compiled LangGraph graph, plus what the push messages need to
+    know about its nodes (n8n's ``INode`` fields, outputs, predecessors)."""
+
+    workflow_id: str
+    name: str
+    graph: Pregel[Any, Any, Any, Any]
+    nodes: dict[str, NodeInfo]
+    #: node name -> its incoming connections as ``(source node, source output index)``.
+    predecessors: dict[str, list[tuple[str, int]]]
+    recursion_limit: int
+    #: True when a node may call ``interrupt()``: the run then needs a checkpointer.
+    uses_interrupts: bool = False
+    #: Workflow settings (``timeout_s`` ...), as given.
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: The state key the run input goes under (``RunState.input``); None for a registered
+    #: graph, whose input state is the run input itself.
+    input_key: str | None = "input"
 
 
 class _GraphNode(Protocol):
@@ -52,7 +78,8 @@ def compile_workflow(
     default_recursion_limit: int,
     workflow_id: str,
 ) -> CompiledWorkflow:
-    """Build the LangGraph graph of a workflow that :func:`app.workflow.parse_workflow` accepted.
+    """Build the LangGraph graph of a workflow that
+    :func:`app.workflows.schema.parse_workflow` accepted.
 
     Raises ``ValueError`` for a workflow it would have refused (no entry, unknown type).
     """
@@ -67,10 +94,10 @@ def compile_workflow(
     for name, info in nodes.items():
         sources = list(dict.fromkeys(source for source, _ in predecessors[name]))
         run = _node_type(registry, info.type).make(info)
-        builder.add_node(name, _node_function(name, run, sources, fan_in=info.type == MERGE_TYPE))
+        builder.add_node(name, _node_function(name, run, sources, fan_in=info.fan_in))
     builder.add_edge(START, entry)
     _add_edges(builder, workflow, nodes)
-    uses_interrupts = any(info.type == WAIT_TYPE for info in nodes.values())
+    uses_interrupts = any(info.pauses for info in nodes.values())
     return CompiledWorkflow(
         workflow_id=workflow_id,
         name=workflow.name,
@@ -93,21 +120,11 @@ def compile_graph(
     and predecessors from the drawn edges, all on output 0. ``recursion_limit`` applies
     unless the graph's own config sets one. A run's input is the graph's input state as is.
     """
-    drawn = graph.get_graph()
-    names = [node for node in drawn.nodes if node not in (START, END)]
-    predecessors: dict[str, list[tuple[str, int]]] = {node: [] for node in names}
-    successors: dict[str, list[str]] = {node: [] for node in names}
-    entries: list[str] = []
-    for edge in drawn.edges:
-        if edge.source == START and edge.target in successors:
-            entries.append(edge.target)
-        elif edge.source in successors and edge.target in successors:
-            predecessors[edge.target].append((edge.source, 0))
-            successors[edge.source].append(edge.target)
-    positions = _layout(names, entries, successors)
+    names, entries, predecessors, successors = _drawn(graph)
+    positions = layout(names, entries, successors)
     nodes = {
         node: NodeInfo(
-            id=_node_id(workflow_id, node),
+            id=node_id(workflow_id, node),
             name=node,
             type=LANGGRAPH_NODE_TYPE,
             position=positions[node],
@@ -127,6 +144,24 @@ def compile_graph(
     )
 
 
+def _drawn(
+    graph: Pregel[Any, Any, Any, Any],
+) -> tuple[list[str], list[str], dict[str, list[tuple[str, int]]], dict[str, list[str]]]:
+    """The drawn graph's nodes, entries, predecessors (on output 0) and successors."""
+    drawn = graph.get_graph()
+    names = [node for node in drawn.nodes if node not in (START, END)]
+    predecessors: dict[str, list[tuple[str, int]]] = {node: [] for node in names}
+    successors: dict[str, list[str]] = {node: [] for node in names}
+    entries: list[str] = []
+    for edge in drawn.edges:
+        if edge.source == START and edge.target in successors:
+            entries.append(edge.target)
+        elif edge.source in successors and edge.target in successors:
+            predecessors[edge.target].append((edge.source, 0))
+            successors[edge.source].append(edge.target)
+    return names, entries, predecessors, successors
+
+
 def _node_type(registry: NodeRegistry, type_name: str) -> NodeType:
     node_type = registry.get(type_name)
     if node_type is None:
@@ -140,45 +175,23 @@ def _node_infos(
     successors: dict[str, list[str]] = {node.name: [] for node in workflow.nodes}
     for source, _, target in workflow.edges():
         successors[source].append(target)
-    layout = _layout(list(successors), [entry], successors)
-    return {
-        node.name: NodeInfo(
-            id=node.id or _node_id(workflow_id, node.name),
+    drawn = layout(list(successors), [entry], successors)
+    infos: dict[str, NodeInfo] = {}
+    for node in workflow.nodes:
+        node_type = _node_type(registry, node.type)
+        capabilities = Capabilities.of(node_type)
+        infos[node.name] = NodeInfo(
+            id=node.id or node_id(workflow_id, node.name),
             name=node.name,
             type=node.type,
-            position=(node.position[0], node.position[1]) if node.position else layout[node.name],
+            position=(node.position[0], node.position[1]) if node.position else drawn[node.name],
             parameters=node.parameters,
             type_version=node.type_version,
-            outputs=_node_type(registry, node.type).outputs(node.parameters),
+            outputs=node_type.outputs(node.parameters),
+            fan_in=capabilities.fan_in,
+            pauses=capabilities.pauses,
         )
-        for node in workflow.nodes
-    }
-
-
-def _node_id(workflow_id: str, name: str) -> str:
-    """A stable id for a node given none: the same workflow and name give the same id."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"graphpush:{workflow_id}/{name}"))
-
-
-def _layout(
-    names: Sequence[str], entries: Sequence[str], successors: dict[str, list[str]]
-) -> dict[str, tuple[float, float]]:
-    """Columns by distance from the entries, rows by declaration order within a column."""
-    depth = dict.fromkeys(entries, 0)
-    queue = deque(entries)
-    while queue:
-        source = queue.popleft()
-        for target in successors[source]:
-            if target not in depth:
-                depth[target] = depth[source] + 1
-                queue.append(target)
-    rows: Counter[int] = Counter()
-    positions: dict[str, tuple[float, float]] = {}
-    for name in names:
-        column = depth.get(name, 0)
-        positions[name] = (column * COLUMN_WIDTH, rows[column] * ROW_HEIGHT)
-        rows[column] += 1
-    return positions
+    return infos
 
 
 def _node_function(name: str, run: NodeFn, sources: list[str], *, fan_in: bool) -> _GraphNode:
@@ -239,12 +252,12 @@ def _add_edges(
 
 
 def _joins(nodes: dict[str, NodeInfo], targets: dict[str, list[list[str]]]) -> dict[str, list[str]]:
-    """``merge`` node -> its one-output sources, for merges with at least two of them."""
+    """Fan-in node -> its one-output sources, for fan-ins with at least two of them."""
     sources: dict[str, list[str]] = {}
     for name, outputs in targets.items():
         if nodes[name].outputs == 1:
             for target in outputs[0]:
-                if nodes[target].type == MERGE_TYPE:
+                if nodes[target].fan_in:
                     sources.setdefault(target, []).append(name)
     return {target: names for target, names in sources.items() if len(names) > 1}
 

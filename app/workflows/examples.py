@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from app.errors import Conflict
-from app.executions.service import ExecutionService
+from app.workflows.service import WorkflowService
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -15,12 +15,12 @@ def _bodies(folder: Path) -> list[bytes]:
     return [path.read_bytes() for path in sorted(folder.glob("*.json"))]
 
 
-async def load_examples(service: ExecutionService, folder: Path = EXAMPLES) -> int:
+async def load_examples(workflows: WorkflowService, folder: Path = EXAMPLES) -> int:
     """Create each ``*.json`` workflow of ``folder`` that does not exist yet; returns how many."""
     created = 0
     for body in await asyncio.to_thread(_bodies, folder):
         try:
-            await service.create_workflow(body)
+            await workflows.create(body)
             created += 1
         except Conflict:
             continue

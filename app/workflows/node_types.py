@@ -1,5 +1,7 @@
-"""Node types: what a kind of workflow node accepts as parameters, how many outputs it has
-and what it does when it runs; and the :class:`NodeRegistry` that names them (SPEC §2).
+"""Node types: what a kind of workflow node accepts as parameters, how many outputs it has,
+what it does when it runs and what the compiler must know of it; and the
+:class:`NodeRegistry` that names them (SPEC §2). The built-in types are in
+:mod:`app.workflows.builtin_nodes`.
 
 A node function takes the node's input item (a JSON object) and the run state, and returns
 ``(output, output_index)``: the JSON its successors receive and the n8n output it took.
@@ -8,27 +10,59 @@ Node functions emit nothing: the engine builds push events from LangGraph's task
 
 from __future__ import annotations
 
-import asyncio
-import copy
-import importlib
-import inspect
 import operator
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol, TypedDict
 
-import msgspec
-from langgraph.types import interrupt
+from app.workflows.checks import Problem, ValidationContext
 
-from app.errors import NodeFailure, problem
-from app.workflows.compiled import NodeInfo, RunState
-from app.workflows.schema import NonEmpty, Problem, ValidationContext, check_value, join_path
+
+def merge_dicts(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+    return {**left, **right}
+
+
+class RunState(TypedDict, total=False):
+    """The LangGraph state of a built-in workflow run.
+
+    A built-in node returns ``{"agent_results": {name: output}, "completed_nodes": [name],
+    "routes": {name: output_index}}``; ``output_index`` is the n8n output it took.
+    """
+
+    input: dict[str, Any]
+    agent_results: Annotated[dict[str, Any], merge_dicts]
+    completed_nodes: Annotated[list[str], operator.add]
+    errors: Annotated[list[dict[str, Any]], operator.add]
+    routes: Annotated[dict[str, int], merge_dicts]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One node as n8n's ``INode`` describes it, plus its number of outputs."""
+
+    id: str
+    name: str
+    type: str
+    position: tuple[float, float]
+    parameters: dict[str, Any]
+    type_version: int = 1
+    outputs: int = 1
+    #: The node type's :class:`Capabilities`, copied here for the compiler and the engine.
+    fan_in: bool = False
+    pauses: bool = False
+
+    def to_inode(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "typeVersion": self.type_version,
+            "position": [self.position[0], self.position[1]],
+            "parameters": self.parameters,
+        }
+
 
 NodeFn = Callable[[dict[str, Any], RunState], Awaitable[tuple[Any, int]]]
-
-#: The fan-in type: the compiler joins its inputs and hands it their merged outputs.
-MERGE_TYPE = "merge"
-#: The type that calls ``interrupt()``: a workflow using it needs a checkpointer.
-WAIT_TYPE = "wait"
 
 
 class NodeType(Protocol):
@@ -36,6 +70,11 @@ class NodeType(Protocol):
 
     ``outputs`` and ``make`` are only called with parameters ``validate`` accepted, and a
     node function must return an output index below ``outputs(parameters)``.
+
+    A type may also declare capabilities as attributes (both False when absent, see
+    :class:`Capabilities`): ``fan_in`` (the compiler joins its inputs and hands it their
+    merged outputs) and ``pauses`` (it may call ``interrupt()``, so its runs keep a
+    checkpoint).
     """
 
     def outputs(self, parameters: dict[str, Any]) -> int: ...
@@ -47,18 +86,29 @@ class NodeType(Protocol):
     def make(self, node: NodeInfo) -> NodeFn: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the compiler and the engine must know of a node type beyond its methods."""
+
+    fan_in: bool = False
+    pauses: bool = False
+
+    @classmethod
+    def of(cls, node_type: NodeType) -> Capabilities:
+        """The capabilities ``node_type`` declares; a type that declares none has neither."""
+        return cls(
+            fan_in=bool(getattr(node_type, "fan_in", False)),
+            pauses=bool(getattr(node_type, "pauses", False)),
+        )
+
+
 class NodeRegistry:
     """Node types by type name; the Python API registers its own beside the built-ins."""
 
-    def __init__(self) -> None:
+    def __init__(self, types: dict[str, NodeType] | None = None) -> None:
         self._types: dict[str, NodeType] = {}
-
-    @classmethod
-    def with_builtins(cls) -> NodeRegistry:
-        registry = cls()
-        for name, node_type in _BUILTINS.items():
-            registry.register(name, node_type)
-        return registry
+        for name, node_type in (types or {}).items():
+            self.register(name, node_type)
 
     def register(self, type_name: str, node_type: NodeType) -> None:
         """Add a type; raise ``ValueError`` if the name is taken."""
@@ -71,254 +121,3 @@ class NodeRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._types)
-
-
-# --- built-in types --------------------------------------------------------------------
-
-P = TypeVar("P", bound=msgspec.Struct)
-
-
-class _Builtin(Generic[P]):
-    """A node type whose parameters decode to the Struct ``params``; one output."""
-
-    params: type[P]
-
-    def outputs(self, parameters: dict[str, Any]) -> int:
-        return 1
-
-    def validate(
-        self, parameters: dict[str, Any], path: str, ctx: ValidationContext
-    ) -> list[Problem]:
-        return check_value(parameters, self.params, path)
-
-    def make(self, node: NodeInfo) -> NodeFn:
-        return self.bind(msgspec.convert(node.parameters, self.params), node)
-
-    def bind(self, params: P, node: NodeInfo) -> NodeFn:
-        raise NotImplementedError
-
-
-class _NoParams(msgspec.Struct, forbid_unknown_fields=True):
-    pass
-
-
-class _Passthrough(_Builtin[_NoParams]):
-    """``trigger`` (its input is the run input) and ``merge`` (its input is the merged one)."""
-
-    params = _NoParams
-
-    def bind(self, params: _NoParams, node: NodeInfo) -> NodeFn:
-        async def run(item: dict[str, Any], state: RunState) -> tuple[Any, int]:
-            return item, 0
-
-        return run
-
-
-class _SetParams(msgspec.Struct, forbid_unknown_fields=True):
-    values: dict[str, Any] = {}
-
-
-class _Set(_Builtin[_SetParams]):
-    params = _SetParams
-
-    def bind(self, params: _SetParams, node: NodeInfo) -> NodeFn:
-        async def run(item: dict[str, Any], state: RunState) -> tuple[Any, int]:
-            return {**item, **params.values}, 0
-
-        return run
-
-
-Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "contains", "exists"]
-
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": operator.eq,
-    "ne": operator.ne,
-    "gt": operator.gt,
-    "gte": operator.ge,
-    "lt": operator.lt,
-    "lte": operator.le,
-    "contains": lambda actual, expected: expected in actual,
-    "exists": lambda actual, _: actual is not None,
-}
-
-
-class _IfParams(msgspec.Struct, forbid_unknown_fields=True):
-    field: NonEmpty
-    op: Op = "eq"
-    value: Any = None
-
-
-class _If(_Builtin[_IfParams]):
-    """Output 0 when ``item[field] <op> value`` holds, else output 1 (n8n's true/false)."""
-
-    params = _IfParams
-
-    def outputs(self, parameters: dict[str, Any]) -> int:
-        return 2
-
-    def bind(self, params: _IfParams, node: NodeInfo) -> NodeFn:
-        compare = _COMPARE[params.op]
-
-        async def run(item: dict[str, Any], state: RunState) -> tuple[Any, int]:
-            try:
-                holds = bool(compare(_lookup(item, params.field), params.value))
-            except TypeError:  # e.g. "gt" between a string and a number: the test fails
-                holds = False
-            return item, 0 if holds else 1
-
-        return run
-
-
-class _SwitchParams(msgspec.Struct, forbid_unknown_fields=True):
-    field: NonEmpty
-    cases: Annotated[list[Any], msgspec.Meta(min_length=1)]
-
-
-class _Switch(_Builtin[_SwitchParams]):
-    """Output ``i`` for the first ``cases[i]`` equal to ``item[field]``; the last is fallback."""
-
-    params = _SwitchParams
-
-    def outputs(self, parameters: dict[str, Any]) -> int:
-        return len(parameters["cases"]) + 1
-
-    def bind(self, params: _SwitchParams, node: NodeInfo) -> NodeFn:
-        async def run(item: dict[str, Any], state: RunState) -> tuple[Any, int]:
-            actual = _lookup(item, params.field)
-            matches = (i for i, case in enumerate(params.cases) if case == actual)
-            return item, next(matches, len(params.cases))
-
-        return run
-
-
-class _DelayParams(msgspec.Struct, forbid_unknown_fields=True):
-    ms: Annotated[int, msgspec.Meta(ge=0)]
-
-
-class _Delay(_Builtin[_DelayParams]):
-    """Sleeps ``ms``; cancelling the task cancels the sleep at once."""
-
-    params = _DelayParams
-
-    def bind(self, params: _DelayParams, node: NodeInfo) -> NodeFn:
-        async def run(item: dict[str, Any], state: RunState) -> tuple[Any, int]:
-            await asyncio.sleep(params.ms / 1000)
-            return item, 0
-
-        return run
-
-
-class _FailParams(msgspec.Struct, forbid_unknown_fields=True):
-    message: NonEmpty
-    description: str | None = None
-
-
-class _Fail(_Builtin[_FailParams]):
-    params = _FailParams
-
-    def bind(self, params: _FailParams, node: NodeInfo) -> NodeFn:
-        async def run(item: dict[str, Any], state: RunState) -> tuple[Any, int]:
-            raise NodeFailure(params.message, params.description)
-
-        return run
-
-
-class _WaitParams(msgspec.Struct, forbid_unknown_fields=True):
-    message: str | None = None
-
-
-class _Wait(_Builtin[_WaitParams]):
-    """Pauses the run with ``interrupt({"node": name, "message"?: ...})`` until resumed.
-
-    The resume value is merged into the item when it is an object, else kept as ``value``.
-    """
-
-    params = _WaitParams
-
-    def bind(self, params: _WaitParams, node: NodeInfo) -> NodeFn:
-        payload: dict[str, Any] = {"node": node.name}
-        if params.message is not None:
-            payload["message"] = params.message
-
-        async def run(item: dict[str, Any], state: RunState) -> tuple[Any, int]:
-            value = interrupt(payload)
-            return {**item, **value} if isinstance(value, dict) else {**item, "value": value}, 0
-
-        return run
-
-
-class _PythonParams(msgspec.Struct, forbid_unknown_fields=True):
-    function: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
-
-
-class _Python(_Builtin[_PythonParams]):
-    """Calls ``module:function`` (module in the allow-list) with a copy of the input item.
-
-    Sync functions run in a worker thread, async ones are awaited; a result that is not an
-    object is wrapped as ``{"value": result}``.
-    """
-
-    params = _PythonParams
-
-    def validate(
-        self, parameters: dict[str, Any], path: str, ctx: ValidationContext
-    ) -> list[Problem]:
-        problems = super().validate(parameters, path, ctx)
-        if problems:
-            return problems
-        reason = _unusable(parameters["function"], ctx.python_modules)
-        return [problem(join_path(path, "function"), reason)] if reason else []
-
-    def bind(self, params: _PythonParams, node: NodeInfo) -> NodeFn:
-        module_name, _, attribute = params.function.partition(":")
-        function = getattr(importlib.import_module(module_name), attribute)
-
-        async def run(item: dict[str, Any], state: RunState) -> tuple[Any, int]:
-            argument = copy.deepcopy(item)
-            if inspect.iscoroutinefunction(function):
-                result = await function(argument)
-            else:
-                result = await asyncio.to_thread(function, argument)
-            return result if isinstance(result, dict) else {"value": result}, 0
-
-        return run
-
-
-def _unusable(reference: str, allowed: tuple[str, ...]) -> str | None:
-    """Why ``module:function`` cannot be called, or None. Only allowed modules are imported."""
-    module_name, _, attribute = reference.partition(":")
-    if module_name not in allowed:
-        listed = ", ".join(allowed) or "empty"
-        return f"module {module_name!r} is not in the allow-list ({listed})"
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any import failure is the workflow author's to fix
-        return f"cannot import {module_name!r}: {exc}"
-    if not callable(getattr(module, attribute, None)):
-        return f"{reference!r} is not a callable"
-    return None
-
-
-def _lookup(item: dict[str, Any], field: str) -> Any:
-    """``item[field]``, else the dotted path ``a.b.c`` through nested objects; None if absent."""
-    if field in item:
-        return item[field]
-    value: Any = item
-    for part in field.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
-_BUILTINS: dict[str, NodeType] = {
-    "trigger": _Passthrough(),
-    "set": _Set(),
-    "if": _If(),
-    "switch": _Switch(),
-    MERGE_TYPE: _Passthrough(),
-    "delay": _Delay(),
-    "fail": _Fail(),
-    WAIT_TYPE: _Wait(),
-    "python": _Python(),
-}

@@ -1,33 +1,31 @@
 """The ``AgentWorkflowDto`` (SPEC §2) as msgspec Structs, and its validation.
 
 :func:`parse_workflow` is the one gate untrusted workflow JSON passes through: what it
-returns is safe to hand to :func:`app.compiler.compile_workflow`.
+returns is safe to hand to :func:`app.workflows.compiler.compile_workflow`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, cast, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import msgspec
 
 from app.errors import ValidationFailed, problem
+from app.workflows.checks import (
+    NonEmpty,
+    Problem,
+    ValidationContext,
+    check_value,
+    from_msgspec,
+    join_path,
+)
 
 if TYPE_CHECKING:
     from app.workflows.node_types import NodeRegistry
 
-Problem = dict[str, str]
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-
-
-@dataclass(frozen=True, slots=True)
-class ValidationContext:
-    """What a node type's ``validate`` may consult beyond the parameters."""
-
-    #: Modules whose functions ``python`` nodes may call.
-    python_modules: tuple[str, ...]
+#: A workflow id, and the id a graph registered from Python takes.
+WORKFLOW_ID = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
 class Connection(msgspec.Struct, frozen=True):
@@ -57,7 +55,7 @@ class WorkflowSettings(msgspec.Struct, frozen=True):
 
 
 class Workflow(msgspec.Struct, frozen=True, kw_only=True):
-    id: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]{1,64}$")] | None = None
+    id: Annotated[str, msgspec.Meta(pattern=WORKFLOW_ID)] | None = None
     name: NonEmpty
     nodes: Annotated[list[WorkflowNode], msgspec.Meta(min_length=1)]
     #: n8n's shape: source name -> connection type -> one list per output -> targets.
@@ -104,7 +102,7 @@ def parse_workflow(
     try:
         workflow = msgspec.convert(raw, Workflow)
     except msgspec.ValidationError as exc:  # a mismatch the walk does not see (non-str keys)
-        raise _invalid([_from_msgspec(exc, "")]) from None
+        raise _invalid([from_msgspec(exc, "")]) from None
     problems = _semantic_problems(workflow, registry, ValidationContext(python_modules))
     if problems:
         raise _invalid(problems)
@@ -114,37 +112,6 @@ def parse_workflow(
 def workflow_to_json(workflow: Workflow) -> dict[str, Any]:
     """The workflow as JSON-ready builtins for storage, without the fields that are None."""
     return cast(dict[str, Any], _without_none(workflow))
-
-
-def check_value(raw: Any, type_: Any, path: str) -> list[Problem]:
-    """Every mismatch between JSON-like ``raw`` and ``type_``, each at its path under ``path``.
-
-    Structs, lists and dicts are walked so that all problems are found, not just the first
-    one msgspec stops at. ``[]`` means ``msgspec.convert(raw, type_)`` will succeed.
-    """
-    origin, args = get_origin(type_), get_args(type_)
-    if isinstance(type_, type) and issubclass(type_, msgspec.Struct) and isinstance(raw, dict):
-        return _check_struct(raw, type_, path)
-    if origin is list and isinstance(raw, list):
-        return [p for i, item in enumerate(raw) for p in check_value(item, args[0], f"{path}[{i}]")]
-    if origin is dict and isinstance(raw, dict):
-        return [p for k, v in raw.items() for p in check_value(v, args[1], join_path(path, k))]
-    if origin is Annotated:
-        inner = check_value(raw, args[0], path)
-        if inner:
-            return inner
-    try:
-        msgspec.convert(raw, type_)
-    except msgspec.ValidationError as exc:
-        return [_from_msgspec(exc, path)]
-    return []
-
-
-def join_path(path: str, key: object) -> str:
-    """``path.key``, or ``path["key"]`` when the key is not a plain identifier."""
-    if isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        return f"{path}.{key}" if path else key
-    return f"{path}[{msgspec.json.encode(key).decode()}]"
 
 
 def _decode(body: bytes | dict[str, Any]) -> Any:
@@ -158,30 +125,6 @@ def _decode(body: bytes | dict[str, Any]) -> Any:
 
 def _invalid(problems: list[Problem]) -> ValidationFailed:
     return ValidationFailed("workflow is invalid", details=problems)
-
-
-def _check_struct(raw: dict[Any, Any], cls: type[msgspec.Struct], path: str) -> list[Problem]:
-    fields = msgspec.structs.fields(cls)
-    problems = [
-        problem(join_path(path, f.encode_name), "required field missing")
-        for f in fields
-        if f.required and f.encode_name not in raw
-    ]
-    for f in fields:
-        if f.encode_name in raw:
-            problems += check_value(raw[f.encode_name], f.type, join_path(path, f.encode_name))
-    if cls.__struct_config__.forbid_unknown_fields:
-        known = {f.encode_name for f in fields}
-        problems += [problem(join_path(path, k), "unknown field") for k in raw if k not in known]
-    return problems
-
-
-def _from_msgspec(exc: msgspec.ValidationError, path: str) -> Problem:
-    """``Expected `int`, got `str` - at `$.x[0]``` under ``path`` -> ``path.x[0]``."""
-    message, _, where = str(exc).partition(" - at `$")
-    full = (path + where.rstrip("`")).lstrip(".") or "$"
-    message = message.replace("`", "")
-    return problem(full, message[:1].lower() + message[1:])
 
 
 def _without_none(value: Any) -> Any:

@@ -528,3 +528,20 @@ async def test_waiting_and_finished_are_stored_before_they_are_published(
         reader.close()
 
     assert seen == [("executionWaiting", "waiting"), ("executionFinished", "success")]
+
+
+async def test_a_run_read_while_it_runs_is_a_copy_its_worker_leaves_alone(
+    settings: Settings,
+) -> None:
+    async with running_app(settings) as (app, client):
+        service = runtime_of(app).service
+        execution_id = await run(client, await create_workflow(client, SLOW_FLOW))
+        await wait_for_log(client, execution_id, "nodeExecuteBefore", "Sleep")
+        seen = await service.get_execution(execution_id)
+        assert seen.status == "running"
+
+        assert (await client.post(f"/agents/executions/{execution_id}/cancel")).status_code == 202
+        await wait_for_status(client, execution_id, "canceled")
+
+        assert seen.status == "running" and seen.stopped_at is None
+        assert (await service.get_execution(execution_id)).status == "canceled"

@@ -440,3 +440,168 @@ def test_the_runs_table_opens_a_past_run_in_its_final_state(
     check = page.locator(f'{NODE}[data-node-name="Check"]')
     expect(check).to_contain_text("the check failed")
     expect(row).to_have_attribute("aria-current", "true")
+
+
+# ---- the push module on its own (app/http/static/push.js) ---------------------------------
+
+STATIC_DIR = Path(__file__).parents[2] / "app" / "http" / "static"
+
+#: A blank page's WebSocket that fails (connection refused) until ``__allowWebSocket`` is set.
+GATED_WEBSOCKET = """
+window.__allowWebSocket = false;
+window.WebSocket = class GatedWebSocket extends WebSocket {
+  constructor(url) { super(window.__allowWebSocket ? url : "ws://127.0.0.1:9/"); }
+};
+"""
+
+#: Starts a PushConnection in the blank page; its messages and states are recorded.
+START_PUSH = """
+async ({ pushRef, options }) => {
+  const { PushConnection } = await import("/static/push.js");
+  window.__got = [];
+  window.__states = [];
+  const push = new PushConnection({
+    pushRef,
+    ...options,
+    onMessage: (m) => window.__got.push([m.type, push.lastId, push.transport]),
+    onState: (s) => window.__states.push(s),
+  });
+  push.start();
+}
+"""
+
+
+def blank_page(page: Page, server: Server) -> None:
+    """Open a same-origin page with nothing of the canvas in it: the health check's JSON.
+    (A page Playwright fulfils itself counts as public to Chromium, which then blocks its
+    connections to the loopback server.)"""
+    page.goto(server.url + "/healthz")
+    assert page.evaluate("document.scripts.length") == 0
+
+
+def run_on(server: Server, workflow_id: str, push_ref: str) -> str:
+    url = f"{server.url}/agents/workflows/{workflow_id}/run"
+    response = httpx.post(url, json={"push_ref": push_ref}, timeout=10)
+    assert response.status_code == 202, response.text
+    return str(response.json()["execution_id"])
+
+
+def wait_for_type(page: Page, message_type: str) -> None:
+    js = f"window.__got.some(([type]) => type === {message_type!r})"
+    page.wait_for_function(js, timeout=WAIT_MS)
+
+
+def test_every_module_is_served_as_javascript_and_stays_on_the_page_origin(
+    serve: Callable[..., Server], settings: Settings
+) -> None:
+    server = serve(settings)
+    page = httpx.get(f"{server.url}/", timeout=10).text
+    assert '<script type="module" src="/static/main.js"></script>' in page
+    assert all(path.is_file() for path in STATIC_DIR.iterdir())  # package-data: static/*
+    modules = sorted(STATIC_DIR.glob("*.js"))
+    for module in modules:
+        response = httpx.get(f"{server.url}/static/{module.name}", timeout=10)
+        assert response.status_code == 200
+        assert "javascript" in response.headers["content-type"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+        imports = re.findall(r'^import .* from "([^"]+)";$', response.text, re.MULTILINE)
+        assert all((STATIC_DIR / name).is_file() for name in imports), (module.name, imports)
+        assert not re.findall(r"(?:https?|wss?)://(?!www\.w3\.org/2000/svg)", response.text)
+    push_module = (STATIC_DIR / "push.js").read_text()
+    assert not re.search(r"^import ", push_module, re.MULTILINE)  # importable on its own
+    assert not re.search(r"\bdocument\b|\bwindow\b", push_module)  # no DOM
+
+
+def test_push_module_alone_in_a_worker_receives_a_run_in_order(
+    serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
+) -> None:
+    server = serve(settings)
+    create_workflow(server, stepwise("stepwise"))
+    page = open_page()
+    blank_page(page, server)
+    # A dedicated worker has no DOM at all: the module must not need one.
+    page.evaluate(
+        """(origin) => {
+        window.__got = [];
+        const source = `
+          import { PushConnection } from "${origin}/static/push.js";
+          const push = new PushConnection({
+            pushRef: "worker-ref", baseUrl: "${origin}",
+            onMessage: (m) => postMessage(["message", m.type, m.meta?.id, m.data?.nodeName]),
+            onState: (s) => postMessage(["state", s.state, s.transport]),
+          });
+          push.start();`;
+        const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+        new Worker(url, { type: "module" }).onmessage = (e) => window.__got.push(e.data);
+      }""",
+        server.url,
+    )
+    page.wait_for_function(
+        "window.__got.some(([k, s, t]) => k === 'state' && s === 'live' && t === 'websocket')"
+    )
+    run_on(server, "stepwise", "worker-ref")
+    page.wait_for_function("window.__got.some(([k, type]) => type === 'executionFinished')")
+
+    got = [entry for entry in page.evaluate("window.__got") if entry[0] == "message"]
+    types = [entry[1] for entry in got]
+    assert types[0] == "executionStarted" and types[-1] == "executionFinished", types
+    assert [entry[2] for entry in got] == list(range(1, len(got) + 1))  # every meta.id, once
+    after_data = [entry[3] for entry in got if entry[1] == "nodeExecuteAfterData"]
+    assert after_data == ["Start", "Fetch", "Think", "Reply"]  # binary frames decoded
+
+
+def test_push_module_on_the_sse_fallback_moves_back_to_websocket_without_loss(
+    serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
+) -> None:
+    server = serve(settings)
+    create_workflow(
+        server,
+        chain(
+            "pause",
+            {"name": "Start", "type": "trigger"},
+            {"name": "Ask", "type": "wait"},
+            {"name": "Reply", "type": "set", "parameters": {"values": {"done": True}}},
+        ),
+    )
+    page = open_page(init_scripts=(GATED_WEBSOCKET,))
+    blank_page(page, server)
+    page.evaluate(START_PUSH, {"pushRef": "fallback-ref", "options": {"wsRetryMs": 100}})
+    page.wait_for_function("window.__states.some((s) => s.state === 'live')")
+    live = page.evaluate("window.__states.find((s) => s.state === 'live')")
+    assert live["transport"] == "sse"
+    assert live["fallback"]["kind"] == "closed" and live["fallback"]["code"] == 1006
+
+    execution_id = run_on(server, "pause", "fallback-ref")
+    wait_for_type(page, "executionWaiting")
+    page.evaluate("window.__allowWebSocket = true")
+    page.wait_for_function(
+        "window.__states.some((s) => s.state === 'live' && s.transport === 'websocket')"
+    )
+    resume = httpx.post(
+        f"{server.url}/agents/executions/{execution_id}/resume", json={"value": 1}, timeout=10
+    )
+    assert resume.status_code == 202, resume.text
+    wait_for_type(page, "executionFinished")
+
+    got = page.evaluate("window.__got")
+    assert [last_id for _, last_id, _ in got] == list(range(1, len(got) + 1))  # no gap, no dup
+    waited = [m[0] for m in got].index("executionWaiting")
+    assert {transport for *_, transport in got[: waited + 1]} == {"sse"}
+    assert {transport for *_, transport in got[waited + 1 :]} == {"websocket"}
+    states = page.evaluate("window.__states")
+    assert states[-1]["state"] == "live" and states[-1]["fallback"] is None
+
+
+def test_push_module_reports_a_refused_api_key_as_a_final_typed_close(
+    serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
+) -> None:
+    server = serve(msgspec.structs.replace(settings, api_keys=("sesame",)))
+    page = open_page()
+    blank_page(page, server)
+    page.evaluate(START_PUSH, {"pushRef": "keyless", "options": {}})
+    page.wait_for_function("window.__states.some((s) => s.state === 'offline')")
+
+    states = page.evaluate("window.__states")
+    assert [s["state"] for s in states] == ["connecting", "live", "offline"]  # no retry
+    drop = states[-1]["drop"]
+    assert (drop["kind"], drop["code"], drop["final"]) == ("unauthorized", 4401, True)

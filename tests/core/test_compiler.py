@@ -18,13 +18,14 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
 from app.errors import NodeFailure, ValidationFailed
-from app.workflows.compiled import CompiledWorkflow, NodeInfo, RunState
-from app.workflows.compiler import compile_graph, compile_workflow
-from app.workflows.node_types import NodeFn, NodeRegistry
-from app.workflows.schema import Problem, ValidationContext, Workflow, parse_workflow
+from app.workflows.builtin_nodes import builtin_registry
+from app.workflows.checks import Problem, ValidationContext
+from app.workflows.compiler import CompiledWorkflow, compile_graph, compile_workflow
+from app.workflows.node_types import NodeFn, NodeInfo, NodeRegistry, RunState
+from app.workflows.schema import Workflow, parse_workflow
 from support.engine import workflow
 
-REGISTRY = NodeRegistry.with_builtins()
+REGISTRY = builtin_registry()
 MODULES = ("app.workflows.example_functions", "json")
 
 
@@ -340,7 +341,7 @@ class Doubler:
 
 
 async def test_a_registered_node_type_validates_and_runs() -> None:
-    registry = NodeRegistry.with_builtins()
+    registry = builtin_registry()
     registry.register("double", Doubler())
     with pytest.raises(ValueError, match="already registered"):
         registry.register("double", Doubler())
@@ -454,3 +455,34 @@ async def test_every_accepted_workflow_compiles_and_runs(body: dict[str, Any], x
         state["completed_nodes"][0]
         == parse_workflow(body, REGISTRY, python_modules=()).entry_node()
     )
+
+
+class Join(Doubler):
+    """A node type of the Python API that declares itself fan-in, as ``merge`` does."""
+
+    fan_in = True
+
+    def validate(
+        self, parameters: dict[str, Any], path: str, ctx: ValidationContext
+    ) -> list[Problem]:
+        return []
+
+    def make(self, node: NodeInfo) -> NodeFn:
+        async def run(item: dict[str, Any], state: RunState) -> tuple[Any, int]:
+            return item, 0
+
+        return run
+
+
+async def test_a_node_type_declaring_fan_in_runs_once_with_every_input_merged() -> None:
+    registry = builtin_registry()
+    registry.register("join", Join())
+    nodes = [node("Start"), node("A", "set", values={"a": 1}), node("Slow", "delay", ms=10)]
+    nodes += [node("B", "set", values={"b": 2}), node("Join", "join")]
+    edges = [("Start", 0, "A"), ("Start", 0, "Slow"), ("Slow", 0, "B")]
+    edges += [("A", 0, "Join"), ("B", 0, "Join")]
+    compiled = compile_body(workflow(nodes, edges), registry)
+    state = await compiled.graph.ainvoke({"input": {}})
+    assert state["completed_nodes"].count("Join") == 1
+    assert state["agent_results"]["Join"] == {"a": 1, "b": 2}
+    assert compiled.nodes["Join"].fan_in and not compiled.nodes["A"].fan_in

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.errors import ValidationFailed
-from app.workflows.node_types import NodeRegistry
+from app.workflows.builtin_nodes import builtin_registry
 from app.workflows.schema import Workflow, parse_workflow, workflow_to_json
 
-REGISTRY = NodeRegistry.with_builtins()
+REGISTRY = builtin_registry()
 MODULES = ("app.workflows.example_functions",)
 
 SPEC_EXAMPLE: dict[str, Any] = {

@@ -24,8 +24,9 @@ import pytest
 from rich.console import Console
 
 from app.cli import main
-from app.cli.client import GraphpushClient, RunTracker, SseEvent, parse_sse
+from app.cli.client import GraphpushClient, SseEvent, parse_sse
 from app.cli.live import RunView, follow
+from app.cli.tracker import RunTracker
 from app.settings import Settings
 from support.app import Server, free_port
 

@@ -1,0 +1,238 @@
+// graphpush web canvas: draws a workflow, runs it, and lights its nodes up from push
+// messages (SPEC §4) received over WebSocket, or over SSE when a WebSocket cannot be had
+// (SPEC §5). Query flags: ?transport=ws|sse|auto, ?token=<API key>. The URL hash keeps
+// the selected workflow (#wf=<id>). This module wires the others to the page: it holds
+// the page state and passes each view what it shows.
+
+import { Api } from "./api.js";
+import { GraphView } from "./canvas.js";
+import { Controls } from "./controls.js";
+import { $ } from "./dom.js";
+import { HistoryTable, WorkflowList } from "./lists.js";
+import { ActivityLog, NodePanel, RunBar } from "./panels.js";
+import { PushConnection, followExecution, randomPushRef } from "./push.js";
+import { ACTIVE, LIFECYCLE, Runs } from "./run.js";
+import { Banner, ConnectionStatus } from "./status.js";
+
+const query = new URLSearchParams(location.search);
+const token = query.get("token") || sessionStorage.getItem("graphpush-token") || "";
+const testid = (id) => $(`[data-testid="${id}"]`, document);
+
+/** Everything the page shows, in one place; views get from it only what they draw. */
+const page = {
+  pushRef: randomPushRef(),
+  workflows: [],
+  workflow: null, // the selected workflow
+  runs: new Runs(),
+  followId: null, // the execution drawn on the canvas
+  selectedNode: null,
+  runsRequested: 0, // POST .../run requests not answered yet
+  history: [],
+  historyTimer: null,
+  stopWatching: null,
+  pollTimer: null,
+};
+
+const banner = new Banner(testid("banner"), {
+  onKey: (key) => {
+    sessionStorage.setItem("graphpush-token", key);
+    location.reload();
+  },
+});
+const api = new Api({ token, onUnauthorized: (error) => banner.askForKey(error.message) });
+const views = {
+  graph: new GraphView(testid("graph"), testid("canvas-empty"), { onSelect: selectNode }),
+  runBar: new RunBar(document),
+  node: new NodePanel(testid("node-details")),
+  log: new ActivityLog(testid("activity-log")),
+  workflows: new WorkflowList(testid("workflow-list"), { onSelect: selectWorkflow }),
+  history: new HistoryTable(testid("history-body"), testid("history-count"), { onOpen: openRun }),
+  connection: new ConnectionStatus(testid("connection-status")),
+};
+const transport = ["ws", "sse"].includes(query.get("transport")) ? query.get("transport") : "auto";
+const push = new PushConnection({
+  pushRef: page.pushRef,
+  transport,
+  token,
+  onMessage: onPush,
+  onState: onConnection,
+});
+const controls = new Controls(document, page, { api, banner, follow, paint, refetchFollowed, scheduleHistory });
+
+// ---- push messages ------------------------------------------------------------------------
+
+function onPush(message) {
+  views.log.add(message);
+  const data = message.data ?? {};
+  if (message.type === "resumeFailed") {
+    // The server's buffer no longer covers the gap: REST has the truth (SPEC §5.4).
+    refetchFollowed();
+    scheduleHistory();
+    return;
+  }
+  if (!data.executionId || ["ack", "error", "pong"].includes(message.type)) return;
+  const run = page.runs.apply(message);
+  // A fast run can start (even finish) before its POST answers: follow it from its first message.
+  const ours = page.runsRequested > 0 && run.workflowId === page.workflow?.id;
+  if (message.type === "executionStarted" && ours && page.followId !== run.id) follow(run.id);
+  if (run.id === page.followId) paint();
+  if (message.type === "executionRecovered" && run.id === page.followId) refetchFollowed();
+  if (LIFECYCLE.has(message.type) && (!run.workflowId || run.workflowId === page.workflow?.id)) {
+    scheduleHistory();
+  }
+}
+
+function onConnection(connection) {
+  views.connection.show(connection);
+  if (connection.state === "offline" && connection.drop?.kind === "unauthorized") {
+    banner.askForKey(connection.drop.reason || "an API key is required");
+  }
+  if (connection.state !== "live") startPolling();
+}
+
+// While the push channel is down, poll the followed run so the page never lies for long.
+function startPolling() {
+  if (page.pollTimer) return;
+  page.pollTimer = setInterval(() => {
+    const run = page.runs.get(page.followId);
+    if (push.live || !run || !ACTIVE.has(run.status)) {
+      clearInterval(page.pollTimer);
+      page.pollTimer = null;
+      return;
+    }
+    refetchFollowed();
+  }, 2000);
+}
+
+async function refetchFollowed() {
+  if (!page.followId) return;
+  try {
+    page.runs.fromDto(await api.execution(page.followId));
+    paint();
+  } catch (error) {
+    banner.show(`Could not refetch the run: ${error.message}`);
+  }
+}
+
+// ---- what the canvas shows ----------------------------------------------------------------
+
+/** Paint the followed run (or idle nodes when no run is followed) everywhere it shows. */
+function paint() {
+  const run = page.runs.get(page.followId);
+  views.graph.paint(run);
+  views.runBar.paint(run);
+  renderNode();
+  views.history.mark(page.followId);
+}
+
+function renderNode() {
+  const node = page.workflow?.nodes.find((n) => n.name === page.selectedNode);
+  views.node.render(node, page.runs.get(page.followId));
+}
+
+function selectNode(name) {
+  page.selectedNode = name;
+  views.graph.select(name);
+  renderNode();
+}
+
+function follow(executionId) {
+  page.stopWatching?.();
+  page.stopWatching = null;
+  page.followId = executionId;
+  paint();
+}
+
+/** Open a past (or running) run: paint its stored graph_state, and follow it live if active. */
+async function openRun(executionId) {
+  try {
+    const run = page.runs.fromDto(await api.execution(executionId));
+    follow(executionId);
+    if (ACTIVE.has(run.status) && run.pushRef !== page.pushRef) watch(executionId);
+  } catch (error) {
+    banner.show(`Could not open the run: ${error.message}`);
+  }
+}
+
+function watch(executionId) {
+  // Over WebSocket, subscribe on the page's own channel; over SSE, follow the execution stream.
+  if (push.send({ type: "subscribe_execution", data: { executionId, after: 0 } })) {
+    page.stopWatching = () => push.send({ type: "unsubscribe_execution", data: { executionId } });
+  } else {
+    page.stopWatching = followExecution(executionId, { onMessage: onPush, token });
+  }
+}
+
+function scheduleHistory() {
+  clearTimeout(page.historyTimer);
+  page.historyTimer = setTimeout(loadHistory, 200);
+}
+
+async function loadHistory() {
+  const workflow = page.workflow;
+  if (!workflow) return;
+  try {
+    const answer = await api.workflowExecutions(workflow.id, 20);
+    if (page.workflow !== workflow) return;
+    page.history = answer.items;
+    for (const dto of answer.items) {
+      const run = page.runs.get(dto.execution_id);
+      if (run && !ACTIVE.has(dto.status)) run.durationMs = dto.duration_ms;
+    }
+    views.runBar.tick(page.runs.get(page.followId));
+    views.history.render(answer);
+    views.history.mark(page.followId);
+  } catch (error) {
+    banner.show(`Could not load the runs: ${error.message}`);
+  }
+}
+
+function selectWorkflow(workflowId) {
+  const workflow = page.workflows.find((w) => w.id === workflowId);
+  if (!workflow) return;
+  page.workflow = workflow;
+  page.selectedNode = null;
+  history.replaceState(null, "", `${location.pathname}${location.search}#wf=${encodeURIComponent(workflow.id)}`);
+  views.workflows.mark(workflow.id);
+  testid("workflow-name").textContent = workflow.name;
+  testid("workflow-meta").textContent = `${workflow.id} · ${workflow.nodes.length} nodes`;
+  document.title = `${workflow.name} · graphpush`;
+  controls.showInput(workflow);
+  page.history = [];
+  views.history.clear();
+  views.graph.draw(workflow);
+  follow(null);
+  loadHistory().then(() => adoptLatest(workflow));
+}
+
+/** On selecting a workflow: follow its newest run if still active, and reuse its input. */
+function adoptLatest(workflow) {
+  const latest = page.history[0];
+  if (!latest || page.workflow !== workflow) return;
+  controls.adoptInput(workflow, latest.input);
+  if (ACTIVE.has(latest.status) && !page.followId) openRun(latest.execution_id);
+}
+
+// ---- boot ---------------------------------------------------------------------------------
+
+async function boot() {
+  testid("push-ref").textContent = page.pushRef;
+  testid("history-refresh").addEventListener("click", loadHistory);
+  testid("activity-clear").addEventListener("click", () => views.log.clear());
+  setInterval(() => views.runBar.tick(page.runs.get(page.followId)), 250);
+  push.start();
+  try {
+    page.workflows = await api.workflows();
+  } catch (error) {
+    views.workflows.failed();
+    if (error.status !== 401) banner.show(`Could not load workflows: ${error.message}`);
+    return;
+  }
+  views.workflows.render(page.workflows);
+  const wanted = new URLSearchParams(location.hash.slice(1)).get("wf");
+  const first = page.workflows.find((w) => w.id === wanted) ?? page.workflows[0];
+  if (first) selectWorkflow(first.id);
+  document.body.dataset.ready = "true";
+}
+
+boot();
