@@ -33,7 +33,7 @@ from support.engine import chain, node
 pytestmark = pytest.mark.timeout(60)
 
 #: Long enough that every run is still going when the store fills.
-SLOW = chain(node("Start"), node("Nap", "delay", ms=300), node("Set", "set", values={"x": 1}))
+SLOW = chain(node("Start"), node("Nap", "delay", ms=600), node("Set", "set", values={"x": 1}))
 
 
 #: Over a page: every write of such a run's record needs new pages.
@@ -98,7 +98,9 @@ async def test_runs_accepted_before_the_store_filled_end_once_space_returns(
         assert health.json()["store"]["writable"] is False
         assert await metric(client, "store_writable") == 0
         assert await metric(client, "store_write_failures_total") >= 1
-        await asyncio.sleep(1)  # the runs reach their final write, which cannot be stored
+        # the first run ends; its final write cannot be stored, the next runs wait
+        await eventually(lambda: _ended_here(rt, accepted[0]))
+        await asyncio.sleep(0.2)
         assert not published
 
         free(store)
@@ -118,6 +120,10 @@ async def test_runs_accepted_before_the_store_filled_end_once_space_returns(
         assert (await client.post(f"/agents/workflows/{workflow_id}/run", json={})).status_code == (
             202
         )
+
+
+async def _ended_here(rt: Runtime, execution_id: str) -> bool:
+    return not rt.service.manager.holds(execution_id)
 
 
 async def _all_published(published: Counter[str], ids: list[str]) -> bool:
