@@ -13,6 +13,9 @@ from typing import Any, Final, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from app.model.cursor import Cursor
+from app.model.ids import Identifier
+
 JsonObject = dict[str, Any]
 
 
@@ -208,12 +211,12 @@ class _Command(msgspec.Struct, tag_field="type", forbid_unknown_fields=False):
 
 
 class ExecutionRef(msgspec.Struct):
-    executionId: str
+    executionId: Identifier
 
 
 class SubscribeRef(msgspec.Struct):
-    executionId: str
-    after: int | None = None
+    executionId: Identifier
+    after: Cursor | None = None
 
 
 class Heartbeat(_Command, tag="heartbeat"):

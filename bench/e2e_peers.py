@@ -2,7 +2,7 @@
 
 - :func:`graphpush` — ``python -m app serve`` on a fresh data folder (SQLite history on).
 - :func:`n8n` — n8n 2.41.1 on Node 24, installed once into ``<scratch>/n8n`` and started
-  as /work/shared/BENCH-PEERS.md says (nothing calls out), on a fresh user folder.
+  with settings that keep it on loopback (nothing calls out), on a fresh user folder.
 - :func:`langgraph` — ``langgraph dev`` (``langgraph-cli[inmem]``), installed once into its
   own venv under ``<scratch>/langgraph``, serving :data:`GRAPH_MODULE`.
 
@@ -17,18 +17,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.harness import note
+from bench.harness import free_port, note, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 N8N_VERSION, NODE_VERSION = "2.41.1", "24.21.0"
@@ -72,12 +70,6 @@ graph = builder.compile()
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def process(
     name: str, command: list[str], *, cwd: Path, env: dict[str, str], ready: str, wait_s: float
@@ -88,15 +80,17 @@ def process(
     child = subprocess.Popen(
         command, cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=log, start_new_session=True
     )
+    failed = f"{name} did not start; see {cwd / name}.log"
+
+    def answers() -> bool:
+        if child.poll() is not None:
+            raise RuntimeError(failed)
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(ready, timeout=2).status_code == 200
+        return False
+
     try:
-        deadline = time.monotonic() + wait_s
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(ready, timeout=2).status_code == 200:
-                    break
-            if child.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start; see {cwd / name}.log")
-            time.sleep(0.2)
+        wait_until(answers, within=wait_s, what=failed, every=0.2)
         yield child
     finally:
         with contextlib.suppress(ProcessLookupError):

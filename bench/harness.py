@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
 import sys
 import time
@@ -70,3 +71,20 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def note(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(ready: Callable[[], bool], *, within: float, what: str, every: float) -> None:
+    """Block until ``ready()`` holds, calling it every ``every`` seconds; ``RuntimeError``
+    naming ``what`` after ``within`` seconds (``ready`` may raise sooner, e.g. on a dead
+    process)."""
+    deadline = time.monotonic() + within
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(what)
+        time.sleep(every)

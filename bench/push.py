@@ -42,7 +42,7 @@ from app.messages import BINARY_TYPES
 from app.push import wire
 from bench import push_clients, push_servers
 from bench.engine import chain
-from bench.harness import note, percentile, report, summary, table
+from bench.harness import free_port, note, percentile, report, summary, table, wait_until
 
 NODES = 20
 MESSAGES = 1 + 3 * NODES + 1  # executionStarted, before/after/afterData per node, finished
@@ -58,26 +58,22 @@ GATE = {
 CTX = mp.get_context("spawn")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def server(target: Callable[..., None], *args: Any) -> Iterator[tuple[str, SpawnProcess]]:
     """Run ``target(port, *args)`` in a process; yield ``host:port`` once it accepts."""
     port = free_port()
     process = CTX.Process(target=target, args=(port, *args), daemon=True)
     process.start()
+
+    def accepts() -> bool:
+        if not process.is_alive():
+            raise RuntimeError("the server exited")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+            return True
+        return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                break
-            if time.monotonic() > deadline or not process.is_alive():
-                raise RuntimeError("the server did not start")
-            time.sleep(0.05)
+        wait_until(accepts, within=60, what="the server did not start", every=0.05)
         yield f"127.0.0.1:{port}", process
     finally:
         process.terminate()
@@ -219,11 +215,12 @@ class Bench:
     def frames(self) -> list[push_servers.Frame]:
         """The frames graphpush sends for one run of the workflow (to give the ceiling)."""
         execution_id = self.api.run(self.chain)
-        deadline = time.monotonic() + 30
-        while self.api.status(execution_id) != "success":
-            if time.monotonic() > deadline:
-                raise RuntimeError("the sample run did not finish")
-            time.sleep(0.05)
+        wait_until(
+            lambda: self.api.status(execution_id) == "success",
+            within=30,
+            what="the sample run did not finish",
+            every=0.05,
+        )
         return self.api.frames(execution_id)
 
     def websocket(self, count: int) -> dict[str, Any]:

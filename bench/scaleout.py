@@ -53,6 +53,19 @@ REDIS = os.environ.get("GRAPHPUSH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # ---- throughput ----------------------------------------------------------------------------
 
 
+def start_workers(
+    logs: list[Path], env: dict[str, str], concurrency: int
+) -> list[subprocess.Popen[bytes]]:
+    """A ``graphpush worker`` process per log file. Called before any loop work, so the
+    blocking spawn delays nothing."""
+    command = [sys.executable, "-m", "app", "worker", "--workers", str(concurrency)]
+    workers = []
+    for log in logs:
+        with log.open("wb") as out:
+            workers.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out))
+    return workers
+
+
 @contextlib.asynccontextmanager
 async def scaled_out(folder: Path, processes: int, concurrency: int) -> AsyncIterator[Settings]:
     """Settings of an API-only process on a fresh schema and prefix, with ``processes``
@@ -64,13 +77,7 @@ async def scaled_out(folder: Path, processes: int, concurrency: int) -> AsyncIte
     overrides = {"database_url": url, "redis_url": REDIS, "redis_prefix": tag}
     env = {**os.environ, **{f"GRAPHPUSH_{k.upper()}": v for k, v in overrides.items()}}
     logs = [folder / f"{tag}-{i}.log" for i in range(processes)]
-    workers = []
-    for log in logs:
-        with log.open("wb") as out:
-            command = [sys.executable, "-m", "app", "worker", "--workers", str(concurrency)]
-            workers.append(  # started before any loop work: nothing waits on them here
-                subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)  # noqa: ASYNC220
-            )
+    workers = start_workers(logs, env, concurrency)
     try:
         while not all("worker ready" in log.read_text() for log in logs):
             if any(w.poll() is not None for w in workers):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from app.http.params import EXECUTION_PATH
 from transports import sse, websocket
 
 
@@ -16,7 +17,7 @@ def push_routes() -> list[BaseRoute]:
         WebSocketRoute("/agents/push", websocket.PushEndpoint(), name="push_ws"),
         Route("/agents/push", sse.push_endpoint, methods=["GET"], name="push_sse"),
         Route(
-            "/agents/executions/{execution_id}/stream",
+            f"{EXECUTION_PATH}/stream",
             sse.stream_endpoint,
             methods=["GET"],
             name="execution_stream",

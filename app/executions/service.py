@@ -8,7 +8,6 @@ It queues, reads, cancels and resumes runs; every run ends in the
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from langgraph.pregel import Pregel
@@ -20,6 +19,7 @@ from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
 from app.metrics import prometheus
+from app.model.ids import ID_PATTERN, is_identifier
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -34,7 +34,6 @@ from app.storage.base import ExecutionStore
 from app.workflows.node_types import NodeType
 from app.workflows.service import WorkflowService
 
-PUSH_REF = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 S = ExecutionStatus
 
 
@@ -104,10 +103,8 @@ class ExecutionService:
         owner: str | None = None,
     ) -> ExecutionRecord:
         """Create a ``new`` run of ``workflow_id`` and queue it (n8n's manual run)."""
-        if push_ref is not None and not PUSH_REF.match(push_ref):
-            raise ValidationFailed(
-                "bad push_ref", [problem("push_ref", "expected [A-Za-z0-9_-]{1,64}")]
-            )
+        if push_ref is not None and not is_identifier(push_ref):
+            raise ValidationFailed("bad push_ref", [problem("push_ref", f"expected {ID_PATTERN}")])
         workflow, version = await self.workflows.get_versioned(workflow_id)
         record = ExecutionRecord(
             id=new_id(),

@@ -9,10 +9,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, problem
+from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from app.http.auth import authenticate
 from app.http.bodies import execution_dto, run_accepted
+from app.http.params import EXECUTION_PATH, WORKFLOW_PATH, QueryReader
 from app.messages import encoder
+from app.model.cursor import parse_integer
 from app.model.records import ExecutionQuery, JsonObject
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
@@ -38,8 +40,8 @@ class ResumeBody(msgspec.Struct, forbid_unknown_fields=True):
 async def read_body(request: Request) -> bytes:
     """The request body, refusing what is over ``max_body_bytes`` (413) or not JSON (415)."""
     limit = runtime(request).settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = parse_integer(request.headers.get("content-length", ""))
+    if declared is not None and declared > limit:
         raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
     body = bytearray()
     async for chunk in request.stream():
@@ -52,13 +54,22 @@ async def read_body(request: Request) -> bytes:
     return bytes(body)
 
 
+#: How deep a body's arrays and objects may nest (the body itself is level 1). A value is
+#: encoded, decoded and copied recursively wherever it goes; nested much deeper, one that was
+#: accepted could later fail to be read back, and break every listing that includes it.
+MAX_JSON_DEPTH = 100
+
+
 def decode_json(body: bytes, type_: type[Any]) -> Any:
-    """Decode ``body`` as ``type_``: malformed JSON is 400; a schema mismatch is 422 naming
-    every problem at its path (``input``, ``push_ref``, an unknown field's name)."""
+    """Decode ``body`` as ``type_``: malformed JSON or nesting deeper than
+    :data:`MAX_JSON_DEPTH` is 400; a schema mismatch is 422 naming every problem at its path
+    (``input``, ``push_ref``, an unknown field's name)."""
     try:
         raw = msgspec.json.decode(body)
     except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise BadRequest(f"malformed JSON: {exc}") from None
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _deeper_than(raw, MAX_JSON_DEPTH):
+        raise BadRequest(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         return msgspec.convert(raw, type_)
     except msgspec.ValidationError:
@@ -70,34 +81,36 @@ def decode_json(body: bytes, type_: type[Any]) -> Any:
         raise
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Do ``value``'s arrays and objects nest deeper than ``limit``? (Iterative: a value
+    too deep for recursion is the point.)"""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        container, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = container.values() if isinstance(container, dict) else container
+        stack += [(c, depth + 1) for c in children if isinstance(c, dict | list)]
+    return False
+
+
 def _owner(request: Request) -> str | None:
     return authenticate(request, runtime(request).settings)
 
 
-def _page_query(request: Request, **fixed: str | None) -> ExecutionQuery:
-    params = request.query_params
-    problems, values = [], {}
-    for name, low, high, default in (("limit", 1, 200, 20), ("offset", 0, 1 << 62, 0)):
-        raw = params.get(name)
-        if raw is None:
-            values[name] = default
-        elif not raw.isdigit() or not low <= int(raw) <= high:
-            problems.append(problem(name, f"expected an integer from {low} to {high}"))
-        else:
-            values[name] = int(raw)
-    status = params.get("status") or None
-    if status is not None and status not in ExecutionStatus.__members__.values():
-        problems.append(problem("status", f"unknown status {status!r}"))
-    if problems:
-        raise ValidationFailed("bad query parameters", problems)
-    workflow_id = fixed.get("workflow_id", params.get("workflow_id") or None)
-    return ExecutionQuery(
-        workflow_id=workflow_id,
+def _page_query(request: Request, owner: str | None, workflow_id: str | None) -> ExecutionQuery:
+    """``?status=&limit=&offset=`` (and ``workflow_id=`` unless the path fixes it)."""
+    query = QueryReader(request.query_params)
+    status = query.choice("status", ExecutionStatus.__members__.values())
+    page = ExecutionQuery(
+        workflow_id=workflow_id or query.identifier("workflow_id"),
         status=ExecutionStatus(status) if status else None,
-        owner=_owner(request),
-        limit=values["limit"],
-        offset=values["offset"],
+        owner=owner,
+        limit=query.integer("limit", 20, low=1, high=200),
+        offset=query.integer("offset", 0),
     )
+    query.check()
+    return page
 
 
 # ---- workflows ------------------------------------------------------------------------
@@ -151,7 +164,7 @@ async def run_workflow(request: Request) -> Response:
 
 async def workflow_executions(request: Request) -> Response:
     workflow_id = request.path_params["workflow_id"]
-    query = _page_query(request, workflow_id=workflow_id)
+    query = _page_query(request, _owner(request), workflow_id)
     await runtime(request).workflows.get(workflow_id)
     return await _page(request, query)
 
@@ -168,14 +181,14 @@ async def _page(request: Request, query: ExecutionQuery) -> Response:
 
 
 async def list_executions(request: Request) -> Response:
-    return await _page(request, _page_query(request))
+    return await _page(request, _page_query(request, _owner(request), None))
 
 
 async def get_execution(request: Request) -> Response:
     record = await runtime(request).service.get_execution(
         request.path_params["execution_id"], _owner(request)
     )
-    include = request.query_params.get("include_data") in ("1", "true")
+    include = QueryReader(request.query_params).flag("include_data")
     return JSONResponse(execution_dto(record, include_data=include))
 
 
@@ -204,19 +217,18 @@ async def resume_execution(request: Request) -> Response:
 
 
 async def execution_events(request: Request) -> Response:
-    raw = request.query_params.get("after", "0")
-    if not raw.isdigit():
-        raise ValidationFailed(
-            "bad query parameters", [problem("after", "expected an integer >= 0")]
-        )
+    owner = _owner(request)
+    query = QueryReader(request.query_params)
+    after = query.integer("after", 0)
+    query.check()
     execution_id = request.path_params["execution_id"]
-    events = await runtime(request).service.read_events(execution_id, int(raw), _owner(request))
+    events = await runtime(request).service.read_events(execution_id, after, owner)
     items = [{"seq": e.seq, "type": e.type, "message": msgspec.Raw(e.payload)} for e in events]
     return JSONResponse(
         {
             "execution_id": execution_id,
             "items": items,
-            "last_seq": events[-1].seq if events else int(raw),
+            "last_seq": events[-1].seq if events else after,
         }
     )
 
@@ -245,14 +257,14 @@ def api_routes() -> list[BaseRoute]:
     return [
         Route("/agents/workflows", create_workflow, methods=["POST"]),
         Route("/agents/workflows", list_workflows, methods=["GET"]),
-        Route("/agents/workflows/{workflow_id}", workflow, methods=["GET", "PUT", "DELETE"]),
-        Route("/agents/workflows/{workflow_id}/run", run_workflow, methods=["POST"]),
-        Route("/agents/workflows/{workflow_id}/executions", workflow_executions, methods=["GET"]),
+        Route(WORKFLOW_PATH, workflow, methods=["GET", "PUT", "DELETE"]),
+        Route(f"{WORKFLOW_PATH}/run", run_workflow, methods=["POST"]),
+        Route(f"{WORKFLOW_PATH}/executions", workflow_executions, methods=["GET"]),
         Route("/agents/executions", list_executions, methods=["GET"]),
-        Route("/agents/executions/{execution_id}", get_execution, methods=["GET"]),
-        Route("/agents/executions/{execution_id}/cancel", cancel_execution, methods=["POST"]),
-        Route("/agents/executions/{execution_id}/resume", resume_execution, methods=["POST"]),
-        Route("/agents/executions/{execution_id}/events", execution_events, methods=["GET"]),
+        Route(EXECUTION_PATH, get_execution, methods=["GET"]),
+        Route(f"{EXECUTION_PATH}/cancel", cancel_execution, methods=["POST"]),
+        Route(f"{EXECUTION_PATH}/resume", resume_execution, methods=["POST"]),
+        Route(f"{EXECUTION_PATH}/events", execution_events, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

@@ -8,16 +8,13 @@ answers them with their HTTP status and JSON error body, WebSocket closes with
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Final
 
 from app.errors import BadRequest, GraphpushError, Unauthorized
+from app.model.cursor import MAX_CURSOR, parse_integer
+from app.model.ids import ID_PATTERN, is_identifier
 from app.push.connection import CloseCode
 from app.push.origin import origin_allowed
-
-PUSH_REF: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_CURSOR: Final = re.compile(r"[0-9]{1,18}")
 
 
 class Forbidden(GraphpushError):
@@ -35,18 +32,20 @@ def check_origin(headers: Mapping[str, str], allowed: tuple[str, ...]) -> None:
 
 def push_ref(value: str | None) -> str:
     """The validated ``pushRef`` query parameter (``[A-Za-z0-9_-]{1,64}``)."""
-    if value is None or not PUSH_REF.fullmatch(value):
-        raise BadRequest("the query parameter pushRef must match [A-Za-z0-9_-]{1,64}")
+    if value is None or not is_identifier(value):
+        raise BadRequest(f"the query parameter pushRef must match {ID_PATTERN}")
     return value
 
 
 def cursor(value: str | None, name: str) -> int | None:
-    """A resume cursor (``Last-Event-ID``, ``lastEventId``, ``after``): a number ≥ 0 or None."""
+    """A resume cursor (``Last-Event-ID``, ``lastEventId``, ``after``): None when absent, else
+    an integer from 0 to :data:`~app.model.cursor.MAX_CURSOR` (:class:`BadRequest` if not)."""
     if value is None or value == "":
         return None
-    if not _CURSOR.fullmatch(value.strip()):
-        raise BadRequest(f"{name} must be a non-negative integer")
-    return int(value)
+    parsed = parse_integer(value)
+    if parsed is None:
+        raise BadRequest(f"{name} must be an integer from 0 to {MAX_CURSOR}")
+    return parsed
 
 
 def accepts_event_stream(accept: str | None) -> bool:

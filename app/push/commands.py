@@ -1,8 +1,9 @@
 """Inbound WebSocket frames → commands, or the one ``error`` reply a bad frame gets.
 
 Pure: :func:`parse` never raises for any input; carrying a command out is the hub's job.
-Error codes: ``invalid_json`` (not JSON), ``invalid_message`` (JSON that is not an object),
-``unknown_command`` (missing or unknown ``type``), ``invalid_command`` (bad ``data``).
+Error codes: ``invalid_json`` (not JSON, or nested deeper than the interpreter's recursion
+limit), ``invalid_message`` (JSON that is not an object), ``unknown_command`` (missing or
+unknown ``type``), ``invalid_command`` (bad ``data``, such as a cursor out of bounds).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from typing import Any, Final, get_args
 
 import msgspec
 
-from app.messages import Command, CommandType, SubscribeExecution, command_decoder
+from app.messages import Command, CommandType, command_decoder
+from app.model.ids import is_identifier
 from app.push import wire
 
 COMMAND_TYPES: Final = frozenset(get_args(CommandType))
+_INVALID_JSON: Final = wire.error("invalid_json", "the message is not valid JSON")
 
 
 def parse(frame: bytes | str) -> Command | wire.Outgoing:
@@ -23,16 +26,8 @@ def parse(frame: bytes | str) -> Command | wire.Outgoing:
         command: Command = command_decoder.decode(frame)
     except msgspec.ValidationError as exc:  # a subclass of DecodeError: catch it first
         return _explain(frame, str(exc))
-    except msgspec.DecodeError:
-        return wire.error("invalid_json", "the message is not valid JSON")
-    match command:
-        case SubscribeExecution(data=data) if data.after is not None and data.after < 0:
-            return wire.error(
-                "invalid_command",
-                "Expected `int` >= 0 - at `$.data.after`",
-                command="subscribe_execution",
-                execution_id=data.executionId,
-            )
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: nested too deep
+        return _INVALID_JSON
     return command
 
 
@@ -40,12 +35,16 @@ def _explain(frame: bytes | str, detail: str) -> wire.Outgoing:
     """Tell a non-object, an unknown type and bad data apart (only on the error path)."""
     try:
         message: Any = msgspec.json.decode(frame)
-    except msgspec.DecodeError:  # the typed decoder can fail on the shape before the syntax
-        return wire.error("invalid_json", "the message is not valid JSON")
+    except (msgspec.DecodeError, RecursionError):  # the shape can fail before the syntax
+        return _INVALID_JSON
     if not isinstance(message, dict):
         return wire.error("invalid_message", "a command must be a JSON object")
     kind = message.get("type")
     if not isinstance(kind, str) or kind not in COMMAND_TYPES:
         known = ", ".join(sorted(COMMAND_TYPES))
         return wire.error("unknown_command", f"unknown or missing command type; known: {known}")
-    return wire.error("invalid_command", detail, command=kind)
+    data = message.get("data")
+    execution_id = data.get("executionId") if isinstance(data, dict) else None
+    if not (isinstance(execution_id, str) and is_identifier(execution_id)):
+        execution_id = None  # not echoed: the reply names ids only, never arbitrary text
+    return wire.error("invalid_command", detail, command=kind, execution_id=execution_id)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import msgspec
 
 from app.errors import ValidationFailed, problem
+from app.model.ids import Identifier
 from app.workflows.checks import (
     NonEmpty,
     Problem,
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from app.workflows.node_types import NodeRegistry
 
 #: A workflow id, and the id a graph registered from Python takes.
-WORKFLOW_ID = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
 class Connection(msgspec.Struct, frozen=True):
@@ -55,7 +55,7 @@ class WorkflowSettings(msgspec.Struct, frozen=True):
 
 
 class Workflow(msgspec.Struct, frozen=True, kw_only=True):
-    id: Annotated[str, msgspec.Meta(pattern=WORKFLOW_ID)] | None = None
+    id: Identifier | None = None
     name: NonEmpty
     nodes: Annotated[list[WorkflowNode], msgspec.Meta(min_length=1)]
     #: n8n's shape: source name -> connection type -> one list per output -> targets.

@@ -5,7 +5,6 @@ from Python, the node types both may use, and compiling a run's workflow for the
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -14,12 +13,13 @@ from langgraph.pregel import Pregel
 from app.clock import new_id
 from app.errors import Conflict, NotFound, ValidationFailed, problem
 from app.messages import encoder
+from app.model.ids import ID_PATTERN, is_identifier
 from app.model.records import ExecutionRecord, JsonObject
 from app.storage.base import WorkflowStore
 from app.workflows.builtin_nodes import builtin_registry
 from app.workflows.compiler import CompiledWorkflow, compile_graph, compile_workflow
 from app.workflows.node_types import NodeRegistry, NodeType
-from app.workflows.schema import WORKFLOW_ID, parse_workflow, workflow_to_json
+from app.workflows.schema import parse_workflow, workflow_to_json
 
 #: The version of a registered graph's workflow (it has no JSON to digest).
 GRAPH_VERSION = "graph"
@@ -58,10 +58,8 @@ class WorkflowService:
     ) -> None:
         """Expose a compiled LangGraph graph as workflow ``workflow_id``; its runs emit the
         same push messages as built-in workflows."""
-        if not re.match(WORKFLOW_ID, workflow_id):
-            raise ValidationFailed(
-                "bad workflow id", [problem("id", "expected [a-zA-Z0-9_-]{1,64}")]
-            )
+        if not is_identifier(workflow_id):
+            raise ValidationFailed("bad workflow id", [problem("id", f"expected {ID_PATTERN}")])
         self._graphs[workflow_id] = compile_graph(workflow_id, name or workflow_id, graph)
 
     # ---- stored workflows ----------------------------------------------------------------

@@ -14,13 +14,13 @@ from app.settings import Settings
 from support.push import (
     Harness,
     SseEvent,
-    eventually,
     run_messages,
     serving,
     sse_events,
     started,
     waiting,
 )
+from support.wait import eventually
 
 pytestmark = pytest.mark.timeout(30)
 SSE = {"accept": "text/event-stream"}

@@ -9,11 +9,9 @@ Playwright is missing; with ``CI=true`` a missing browser fails the run.
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import pytest
 
 from app.settings import Settings, load_settings
 from support.app import Server
+from support.engine import chain, node
 
 try:
     from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
@@ -167,31 +166,6 @@ def status_changes(page: Page) -> dict[str, list[str]]:
         node = page.locator(f'{NODE}[data-node-name="{name}"]')
         statuses.append(str(node.get_attribute("data-status")))
     return changes
-
-
-def create_workflow(server: Server, workflow: dict[str, Any]) -> str:
-    response = httpx.post(f"{server.url}/agents/workflows", json=workflow, timeout=10)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
-def wait_for_status(server: Server, execution_id: str, status: str) -> None:
-    deadline = time.monotonic() + WAIT_MS / 1000
-    url = f"{server.url}/agents/executions/{execution_id}"
-    while (current := httpx.get(url, timeout=10).json()["status"]) != status:
-        assert time.monotonic() < deadline, f"{execution_id} stayed {current}, wanted {status}"
-        time.sleep(0.02)
-
-
-def chain(workflow_id: str, *nodes: dict[str, Any]) -> dict[str, Any]:
-    names = itertools.pairwise(node["name"] for node in nodes)
-    connections = {a: {"main": [[{"node": b, "type": "main", "index": 0}]]} for a, b in names}
-    return {
-        "id": workflow_id,
-        "name": workflow_id,
-        "nodes": list(nodes),
-        "connections": connections,
-    }
 
 
 def test_the_page_and_its_files_are_served_same_origin_only(
@@ -368,11 +342,12 @@ class DroppingProxy:
 def stepwise(workflow_id: str) -> dict[str, Any]:
     """Messages keep coming for a while: 4 nodes, two of them 300 ms delays (14 messages)."""
     return chain(
-        workflow_id,
-        {"name": "Start", "type": "trigger"},
-        {"name": "Fetch", "type": "delay", "parameters": {"ms": 300}},
-        {"name": "Think", "type": "delay", "parameters": {"ms": 300}},
-        {"name": "Reply", "type": "set", "parameters": {"values": {"done": True}}},
+        node("Start"),
+        node("Fetch", "delay", ms=300),
+        node("Think", "delay", ms=300),
+        node("Reply", "set", values={"done": True}),
+        name=workflow_id,
+        id=workflow_id,
     )
 
 
@@ -380,7 +355,7 @@ def test_after_a_drop_the_page_reconnects_and_resumes_from_its_last_id(
     serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
 ) -> None:
     server = serve(settings)
-    create_workflow(server, stepwise("stepwise"))
+    server.create_workflow(stepwise("stepwise"))
     page = open_page()
     proxy = DroppingProxy(forward=4, swallow=2)
     page.route_web_socket("**/agents/push*", proxy)
@@ -404,7 +379,7 @@ def test_when_resume_fails_the_page_refetches_the_run_over_rest(
     serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
 ) -> None:
     server = serve(msgspec.structs.replace(settings, resume_buffer_count=1))
-    create_workflow(server, stepwise("stepwise"))
+    server.create_workflow(stepwise("stepwise"))
     page = open_page()
     page.route_web_socket("**/agents/push*", DroppingProxy(forward=4, swallow=2))
     go(page, server, "/#wf=stepwise")
@@ -424,9 +399,8 @@ def test_the_runs_table_opens_a_past_run_in_its_final_state(
     serve: Callable[..., Server], examples: Settings, open_page: Callable[..., Page]
 ) -> None:
     server = serve(examples)
-    response = httpx.post(f"{server.url}/agents/workflows/failing/run", json={}, timeout=10)
-    execution_id = response.json()["execution_id"]
-    wait_for_status(server, execution_id, "error")
+    execution_id = server.run("failing")
+    server.wait_for_status(execution_id, "error", within=WAIT_MS / 1000)
     page = open_page()
     go(page, server, "/#wf=failing")
     row = page.locator(f'[data-testid="history-row"][data-execution-id="{execution_id}"]')
@@ -479,13 +453,6 @@ def blank_page(page: Page, server: Server) -> None:
     assert page.evaluate("document.scripts.length") == 0
 
 
-def run_on(server: Server, workflow_id: str, push_ref: str) -> str:
-    url = f"{server.url}/agents/workflows/{workflow_id}/run"
-    response = httpx.post(url, json={"push_ref": push_ref}, timeout=10)
-    assert response.status_code == 202, response.text
-    return str(response.json()["execution_id"])
-
-
 def wait_for_type(page: Page, message_type: str) -> None:
     js = f"window.__got.some(([type]) => type === {message_type!r})"
     page.wait_for_function(js, timeout=WAIT_MS)
@@ -516,7 +483,7 @@ def test_push_module_alone_in_a_worker_receives_a_run_in_order(
     serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
 ) -> None:
     server = serve(settings)
-    create_workflow(server, stepwise("stepwise"))
+    server.create_workflow(stepwise("stepwise"))
     page = open_page()
     blank_page(page, server)
     # A dedicated worker has no DOM at all: the module must not need one.
@@ -539,7 +506,7 @@ def test_push_module_alone_in_a_worker_receives_a_run_in_order(
     page.wait_for_function(
         "window.__got.some(([k, s, t]) => k === 'state' && s === 'live' && t === 'websocket')"
     )
-    run_on(server, "stepwise", "worker-ref")
+    server.run("stepwise", push_ref="worker-ref")
     page.wait_for_function("window.__got.some(([k, type]) => type === 'executionFinished')")
 
     got = [entry for entry in page.evaluate("window.__got") if entry[0] == "message"]
@@ -554,14 +521,14 @@ def test_push_module_on_the_sse_fallback_moves_back_to_websocket_without_loss(
     serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
 ) -> None:
     server = serve(settings)
-    create_workflow(
-        server,
+    server.create_workflow(
         chain(
-            "pause",
-            {"name": "Start", "type": "trigger"},
-            {"name": "Ask", "type": "wait"},
-            {"name": "Reply", "type": "set", "parameters": {"values": {"done": True}}},
-        ),
+            node("Start"),
+            node("Ask", "wait"),
+            node("Reply", "set", values={"done": True}),
+            name="pause",
+            id="pause",
+        )
     )
     page = open_page(init_scripts=(GATED_WEBSOCKET,))
     blank_page(page, server)
@@ -571,7 +538,7 @@ def test_push_module_on_the_sse_fallback_moves_back_to_websocket_without_loss(
     assert live["transport"] == "sse"
     assert live["fallback"]["kind"] == "closed" and live["fallback"]["code"] == 1006
 
-    execution_id = run_on(server, "pause", "fallback-ref")
+    execution_id = server.run("pause", push_ref="fallback-ref")
     wait_for_type(page, "executionWaiting")
     page.evaluate("window.__allowWebSocket = true")
     page.wait_for_function(

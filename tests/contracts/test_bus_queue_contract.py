@@ -22,8 +22,9 @@ from app.queue.base import ExecutionQueue, LocalQueue
 from app.queue.redis import RedisQueue
 from app.settings import Settings
 from app.storage.postgres import PostgresStore
-from support.push import FakeService, eventually
+from support.push import FakeService
 from support.scaleout import REDIS_URL, fresh_prefix, fresh_schema
+from support.wait import eventually
 
 pytestmark = pytest.mark.timeout(30)
 S = ExecutionStatus
@@ -350,7 +351,7 @@ async def test_a_stopped_holders_running_run_is_recovered_by_another_process(
     await asyncio.wait_for(doomed.get(), 5)
     await doomed.aclose()  # stops heartbeating, as a killed process does
     waiting = asyncio.ensure_future(survivor.get())
-    await eventually(lambda: len(recovered) == 1, within_s=6)
+    await eventually(lambda: len(recovered) == 1, within=6)
     assert recovered[0].id == run.id and recovered[0].status is S.RUNNING
     waiting.cancel()
     await asyncio.gather(waiting, return_exceptions=True)
@@ -379,4 +380,4 @@ async def test_the_depth_is_shared_by_every_process(
         await store.save(run)
         await api.put(run)
     assert api.qsize() == 3
-    await eventually(lambda: other.qsize() == 3, within_s=3)
+    await eventually(lambda: other.qsize() == 3, within=3)

@@ -23,14 +23,10 @@ from app.workflows.checks import Problem, ValidationContext
 from app.workflows.compiler import CompiledWorkflow, compile_graph, compile_workflow
 from app.workflows.node_types import NodeFn, NodeInfo, NodeRegistry, RunState
 from app.workflows.schema import Workflow, parse_workflow
-from support.engine import workflow
+from support.engine import chain, node, workflow
 
 REGISTRY = builtin_registry()
 MODULES = ("app.workflows.example_functions", "json")
-
-
-def node(name: str, type_: str = "trigger", **parameters: Any) -> dict[str, Any]:
-    return {"name": name, "type": type_, "parameters": parameters}
 
 
 def compile_body(
@@ -53,13 +49,8 @@ async def run(body: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def pipeline(*nodes: dict[str, Any]) -> dict[str, Any]:
-    names = [n["name"] for n in nodes]
-    return workflow(list(nodes), [(a, 0, b) for a, b in itertools.pairwise(names)])
-
-
 async def test_trigger_passes_the_input_on_and_set_merges_values() -> None:
-    body = pipeline(node("Start"), node("Set", "set", values={"topic": "billing", "n": 2}))
+    body = chain(node("Start"), node("Set", "set", values={"topic": "billing", "n": 2}))
     state = await run(body, {"n": 1, "text": "hi"})
     assert state["agent_results"] == {
         "Start": {"n": 1, "text": "hi"},
@@ -180,13 +171,13 @@ async def test_a_node_fed_by_several_branches_reads_the_latest_output() -> None:
 
 async def test_delay_sleeps_then_passes_its_input_on() -> None:
     started = time.monotonic()
-    state = await run(pipeline(node("Start"), node("Delay", "delay", ms=50)), {"a": 1})
+    state = await run(chain(node("Start"), node("Delay", "delay", ms=50)), {"a": 1})
     assert time.monotonic() - started >= 0.05
     assert state["agent_results"]["Delay"] == {"a": 1}
 
 
 async def test_a_long_delay_is_cancelled_promptly() -> None:
-    compiled = compile_body(pipeline(node("Start"), node("Delay", "delay", ms=60_000)))
+    compiled = compile_body(chain(node("Start"), node("Delay", "delay", ms=60_000)))
     task = asyncio.create_task(compiled.graph.ainvoke({"input": {}}))
     await asyncio.sleep(0.1)
     started = time.monotonic()
@@ -198,7 +189,7 @@ async def test_a_long_delay_is_cancelled_promptly() -> None:
 
 
 async def test_fail_raises_node_failure_and_stops_the_run() -> None:
-    body = pipeline(
+    body = chain(
         node("Start"),
         node("Fail", "fail", message="card declined", description="code 51"),
         node("Never", "set"),
@@ -213,7 +204,7 @@ async def test_fail_raises_node_failure_and_stops_the_run() -> None:
     [({"approved": True}, {"a": 1, "approved": True}), ("yes", {"a": 1, "value": "yes"})],
 )
 async def test_wait_interrupts_and_resumes_with_the_value(resume: Any, output: Any) -> None:
-    body = pipeline(
+    body = chain(
         node("Start"),
         node("Wait", "wait", message="approve?"),
         node("Done", "set", values={"d": 1}),
@@ -233,7 +224,7 @@ async def test_wait_interrupts_and_resumes_with_the_value(resume: Any, output: A
 
 
 async def test_wait_without_message_interrupts_with_the_node_name_only() -> None:
-    compiled = compile_body(pipeline(node("S"), node("W", "wait")), checkpointer=InMemorySaver())
+    compiled = compile_body(chain(node("S"), node("W", "wait")), checkpointer=InMemorySaver())
     config: Any = {"configurable": {"thread_id": "t"}}
     paused = await compiled.graph.ainvoke({"input": {}}, config)
     assert paused["__interrupt__"][0].value == {"node": "W"}
@@ -255,20 +246,20 @@ async def test_wait_without_message_interrupts_with_the_node_name_only() -> None
 async def test_python_nodes_call_sync_and_async_functions(
     function: str, item: dict[str, Any], output: dict[str, Any]
 ) -> None:
-    state = await run(pipeline(node("Start"), node("Py", "python", function=function)), item)
+    state = await run(chain(node("Start"), node("Py", "python", function=function)), item)
     expected = output if "value" in output else {**item, **output}
     assert state["agent_results"]["Py"] == expected
     assert state["agent_results"]["Start"] == item
 
 
 async def test_a_python_function_cannot_change_its_predecessor_output() -> None:
-    body = pipeline(node("Start"), node("Py", "python", function="json:dumps"))
+    body = chain(node("Start"), node("Py", "python", function="json:dumps"))
     state = await run(body, {"nested": {"a": 1}})
     assert state["agent_results"]["Start"] == {"nested": {"a": 1}}
 
 
 def test_python_nodes_outside_the_allow_list_are_refused() -> None:
-    body = pipeline(node("Start"), node("Py", "python", function="os:getcwd"))
+    body = chain(node("Start"), node("Py", "python", function="os:getcwd"))
     with pytest.raises(ValidationFailed) as caught:
         parse_workflow(body, REGISTRY, python_modules=("app.workflows.example_functions",))
     assert caught.value.details[0]["path"] == "nodes[1].parameters.function"
@@ -347,9 +338,9 @@ async def test_a_registered_node_type_validates_and_runs() -> None:
         registry.register("double", Doubler())
     assert "double" in registry.names()
     assert REGISTRY.get("double") is None
-    body = pipeline(node("Start"), node("Twice", "double", key="n"))
+    body = chain(node("Start"), node("Twice", "double", key="n"))
     with pytest.raises(ValidationFailed):
-        parse_workflow(pipeline(node("S"), node("T", "double")), registry, python_modules=())
+        parse_workflow(chain(node("S"), node("T", "double")), registry, python_modules=())
     compiled = compile_body(body, registry)
     state = await compiled.graph.ainvoke({"input": {"n": 21}})
     assert state["agent_results"]["Twice"] == {"n": 42}

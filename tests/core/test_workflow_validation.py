@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from typing import Any
 
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 from app.errors import ValidationFailed
 from app.workflows.builtin_nodes import builtin_registry
 from app.workflows.schema import Workflow, parse_workflow, workflow_to_json
+from support.engine import chain, node
 
 REGISTRY = builtin_registry()
 MODULES = ("app.workflows.example_functions",)
@@ -44,18 +44,6 @@ SPEC_EXAMPLE: dict[str, Any] = {
     },
     "settings": {"timeout_s": 300},
 }
-
-
-def chain(*nodes: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """A workflow whose nodes are connected one after the other."""
-    connections = {
-        a["name"]: {"main": [[{"node": b["name"]}]]} for a, b in itertools.pairwise(nodes)
-    }
-    return {"name": "w", "nodes": list(nodes), "connections": connections, **extra}
-
-
-def node(name: str, type_: str = "trigger", **parameters: Any) -> dict[str, Any]:
-    return {"name": name, "type": type_, "parameters": parameters}
 
 
 def problems(body: Any, python_modules: tuple[str, ...] = MODULES) -> list[tuple[str, str]]:
@@ -102,7 +90,7 @@ def test_every_shape_problem_is_reported_at_once() -> None:
         "entry": 7,
     }
     assert problems(body) == [
-        ("id", "expected str matching regex '^[a-zA-Z0-9_-]{1,64}$'"),
+        ("id", "expected str matching regex '^[A-Za-z0-9_-]{1,64}$'"),
         ("name", "expected str of length >= 1"),
         ("nodes[0].position", "expected array of length >= 2"),
         ("nodes[1].name", "expected str, got int"),

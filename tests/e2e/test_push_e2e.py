@@ -19,7 +19,9 @@ from websockets.asyncio.client import connect
 from app.bus.base import PushEvent
 from app.main import create_app
 from app.settings import Settings, load_settings
-from support.push import Harness, decode, eventually, serving, sse_events
+from support.engine import chain, node
+from support.push import Harness, decode, serving, sse_events, sse_text, ws_until_finished
+from support.wait import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -137,21 +139,9 @@ async def test_no_task_or_connection_left_after_clients_go_away(
 # ---- through the real app (create_app) -----------------------------------------------------
 
 
-def workflow() -> dict[str, Any]:
-    nodes = [
-        {"name": "Start", "type": "trigger"},
-        {"name": "A", "type": "set", "parameters": {"values": {"a": 1}}},
-        {"name": "B", "type": "set", "parameters": {"values": {"b": 2}}},
-    ]
-    link = {"main": [[{"node": "A", "type": "main", "index": 0}]]}
-    return {
-        "name": "e2e",
-        "nodes": nodes,
-        "connections": {
-            "Start": link,
-            "A": {"main": [[{"node": "B", "type": "main", "index": 0}]]},
-        },
-    }
+E2E_FLOW = chain(
+    node("Start"), node("A", "set", values={"a": 1}), node("B", "set", values={"b": 2}), name="e2e"
+)
 
 
 async def test_real_app_pushes_a_run_over_websocket_and_streams_it_over_sse(tmp_path: Path) -> None:
@@ -160,14 +150,14 @@ async def test_real_app_pushes_a_run_over_websocket_and_streams_it_over_sse(tmp_
         serving(create_app(settings), settings) as host,
         httpx.AsyncClient(base_url=f"http://{host}", timeout=10) as client,
     ):
-        created = await client.post("/agents/workflows", json=workflow())
+        created = await client.post("/agents/workflows", json=E2E_FLOW)
         assert created.status_code == 201, created.text
         async with connect(f"ws://{host}/agents/push?pushRef=e2eref") as ws:
             run = await client.post(
                 f"/agents/workflows/{created.json()['id']}/run", json={"push_ref": "e2eref"}
             )
             assert run.status_code == 202, run.text
-            pushed = await _until_finished(ws)
+            pushed = await ws_until_finished(ws)
         types = [p["type"] for p in pushed]
         assert types == ["executionStarted"] + [
                 "nodeExecuteBefore", "nodeExecuteAfter", "nodeExecuteAfterData"
@@ -175,20 +165,6 @@ async def test_real_app_pushes_a_run_over_websocket_and_streams_it_over_sse(tmp_
         assert [p["meta"]["id"] for p in pushed] == list(range(1, len(pushed) + 1))
         execution_id = run.json()["execution_id"]
         stream = await client.get(f"/agents/executions/{execution_id}/stream")
-        events = [e async for e in _parse(stream.text)]
+        events = [e.json() for e in sse_text(stream.text) if e.data is not None]
     assert events[0]["type"] == "executionSnapshot"
     assert [e["type"] for e in events[1:]] == types
-
-
-async def _until_finished(ws: Any) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    async with asyncio.timeout(10):
-        while not out or out[-1]["type"] != "executionFinished":
-            out.append(decode(await ws.recv()))
-    return out
-
-
-async def _parse(text: str) -> AsyncIterator[dict[str, Any]]:
-    for line in text.splitlines():
-        if line.startswith("data: "):
-            yield decode(line[6:])

@@ -4,22 +4,19 @@ docs/protocol.md (browser JS under Node, examples/clients/python_client.py), aga
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
 
 from app.settings import Settings
-from support.app import free_port
+from support.app import clean_env, free_port, wait_until_healthy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,11 +29,6 @@ DOC_URL = "http://127.0.0.1:8000"
 def fenced(text: str, info: str) -> list[str]:
     """The bodies of the fenced blocks whose info string is exactly ``info``."""
     return re.findall(rf"^```{re.escape(info)}\n(.*?)^```$", text, re.M | re.S)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHPUSH_")}
-    return {**env, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError((tmp / "server.log").read_text())
-            time.sleep(0.1)
+        wait_until_healthy(url, process, tmp / "server.log")
         yield url
     finally:
         process.terminate()

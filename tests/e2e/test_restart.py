@@ -3,14 +3,11 @@ from their SQLite checkpoint, and a run whose process died is marked ``crashed``
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import msgspec
@@ -18,14 +15,18 @@ import pytest
 
 from app.settings import Settings
 from support.app import (
+    clean_env,
     create_workflow,
     free_port,
+    log_messages,
     logged_messages,
     run,
     running_app,
     wait_for_status,
+    wait_until_healthy,
 )
 from support.engine import chain, kinds, node, node_triples
+from support.wait import eventually_blocking
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -101,8 +102,7 @@ class Process:
     def __init__(self, data_dir: Path, log: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHPUSH_")}
-        env["GRAPHPUSH_LOAD_EXAMPLES"] = "false"
+        env = clean_env(GRAPHPUSH_LOAD_EXAMPLES="false")
         command = [sys.executable, "-m", "app", "serve", "--port", str(self.port)]
         command += ["--data-dir", str(data_dir), "--log-level", "warning"]
         self._log = log.open("ab")
@@ -110,18 +110,6 @@ class Process:
             command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
         self.client = httpx.Client(base_url=self.url, timeout=5)
-
-    def wait_until_up(self, within: float = 20) -> None:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            assert self.popen.poll() is None, "the server exited"
-            try:
-                if self.client.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("the server did not start")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.popen.poll() is None:
@@ -146,17 +134,8 @@ def processes(tmp_path: Path) -> Iterator[list[Process]]:
 def start(processes: list[Process], data_dir: Path, log: Path) -> Process:
     process = Process(data_dir, log)
     processes.append(process)
-    process.wait_until_up()
+    wait_until_healthy(process.url, process.popen, log)
     return process
-
-
-def poll(client: httpx.Client, url: str, done: Any, within: float = 10) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        body = client.get(url).json()
-        if done(body) or time.monotonic() > deadline:
-            return body
-        time.sleep(0.02)
 
 
 def test_a_run_whose_process_was_killed_is_crashed_at_the_next_start(
@@ -169,17 +148,19 @@ def test_a_run_whose_process_was_killed_is_crashed_at_the_next_start(
         "execution_id"
     ]
     events = f"/agents/executions/{execution_id}/events"
-    logged = poll(
-        first.client, events, lambda b: ("nodeExecuteBefore", "Sleep") in kinds(_messages(b))
+    eventually_blocking(
+        lambda: kinds(log_messages(first.client.get(events).json())),
+        until=lambda logged: ("nodeExecuteBefore", "Sleep") in logged,
+        within=10,
+        what=lambda: f"Sleep started; the server log: {log.read_text()}",
     )
-    assert ("nodeExecuteBefore", "Sleep") in kinds(_messages(logged)), log.read_text()
     assert first.client.get(f"/agents/executions/{execution_id}").json()["status"] == "running"
 
     first.stop(signal.SIGKILL)
     second = start(processes, data_dir, log)
 
     body = second.client.get(f"/agents/executions/{execution_id}").json()
-    messages = _messages(second.client.get(events).json())
+    messages = log_messages(second.client.get(events).json())
     assert body["status"] == "crashed", body
     assert body["stopped_at"] is not None
     assert body["error"] is not None and body["error"]["node"] is None
@@ -206,7 +187,3 @@ def test_a_run_whose_process_was_killed_is_crashed_at_the_next_start(
     # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully
     assert second.popen.returncode in (0, -signal.SIGTERM), log.read_text()
     assert "Traceback" not in log.read_text()
-
-
-def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{**item["message"], "seq": item["seq"]} for item in body["items"]]

@@ -8,7 +8,6 @@ client resumes on the other instance from the shared log."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import signal
 import subprocess
@@ -22,12 +21,22 @@ import httpx
 import msgspec
 import pytest
 import redis
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from app.settings import load_settings
-from support.app import free_port, running_app
-from support.push import decode, sse_events
+from support.app import (
+    create_workflow,
+    free_port,
+    healthy,
+    logged_messages,
+    run,
+    running_app,
+    wait_for_status,
+)
+from support.engine import chain, node
+from support.push import sse_events, ws_until_finished
 from support.scaleout import REDIS_URL, fresh_prefix, fresh_schema
+from support.wait import eventually_blocking
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -77,19 +86,15 @@ class Cluster:
 
     def wait_ready(self, timeout_s: float = 45) -> None:
         """Every API answers /healthz and every worker not killed says it is ready."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._apis_up() and all(self._worker_ready(i) for i in range(len(self.workers))):
-                return
-            time.sleep(0.1)
-        logs = {p.name: p.read_text()[-2000:] for p in self.folder.glob("*.log")}
-        raise AssertionError(f"the cluster did not start: {logs}")
+        eventually_blocking(self._ready, within=timeout_s, what=self._logs)
 
-    def _apis_up(self) -> bool:
-        try:
-            return all(httpx.get(f"{u}/healthz", timeout=1).status_code == 200 for u in self.urls)
-        except httpx.HTTPError:
-            return False
+    def _logs(self) -> str:
+        logs = {p.name: p.read_text()[-2000:] for p in self.folder.glob("*.log")}
+        return f"the cluster did not start: {logs}"
+
+    def _ready(self) -> bool:
+        apis_up = all(healthy(url) for url in self.urls)
+        return apis_up and all(self._worker_ready(i) for i in range(len(self.workers)))
 
     def _worker_ready(self, index: int) -> bool:
         if self.workers[index].returncode is not None:
@@ -146,48 +151,16 @@ async def a_and_b(cluster: Cluster) -> AsyncIterator[tuple[httpx.AsyncClient, ht
 
 def workflow(*steps: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     """A trigger, then one node per ``(type, parameters)``, one after the other."""
-    nodes = [{"name": "Start", "type": "trigger"}]
-    nodes += [{"name": f"N{i}", "type": t, "parameters": p} for i, (t, p) in enumerate(steps)]
-    names = [n["name"] for n in nodes]
-    connections = {
-        a: {"main": [[{"node": b, "type": "main", "index": 0}]]}
-        for a, b in itertools.pairwise(names)
-    }
-    return {"name": "scale-out", "nodes": nodes, "connections": connections}
+    nodes = [node(f"N{i}", type_, **parameters) for i, (type_, parameters) in enumerate(steps)]
+    return chain(node("Start"), *nodes, name="scale-out")
 
 
 async def start(client: httpx.AsyncClient, steps: Any, **body: Any) -> str:
-    created = await client.post("/agents/workflows", json=workflow(*steps))
-    assert created.status_code == 201, created.text
-    response = await client.post(f"/agents/workflows/{created.json()['id']}/run", json=body)
-    assert response.status_code == 202, response.text
-    return str(response.json()["execution_id"])
+    return await run(client, await create_workflow(client, workflow(*steps)), **body)
 
 
 async def status_of(client: httpx.AsyncClient, execution_id: str, *wanted: str) -> str:
-    async with asyncio.timeout(15):
-        while True:
-            status = (await client.get(f"/agents/executions/{execution_id}")).json()["status"]
-            if status in wanted:
-                return str(status)
-            await asyncio.sleep(0.02)
-
-
-async def logged(client: httpx.AsyncClient, execution_id: str) -> list[dict[str, Any]]:
-    items = (await client.get(f"/agents/executions/{execution_id}/events")).json()["items"]
-    return [{**item["message"], "seq": item["seq"]} for item in items]
-
-
-async def ws_until_finished(ws: ClientConnection) -> list[dict[str, Any]]:
-    messages = []
-    async with asyncio.timeout(20):
-        while True:
-            message = decode(await ws.recv())
-            if message["type"] in ("ack", "pong"):
-                continue
-            messages.append(message)
-            if message["type"] == TERMINAL:
-                return messages
+    return str((await wait_for_status(client, execution_id, *wanted, within=15))["status"])
 
 
 async def sse_until_finished(response: httpx.Response) -> list[dict[str, Any]]:
@@ -222,7 +195,7 @@ async def test_a_worker_s_run_reaches_a_websocket_on_a_and_an_sse_stream_on_b(
         async with b.stream("GET", f"/agents/executions/{execution_id}/stream") as response:
             over_sse = await sse_until_finished(response)
         over_ws = await ws_until_finished(ws)
-    log = await logged(a, execution_id)
+    log = await logged_messages(a, execution_id)
     expected = spec_order(nodes=4)
     assert [m["type"] for m in log] == expected
     assert [m["type"] for m in over_ws] == expected
@@ -244,7 +217,7 @@ async def test_cancel_sent_to_b_stops_a_run_held_by_a_worker(
     assert (await b.post(f"/agents/executions/{execution_id}/cancel")).status_code == 202
     assert await status_of(a, execution_id, "canceled", "success", "error") == "canceled"
     assert time.monotonic() - started < 5
-    log = await logged(b, execution_id)
+    log = await logged_messages(b, execution_id)
     assert log[-1]["type"] == TERMINAL and log[-1]["data"]["status"] == "canceled"
     assert [m["type"] for m in log].count(TERMINAL) == 1
     queued = await start(b, [("set", {"values": {}})])
@@ -291,7 +264,7 @@ async def test_a_client_that_reconnects_to_the_other_instance_resumes_without_lo
         data = {"executionId": execution_id, "after": last_seen}
         await ws.send(msgspec.json.encode({"type": "subscribe_execution", "data": data}).decode())
         rest = await ws_until_finished(ws)
-    log = await logged(b, execution_id)
+    log = await logged_messages(b, execution_id)
     resumed = [{**m, "seq": entry["seq"]} for m, entry in zip(rest, log[last_seen:], strict=True)]
     assert [m["seq"] for m in first] == list(range(1, last_seen + 1))
     strip = [{k: v for k, v in m.items() if k != "meta"} for m in resumed]
@@ -316,7 +289,7 @@ async def test_a_waiting_run_resumed_through_b_continues_on_a_worker(
     assert types.index("executionWaiting") < types.index(TERMINAL)
     assert types.index(TERMINAL) == len(types) - 1
     assert over_ws[-1]["data"]["status"] == "success"
-    assert [m["type"] for m in await logged(a, execution_id)] == types
+    assert [m["type"] for m in await logged_messages(a, execution_id)] == types
 
 
 async def test_a_full_shared_queue_answers_503(tmp_path: Path) -> None:

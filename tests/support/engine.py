@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from support.app import logged_messages
+from support.wait import eventually
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "n8n-push"
 NODE_EVENTS = ("nodeExecuteBefore", "nodeExecuteAfter", "nodeExecuteAfterData")
@@ -34,10 +33,11 @@ def workflow(
     return {"name": "test", "nodes": nodes, "connections": connections, **extra}
 
 
-def chain(*nodes: dict[str, Any], name: str = "chain") -> dict[str, Any]:
-    """``nodes`` connected one after the other on output 0."""
+def chain(*nodes: dict[str, Any], name: str = "chain", **extra: Any) -> dict[str, Any]:
+    """``nodes`` connected one after the other on output 0; ``extra`` are more body fields."""
     names = [n["name"] for n in nodes]
-    return workflow(list(nodes), [(a, 0, b) for a, b in itertools.pairwise(names)], name=name)
+    edges = [(a, 0, b) for a, b in itertools.pairwise(names)]
+    return workflow(list(nodes), edges, **{"name": name, **extra})
 
 
 def kinds(messages: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
@@ -92,17 +92,16 @@ async def wait_for_log(
     within: float = 5,
 ) -> list[dict[str, Any]]:
     """Poll the event log until it holds a ``type_`` message (of ``node_name``, if given)."""
-    deadline = time.monotonic() + within
-    while True:
-        messages = await logged_messages(client, execution_id)
-        if any(
-            m["type"] == type_ and (node_name is None or m["data"].get("nodeName") == node_name)
-            for m in messages
-        ):
-            return messages
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {type_} {node_name or ''} in {kinds(messages)}")
-        await asyncio.sleep(0.01)
+
+    def holds(messages: list[dict[str, Any]]) -> bool:
+        return any(kind == type_ and node_name in (None, name) for kind, name in kinds(messages))
+
+    return await eventually(
+        lambda: logged_messages(client, execution_id),
+        until=holds,
+        within=within,
+        what=f"{type_} {node_name or ''} in the log of {execution_id}",
+    )
 
 
 def error_body(response: httpx.Response) -> dict[str, Any]:

@@ -3,11 +3,14 @@ messages the way the engine does, and a Starlette app wired like the real one.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import uvicorn
 from starlette.applications import Starlette
 
 from app import messages as m
@@ -17,7 +20,9 @@ from app.model.records import StoredEvent
 from app.push.hub import PushHub
 from app.runtime import Runtime
 from app.settings import Settings
+from support.wait import eventually
 from transports.routes import push_routes
+from transports.websocket import uvicorn_options
 
 FINISHED = {"success", "error", "canceled", "crashed", "unknown"}
 
@@ -159,35 +164,17 @@ class Harness:
 # ---- a real uvicorn in the test's own event loop -----------------------------------------
 
 
-async def eventually(check: Callable[[], bool], within_s: float = 5.0) -> None:
-    """Poll ``check`` until it holds; fail after ``within_s`` seconds."""
-    import asyncio
-
-    async with asyncio.timeout(within_s):
-        while True:
-            if check():
-                return
-            await asyncio.sleep(0.01)
-
-
 @contextlib.asynccontextmanager
 async def serving(app: Any, settings: Settings) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn (configured by :func:`uvicorn_options`) on a free loopback
     port in this event loop; yields ``host:port``. Stops the server on exit."""
-    import asyncio
-    import socket
-
-    import uvicorn
-
-    from transports.websocket import uvicorn_options
-
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(app, log_level="warning", **uvicorn_options(settings))
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        await eventually(lambda: server.started, within_s=10)
+        await eventually(lambda: server.started, within=10)
         yield f"127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
@@ -195,7 +182,24 @@ async def serving(app: Any, settings: Settings) -> AsyncIterator[str]:
         sock.close()
 
 
+# ---- reading what the transports send --------------------------------------------------
+
+
+async def ws_until_finished(ws: Any, within: float = 20) -> list[dict[str, Any]]:
+    """The messages a WebSocket client receives up to ``executionFinished`` (replies to its
+    own commands, ``ack`` and ``pong``, left out)."""
+    messages: list[dict[str, Any]] = []
+    async with asyncio.timeout(within):
+        while not messages or messages[-1]["type"] != "executionFinished":
+            message = decode(await ws.recv())
+            if message["type"] not in ("ack", "pong"):
+                messages.append(message)
+    return messages
+
+
 class SseEvent(msgspec.Struct):
+    """One event of an SSE stream, its fields as sent (``comment`` is a ``:`` line)."""
+
     id: str | None = None
     data: str | None = None
     comment: str | None = None
@@ -205,6 +209,24 @@ class SseEvent(msgspec.Struct):
         return decode(self.data)
 
 
+def sse_event(block: str) -> SseEvent:
+    """The event of one SSE block (the lines between two blank lines)."""
+    event = SseEvent()
+    for line in block.split("\n"):
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "":
+            event.comment = value
+        elif field in ("id", "data"):
+            setattr(event, field, value)
+    return event
+
+
+def sse_text(body: str) -> list[SseEvent]:
+    """The events of a whole SSE body (a stream that has ended)."""
+    return [sse_event(block) for block in body.split("\n\n") if block]
+
+
 async def sse_events(response: Any) -> AsyncIterator[SseEvent]:
     """Parse an httpx streaming response into SSE events (comments included)."""
     buffer = b""
@@ -212,12 +234,4 @@ async def sse_events(response: Any) -> AsyncIterator[SseEvent]:
         buffer += chunk
         while b"\n\n" in buffer:
             block, buffer = buffer.split(b"\n\n", 1)
-            event = SseEvent()
-            for line in block.decode().split("\n"):
-                field, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if field == "":
-                    event.comment = value
-                elif field in ("id", "data"):
-                    setattr(event, field, value)
-            yield event
+            yield sse_event(block.decode())

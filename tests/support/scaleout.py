@@ -104,9 +104,9 @@ def _drop_schemas() -> None:
 def postgres_store(key: str) -> PostgresStore:
     """An unopened store in the schema of ``key`` (stores made with one key share data)."""
     if key not in _by_key:
-        digest = hashlib.sha1(f"{os.getpid()}:{key}".encode(), usedforsecurity=False).hexdigest()[
-            :12
-        ]
+        # the pid keeps two test sessions running at once out of each other's schemas
+        tagged = f"{os.getpid()}:{key}".encode()
+        digest = hashlib.sha1(tagged, usedforsecurity=False).hexdigest()[:12]
         _by_key[key] = f"gp_test_{int(time.time() // 3600)}_{digest}"
     return PostgresStore(fresh_schema(_by_key[key]))
 
