@@ -10,7 +10,9 @@
     ├── PayloadTooLarge            413 payload_too_large
     ├── ValidationFailed           422 validation_failed   (``details``: every problem)
     ├── QueueFull                  503 queue_full          (``Retry-After``)
-    └── StoreUnavailable           503 store_unavailable   (``Retry-After``)
+    └── BackendUnavailable         503 backend_unavailable (``Retry-After``: Redis or
+                                                            PostgreSQL does not answer, or
+                                                            the SQLite store cannot write)
 
 Node failures inside a run are not exceptions of this tree: they end the run with status
 ``error`` and travel in push messages (see :mod:`app.executions.node_errors`); a node raises
@@ -79,12 +81,10 @@ class QueueFull(GraphpushError):
     retry_after_s: ClassVar[int] = 1
 
 
-class StoreUnavailable(GraphpushError):
-    """The store cannot write (a full disk, an I/O error): nothing of the request was kept."""
-
+class BackendUnavailable(GraphpushError):
     status = 503
-    code = "store_unavailable"
-    retry_after_s: ClassVar[int] = 5
+    code = "backend_unavailable"
+    retry_after_s: ClassVar[int] = 1
 
 
 def problem(path: str, message: str) -> dict[str, str]:

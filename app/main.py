@@ -59,9 +59,9 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
         async with AsyncExitStack() as stack:
             backends = await open_backends(stack, settings, push=True)
             store, bus = backends.store, backends.bus
-            service = backends.service(settings)
+            service = await backends.service(settings)
             hub = PushHub(settings=settings, service=service)
-            stack.callback(bus.subscribe(backends.push_subscriber(hub)))
+            stack.callback(backends.subscribe_hub(hub))
             # Closed after the engine (callbacks run in reverse): connections get the final
             # messages of runs canceled by the shutdown before they close.
             stack.push_async_callback(hub.aclose)
@@ -70,7 +70,14 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             if settings.load_examples:
                 await load_examples(service.workflows)
             app.state.runtime = Runtime(
-                settings, store, service.workflows, bus, service, hub, backends.health
+                settings,
+                store,
+                service.workflows,
+                bus,
+                service,
+                hub,
+                backends.readiness,
+                backends.health,
             )
             await service.start()
             stack.push_async_callback(service.shutdown)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
@@ -26,6 +27,9 @@ class Runtime:
     bus: EventBus
     service: ExecutionService
     hub: PushHub
+    #: Each backend's state, ``"ok"`` or why not (``/readyz``).
+    readiness: Callable[[], Awaitable[dict[str, str]]]
+    #: The embedded store's writes and checkpoints (``/healthz``, ``/metrics``).
     health: StoreHealth = field(default_factory=StoreHealth)
 
 

@@ -9,7 +9,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from app.errors import (
+    BackendUnavailable,
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from app.http.auth import authenticate
 from app.http.bodies import execution_dto, run_accepted
 from app.http.params import EXECUTION_PATH, WORKFLOW_PATH, QueryReader
@@ -159,6 +165,8 @@ async def run_workflow(request: Request) -> Response:
         push_ref=run.push_ref or request.headers.get("push-ref"),
         owner=owner,
     )
+    if record.push_ref is not None:  # its messages reach that pushRef even across a gap
+        runtime(request).hub.shared.expect(record.id, record.push_ref, owner)
     return JSONResponse(run_accepted(record), status_code=202)
 
 
@@ -239,11 +247,20 @@ async def execution_events(request: Request) -> Response:
 async def healthz(request: Request) -> Response:
     """Liveness: 200 while the process answers, also when its store cannot write (a restart
     frees no disk and loses the writes held for retry). ``{"status": "ok"}``, or
-    ``{"status": "degraded", "store": {...}}`` saying why (docs/deploy.md, *Faults*)."""
+    ``{"status": "degraded", "store": {...}}`` saying why (docs/deploy.md)."""
     health = runtime(request).health
     if health.writable and health.checkpointing:
         return JSONResponse({"status": "ok"})
     return JSONResponse({"status": "degraded", "store": health.report()})
+
+
+async def readyz(request: Request) -> Response:
+    """200 while every shared backend (PostgreSQL, Redis) answers; 503 naming the ones that
+    do not (``/healthz`` stays 200: the process itself is alive)."""
+    checks = await runtime(request).readiness()
+    if any(state != "ok" for state in checks.values()):
+        raise BackendUnavailable("a backend is unavailable", details=checks)
+    return JSONResponse({"status": "ready", "checks": checks})
 
 
 async def metrics(request: Request) -> Response:
@@ -266,5 +283,6 @@ def api_routes() -> list[BaseRoute]:
         Route(f"{EXECUTION_PATH}/resume", resume_execution, methods=["POST"]),
         Route(f"{EXECUTION_PATH}/events", execution_events, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

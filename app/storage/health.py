@@ -1,5 +1,5 @@
 """Whether the store can write and checkpoint: what ``/healthz`` and ``/metrics`` say about
-it (docs/deploy.md, *Faults*).
+it (docs/deploy.md, *When a backend fails*).
 
 A store reports every write and checkpoint attempt here. A write that failed is kept by the
 store and retried after the delay :meth:`StoreHealth.write_failed` returns, doubling from

@@ -1,7 +1,7 @@
 """A store that keeps nothing across restarts: for tests and throwaway servers.
 
 Records are kept encoded, so a caller mutating a record after ``stage`` changes nothing
-stored, exactly as with :class:`~app.sqlite_store.SqliteStore`.
+stored, exactly as with :class:`~app.storage.sqlite.SqliteStore`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import builtins
 import itertools
 from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
 
 import msgspec
 
@@ -21,21 +23,29 @@ from app.model.records import (
     JsonObject,
     StoredEvent,
 )
-from app.storage.base import StatusUpdates
 
 _decode = msgspec.json.Decoder(ExecutionRecord).decode
 
 
-class MemoryStore(StatusUpdates):
-    """:class:`~app.store.ExecutionStore` and :class:`~app.store.WorkflowStore` in dicts."""
+class MemoryStore:
+    """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
+    in dicts."""
 
     def __init__(self) -> None:
         self._records: dict[str, bytes] = {}
         self._events: dict[str, list[StoredEvent]] = {}
         self._workflows: dict[str, JsonObject] = {}
 
-    async def open(self) -> None:
-        return None
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
         self._records[record.id] = encoder.encode(record)

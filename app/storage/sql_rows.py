@@ -15,6 +15,8 @@ from app.messages import encoder
 from app.model.records import ExecutionQuery, ExecutionRecord
 
 RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None]
+#: A log entry's row: ``(execution_id, seq, type, payload)``.
+EventRow = tuple[str, int, str, bytes]
 
 _record_decoder = msgspec.json.Decoder(ExecutionRecord)
 json_object = msgspec.json.Decoder(dict[str, Any]).decode

@@ -16,8 +16,8 @@ of that window, never a status a client was told about (SPEC §4 rule 6).
 A write that fails for want of space (a full disk), a lock or I/O stays staged and is
 retried with backoff (:mod:`app.storage.health`): ``commit`` returns once it succeeded, and
 while it waits reads see the last committed state. ``save`` (a new run) is refused instead
-with :class:`~app.errors.StoreUnavailable`, keeping nothing. The one blocking step left, the
-WAL checkpoint, runs on a thread of its own (:mod:`app.storage.wal`).
+with :class:`~app.errors.BackendUnavailable`, keeping nothing. The one blocking step left,
+the WAL checkpoint, runs on a thread of its own (:mod:`app.storage.wal`).
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ import builtins
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import msgspec
 
-from app.errors import Conflict, StoreUnavailable
+from app.errors import BackendUnavailable, Conflict
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -39,10 +40,10 @@ from app.model.records import (
     JsonObject,
     StoredEvent,
 )
-from app.storage.base import StatusUpdates
 from app.storage.health import StoreHealth, transient
-from app.storage.sql_rows import RecordRow, json_object, record_from_row, record_row
+from app.storage.sql_rows import EventRow, RecordRow, json_object, record_from_row
 from app.storage.sql_rows import where as sql_where
+from app.storage.staging import SqlStaging
 from app.storage.wal import WalCheckpointer
 
 SCHEMA = """
@@ -65,18 +66,17 @@ FLUSH_DELAY_S = 0.005
 #: The workflow snapshot is written with the run's first row only (see app.sql_rows).
 _UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
     status=excluded.status, body=excluded.body, workflow=coalesce(excluded.workflow, workflow)"""
-_EventRow = tuple[str, int, str, bytes]
 
 
-class SqliteStore(StatusUpdates):
-    """:class:`~app.store.ExecutionStore` and :class:`~app.store.WorkflowStore` on SQLite."""
+class SqliteStore(SqlStaging):
+    """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
+    on SQLite; ``async with`` opens (creating the file and schema) and closes it."""
 
     def __init__(self, path: Path | str, *, health: StoreHealth | None = None) -> None:
+        super().__init__()
         self._path = str(path)
         self.health = health or StoreHealth()
         self._db: sqlite3.Connection | None = None
-        self._records: dict[str, RecordRow] = {}
-        self._events: list[_EventRow] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_due = 0.0
         #: Resolved when the staged writes are committed (created by the first ``commit``).
@@ -85,7 +85,7 @@ class SqliteStore(StatusUpdates):
         self._retrying = False
         self._wal = WalCheckpointer(self._path, self.health)
 
-    async def open(self) -> None:
+    async def __aenter__(self) -> Self:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self._path, isolation_level=None)
@@ -96,20 +96,24 @@ class SqliteStore(StatusUpdates):
         self._db = db
         if self._path != ":memory:":
             self._wal.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     @property
     def db(self) -> sqlite3.Connection:
-        assert self._db is not None, "SqliteStore.open() was not awaited"
+        assert self._db is not None, "SqliteStore used outside its `async with`"
         return self._db
 
     # ---- group commit ----------------------------------------------------------------
 
-    def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        self._records[record.id] = record_row(record, self._records.get(record.id))
-        self.stage_events(record.id, events)
-
-    def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
-        self._events.extend((execution_id, e.seq, e.type, e.payload) for e in events)
+    def _staged(self) -> None:
         self._schedule_flush(asyncio.get_running_loop().time() + FLUSH_DELAY_S)
 
     def _schedule_flush(self, due: float) -> None:
@@ -124,15 +128,15 @@ class SqliteStore(StatusUpdates):
 
     async def commit(self, linger_s: float = 0.0) -> None:
         """Return once everything staged so far is written, retrying failed writes."""
-        while self._records or self._events:
+        while self.has_staged:
             try:
                 await self._attempt(linger_s)
-            except StoreUnavailable:
+            except BackendUnavailable:
                 continue  # staged again; its retry is scheduled
             return
 
     async def _attempt(self, linger_s: float) -> None:
-        """Wait for the next write of what is staged; raises ``StoreUnavailable`` if it fails."""
+        """Wait for the next write of what is staged; ``BackendUnavailable`` if it fails."""
         loop = asyncio.get_running_loop()
         if self._committed is None:
             self._committed = loop.create_future()
@@ -140,22 +144,21 @@ class SqliteStore(StatusUpdates):
         await asyncio.shield(self._committed)
 
     async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        """``stage`` then write; raises :class:`StoreUnavailable`, keeping nothing of this
-        call, if that write fails or a failed one awaits its retry (a run is refused rather
-        than accepted and not stored)."""
+        """``stage`` then write; refused (:class:`BackendUnavailable`, nothing of it kept) if
+        that write fails or a failed one awaits its retry: no run is accepted unstored."""
         if self._retrying:
-            raise StoreUnavailable(f"the store cannot write ({self.health.last_error})")
+            raise BackendUnavailable(f"the store cannot write ({self.health.last_error})")
         previous = self._records.get(record.id)
         self.stage(record, events)
         try:
             await self._attempt(0.0)
-        except StoreUnavailable:
+        except BackendUnavailable:
             if self._records.pop(record.id, None) is None:
                 return  # written by a retry in the meantime
             if previous is not None:
                 self._records[record.id] = previous
-            ours = {(record.id, e.seq) for e in events}
-            self._events = [e for e in self._events if e[:2] not in ours]
+            for event in events:
+                self._events.pop((record.id, event.seq), None)
             raise
 
     async def wait_writable(self) -> None:
@@ -169,18 +172,18 @@ class SqliteStore(StatusUpdates):
             self._flush_handle.cancel()
             self._flush_handle = None
         self._retrying = False
-        records, events, done = self._records, self._events, self._committed
-        self._records, self._events, self._committed = {}, [], None
+        (records, events), done = self.take_staged(), self._committed
+        self._committed = None
         try:
             if records or events:
-                self._write(list(records.values()), events)
+                self._write(records, events)
                 self._wal.written()
                 self.health.wrote()
         except Exception as exc:
             failure: Exception = exc
             if transient(exc):
-                self._retry_later(records, events, exc)
-                failure = StoreUnavailable(f"the store cannot write ({exc})")
+                self._retry(records, events, exc)
+                failure = BackendUnavailable(f"the store cannot write ({exc})")
             elif done is None:
                 raise
             if done is not None:
@@ -189,18 +192,14 @@ class SqliteStore(StatusUpdates):
             if done is not None:
                 done.set_result(None)
 
-    def _retry_later(
-        self, records: dict[str, RecordRow], events: list[_EventRow], error: Exception
-    ) -> None:
+    def _retry(self, records: list[RecordRow], events: list[EventRow], exc: Exception) -> None:
         """Stage a failed write again (``_flush`` did not yield) and schedule its retry."""
-        self._records, self._events = records, events
-        delay = self.health.write_failed(error, len(records) + len(events))
-        loop = asyncio.get_running_loop()
-        self._flush_due = loop.time() + delay
-        self._flush_handle = loop.call_at(self._flush_due, self._flush)
-        self._retrying = True
+        self.restage(records, events)
+        delay = self.health.write_failed(exc, len(records) + len(events))
+        self._schedule_flush(asyncio.get_running_loop().time() + delay)
+        self._retrying = True  # from now on only that flush writes
 
-    def _write(self, records: list[RecordRow], events: list[tuple[str, int, str, bytes]]) -> None:
+    def _write(self, records: list[RecordRow], events: list[EventRow]) -> None:
         db = self.db
         db.execute("BEGIN")
         try:
@@ -255,13 +254,13 @@ class SqliteStore(StatusUpdates):
     # ---- workflows -------------------------------------------------------------------
 
     def _execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        """A write of its own (workflows); one that fails for now is :class:`StoreUnavailable`."""
+        """A write of its own (workflows); one that fails for now is ``BackendUnavailable``."""
         try:
             return self.db.execute(sql, args)
         except sqlite3.OperationalError as exc:
             if not transient(exc):
                 raise
-            raise StoreUnavailable(f"the store cannot write ({exc})") from exc
+            raise BackendUnavailable(f"the store cannot write ({exc})") from exc
 
     async def create_workflow(self, workflow_id: str, body: JsonObject) -> None:
         try:

@@ -21,7 +21,7 @@ import msgspec
 import pytest
 
 from app.bus.base import PushEvent
-from app.errors import StoreUnavailable
+from app.errors import BackendUnavailable
 from app.model.records import ExecutionRecord
 from app.runtime import Runtime
 from app.settings import Settings
@@ -29,6 +29,7 @@ from app.storage.sqlite import SqliteStore
 from app.storage.wal import CHECKPOINT_INTERVAL_S
 from support.app import create_workflow, logged_messages, run, running_app, wait_for_status
 from support.engine import chain, node
+from support.wait import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -49,14 +50,6 @@ def fill(store: SqliteStore) -> None:
 
 def free(store: SqliteStore) -> None:
     store.db.execute("PRAGMA max_page_count=1073741823")
-
-
-async def eventually(check: Any, within: float = 10) -> Any:
-    deadline = time.monotonic() + within
-    while not (result := await check()):
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-    return result
 
 
 async def metric(client: httpx.AsyncClient, name: str) -> float:
@@ -87,11 +80,11 @@ async def test_runs_accepted_before_the_store_filled_end_once_space_returns(
         refused = await client.post(f"/agents/workflows/{workflow_id}/run", json={"input": BIG})
         assert refused.status_code == 503, refused.text
         assert refused.headers["retry-after"].isdigit()
-        assert refused.json()["error"]["code"] == "store_unavailable"
+        assert refused.json()["error"]["code"] == "backend_unavailable"
         big_workflow = chain(node("Start"), node("Set", "set", values=BIG), name="big")
         refused = await client.post("/agents/workflows", json=big_workflow)
         assert refused.status_code == 503, refused.text
-        assert refused.json()["error"]["code"] == "store_unavailable"
+        assert refused.json()["error"]["code"] == "backend_unavailable"
         health = await client.get("/healthz")
         assert health.status_code == 200
         assert health.json()["status"] == "degraded"
@@ -99,7 +92,7 @@ async def test_runs_accepted_before_the_store_filled_end_once_space_returns(
         assert await metric(client, "store_writable") == 0
         assert await metric(client, "store_write_failures_total") >= 1
         # the first run ends; its final write cannot be stored, the next runs wait
-        await eventually(lambda: _ended_here(rt, accepted[0]))
+        await eventually(lambda: rt.service.manager.holds(accepted[0]), until=lambda h: not h)
         await asyncio.sleep(0.2)
         assert not published
 
@@ -111,7 +104,7 @@ async def test_runs_accepted_before_the_store_filled_end_once_space_returns(
             assert [m["type"] for m in messages].count("executionFinished") == 1
             assert messages[-1]["type"] == "executionFinished"
             assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
-        await eventually(lambda: _all_published(published, accepted))
+        await eventually(lambda: all(published[i] for i in accepted), within=10)
         assert published == Counter(dict.fromkeys(accepted, 1))
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         assert await metric(client, "store_writable") == 1
@@ -120,14 +113,6 @@ async def test_runs_accepted_before_the_store_filled_end_once_space_returns(
         assert (await client.post(f"/agents/workflows/{workflow_id}/run", json={})).status_code == (
             202
         )
-
-
-async def _ended_here(rt: Runtime, execution_id: str) -> bool:
-    return not rt.service.manager.holds(execution_id)
-
-
-async def _all_published(published: Counter[str], ids: list[str]) -> bool:
-    return all(published[i] for i in ids)
 
 
 def _record(n: int) -> ExecutionRecord:
@@ -140,35 +125,27 @@ async def test_the_wal_checkpoint_fails_while_the_disk_is_full_and_resumes_after
     tmp_path: Any,
 ) -> None:
     path = tmp_path / "graphpush.sqlite"
-    store = SqliteStore(path)
-    await store.open()
-    try:
+    async with SqliteStore(path) as store:
         for n in range(40):  # ~1.7 MB in the WAL before the first checkpoint
             await store.save(_record(n))
         assert path.stat().st_size < 64 * 1024
         soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
         try:
-            await eventually(lambda: _at_least(store.health.checkpoint_failures, 2), within=5)
+            await eventually(lambda: store.health.checkpoint_failures, until=lambda n: n >= 2)
             assert store.health.checkpointing is False
-            with pytest.raises(StoreUnavailable):
+            with pytest.raises(BackendUnavailable):
                 await store.save(_record(40))
         finally:
             resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
-        await eventually(lambda: _at_least(int(store.health.checkpointing), 1), within=5)
+        await eventually(lambda: store.health.checkpointing)
         assert path.stat().st_size > 40 * len(BIG["pad"])  # the WAL's rows reached the file
         await store.save(_record(41))
         assert store.health.writable
         assert await store.get("run-40") is None  # the refused run was not kept
         await asyncio.sleep(3 * CHECKPOINT_INTERVAL_S)
         assert store.health.checkpointing
-    finally:
-        await store.close()
-
-
-async def _at_least(value: int, least: int) -> bool:
-    return value >= least
 
 
 async def test_a_server_stopped_while_its_store_is_full_loses_no_accepted_run(
