@@ -112,6 +112,7 @@ def _page_query(request: Request, owner: str | None, workflow_id: str | None) ->
         workflow_id=workflow_id or query.identifier("workflow_id"),
         status=ExecutionStatus(status) if status else None,
         owner=owner,
+        retry_of=query.identifier("retry_of"),
         limit=query.integer("limit", 20, low=1, high=200),
         offset=query.integer("offset", 0),
     )

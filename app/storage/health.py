@@ -10,12 +10,15 @@ streak and the recovery are logged, not every attempt.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from app.clock import iso, now_ms
+from app.errors import BackendUnavailable
 from app.metrics import prometheus
 from app.model.records import JsonObject
 
@@ -42,6 +45,22 @@ def transient(error: Exception) -> bool:
     return isinstance(error, sqlite3.OperationalError) and (
         error.sqlite_errorcode & 0xFF in _TRANSIENT
     )
+
+
+def unavailable(error: Exception) -> BackendUnavailable:
+    """What refuses a request whose write failed with ``error`` (503, ``Retry-After``)."""
+    return BackendUnavailable(f"the store cannot write ({error})")
+
+
+@contextlib.contextmanager
+def refusing() -> Iterator[None]:
+    """Around a write nobody retries: a transient failure becomes :func:`unavailable`."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if not transient(exc):
+            raise
+        raise unavailable(exc) from exc
 
 
 @dataclass(slots=True)

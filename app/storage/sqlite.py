@@ -13,11 +13,8 @@ and prefers sharing a transaction (a commit costs 100 to 250 µs of write syscal
 run's rows about as much again). A process that dies loses at most the staged node events
 of that window, never a status a client was told about (SPEC §4 rule 6).
 
-A write that fails for want of space (a full disk), a lock or I/O stays staged and is
-retried with backoff (:mod:`app.storage.health`): ``commit`` returns once it succeeded, and
-while it waits reads see the last committed state. ``save`` (a new run) is refused instead
-with :class:`~app.errors.BackendUnavailable`, keeping nothing. The one blocking step left,
-the WAL checkpoint, runs on a thread of its own (:mod:`app.storage.wal`).
+A write that fails for want of space stays staged and is retried (:mod:`app.storage.health`);
+the WAL checkpoint runs on a thread of its own (:mod:`app.storage.wal`).
 """
 
 from __future__ import annotations
@@ -40,8 +37,8 @@ from app.model.records import (
     JsonObject,
     StoredEvent,
 )
-from app.storage.health import StoreHealth, transient
-from app.storage.sql_rows import EventRow, RecordRow, json_object, record_from_row
+from app.storage.health import StoreHealth, refusing, transient, unavailable
+from app.storage.sql_rows import RETRY_OF_INDEX, EventRow, RecordRow, json_object, record_from_row
 from app.storage.sql_rows import where as sql_where
 from app.storage.staging import SqlStaging
 from app.storage.wal import WalCheckpointer
@@ -49,7 +46,7 @@ from app.storage.wal import WalCheckpointer
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
     id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, status TEXT NOT NULL,
-    created_at INTEGER NOT NULL, owner TEXT, body BLOB NOT NULL, workflow BLOB);
+    created_at INTEGER NOT NULL, owner TEXT, body BLOB NOT NULL, workflow BLOB, retry_of TEXT);
 CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions (workflow_id, created_at);
 CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, created_at);
 -- A rowid table: its rows (whole push messages, often over 1 KB) are too big for WITHOUT ROWID.
@@ -64,8 +61,16 @@ CREATE TABLE IF NOT EXISTS workflows (
 FLUSH_DELAY_S = 0.005
 
 #: The workflow snapshot is written with the run's first row only (see app.sql_rows).
-_UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
+_UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
     status=excluded.status, body=excluded.body, workflow=coalesce(excluded.workflow, workflow)"""
+
+
+def _add_retry_of(db: sqlite3.Connection) -> None:
+    """Give a file made before retries existed its ``retry_of`` column (and index)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(executions)")}
+    if "retry_of" not in columns:
+        db.execute("ALTER TABLE executions ADD COLUMN retry_of TEXT")
+    db.execute(f"CREATE INDEX IF NOT EXISTS {RETRY_OF_INDEX}")
 
 
 class SqliteStore(SqlStaging):
@@ -93,6 +98,7 @@ class SqliteStore(SqlStaging):
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA wal_autocheckpoint=0")  # see app.storage.wal
         db.executescript(SCHEMA)
+        _add_retry_of(db)
         self._db = db
         if self._path != ":memory:":
             self._wal.start()
@@ -180,14 +186,12 @@ class SqliteStore(SqlStaging):
                 self._wal.written()
                 self.health.wrote()
         except Exception as exc:
-            failure: Exception = exc
             if transient(exc):
                 self._retry(records, events, exc)
-                failure = BackendUnavailable(f"the store cannot write ({exc})")
             elif done is None:
                 raise
             if done is not None:
-                done.set_exception(failure)
+                done.set_exception(unavailable(exc) if transient(exc) else exc)
         else:
             if done is not None:
                 done.set_result(None)
@@ -254,13 +258,9 @@ class SqliteStore(SqlStaging):
     # ---- workflows -------------------------------------------------------------------
 
     def _execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        """A write of its own (workflows); one that fails for now is ``BackendUnavailable``."""
-        try:
+        """A write of its own (workflows); one that fails for now is refused (503)."""
+        with refusing():
             return self.db.execute(sql, args)
-        except sqlite3.OperationalError as exc:
-            if not transient(exc):
-                raise
-            raise BackendUnavailable(f"the store cannot write ({exc})") from exc
 
     async def create_workflow(self, workflow_id: str, body: JsonObject) -> None:
         try:
