@@ -27,6 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
         ),
         ("bench.slow_consumer", {"without-stalled", "with-stalled"}),
         ("bench.full_disk", {"round-0", "summary"}),
+        (
+            "bench.streams",
+            {f"graphpush {t} delay=0 runs={n}" for t in ("WS", "SSE") for n in (1, 10)},
+        ),
         ("bench.retry", {"3-node chain, from n2", "20-node chain, from n19"}),
         pytest.param(
             "bench.scaleout",
