@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
                 service,
                 hub,
                 backends.readiness,
+                backends.health,
                 lag,
                 pruner,
             )

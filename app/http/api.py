@@ -281,7 +281,13 @@ async def prune_executions(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    """Liveness: 200 while the process answers, also when its store cannot write (a restart
+    frees no disk and loses the writes held for retry). ``{"status": "ok"}``, or
+    ``{"status": "degraded", "store": {...}}`` saying why (docs/deploy.md)."""
+    health = runtime(request).health
+    if health.writable and health.checkpointing:
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "degraded", "store": health.report()})
 
 
 async def readyz(request: Request) -> Response:
@@ -297,7 +303,9 @@ async def metrics(request: Request) -> Response:
     rt = runtime(request)
     lag = prometheus(rt.loop_lag.gauges()) if rt.loop_lag else ""
     pruned = prometheus({}, rt.pruner.counters()) if rt.pruner else ""
-    return PlainTextResponse(rt.service.metrics_text() + rt.hub.metrics_text() + lag + pruned)
+    return PlainTextResponse(
+        rt.service.metrics_text() + rt.hub.metrics_text() + rt.health.metrics_text() + lag + pruned
+    )
 
 
 def api_routes() -> list[BaseRoute]:

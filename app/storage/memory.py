@@ -67,6 +67,9 @@ class MemoryStore:
     async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
         self.stage(record, events)
 
+    async def wait_writable(self) -> None:
+        return None
+
     async def save_keyed(
         self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
     ) -> IdempotencyKey | None:
