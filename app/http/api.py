@@ -6,16 +6,37 @@ answer and its errors; :func:`api_routes` serves them and ``/openapi.json`` docu
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, Final
 
 import msgspec
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from app.errors import BackendUnavailable, Conflict, NotFound, QueueFull
+from app.errors import (
+    BackendUnavailable,
+    ConcurrencyConflict,
+    Conflict,
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+    NotFound,
+    QueueFull,
+)
 from app.http import control
 from app.http.bodies import execution_dto, run_accepted
-from app.http.operation import PUSH_REF_HEADER, Answer, Body, Call, Operation, Query, operation
+from app.http.idempotency import accepted_body, accepted_response, idempotency
+from app.http.operation import (
+    IDEMPOTENCY_KEY,
+    IDEMPOTENT_REPLAYED,
+    PUSH_REF_HEADER,
+    Answer,
+    Body,
+    Call,
+    Operation,
+    Query,
+    Reply,
+    operation,
+)
 from app.http.params import EXECUTION_PATH, WORKFLOW_PATH
 from app.http.schemas import (
     CancelAccepted,
@@ -24,6 +45,8 @@ from app.http.schemas import (
     ExecutionList,
     Health,
     LoggedEvent,
+    PruneBody,
+    Pruned,
     Readiness,
     ResumeBody,
     RunAccepted,
@@ -32,7 +55,8 @@ from app.http.schemas import (
     WorkflowList,
 )
 from app.messages import encoder
-from app.model.records import ExecutionQuery, JsonObject
+from app.metrics import prometheus
+from app.model.records import ExecutionQuery, ExecutionRecord, JsonObject
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
 from app.workflows.schema import Workflow
@@ -66,7 +90,7 @@ STORED: Final = Answer(200, "the stored workflow", StoredWorkflow)
     "/agents/workflows",
     Answer(201, "the stored workflow", StoredWorkflow),
     body=WORKFLOW_BODY,
-    errors=(Conflict,),
+    errors=(Conflict, BackendUnavailable),
     tag="workflows",
 )
 async def create_workflow(call: Call) -> JsonObject:
@@ -87,14 +111,27 @@ async def get_workflow(call: Call) -> JsonObject:
     return await runtime(call.request).workflows.get(call.path("workflow_id"))
 
 
-@operation("PUT", WORKFLOW, STORED, body=WORKFLOW_BODY, errors=(NotFound,), tag="workflows")
+@operation(
+    "PUT",
+    WORKFLOW,
+    STORED,
+    body=WORKFLOW_BODY,
+    errors=(NotFound, BackendUnavailable),
+    tag="workflows",
+)
 async def update_workflow(call: Call) -> JsonObject:
     """Replace a workflow (its id stays the path's)."""
     workflows = runtime(call.request).workflows
     return await workflows.update(call.path("workflow_id"), call.body)
 
 
-@operation("DELETE", WORKFLOW, Answer(204, "deleted"), errors=(NotFound,), tag="workflows")
+@operation(
+    "DELETE",
+    WORKFLOW,
+    Answer(204, "deleted"),
+    errors=(NotFound, BackendUnavailable),
+    tag="workflows",
+)
 async def delete_workflow(call: Call) -> None:
     """Delete a workflow (its runs are kept)."""
     await runtime(call.request).workflows.delete(call.path("workflow_id"))
@@ -103,27 +140,46 @@ async def delete_workflow(call: Call) -> None:
 @operation(
     "POST",
     f"{WORKFLOW}/run",
-    Answer(202, "the run is stored and queued", RunAccepted),
+    Answer(202, "the run is stored and queued", RunAccepted, headers=(IDEMPOTENT_REPLAYED,)),
     body=Body(RunBody),
-    errors=(NotFound, QueueFull),
-    headers=(PUSH_REF_HEADER,),
+    headers=(PUSH_REF_HEADER, IDEMPOTENCY_KEY),
+    errors=(
+        NotFound,
+        ConcurrencyConflict,
+        InvalidIdempotencyKey,
+        IdempotencyKeyReused,
+        QueueFull,
+        BackendUnavailable,
+    ),
 )
-async def run_workflow(call: Call) -> RunAccepted:
+async def run_workflow(call: Call) -> Reply:
     """Queue a run of a workflow.
 
     Its push messages go to the push connection of `push_ref` (docs/asyncapi.yaml); follow
-    it there, on `stream_url`, or poll `status_url`.
+    it there, on `stream_url`, or poll `status_url`. An `Idempotency-Key` makes a repeated
+    request safe: it answers the first 202 again, marked `Idempotent-Replayed: true`.
     """
     run: RunBody = call.body or RunBody()
-    record = await runtime(call.request).service.queue_manual_execution(
-        call.path("workflow_id"),
-        input=run.input,
-        push_ref=run.push_ref or call.request.headers.get("push-ref"),
+    push_ref = run.push_ref or call.request.headers.get("push-ref")
+    service = runtime(call.request).service
+
+    def build() -> Awaitable[ExecutionRecord]:
+        return service.new_run(
+            call.path("workflow_id"),
+            input=run.input,
+            push_ref=push_ref,
+            owner=call.owner,
+            concurrency_key=run.concurrency_key,
+        )
+
+    answer, replayed = await service.accept(
+        build,
+        accepted_body(call.request, call.owner),
         owner=call.owner,
+        idempotency=idempotency(call.request, run, push_ref),
+        strategy=run.multitask_strategy,
     )
-    if record.push_ref is not None:  # its messages reach that pushRef even across a gap
-        runtime(call.request).hub.shared.expect(record.id, record.push_ref, call.owner)
-    return run_accepted(record)
+    return accepted_response(answer, replayed)
 
 
 @operation(
@@ -207,7 +263,7 @@ async def cancel_execution(call: Call) -> CancelAccepted:
     f"{EXECUTION}/resume",
     Answer(202, "the run is queued again", RunAccepted),
     body=Body(ResumeBody),
-    errors=(NotFound, Conflict, QueueFull),
+    errors=(NotFound, Conflict, QueueFull, BackendUnavailable),
 )
 async def resume_execution(call: Call) -> RunAccepted:
     """Resume a waiting run with a value (409 unless it is waiting)."""
@@ -234,13 +290,38 @@ async def get_execution_events(call: Call) -> EventLog:
     return EventLog(execution_id=execution_id, items=items, last_seq=last_seq)
 
 
+@operation(
+    "POST",
+    "/agents/executions/prune",
+    Answer(200, "what was pruned", Pruned),
+    body=Body(PruneBody),
+    errors=(BackendUnavailable,),
+)
+async def prune_executions(call: Call) -> Pruned:
+    """Prune the history now, as the timer does: finished runs past retention, oldest first.
+
+    With `dry_run` only counts them.
+    """
+    prune: PruneBody = call.body or PruneBody()
+    pruner = runtime(call.request).pruner
+    assert pruner is not None, "the lifespan owns a pruner"
+    return Pruned(pruned=await pruner.prune(dry_run=prune.dry_run), dry_run=prune.dry_run)
+
+
 # ---- operations -----------------------------------------------------------------------
 
 
 @operation("GET", "/healthz", Answer(200, "alive", Health), auth=False, tag="operations")
 async def healthz(call: Call) -> Health:
-    """Liveness."""
-    return Health(status="ok")
+    """Liveness: 200 while the process answers, also when its store cannot write.
+
+    A restart frees no disk and loses the writes held for retry: `status` is `degraded`
+    then, and `store` says why (docs/deploy.md).
+    """
+    health = runtime(call.request).health
+    if health.writable and health.checkpointing:
+        return Health(status="ok")
+    return Health(status="degraded", store=health.report())
 
 
 @operation(
@@ -273,7 +354,10 @@ async def readyz(call: Call) -> Readiness:
 async def metrics(call: Call) -> str:
     """Prometheus metrics."""
     rt = runtime(call.request)
-    return rt.service.metrics_text() + rt.hub.metrics_text()
+    lag = prometheus(rt.loop_lag.gauges()) if rt.loop_lag else ""
+    pruned = prometheus({}, rt.pruner.counters()) if rt.pruner else ""
+    texts = (rt.service.metrics_text(), rt.hub.metrics_text(), rt.health.metrics_text())
+    return "".join(texts) + lag + pruned
 
 
 #: Every REST route, in the order they are matched (run control after the routes above).
@@ -286,6 +370,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     run_workflow,
     list_workflow_executions,
     list_executions,
+    prune_executions,
     get_execution,
     cancel_execution,
     resume_execution,

@@ -4,11 +4,30 @@ finished run, and cancel many runs at once. Declared like every route
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Final
 
-from app.errors import Conflict, NotFound, QueueFull, RetryFromNodeUnsupported
-from app.http.bodies import run_accepted
-from app.http.operation import PUSH_REF_HEADER, Answer, Body, Call, Operation, operation
+from app.errors import (
+    BackendUnavailable,
+    Conflict,
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+    NotFound,
+    QueueFull,
+    RetryFromNodeUnsupported,
+)
+from app.http.idempotency import accepted_body, accepted_response, idempotency
+from app.http.operation import (
+    IDEMPOTENCY_KEY,
+    IDEMPOTENT_REPLAYED,
+    PUSH_REF_HEADER,
+    Answer,
+    Body,
+    Call,
+    Operation,
+    Reply,
+    operation,
+)
 from app.http.params import EXECUTION_PATH
 from app.http.schemas import (
     BulkCanceled,
@@ -17,6 +36,7 @@ from app.http.schemas import (
     RetryBody,
     RunAccepted,
 )
+from app.model.records import ExecutionRecord
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
 
@@ -24,28 +44,48 @@ from app.runtime import runtime
 @operation(
     "POST",
     f"{EXECUTION_PATH}/retry",
-    Answer(202, "the new run is stored and queued", RunAccepted),
+    Answer(202, "the new run is stored and queued", RunAccepted, headers=(IDEMPOTENT_REPLAYED,)),
     body=Body(RetryBody),
-    headers=(PUSH_REF_HEADER,),
-    errors=(NotFound, Conflict, RetryFromNodeUnsupported, QueueFull),
+    headers=(PUSH_REF_HEADER, IDEMPOTENCY_KEY),
+    errors=(
+        NotFound,
+        Conflict,
+        RetryFromNodeUnsupported,
+        InvalidIdempotencyKey,
+        IdempotencyKeyReused,
+        QueueFull,
+        BackendUnavailable,
+    ),
 )
-async def retry_execution(call: Call) -> RunAccepted:
+async def retry_execution(call: Call) -> Reply:
     """Retry a finished run as a new one (409 while it is new, running or waiting).
 
     It reuses the recorded results of the nodes before `from_node` and starts there;
-    `state` replaces some of those results and `input` the run input (a fork).
+    `state` replaces some of those results and `input` the run input (a fork). An
+    `Idempotency-Key` makes a repeated retry safe, as on a run.
     """
     retry: RetryBody = call.body or RetryBody()
-    record = await runtime(call.request).service.retry_execution(
-        call.path("execution_id"),
-        from_node=retry.from_node,
-        saved=retry.workflow == "saved",
-        state=retry.state,
-        input=retry.input,
-        push_ref=retry.push_ref or call.request.headers.get("push-ref"),
+    push_ref = retry.push_ref or call.request.headers.get("push-ref")
+    service = runtime(call.request).service
+
+    def build() -> Awaitable[ExecutionRecord]:
+        return service.new_retry(
+            call.path("execution_id"),
+            from_node=retry.from_node,
+            saved=retry.workflow == "saved",
+            state=retry.state,
+            input=retry.input,
+            push_ref=push_ref,
+            owner=call.owner,
+        )
+
+    answer, replayed = await service.accept(
+        build,
+        accepted_body(call.request, call.owner),
         owner=call.owner,
+        idempotency=idempotency(call.request, retry, push_ref),
     )
-    return run_accepted(record)
+    return accepted_response(answer, replayed)
 
 
 @operation(
@@ -53,6 +93,7 @@ async def retry_execution(call: Call) -> RunAccepted:
     "/agents/executions/cancel",
     Answer(202, "the runs the filter matched are being canceled", BulkCanceled),
     body=Body(CancelFilterBody, required=True),
+    errors=(BackendUnavailable,),
 )
 async def cancel_executions(call: Call) -> BulkCanceled:
     """Cancel every new, running or waiting run the filter matches."""

@@ -149,6 +149,8 @@ def _success(op: Operation, schema_of: dict[Any, JsonObject]) -> JsonObject:
     response: JsonObject = {"description": answer.description}
     if answer.body is not None:
         response["content"] = {answer.media_type: {"schema": schema_of[answer.body]}}
+    if answer.headers:
+        response["headers"] = _headers(answer.headers)
     return {str(answer.status): response}
 
 

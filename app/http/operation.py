@@ -59,6 +59,19 @@ PUSH_REF_HEADER: Final = Header(
 )
 
 
+#: The ``Idempotency-Key`` header of the routes that start a run (SPEC §10).
+IDEMPOTENCY_KEY: Final = Header(
+    "Idempotency-Key",
+    "the same key (from the same API key) within idempotency_ttl_s answers the first 202 "
+    "again and starts nothing",
+    {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+)
+#: Set on the 202 that repeats the first answer to an ``Idempotency-Key``.
+IDEMPOTENT_REPLAYED: Final = Header(
+    "Idempotent-Replayed", "true when this is the first answer, replayed", {"enum": ["true"]}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """The success answer: its status and body type (None: no body)."""
@@ -67,6 +80,7 @@ class Answer:
     description: str
     body: Any = None
     media_type: str = "application/json"
+    headers: tuple[Header, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +147,15 @@ class Call:
         return str(self.request.path_params[name])
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A success body (a Struct, JSON-ready builtins, or JSON bytes) with response headers
+    (those its :class:`Answer` declares)."""
+
+    content: Any
+    headers: Mapping[str, str] | None = None
+
+
 Handler = Callable[[Call], Awaitable[Any]]
 
 
@@ -194,15 +217,19 @@ class Operation:
             return None
         return decode_json(raw, self.body.decode_as or self.body.schema)
 
-    def respond(self, content: Any) -> Response:
-        """``content`` as the declared success answer."""
-        answer = self.answer
+    def respond(self, result: Any) -> Response:
+        """``result`` (or a :class:`Reply`'s content) as the declared success answer."""
+        reply = result if isinstance(result, Reply) else Reply(result)
+        answer, content = self.answer, reply.content
         if answer.body is None:
-            return Response(status_code=answer.status)
+            return Response(status_code=answer.status, headers=reply.headers)
         if isinstance(content, msgspec.Struct) and not isinstance(content, answer.body):
             raise TypeError(f"{self.name} answers {answer.body}, not {type(content)}")
-        payload = content.encode() if isinstance(content, str) else encoder.encode(content)
-        return Response(payload, answer.status, media_type=answer.media_type)
+        if isinstance(content, bytes):
+            payload = content
+        else:
+            payload = content.encode() if isinstance(content, str) else encoder.encode(content)
+        return Response(payload, answer.status, reply.headers, answer.media_type)
 
 
 def operation(

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from app.executions.admission import Strategy
 from app.model.cursor import Cursor
 from app.model.ids import Identifier
 from app.model.status import ExecutionStatus
@@ -30,6 +31,10 @@ class RunBody(msgspec.Struct, forbid_unknown_fields=True):
     input: JsonObject | None = None
     #: Also taken from the ``push-ref`` header.
     push_ref: Identifier | None = None
+    #: Runs of one key (per API key) run one at a time; the strategy says what a new one
+    #: does while an older one is unfinished (LangGraph's names).
+    concurrency_key: Annotated[str, Meta(min_length=1, max_length=255)] | None = None
+    multitask_strategy: Strategy = "enqueue"
 
 
 class RetryBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,6 +74,12 @@ CancelFilterBody = Annotated[
         }
     ),
 ]
+
+
+class PruneBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /agents/executions/prune``: ``dry_run`` only counts."""
+
+    dry_run: bool = False
 
 
 class ResumeBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -201,7 +212,16 @@ class EventLog(msgspec.Struct):
 
 
 class Health(msgspec.Struct):
-    status: str
+    """``ok``, or ``degraded`` with ``store`` saying why (the process still answers)."""
+
+    status: Literal["ok", "degraded"]
+    store: JsonObject | UnsetType = UNSET
+
+
+class Pruned(msgspec.Struct):
+    #: The finished runs deleted (with ``dry_run``: that would be).
+    pruned: int
+    dry_run: bool
 
 
 class Readiness(msgspec.Struct):

@@ -174,8 +174,10 @@ export interface ExecutionWaitingData {
   graph_state?: { [key: string]: unknown };
 }
 
+/** ``ok``, or ``degraded`` with ``store`` saying why (the process still answers). */
 export interface Health {
-  status: string;
+  status: "degraded" | "ok";
+  store?: { [key: string]: unknown };
 }
 
 export interface Heartbeat {
@@ -257,6 +259,16 @@ export interface Pong {
   type: "pong";
 }
 
+/** ``POST /agents/executions/prune``: ``dry_run`` only counts. */
+export interface PruneBody {
+  dry_run?: boolean;
+}
+
+export interface Pruned {
+  pruned: number;
+  dry_run: boolean;
+}
+
 export interface Readiness {
   status: string;
   checks: { [key: string]: string };
@@ -307,6 +319,8 @@ export interface RunAccepted {
 export interface RunBody {
   input?: { [key: string]: unknown } | null;
   push_ref?: string | null;
+  concurrency_key?: string | null;
+  multitask_strategy?: "enqueue" | "interrupt" | "reject" | "rollback";
 }
 
 export interface SourceData {
@@ -386,7 +400,8 @@ export interface WorkflowNode {
 }
 
 export interface WorkflowSettings {
-  timeout_s?: number;
+  timeout_s?: number | null;
+  max_concurrency?: number | null;
   recursion_limit?: number | null;
 }
 
