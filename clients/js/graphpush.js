@@ -25,11 +25,12 @@ export class GraphpushError extends Error {
 
 /**
  * Messages as an async iterator: what is pushed before next() is asked for waits in order.
- * It is only fed while someone iterates, so an unread channel holds nothing.
+ * It is fed from its creation on (the first iteration), so nothing is missed between two
+ * loops; with `keep`, leaving a loop (break) keeps it, and the next loop goes on from there.
  */
 class Inbox {
-  constructor(onDone) {
-    Object.assign(this, { items: [], waiting: [], done: false, onDone });
+  constructor(onDone, keep = false) {
+    Object.assign(this, { items: [], waiting: [], done: false, onDone, keep });
   }
 
   push(value) {
@@ -52,7 +53,8 @@ class Inbox {
   }
 
   return() {
-    this.end();
+    if (!this.keep) this.end();
+    for (const waiter of this.waiting.splice(0)) waiter({ value: undefined, done: true });
     return Promise.resolve({ value: undefined, done: true });
   }
 
@@ -73,8 +75,8 @@ class Outlet {
     for (const inbox of this.inboxes) inbox.push(message);
   }
 
-  iterator() {
-    const inbox = new Inbox((done) => this.inboxes.delete(done));
+  iterator(keep = false) {
+    const inbox = new Inbox((done) => this.inboxes.delete(done), keep);
     this.inboxes.add(inbox);
     return inbox;
   }
@@ -231,7 +233,8 @@ export class ExecutionFollower {
  *
  * Options: `pushRef` (default: a new one), `transport` ("auto", "ws", "sse"), `lastEventId`
  * (resume after it), `wsRetryMs`; callbacks `onMessage(message)`, `onState(state)` and
- * `onClose(reason)` (why a connection ended, typed). Iterate it with `for await`; the
+ * `onClose(reason)` (why a connection ended, typed). Iterate it with `for await`: from the
+ * first loop on, messages wait for the next loop (nothing is missed between two loops); the
  * iteration ends when the channel goes offline for good (a final close, or close()).
  */
 export class PushChannel {
@@ -243,6 +246,7 @@ export class PushChannel {
     this.onClose = onClose ?? (() => {});
     this.pending = new Map(); // "command:executionId" -> {resolve, reject}
     this.followers = new Map(); // executionId -> stop, while on SSE
+    this.inbox = null; // kept from the first iteration on, until the channel ends
     this.state = null;
     this.connection = new PushConnection({
       pushRef: pushRef ?? randomPushRef(),
@@ -276,8 +280,10 @@ export class PushChannel {
     this.connection.close();
   }
 
+  /** One inbox for every loop over the channel: a loop after a `break` misses nothing. */
   [Symbol.asyncIterator]() {
-    return this.outlet.iterator();
+    this.inbox ??= this.outlet.iterator(true);
+    return this.inbox;
   }
 
   /**

@@ -178,3 +178,30 @@ def test_the_readme_example_runs_as_written(
     assert "404 not_found" in logged, logged
     assert "replayed executionFinished" in logged, logged
     assert any(line.startswith("retried as ") and line.endswith(" new") for line in logged)
+
+
+def test_a_second_loop_over_the_channel_gets_what_came_between_the_loops(
+    serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
+) -> None:
+    server = serve(settings)
+    server.create_workflow(stepwise("stepwise"))
+    page = open_page()
+    blank_page(page, server)
+    _open(page, {"pushRef": "client-loops"})
+    _wait(page, "window.__states.some((s) => s.state === 'live')")
+    server.run("stepwise", push_ref="client-loops")
+    _wait(page, "window.__done")  # the first loop broke at executionFinished
+
+    second = server.run("stepwise", push_ref="client-loops")
+    server.wait_for_status(second, "success")  # all of it arrives while no loop runs
+    got = page.evaluate(
+        """async () => {
+          const types = [];
+          for await (const m of window.__channel) {
+            types.push([m.type, m.meta.id]);
+            if (m.type === "executionFinished") break;
+          }
+          return types;
+        }"""
+    )
+    assert [message_id for _, message_id in got] == list(range(15, 29)), got
