@@ -4,6 +4,8 @@
     ├── BadRequest                 400 bad_request
     │   └── UnsupportedMediaType   415 unsupported_media_type
     ├── Unauthorized               401 unauthorized
+    │   └── TokenRejected          401 token_rejected      (WebSocket 1008)
+    ├── Forbidden                  403 forbidden
     ├── NotFound                   404 not_found
     ├── Conflict                   409 conflict
     │   └── IllegalTransition      409 illegal_transition
@@ -44,6 +46,20 @@ class UnsupportedMediaType(BadRequest):
 class Unauthorized(GraphpushError):
     status = 401
     code = "unauthorized"
+
+
+class TokenRejected(Unauthorized):
+    """A scoped token (SPEC §11) that is expired, forged or malformed."""
+
+    code = "token_rejected"
+
+
+class Forbidden(GraphpushError):
+    """Authenticated, but not allowed: a cross-site Origin, or an action or run outside a
+    scoped token (SPEC §5.5, §11)."""
+
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(GraphpushError):

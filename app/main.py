@@ -19,6 +19,7 @@ from app.http.api import JSONResponse, api_routes
 from app.http.web import web_routes
 from app.push.hub import PushHub
 from app.runtime import Runtime
+from app.server_secrets import with_secrets
 from app.settings import Settings, load_settings
 from app.workflows.examples import load_examples
 from transports.routes import push_routes
@@ -52,10 +53,11 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings | None = None, setup: Setup | None = None) -> Starlette:
     """The graphpush ASGI app. ``setup`` runs before the workers start (Python API)."""
-    settings = settings or load_settings()
+    configured = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        settings = with_secrets(configured)
         async with AsyncExitStack() as stack:
             backends = await open_backends(stack, settings, push=True)
             store, bus = backends.store, backends.bus

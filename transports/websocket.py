@@ -10,10 +10,11 @@ the push core, nothing more.
 - Heartbeat: protocol-level pings by uvicorn every ``ping_interval_s``; a peer that has not
   answered by the next ping is terminated (uvicorn closes with 1011). ASGI cannot send
   pings itself, so run uvicorn with :func:`uvicorn_options`.
-- Close codes (:class:`~app.push.connection.CloseCode`): 1008 cross-site Origin or bad
-  ``pushRef``, 4401 no valid API key, 1009 inbound frame over 64 KiB, 4008 slow consumer
-  (its queue passed the bound, or one write blocked for :func:`~transports.pump.write_timeout_s`),
-  1000 replaced by a newer connection of the same pushRef, 1001 server shutting down.
+- Close codes (:class:`~app.push.connection.CloseCode`): 1008 cross-site Origin, bad
+  ``pushRef``, or a scoped token expired, forged or out of scope; 4401 no valid API key,
+  1009 inbound frame over 64 KiB, 4008 slow consumer (its queue passed the bound, or one
+  write blocked for :func:`~transports.pump.write_timeout_s`), 1000 replaced by a newer
+  connection of the same pushRef, 1001 server shutting down.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from app.errors import GraphpushError
+from app.model.access import Caller
 from app.push.admission import close_code_for
 from app.push.connection import CloseCode
 from app.push.hub import PushHub
@@ -77,7 +79,7 @@ class PushEndpoint:
             return
         del handshake
         peer = _WebSocketPeer(scope, receive, send, rt.hub, rt.settings)
-        await peer.serve(request.push_ref, request.owner, request.last_event_id)
+        await peer.serve(request.push_ref, request.caller, request.last_event_id)
 
 
 class _WebSocketPeer:
@@ -98,8 +100,12 @@ class _WebSocketPeer:
         self.pump = Pump(write_timeout_s(settings))
         self.peer_left = False
 
-    async def serve(self, push_ref: str, owner: str | None, last_event_id: int | None) -> None:
-        conn = self.pump.attach(self.hub.connect(push_ref, owner, last_event_id, self.pump.wake))
+    async def serve(self, push_ref: str, caller: Caller, last_event_id: int | None) -> None:
+        conn = self.pump.attach(
+            self.hub.connect(
+                push_ref, caller.owner, last_event_id, self.pump.wake, scope=caller.scope
+            )
+        )
         reader = asyncio.get_running_loop().create_task(self._read())
         try:
             await self.pump.run_writer(self._write)

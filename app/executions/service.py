@@ -19,6 +19,7 @@ from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
 from app.metrics import prometheus
+from app.model.access import Action, Caller
 from app.model.ids import ID_PATTERN, is_identifier
 from app.model.records import (
     ExecutionPage,
@@ -127,6 +128,16 @@ class ExecutionService:
         if record is None or (owner is not None and record.owner != owner):
             raise NotFound(f"execution {execution_id!r} not found")
         return record
+
+    async def authorize(self, execution_id: str, caller: Caller, action: Action) -> None:
+        """Raise unless ``caller`` may do ``action`` on the run: :class:`NotFound` for an
+        unknown run or another owner's, :class:`Forbidden` outside a token's scope. An API
+        key is checked by the call itself (it passes its owner), so only tokens read here."""
+        if caller.scope is None:
+            return
+        caller.require_action(action)
+        record = await self.get_execution(execution_id, caller.owner)
+        caller.require(action, record.id, record.workflow_id)
 
     async def list_executions(self, query: ExecutionQuery) -> ExecutionPage:
         return await self.store.list(query)

@@ -164,7 +164,14 @@ class ExecutionManager:
         await self.drain()
         for record in records:
             message = encode(ExecutionRecovered(ExecutionRecoveredData(record.id)))
-            event = PushEvent(record.id, 0, "executionRecovered", message, broadcast=True)
+            event = PushEvent(
+                record.id,
+                0,
+                "executionRecovered",
+                message,
+                broadcast=True,
+                workflow_id=record.workflow_id,
+            )
             await self.bus.publish(event)
 
     # ---- one run ---------------------------------------------------------------------
@@ -295,5 +302,12 @@ class ExecutionManager:
 
 
 def _push_event(record: ExecutionRecord, event: StoredEvent) -> PushEvent:
-    id_, ref, owner = record.id, record.push_ref, record.owner
-    return PushEvent(id_, event.seq, event.type, event.payload, push_ref=ref, owner=owner)
+    return PushEvent(
+        record.id,
+        event.seq,
+        event.type,
+        event.payload,
+        push_ref=record.push_ref,
+        owner=record.owner,
+        workflow_id=record.workflow_id,
+    )

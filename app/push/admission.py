@@ -1,27 +1,22 @@
 """Who may open a push connection, and with which parameters (SPEC §5.1, §5.4, §5.5).
 
-Pure checks shared by both transports; API keys are checked by :func:`app.auth.authenticate`
-in the transport's request handling. Refusals are :class:`~app.errors.GraphpushError`s: SSE
-answers them with their HTTP status and JSON error body, WebSocket closes with
-:func:`close_code_for`.
+Pure checks shared by both transports; API keys and scoped tokens are read by
+:func:`app.http.auth.authenticate` in the transport's request handling, and the caller they
+yield is checked here and by :func:`~app.model.access.sees`. Refusals are
+:class:`~app.errors.GraphpushError`s: SSE answers them with their HTTP status and JSON
+error body, WebSocket closes with :func:`close_code_for`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from app.errors import BadRequest, GraphpushError, Unauthorized
+from app.errors import BadRequest, Forbidden, GraphpushError, TokenRejected, Unauthorized
+from app.model.access import Caller
 from app.model.cursor import MAX_CURSOR, parse_integer
 from app.model.ids import ID_PATTERN, is_identifier
 from app.push.connection import CloseCode
 from app.push.origin import origin_allowed
-
-
-class Forbidden(GraphpushError):
-    """A cross-site Origin (403 / WebSocket 1008)."""
-
-    status = 403
-    code = "forbidden"
 
 
 def check_origin(headers: Mapping[str, str], allowed: tuple[str, ...]) -> None:
@@ -56,9 +51,17 @@ def accepts_event_stream(accept: str | None) -> bool:
     return bool(types & {"text/event-stream", "text/*", "*/*"})
 
 
+def check_caller(caller: Caller) -> None:
+    """A push connection receives messages: a scoped token needs ``read`` (:class:`Forbidden`).
+    Which messages it then receives is :func:`~app.model.access.sees`, applied by the registry."""
+    caller.require_action("read")
+
+
 def close_code_for(exc: GraphpushError) -> int:
-    """The WebSocket close code that refuses a connection for ``exc``."""
-    if isinstance(exc, Unauthorized):
+    """The WebSocket close code that refuses a connection for ``exc``: 4401 without a valid
+    API key; 1008 for a cross-site Origin, a bad ``pushRef``, and for a scoped token that is
+    expired, forged or out of scope (SPEC §11)."""
+    if isinstance(exc, Unauthorized) and not isinstance(exc, TokenRejected):
         return CloseCode.UNAUTHORIZED
     return CloseCode.POLICY_VIOLATION
 
