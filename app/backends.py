@@ -28,6 +28,7 @@ from app.settings import Settings
 from app.storage.base import ExecutionStore, WorkflowStore
 from app.storage.memory import MemoryStore
 from app.storage.sqlite import SqliteStore
+from app.webhooks.outbox import Outbox
 from app.workflows.service import WorkflowService
 
 # PostgreSQL and Redis modules are imported only by processes that use them: the embedded
@@ -51,13 +52,16 @@ class Backends:
     #: The queue again when it is shared (it then needs the service bound to it).
     shared_queue: RedisQueue | None = None
 
-    def service(self, settings: Settings) -> ExecutionService:
-        """The execution service on these backends (a shared queue bound to its workers)."""
+    def service(self, settings: Settings, outbox: Outbox | None = None) -> ExecutionService:
+        """The execution service on these backends (a shared queue bound to its workers),
+        writing webhook deliveries to ``outbox`` (one of its own if not given: a process
+        that sends none still writes them, for a process that does)."""
         workflows = WorkflowService(
             store=self.store,
             checkpointer=self.checkpointer,
             python_modules=settings.python_modules,
             default_recursion_limit=settings.default_recursion_limit,
+            webhook_allow_private=settings.webhook_allow_private,
         )
         service = ExecutionService(
             settings=settings,
@@ -66,6 +70,7 @@ class Backends:
             bus=self.bus,
             queue=self.queue,
             runner=LangGraphRunner(),
+            outbox=outbox or Outbox(),
         )
         if self.shared_queue is not None:
             manager = service.manager

@@ -11,6 +11,7 @@
     │   └── IllegalTransition      409 illegal_transition
     ├── PayloadTooLarge            413 payload_too_large
     ├── ValidationFailed           422 validation_failed   (``details``: every problem)
+    │   └── WebhookUrlRefused      422 webhook_url_refused
     └── QueueFull                  503 queue_full          (``Retry-After``)
 
 Node failures inside a run are not exceptions of this tree: they end the run with status
@@ -86,6 +87,12 @@ class ValidationFailed(GraphpushError):
 
     status = 422
     code = "validation_failed"
+
+
+class WebhookUrlRefused(ValidationFailed):
+    """A webhook URL that is not http(s), or is a literal refused address (SPEC §11)."""
+
+    code = "webhook_url_refused"
 
 
 class QueueFull(GraphpushError):

@@ -21,6 +21,8 @@ from app.push.hub import PushHub
 from app.runtime import Runtime
 from app.server_secrets import with_secrets
 from app.settings import Settings, load_settings
+from app.webhooks.outbox import Outbox
+from app.webhooks.sender import WebhookSender
 from app.workflows.examples import load_examples
 from transports.routes import push_routes
 
@@ -61,7 +63,11 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
         async with AsyncExitStack() as stack:
             backends = await open_backends(stack, settings, push=True)
             store, bus = backends.store, backends.bus
-            service = backends.service(settings)
+            outbox = Outbox()
+            service = backends.service(settings, outbox)
+            # Entered after the store, so left before it closes; it runs through shutdown.
+            sender = WebhookSender(store=store, outbox=outbox, settings=settings, busy=service.busy)
+            await stack.enter_async_context(sender)
             hub = PushHub(settings=settings, service=service)
             stack.callback(bus.subscribe(backends.push_subscriber(hub)))
             # Closed after the engine (callbacks run in reverse): connections get the final

@@ -16,7 +16,7 @@ from app.bus.base import EventBus
 from app.clock import new_id, now_ms
 from app.errors import IllegalTransition, NotFound, QueueFull, ValidationFailed, problem
 from app.executions.runner import GraphRunner
-from app.executions.workers import ExecutionManager
+from app.executions.workers import ExecutionManager, Outbox
 from app.messages import ExecutionSnapshotData
 from app.metrics import prometheus
 from app.model.access import Action, Caller
@@ -29,6 +29,7 @@ from app.model.records import (
     StoredEvent,
 )
 from app.model.status import ExecutionStatus, check_transition
+from app.model.webhooks import WebhookDelivery, check_webhook_url
 from app.queue.base import ExecutionQueue
 from app.settings import Settings
 from app.storage.base import ExecutionStore
@@ -48,6 +49,7 @@ class ExecutionService:
         bus: EventBus,
         queue: ExecutionQueue,
         runner: GraphRunner,
+        outbox: Outbox | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -63,6 +65,7 @@ class ExecutionService:
             compile=workflows.compile,
             runner=runner,
             workers=settings.workers,
+            outbox=outbox,
         )
 
     # ---- Python API --------------------------------------------------------------------
@@ -102,10 +105,15 @@ class ExecutionService:
         input: JsonObject | None = None,
         push_ref: str | None = None,
         owner: str | None = None,
+        webhook: str | None = None,
     ) -> ExecutionRecord:
-        """Create a ``new`` run of ``workflow_id`` and queue it (n8n's manual run)."""
+        """Create a ``new`` run of ``workflow_id`` and queue it (n8n's manual run); its
+        ``webhook`` URL, if given, gets its completion webhooks (SPEC §11)."""
         if push_ref is not None and not is_identifier(push_ref):
             raise ValidationFailed("bad push_ref", [problem("push_ref", f"expected {ID_PATTERN}")])
+        if webhook is not None:
+            allow_private = self.settings.webhook_allow_private
+            check_webhook_url(webhook, allow_private=allow_private, path="webhook")
         workflow, version = await self.workflows.get_versioned(workflow_id)
         record = ExecutionRecord(
             id=new_id(),
@@ -117,6 +125,7 @@ class ExecutionService:
             input=input or {},
             workflow=workflow,
             workflow_version=version,
+            webhook=webhook,
         )
         await self._enqueue(record)
         return record
@@ -172,6 +181,11 @@ class ExecutionService:
         await self.get_execution(execution_id, owner)
         return await self.store.read_events(execution_id, after)
 
+    async def list_webhooks(self, execution_id: str, owner: str | None) -> list[WebhookDelivery]:
+        """The run's webhook deliveries, oldest first (SPEC §11)."""
+        await self.get_execution(execution_id, owner)
+        return await self.store.list_webhooks(execution_id)
+
     async def snapshot(self, execution_id: str, owner: str | None = None) -> ExecutionSnapshotData:
         record = await self.get_execution(execution_id, owner)
         return ExecutionSnapshotData(record.id, record.status.value, record.graph_state)
@@ -194,6 +208,10 @@ class ExecutionService:
             for record in reversed(queued.items):
                 await self.queue.put(record)
         self.manager.start()
+
+    def busy(self) -> bool:
+        """Are runs executing or queued in this process?"""
+        return self.manager.active_count > 0 or self.queue.qsize() > 0
 
     def metrics_text(self) -> str:
         manager = self.manager

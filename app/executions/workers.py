@@ -17,6 +17,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from msgspec.json import decode as _decode
 
@@ -27,6 +28,7 @@ from app.executions.runner import GraphRunner, TaskStarted
 from app.messages import ExecutionRecovered, ExecutionRecoveredData, encode, encoder
 from app.model.records import ExecutionRecord, StoredEvent
 from app.model.status import ExecutionStatus, check_transition
+from app.model.webhooks import WebhookDelivery
 from app.queue.base import ExecutionQueue
 from app.storage.base import ExecutionStore
 from app.workflows.compiler import CompiledWorkflow
@@ -39,6 +41,18 @@ LINGER_S = 0.005
 CRASHED_REASON = "the process running this execution stopped"
 #: The graph a run executes, from its record (the workflows package compiles it).
 Compile = Callable[[ExecutionRecord], Awaitable[CompiledWorkflow]]
+
+
+class Outbox(Protocol):
+    """Where a run's end or pause is announced beyond push (the webhooks, SPEC §11)."""
+
+    def deliveries(self, record: ExecutionRecord) -> list[WebhookDelivery]:
+        """The outbox rows of ``record``'s new status, staged in its transaction."""
+        ...
+
+    def committed(self) -> None:
+        """Rows staged so far are durable."""
+        ...
 
 
 @dataclass(slots=True)
@@ -70,6 +84,7 @@ class ExecutionManager:
         compile: Compile,
         runner: GraphRunner,
         workers: int = 1,
+        outbox: Outbox | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -77,6 +92,7 @@ class ExecutionManager:
         self._compile = compile
         self._runner = runner
         self._worker_count = workers
+        self._outbox = outbox
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._active: dict[str, ActiveExecution] = {}
@@ -261,12 +277,18 @@ class ExecutionManager:
         else:
             event = recorder.execution_finished(status.value)
         self.store.stage(record, [event])
-        self._spawn(self._publish_durable(record, event))
+        announced = self._outbox.deliveries(record) if self._outbox else []
+        self.store.stage_webhooks(announced)  # right after: the same transaction
+        self._spawn(self._publish_durable(record, event, bool(announced)))
 
-    async def _publish_durable(self, record: ExecutionRecord, event: StoredEvent) -> None:
+    async def _publish_durable(
+        self, record: ExecutionRecord, event: StoredEvent, announced: bool
+    ) -> None:
         # While runs wait in the queue, the next ones' terminal writes may share this commit;
         # an idle server commits at once, so a lone client sees its run end without delay.
         await self.store.commit(LINGER_S if self.queue.qsize() else 0.0)
+        if announced and self._outbox is not None:
+            self._outbox.committed()
         await self.bus.publish(_push_event(record, event))
         await self.queue.done(record.id)  # a shared queue forgets the run only now
 

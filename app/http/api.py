@@ -18,7 +18,7 @@ from app.errors import (
     ValidationFailed,
 )
 from app.http.auth import TokenRequest, authenticate, mint
-from app.http.bodies import execution_dto, run_accepted
+from app.http.bodies import execution_dto, run_accepted, webhook_dto
 from app.http.params import EXECUTION_PATH, WORKFLOW_PATH, QueryReader
 from app.messages import encoder
 from app.model.access import Action, Caller
@@ -39,6 +39,8 @@ class JSONResponse(Response):
 class RunBody(msgspec.Struct, forbid_unknown_fields=True):
     input: dict[str, Any] | None = None
     push_ref: str | None = None
+    #: A URL for this run's completion webhooks (SPEC §11); wins over the workflow's.
+    webhook: str | None = None
 
 
 class ResumeBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -199,6 +201,7 @@ async def run_workflow(request: Request) -> Response:
         input=run.input,
         push_ref=run.push_ref or request.headers.get("push-ref"),
         owner=owner,
+        webhook=run.webhook,
     )
     return JSONResponse(run_accepted(record), status_code=202)
 
@@ -276,6 +279,14 @@ async def execution_events(request: Request) -> Response:
     )
 
 
+async def execution_webhooks(request: Request) -> Response:
+    """``GET /agents/executions/{id}/webhooks``: the run's deliveries and their attempts."""
+    owner = await _owner_for(request, "read")
+    execution_id = request.path_params["execution_id"]
+    deliveries = await runtime(request).service.list_webhooks(execution_id, owner)
+    return JSONResponse({"items": [webhook_dto(d) for d in deliveries]})
+
+
 # ---- scoped tokens (SPEC §11) -----------------------------------------------------------
 
 
@@ -314,6 +325,7 @@ def api_routes() -> list[BaseRoute]:
         Route(f"{EXECUTION_PATH}/cancel", cancel_execution, methods=["POST"]),
         Route(f"{EXECUTION_PATH}/resume", resume_execution, methods=["POST"]),
         Route(f"{EXECUTION_PATH}/events", execution_events, methods=["GET"]),
+        Route(f"{EXECUTION_PATH}/webhooks", execution_webhooks, methods=["GET"]),
         Route("/agents/tokens", create_token, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

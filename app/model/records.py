@@ -35,6 +35,8 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     stopped_at: int | None = None
     error: JsonObject | None = None
     retry_of: str | None = None
+    #: The run's own webhook URL (SPEC §11); else the workflow's ``settings.webhook_url``.
+    webhook: str | None = None
     input: JsonObject = msgspec.field(default_factory=dict)
     #: The workflow as it was when the run was queued (``AgentWorkflowDto`` as JSON).
     workflow: JsonObject = msgspec.field(default_factory=dict)

@@ -35,8 +35,17 @@ from app.model.records import (
     StoredEvent,
 )
 from app.model.status import ExecutionStatus
+from app.model.webhooks import WebhookDelivery
 from app.storage.base import StatusUpdates
-from app.storage.sql_rows import RecordRow, json_object, record_from_row, record_row
+from app.storage.sql_rows import (
+    RecordRow,
+    WebhookRow,
+    json_object,
+    record_from_row,
+    record_row,
+    webhook_from_body,
+    webhook_row,
+)
 from app.storage.sql_rows import where as sql_where
 
 log = logging.getLogger(__name__)
@@ -55,6 +64,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE workflows (
         id text PRIMARY KEY, body bytea NOT NULL, position bigserial NOT NULL);
     """,
+    # the webhook outbox (SPEC §11)
+    """
+    CREATE TABLE webhook_deliveries (
+        id text PRIMARY KEY, execution_id text NOT NULL, status text NOT NULL, due bigint,
+        body bytea NOT NULL, claimed_until bigint NOT NULL DEFAULT 0,
+        position bigserial NOT NULL);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, due);
+    CREATE INDEX webhook_deliveries_by_execution ON webhook_deliveries (execution_id);
+    """,
 )
 #: ``pg_advisory_lock`` key held while the schema (ours, the checkpointer's) is migrated.
 SCHEMA_LOCK = 0x67726170687075
@@ -65,6 +83,17 @@ SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[
                      %s::bytea[], %s::bytea[])
 ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body,
     workflow = coalesce(excluded.workflow, executions.workflow)"""
+_INSERT_WEBHOOKS = """
+INSERT INTO webhook_deliveries (id, execution_id, status, due, body)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::bytea[])
+ON CONFLICT (id) DO NOTHING"""
+#: Of several processes claiming at once, each row goes to one (SKIP LOCKED), for the lease.
+_CLAIM_WEBHOOKS = """
+UPDATE webhook_deliveries SET claimed_until = %s WHERE id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE status = 'pending' AND due <= %s AND claimed_until <= %s
+    ORDER BY due LIMIT %s FOR UPDATE SKIP LOCKED)
+RETURNING body"""
 _UPSERT_EVENTS = """
 INSERT INTO execution_events (execution_id, seq, type, payload)
 SELECT * FROM unnest(%s::text[], %s::integer[], %s::text[], %s::bytea[])
@@ -81,6 +110,7 @@ class PostgresStore(StatusUpdates):
         )
         self._records: dict[str, RecordRow] = {}
         self._events: dict[tuple[str, int], tuple[str, bytes]] = {}
+        self._webhooks: list[WebhookRow] = []
         #: Resolved when the staged writes are committed; then the batch being written.
         self._staged: asyncio.Future[None] | None = None
         self._writing: asyncio.Future[None] | None = None
@@ -133,6 +163,17 @@ class PostgresStore(StatusUpdates):
     def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
         for event in events:
             self._events[execution_id, event.seq] = (event.type, event.payload)
+        self._start_writer()
+
+    def stage_webhooks(self, deliveries: Sequence[WebhookDelivery]) -> None:
+        self._webhooks.extend(webhook_row(d) for d in deliveries)
+        self._start_writer()
+
+    @property
+    def _has_staged(self) -> bool:
+        return bool(self._records or self._events or self._webhooks)
+
+    def _start_writer(self) -> None:
         if self._staged is None:
             self._staged = asyncio.get_running_loop().create_future()
         if self._writer is None:
@@ -140,7 +181,7 @@ class PostgresStore(StatusUpdates):
 
     async def commit(self, linger_s: float = 0.0) -> None:
         # Batches form on their own while a transaction is in flight: no need to linger.
-        done = self._staged if self._records or self._events else self._writing
+        done = self._staged if self._has_staged else self._writing
         if done is not None:
             await asyncio.shield(done)
 
@@ -151,13 +192,14 @@ class PostgresStore(StatusUpdates):
     async def _write_batches(self) -> None:
         """Commit the staged writes batch after batch until nothing is staged."""
         try:
-            while self._records or self._events:
+            while self._has_staged:
                 records, events = list(self._records.values()), self._events
+                webhooks, self._webhooks = self._webhooks, []
                 done, self._writing = self._staged, self._staged
                 self._writing_ids = frozenset(self._records)
                 self._records, self._events, self._staged = {}, {}, None
                 try:
-                    await self._write(records, events)
+                    await self._write(records, events, webhooks)
                 except Exception as exc:
                     log.exception("PostgreSQL commit of %d records failed", len(records))
                     if done is not None:
@@ -171,7 +213,10 @@ class PostgresStore(StatusUpdates):
             self._writing_ids = frozenset()
 
     async def _write(
-        self, records: list[RecordRow], events: dict[tuple[str, int], tuple[str, bytes]]
+        self,
+        records: list[RecordRow],
+        events: dict[tuple[str, int], tuple[str, bytes]],
+        webhooks: list[WebhookRow],
     ) -> None:
         # Binary parameters: payloads go as they are, not hex-encoded.
         async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
@@ -183,6 +228,9 @@ class PostgresStore(StatusUpdates):
                 columns = [[k[0] for k in keys], [k[1] for k in keys]]
                 columns += [[v[0] for v in values], [v[1] for v in values]]
                 await conn.execute(_UPSERT_EVENTS, columns, binary=True)
+            if webhooks:
+                columns = [list(column) for column in zip(*webhooks, strict=True)]
+                await conn.execute(_INSERT_WEBHOOKS, columns, binary=True)
 
     # ---- executions ------------------------------------------------------------------
 
@@ -234,6 +282,35 @@ class PostgresStore(StatusUpdates):
                 (record.status.value, body, record.id, expected.value),
             )
             return cursor.rowcount == 1
+
+    # ---- webhook outbox --------------------------------------------------------------
+
+    async def list_webhooks(self, execution_id: str) -> builtins.list[WebhookDelivery]:
+        rows = await self._fetch(
+            "SELECT body FROM webhook_deliveries WHERE execution_id=%s ORDER BY position",
+            execution_id,
+        )
+        return [webhook_from_body(r[0]) for r in rows]
+
+    async def claim_webhooks(
+        self, now: int, lease_ms: int, limit: int
+    ) -> builtins.list[WebhookDelivery]:
+        rows = await self._fetch(_CLAIM_WEBHOOKS, now + lease_ms, now, now, limit)
+        claimed = [webhook_from_body(r[0]) for r in rows]
+        return sorted(claimed, key=lambda d: d.next_attempt_at or 0)
+
+    async def save_webhook(self, delivery: WebhookDelivery) -> None:
+        id_, _, status, due, body = webhook_row(delivery)
+        await self._run(
+            "UPDATE webhook_deliveries SET status=%s, due=%s, body=%s, claimed_until=0 WHERE id=%s",
+            status,
+            due,
+            body,
+            id_,
+        )
+
+    async def release_webhook_claims(self) -> None:
+        await self._run("UPDATE webhook_deliveries SET claimed_until=0 WHERE claimed_until>0")
 
     # ---- workflows -------------------------------------------------------------------
 

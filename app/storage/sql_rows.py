@@ -13,6 +13,7 @@ import msgspec
 
 from app.messages import encoder
 from app.model.records import ExecutionQuery, ExecutionRecord
+from app.model.webhooks import WebhookDelivery, decode_delivery
 
 RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None]
 
@@ -56,3 +57,14 @@ def where(query: ExecutionQuery, placeholder: str) -> tuple[str, list[Any]]:
             clauses.append(f"{column}={placeholder}")
             args.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+#: A webhook outbox row: ``(id, execution_id, status, due, body)``; ``due`` is the next
+#: attempt's time (NULL once delivered or failed), ``body`` the encoded delivery.
+WebhookRow = tuple[str, str, str, int | None, bytes]
+webhook_from_body = decode_delivery
+
+
+def webhook_row(delivery: WebhookDelivery) -> WebhookRow:
+    d = delivery
+    return (d.id, d.execution_id, d.status, d.next_attempt_at, msgspec.json.encode(d))

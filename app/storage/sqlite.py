@@ -39,8 +39,17 @@ from app.model.records import (
     JsonObject,
     StoredEvent,
 )
+from app.model.webhooks import WebhookDelivery
 from app.storage.base import StatusUpdates
-from app.storage.sql_rows import RecordRow, json_object, record_from_row, record_row
+from app.storage.sql_rows import (
+    RecordRow,
+    WebhookRow,
+    json_object,
+    record_from_row,
+    record_row,
+    webhook_from_body,
+    webhook_row,
+)
 from app.storage.sql_rows import where as sql_where
 
 SCHEMA = """
@@ -53,6 +62,12 @@ CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, created_a
 CREATE TABLE IF NOT EXISTS events (
     execution_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, payload BLOB NOT NULL,
     PRIMARY KEY (execution_id, seq));
+-- The webhook outbox (SPEC §11): written in the transaction of the status it reports.
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, status TEXT NOT NULL, due INTEGER,
+    body BLOB NOT NULL, claimed_until INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS webhooks_due ON webhooks (status, due);
+CREATE INDEX IF NOT EXISTS webhooks_by_execution ON webhooks (execution_id);
 CREATE TABLE IF NOT EXISTS workflows (
     id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL);
 """
@@ -66,6 +81,8 @@ CHECKPOINT_INTERVAL_S = 0.5
 _UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
     status=excluded.status, body=excluded.body, workflow=coalesce(excluded.workflow, workflow)"""
 _EventRow = tuple[str, int, str, bytes]
+_INSERT_WEBHOOK = """INSERT INTO webhooks (id, execution_id, status, due, body)
+    VALUES (?,?,?,?,?) ON CONFLICT (id) DO NOTHING"""
 
 
 class SqliteStore(StatusUpdates):
@@ -76,6 +93,7 @@ class SqliteStore(StatusUpdates):
         self._db: sqlite3.Connection | None = None
         self._records: dict[str, RecordRow] = {}
         self._events: list[_EventRow] = []
+        self._webhooks: list[WebhookRow] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_due = 0.0
         #: Resolved when the staged writes are committed (created by the first ``commit``).
@@ -126,6 +144,10 @@ class SqliteStore(StatusUpdates):
         self._events.extend((execution_id, e.seq, e.type, e.payload) for e in events)
         self._schedule_flush(asyncio.get_running_loop().time() + FLUSH_DELAY_S)
 
+    def stage_webhooks(self, deliveries: Sequence[WebhookDelivery]) -> None:
+        self._webhooks.extend(webhook_row(d) for d in deliveries)
+        self._schedule_flush(asyncio.get_running_loop().time() + FLUSH_DELAY_S)
+
     def _schedule_flush(self, due: float) -> None:
         if self._flush_handle is not None:
             if self._flush_due <= due:
@@ -135,7 +157,7 @@ class SqliteStore(StatusUpdates):
         self._flush_handle = asyncio.get_running_loop().call_at(due, self._flush)
 
     async def commit(self, linger_s: float = 0.0) -> None:
-        if self._records or self._events:
+        if self._records or self._events or self._webhooks:
             loop = asyncio.get_running_loop()
             if self._committed is None:
                 self._committed = loop.create_future()
@@ -153,10 +175,11 @@ class SqliteStore(StatusUpdates):
             self._flush_handle.cancel()
             self._flush_handle = None
         records, events, done = list(self._records.values()), self._events, self._committed
+        webhooks, self._webhooks = self._webhooks, []
         self._records, self._events, self._committed = {}, [], None
         try:
-            if records or events:
-                self._write(records, events)
+            if records or events or webhooks:
+                self._write(records, events, webhooks)
                 self._written_since_checkpoint = True
         except Exception as exc:
             if done is None:
@@ -166,12 +189,18 @@ class SqliteStore(StatusUpdates):
             if done is not None:
                 done.set_result(None)
 
-    def _write(self, records: list[RecordRow], events: list[tuple[str, int, str, bytes]]) -> None:
+    def _write(
+        self,
+        records: list[RecordRow],
+        events: list[tuple[str, int, str, bytes]],
+        webhooks: list[WebhookRow],
+    ) -> None:
         db = self.db
         db.execute("BEGIN")
         try:
             db.executemany(_UPSERT, records)
             db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", events)
+            db.executemany(_INSERT_WEBHOOK, webhooks)
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -214,6 +243,40 @@ class SqliteStore(StatusUpdates):
             -1 if limit is None else limit,
         )
         return [StoredEvent(seq, type_, bytes(payload)) for seq, type_, payload in rows]
+
+    # ---- webhook outbox --------------------------------------------------------------
+
+    async def list_webhooks(self, execution_id: str) -> builtins.list[WebhookDelivery]:
+        rows = self._query_all(
+            "SELECT body FROM webhooks WHERE execution_id=? ORDER BY rowid", execution_id
+        )
+        return [webhook_from_body(r[0]) for r in rows]
+
+    async def claim_webhooks(
+        self, now: int, lease_ms: int, limit: int
+    ) -> builtins.list[WebhookDelivery]:
+        # Committed rows only, so no flush: a claim must not cut the runs' group commit short
+        # (rows are announced once committed, and staged ones are not due to anyone yet).
+        rows = self.db.execute(
+            "SELECT id, body FROM webhooks WHERE status='pending' AND due<=? AND claimed_until<=? "
+            "ORDER BY due LIMIT ?",
+            (now, now, limit),
+        ).fetchall()
+        self.db.executemany(
+            "UPDATE webhooks SET claimed_until=? WHERE id=?", [(now + lease_ms, r[0]) for r in rows]
+        )
+        return [webhook_from_body(r[1]) for r in rows]
+
+    async def save_webhook(self, delivery: WebhookDelivery) -> None:
+        id_, _, status, due, body = webhook_row(delivery)
+        self.db.execute(
+            "UPDATE webhooks SET status=?, due=?, body=?, claimed_until=0 WHERE id=?",
+            (status, due, body, id_),
+        )
+
+    async def release_webhook_claims(self) -> None:
+        self._flush()
+        self.db.execute("UPDATE webhooks SET claimed_until=0 WHERE claimed_until>0")
 
     # ---- workflows -------------------------------------------------------------------
 
