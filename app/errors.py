@@ -12,7 +12,9 @@
     ├── PayloadTooLarge            413 payload_too_large
     ├── ValidationFailed           422 validation_failed   (``details``: every problem)
     │   └── WebhookUrlRefused      422 webhook_url_refused
-    └── QueueFull                  503 queue_full          (``Retry-After``)
+    ├── QueueFull                  503 queue_full          (``Retry-After``)
+    └── BackendUnavailable         503 backend_unavailable (``Retry-After``: Redis or
+                                                            PostgreSQL does not answer)
 
 Node failures inside a run are not exceptions of this tree: they end the run with status
 ``error`` and travel in push messages (see :mod:`app.executions.node_errors`); a node raises
@@ -98,6 +100,12 @@ class WebhookUrlRefused(ValidationFailed):
 class QueueFull(GraphpushError):
     status = 503
     code = "queue_full"
+    retry_after_s: ClassVar[int] = 1
+
+
+class BackendUnavailable(GraphpushError):
+    status = 503
+    code = "backend_unavailable"
     retry_after_s: ClassVar[int] = 1
 
 

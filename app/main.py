@@ -64,12 +64,12 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             backends = await open_backends(stack, settings, push=True)
             store, bus = backends.store, backends.bus
             outbox = Outbox()
-            service = backends.service(settings, outbox)
+            service = await backends.service(settings, outbox)
             # Entered after the store, so left before it closes; it runs through shutdown.
             sender = WebhookSender(store=store, outbox=outbox, settings=settings, busy=service.busy)
             await stack.enter_async_context(sender)
             hub = PushHub(settings=settings, service=service)
-            stack.callback(bus.subscribe(backends.push_subscriber(hub)))
+            stack.callback(backends.subscribe_hub(hub))
             # Closed after the engine (callbacks run in reverse): connections get the final
             # messages of runs canceled by the shutdown before they close.
             stack.push_async_callback(hub.aclose)
@@ -77,7 +77,9 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
                 setup(service)
             if settings.load_examples:
                 await load_examples(service.workflows)
-            app.state.runtime = Runtime(settings, store, service.workflows, bus, service, hub)
+            app.state.runtime = Runtime(
+                settings, store, service.workflows, bus, service, hub, backends.readiness
+            )
             await service.start()
             stack.push_async_callback(service.shutdown)
             yield

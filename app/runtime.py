@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -25,6 +26,8 @@ class Runtime:
     bus: EventBus
     service: ExecutionService
     hub: PushHub
+    #: Each backend's state, ``"ok"`` or why not (``/readyz``).
+    readiness: Callable[[], Awaitable[dict[str, str]]]
 
 
 def runtime(conn: HTTPConnection) -> Runtime:

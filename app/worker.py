@@ -25,7 +25,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """Execute queued runs with ``settings.workers`` workers until ``stop`` is set."""
     async with AsyncExitStack() as stack:
         backends = await open_backends(stack, settings, push=False)
-        service = backends.service(settings)
+        service = await backends.service(settings)
         await service.start()
         stack.push_async_callback(service.shutdown)
         log.info("worker ready: %d workers on %s", settings.workers, settings.redis_prefix)

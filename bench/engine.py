@@ -74,56 +74,60 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         settings = load_settings({"data_dir": folder, "queue_bound": 1_000_000}, environ={})
         store = SqliteStore(Path(folder) / "bench.sqlite")
-        await store.open()
-        bus = LocalEventBus()
-        finished: asyncio.Queue[str] = asyncio.Queue()
+        async with store:
+            bus = LocalEventBus()
+            finished: asyncio.Queue[str] = asyncio.Queue()
 
-        def on_event(event: PushEvent) -> None:
-            if event.type == "executionFinished":
-                finished.put_nowait(event.execution_id)
+            def on_event(event: PushEvent) -> None:
+                if event.type == "executionFinished":
+                    finished.put_nowait(event.execution_id)
 
-        bus.subscribe(on_event)
-        workflows = WorkflowService(
-            store=store,
-            checkpointer=InMemorySaver(),
-            python_modules=settings.python_modules,
-            default_recursion_limit=settings.default_recursion_limit,
-        )
-        service = ExecutionService(
-            settings=settings,
-            store=store,
-            workflows=workflows,
-            bus=bus,
-            queue=LocalQueue(settings.queue_bound),
-            runner=LangGraphRunner(),
-        )
-        await service.start()
-        rows = []
-        for size in (3, 20):
-            workflow = await workflows.create(chain(size))
-            runs = args.runs if size == 3 else max(args.runs // 5, 10)
-            await through_service(service, finished, workflow["id"], 5)  # compile + warm up
-            plain = await rounds(
-                lambda w=workflow, n=runs: plain_langgraph(w, n), rounds=args.rounds
+            bus.subscribe(on_event)
+            workflows = WorkflowService(
+                store=store,
+                checkpointer=InMemorySaver(),
+                python_modules=settings.python_modules,
+                default_recursion_limit=settings.default_recursion_limit,
             )
-            ours = await rounds(
-                lambda w=workflow["id"], n=runs: through_service(service, finished, w, n),
-                rounds=args.rounds,
+            service = ExecutionService(
+                settings=settings,
+                store=store,
+                workflows=workflows,
+                bus=bus,
+                queue=LocalQueue(settings.queue_bound, store=store),
+                runner=LangGraphRunner(),
             )
-            ratio = ours["median"] / plain["median"]
-            report(
-                "engine",
-                f"{size}-node",
-                runs=runs,
-                plain_langgraph=plain,
-                graphpush=ours,
-                ratio=ratio,
-            )
-            rows.append(
-                [f"{size}-node", f"{plain['median']:.0f}", f"{ours['median']:.0f}", f"{ratio:.2f}"]
-            )
-        await service.shutdown()
-        await store.close()
+            await service.start()
+            rows = []
+            for size in (3, 20):
+                workflow = await workflows.create(chain(size))
+                runs = args.runs if size == 3 else max(args.runs // 5, 10)
+                await through_service(service, finished, workflow["id"], 5)  # compile + warm up
+                plain = await rounds(
+                    lambda w=workflow, n=runs: plain_langgraph(w, n), rounds=args.rounds
+                )
+                ours = await rounds(
+                    lambda w=workflow["id"], n=runs: through_service(service, finished, w, n),
+                    rounds=args.rounds,
+                )
+                ratio = ours["median"] / plain["median"]
+                report(
+                    "engine",
+                    f"{size}-node",
+                    runs=runs,
+                    plain_langgraph=plain,
+                    graphpush=ours,
+                    ratio=ratio,
+                )
+                rows.append(
+                    [
+                        f"{size}-node",
+                        f"{plain['median']:.0f}",
+                        f"{ours['median']:.0f}",
+                        f"{ratio:.2f}",
+                    ]
+                )
+            await service.shutdown()
         note(table(rows, ["workflow", "plain ainvoke runs/s", "graphpush runs/s", "ratio"]))
 
 

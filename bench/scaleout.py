@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,10 @@ from redis.asyncio import Redis
 
 from app.backends import open_backends
 from app.bus.base import EventBus, LocalEventBus, PushEvent
+from app.bus.pubsub import PubSub
 from app.bus.redis import RedisBus
 from app.push.hub import PushHub
+from app.push.size import fit
 from app.settings import Settings, load_settings
 from bench.engine import chain
 from bench.harness import note, percentile, report, summary, table
@@ -110,7 +113,7 @@ async def scaled_out(folder: Path, processes: int, concurrency: int) -> AsyncIte
 async def runs_per_second(settings: Settings, runs: int, rounds: int) -> dict[str, float]:
     async with AsyncExitStack() as stack:
         backends = await open_backends(stack, settings, push=True)
-        service = backends.service(settings)
+        service = await backends.service(settings)
         finished: asyncio.Queue[str] = asyncio.Queue()
 
         def on_event(event: PushEvent) -> None:
@@ -246,13 +249,14 @@ async def fan_outs(args: argparse.Namespace) -> list[list[str]]:
     async def durable() -> None:
         return None
 
-    worker = RedisBus(redis, channel=channel, max_message_bytes=5 << 20, durable=durable)
-    api = RedisBus(redis, channel=channel, max_message_bytes=5 << 20, durable=durable)
-    await worker.open(listen=False)
-    await api.open(listen=True)
-    relayed = await fan_out(worker, api, args.connections, args.runs)
-    await worker.aclose()
-    await api.aclose()
+    trim = partial(fit, limit=5 << 20)
+    async with AsyncExitStack() as stack:
+        pubsub = await stack.enter_async_context(PubSub(redis))
+        api = RedisBus(redis, channel=channel, trim=trim, durable=durable, listen=pubsub)
+        worker = RedisBus(redis, channel=channel, trim=trim, durable=durable)
+        await stack.enter_async_context(api)
+        await stack.enter_async_context(worker)
+        relayed = await fan_out(worker, api, args.connections, args.runs)
     await redis.aclose()
     rows = []
     for name, result in (("in-process bus", embedded), ("Redis pub/sub", relayed)):

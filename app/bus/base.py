@@ -32,6 +32,8 @@ class PushEvent(msgspec.Struct, frozen=True, gc=False):
 
 
 Subscriber = Callable[[PushEvent], None]
+#: Called when events may have been missed (a shared bus lost its connection for a while).
+Gap = Callable[[], None]
 
 log = logging.getLogger("graphpush.bus")
 
@@ -41,8 +43,9 @@ class EventBus(Protocol):
         """Deliver ``event`` to every subscriber; events of one execution keep their order."""
         ...
 
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        """Call ``subscriber`` for every published event; returns the unsubscribe function."""
+    def subscribe(self, subscriber: Subscriber, *, on_gap: Gap | None = None) -> Callable[[], None]:
+        """Call ``subscriber`` for every published event, and ``on_gap`` (if given) after the
+        bus may have lost some (never, in process); returns the unsubscribe function."""
         ...
 
 
@@ -51,6 +54,7 @@ class Subscribers:
 
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
+        self._gaps: list[Gap] = []
 
     def deliver(self, event: PushEvent) -> None:
         """Call every subscriber; one that raises is logged and does not stop the others."""
@@ -60,12 +64,25 @@ class Subscribers:
             except Exception:
                 log.exception("push subscriber failed on %s", event.type)
 
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+    def gap(self) -> None:
+        """Tell every subscriber that events may have been missed."""
+        for on_gap in list(self._gaps):
+            try:
+                on_gap()
+            except Exception:
+                log.exception("push subscriber failed on a gap")
+
+    def subscribe(self, subscriber: Subscriber, on_gap: Gap | None = None) -> Callable[[], None]:
         self._subscribers.append(subscriber)
+        gaps = [on_gap] if on_gap is not None else []
+        self._gaps.extend(gaps)
 
         def unsubscribe() -> None:
             if subscriber in self._subscribers:
                 self._subscribers.remove(subscriber)
+            for gap in gaps:
+                if gap in self._gaps:
+                    self._gaps.remove(gap)
 
         return unsubscribe
 
@@ -76,8 +93,8 @@ class LocalEventBus:
     def __init__(self) -> None:
         self._subscribers = Subscribers()
 
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        return self._subscribers.subscribe(subscriber)
+    def subscribe(self, subscriber: Subscriber, *, on_gap: Gap | None = None) -> Callable[[], None]:
+        return self._subscribers.subscribe(subscriber)  # nothing is ever missed in process
 
     async def publish(self, event: PushEvent) -> None:
         self._subscribers.deliver(event)

@@ -14,10 +14,15 @@ Guarantees, and why:
   ``durable`` hook), so an instance that subscribes and then reads the log from the shared
   store (SPEC §5.4: execution streams, ``subscribe_execution``) never misses a message
   that was published before its read: no gap, across processes as within one.
-- **The 5 MiB rule at the hop** (SPEC §5.3): :func:`app.push.size.fit` trims a message
-  before it is published, so an oversized payload never crosses Redis.
-- **At most once.** Pub/sub keeps nothing: an instance disconnected from Redis misses what
-  was published meanwhile; its clients resume from the stored log (execution ``seq``).
+- **The 5 MiB rule at the hop** (SPEC §5.3): the ``trim`` function the bus is given (the
+  push core's size rule) is applied before a message is published, so an oversized payload
+  never crosses Redis.
+- **Nothing dropped by the sender.** A publish that fails (Redis away) is tried again,
+  in order, with a growing pause, until Redis takes it; past :data:`HELD_BYTES` held, the
+  oldest messages are dropped (they stay in the log).
+- **At most once per subscriber.** Pub/sub keeps nothing: an instance disconnected from
+  Redis misses what was published meanwhile. Once subscribed again its subscribers' ``on_gap``
+  is called, and the push hub reads what it missed from the store's log.
 """
 
 from __future__ import annotations
@@ -27,83 +32,101 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import Self
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from app import redis_listeners
-from app.bus.base import PushEvent, Subscriber, Subscribers
-from app.push.size import fit
-
-if TYPE_CHECKING:
-    from app.push.hub import PushHub
+from app.bus.base import Gap, PushEvent, Subscriber, Subscribers
+from app.bus.pubsub import PubSub, stop
 
 log = logging.getLogger(__name__)
 
 #: Payload bytes gathered into one ``PUBLISH`` (a single larger message goes alone).
 BATCH_BYTES = 1 << 20
+#: Payload bytes held for Redis while it is away; older ones are dropped past this.
+HELD_BYTES = 64 << 20
+#: First pause before publishing again after a failure; doubled up to RETRY_MAX_S.
+RETRY_S = 0.05
+RETRY_MAX_S = 1.0
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(list[PushEvent]).decode
 
+#: The size rule applied before the hop: the event to publish (trimmed), or None to drop it.
+Trim = Callable[[PushEvent], PushEvent | None]
+
 
 class RedisBus:
-    """:class:`~app.bus.EventBus` over the Redis channel ``channel``.
+    """:class:`~app.bus.base.EventBus` over the Redis channel ``channel``.
 
-    ``await open(listen=...)`` before publishing; ``listen`` subscribes this process (API
-    instances; a worker only publishes). ``aclose`` sends what is queued, then stops."""
+    ``listen``: the process's pub/sub connection, to receive what is published (API
+    instances); without it this bus only publishes (a worker). ``async with`` starts the
+    sender (and subscribes); leaving it sends what is queued, then stops."""
 
     def __init__(
         self,
         redis: Redis,
         *,
         channel: str,
-        max_message_bytes: int,
+        trim: Trim,
         durable: Callable[[], Awaitable[None]],
+        listen: PubSub | None = None,
     ) -> None:
         self._redis = redis
         self._channel = channel
-        self._limit = max_message_bytes
+        self._trim = trim
         self._durable = durable
+        self._listen = listen
         self._subscribers = Subscribers()
         self._outbox: deque[PushEvent] = deque()
         self._wake = asyncio.Event()
         self._sending = False
-        self._tasks: list[asyncio.Task[None]] = []
-        self._pubsub: Any = None
+        self._sender: asyncio.Task[None] | None = None
 
-    async def open(self, *, listen: bool) -> None:
-        if listen:
-            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            await self._pubsub.subscribe(self._channel)  # confirmed: nothing after is missed
-            self._tasks.append(asyncio.create_task(self._listen(), name="redis-bus-listen"))
-        self._tasks.append(asyncio.create_task(self._send(), name="redis-bus-send"))
+    async def __aenter__(self) -> Self:
+        if self._listen is not None:  # confirmed when this returns: nothing after is missed
+            await self._listen.subscribe(
+                self._channel, self._received, on_gap=self._subscribers.gap
+            )
+        self._sender = asyncio.create_task(self._send(), name="redis-bus-send")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
+        """Send what is queued (waiting up to ``timeout_s``), then stop the sender."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 while self._outbox or self._sending:
                     self._wake.set()
                     await asyncio.sleep(0.005)
-        await redis_listeners.stop(self._tasks, self._pubsub)
-        self._pubsub = None
+        if self._sender is not None:
+            await stop(self._sender)
+            self._sender = None
 
     # ---- EventBus ---------------------------------------------------------------------
 
     async def publish(self, event: PushEvent) -> None:
         """Queue ``event`` for the sender; it reaches subscribers (here too) through Redis."""
-        fitted = fit(event, self._limit)
+        fitted = self._trim(event)
         if fitted is not None:
             self._outbox.append(fitted)
             self._wake.set()
 
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        return self._subscribers.subscribe(subscriber)
+    def subscribe(self, subscriber: Subscriber, *, on_gap: Gap | None = None) -> Callable[[], None]:
+        return self._subscribers.subscribe(subscriber, on_gap)
 
     # ---- tasks ------------------------------------------------------------------------
 
     async def _send(self) -> None:
+        delay = RETRY_S
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -114,9 +137,24 @@ class RedisBus:
                     await self._durable()
                     await self._redis.publish(self._channel, _encode(batch))
                 except Exception:
-                    log.exception("lost %d push messages: publishing failed", len(batch))
+                    self._outbox.extendleft(reversed(batch))  # in order, next time
+                    log.warning("publishing failed; again in %.2f s", delay, exc_info=True)
+                    self._drop_past_bound()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
+                else:
+                    delay = RETRY_S
                 finally:
                     self._sending = False
+
+    def _drop_past_bound(self) -> None:
+        held = sum(len(event.payload) for event in self._outbox)
+        dropped = 0
+        while held > HELD_BYTES and len(self._outbox) > 1:
+            held -= len(self._outbox.popleft().payload)
+            dropped += 1
+        if dropped:
+            log.warning("dropped %d push messages held for Redis; they are in the log", dropped)
 
     def _take(self) -> list[PushEvent]:
         batch = [self._outbox.popleft()]
@@ -127,32 +165,6 @@ class RedisBus:
             batch.append(event)
         return batch
 
-    async def _listen(self) -> None:
-        while True:
-            try:
-                message = await self._pubsub.get_message(timeout=None)
-            except (RedisError, OSError):  # redis-py reconnects and subscribes again
-                log.exception("Redis pub/sub connection lost; reconnecting")
-                await asyncio.sleep(1.0)
-                continue
-            if message is None or message["type"] != "message":
-                continue
-            for event in _decode(message["data"]):
-                self._subscribers.deliver(event)
-
-
-def held_push_refs(hub: PushHub) -> Subscriber:
-    """``hub.on_event`` for a bus shared by API instances.
-
-    A message for a pushRef that no session of this instance holds still reaches this
-    instance's subscriptions and streams of its execution, but opens no resume buffer here:
-    the instance holding that pushRef buffers it (otherwise every instance would buffer
-    every pushRef's messages)."""
-    sessions = hub.registry.sessions
-
-    def on_event(event: PushEvent) -> None:
-        if event.push_ref is not None and event.push_ref not in sessions:
-            event = msgspec.structs.replace(event, push_ref=None)
-        hub.on_event(event)
-
-    return on_event
+    def _received(self, data: bytes) -> None:
+        for event in _decode(data):
+            self._subscribers.deliver(event)

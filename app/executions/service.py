@@ -193,20 +193,11 @@ class ExecutionService:
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover from the previous process, then start the workers.
-
-        Runs left ``running`` by a dead process become ``crashed``
-        (:meth:`ExecutionManager.recover`); runs left ``new`` are queued again, oldest first;
-        ``waiting`` runs wait on. A shared queue recovers nothing here: other processes may
-        be running those runs, and the queue hands over the ones whose holder died
-        (:mod:`app.queue.redis`)."""
-        if not self.queue.shared:
-            everything = 1 << 62
-            crashed = await self.store.list(ExecutionQuery(status=S.RUNNING, limit=everything))
-            await self.manager.recover(crashed.items)
-            queued = await self.store.list(ExecutionQuery(status=S.NEW, limit=everything))
-            for record in reversed(queued.items):
-                await self.queue.put(record)
+        """Restore what the queue lost since the previous process (see
+        :meth:`ExecutionQueue.restore <app.queue.base.ExecutionQueue.restore>`), then start
+        the workers: runs left ``running`` by a dead process end ``crashed``
+        (:meth:`ExecutionManager.recover`), ``new`` ones run, ``waiting`` ones wait on."""
+        await self.queue.restore()
         self.manager.start()
 
     def busy(self) -> bool:

@@ -98,8 +98,6 @@ class ExecutionManager:
         self._active: dict[str, ActiveExecution] = {}
         #: Runs ended by this process, by final status (``/metrics``).
         self.finished: Counter[str] = Counter()
-        #: Runs canceled while queued: a worker that takes one drops it.
-        self._dropped: set[str] = set()
 
     @property
     def active_count(self) -> int:  # a gauge of /metrics
@@ -125,8 +123,11 @@ class ExecutionManager:
     async def _work(self) -> None:
         while True:
             record = await self.queue.get()
-            if record.id in self._dropped:
-                self._dropped.discard(record.id)
+            if record.status is ExecutionStatus.RUNNING:  # its process died
+                try:
+                    await self.recover([record])
+                except Exception:  # e.g. the store is unreachable: this worker goes on
+                    log.exception("recovering execution %s failed", record.id)
                 continue
             # asyncio.wait, unlike await, leaves the run alone when the worker is cancelled:
             # shutdown decides separately how long running executions may go on.
@@ -165,8 +166,6 @@ class ExecutionManager:
         by a dead process) with its terminal message; ``reason``: its run-level error, typed
         by ``status``. Raises :class:`IllegalTransition` if it cannot move to ``status``."""
         check_transition(record.status, status)
-        if record.status is ExecutionStatus.NEW and not self.queue.shared:
-            self._dropped.add(record.id)  # still in this process's queue
         recorder = RunRecorder(record, {}, {})
         if reason is not None:
             recorder.fail_run(reason, status.value)

@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from app.clock import iso
 from app.errors import (
+    BackendUnavailable,
     BadRequest,
     Forbidden,
     PayloadTooLarge,
@@ -203,6 +204,8 @@ async def run_workflow(request: Request) -> Response:
         owner=owner,
         webhook=run.webhook,
     )
+    if record.push_ref is not None:  # its messages reach that pushRef even across a gap
+        runtime(request).hub.shared.expect(record.id, record.push_ref, owner)
     return JSONResponse(run_accepted(record), status_code=202)
 
 
@@ -308,6 +311,15 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def readyz(request: Request) -> Response:
+    """200 while every shared backend (PostgreSQL, Redis) answers; 503 naming the ones that
+    do not (``/healthz`` stays 200: the process itself is alive)."""
+    checks = await runtime(request).readiness()
+    if any(state != "ok" for state in checks.values()):
+        raise BackendUnavailable("a backend is unavailable", details=checks)
+    return JSONResponse({"status": "ready", "checks": checks})
+
+
 async def metrics(request: Request) -> Response:
     rt = runtime(request)
     return PlainTextResponse(rt.service.metrics_text() + rt.hub.metrics_text())
@@ -328,5 +340,6 @@ def api_routes() -> list[BaseRoute]:
         Route(f"{EXECUTION_PATH}/webhooks", execution_webhooks, methods=["GET"]),
         Route("/agents/tokens", create_token, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

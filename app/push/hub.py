@@ -42,6 +42,7 @@ from app.model.status import ExecutionStatus
 from app.push import commands, wire
 from app.push.connection import CloseCode, Connection
 from app.push.registry import Registry
+from app.push.remote import RemoteEvents
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,13 @@ class PushHub:
         self.registry = Registry(settings)
         self._bus = bus
         self._service = service
+        #: The bus subscriber (and its ``on_gap``) when the bus is shared by API instances.
+        self.shared = RemoteEvents(
+            route=self.on_event,
+            holds=self.registry.sessions.__contains__,
+            followed=self.registry.followed,
+            read=service.read_events,
+        )
         self._clock = clock
         self._live: set[Connection] = set()
         self._all_gone = asyncio.Event()
@@ -106,6 +114,7 @@ class PushHub:
         """Stop taking events and connections, close every connection once what is queued
         on it is sent (WebSocket 1001, SSE end), and wait up to ``close_timeout_s`` for them."""
         self._closing = True
+        await self.shared.aclose()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

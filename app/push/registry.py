@@ -160,6 +160,10 @@ class Registry:
         session = self.sessions.get(push_ref)
         return session is not None and session.connection is not None
 
+    def followed(self) -> set[str]:
+        """The executions subscribed to or streamed by a connection here."""
+        return self._subscribers.keys() | self._stream_index.keys()
+
     def connections(self) -> list[Connection]:
         live = [s.connection for s in self.sessions.values() if s.connection is not None]
         return live + list(self.streams)

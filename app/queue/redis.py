@@ -12,12 +12,15 @@ queued, a duplicate) is acknowledged and skipped.
 A process that dies leaves its entries pending. Every holder refreshes the idle time of
 its entries (``XCLAIM ... JUSTID``) several times per ``claim_idle_s``, so an entry idle
 for longer belongs to a dead process, and a worker takes it over (``XAUTOCLAIM``): a run
-that never started runs here; one that was ``running`` is handed to ``recover`` (it ends
-``crashed`` with ``executionFinished{crashed}`` logged and published, then acknowledged);
-one already ended is just acknowledged.
+that never started runs here; one that was ``running`` is handed out as it is stored, and
+the worker ends it ``crashed`` (``executionFinished{crashed}`` logged and published, then
+``done`` acknowledges it); one already ended is just acknowledged.
 
-Cancel reaches the holder through the Redis channel ``<prefix>:control``: every consuming
-process listens and cancels the run if it holds it.
+What Redis loses (a restart without persistence, a run stored while Redis was away) is
+queued again from the store, the source of truth (:mod:`app.queue.restore`).
+
+Cancel reaches the holder through the Redis channel :attr:`RedisQueue.control`: every
+consuming process subscribes its workers' ``cancel`` to it (``app/backends.py``).
 """
 
 from __future__ import annotations
@@ -29,96 +32,102 @@ import os
 import secrets
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from app import redis_listeners
+from app.errors import BackendUnavailable
 from app.messages import encoder
 from app.model.records import ExecutionRecord
 from app.model.status import ExecutionStatus, check_transition
+from app.queue.restore import GROUP, QueuedRuns, Restorer
 
 log = logging.getLogger(__name__)
 S = ExecutionStatus
-GROUP = "workers"
 _decode = msgspec.json.Decoder(ExecutionRecord).decode
-
-Recover = Callable[[list[ExecutionRecord]], Awaitable[None]]
-Cancel = Callable[[str], bool]
+#: Longest pause before a worker tries to take a run again after a failure.
+RETRY_S = 0.25
+#: How long the stopped heartbeat gets to end: a client library may lose a cancel request.
+STOP_TIMEOUT_S = 2.0
 #: Entry id, the queued record, and whether it was taken over from a stopped process.
 Entry = tuple[str, ExecutionRecord, bool]
 
 
-class Claims(Protocol):
-    """What the queue needs from the shared store (:class:`app.postgres_store.PostgresStore`)."""
-
-    async def get(self, execution_id: str) -> ExecutionRecord | None: ...
+class Claims(QueuedRuns, Protocol):
+    """What the queue needs from the shared store (:class:`~app.storage.postgres.PostgresStore`)."""
 
     async def swap(self, record: ExecutionRecord, expected: ExecutionStatus) -> bool: ...
 
 
 class RedisQueue:
-    """:class:`~app.queue.ExecutionQueue` on the stream ``<prefix>:runs``.
-
-    ``await open(consume=...)`` first (``consume``: this process runs workers), then
-    :meth:`bind` the service's ``recover`` and the manager's ``cancel`` before any ``get``.
-    """
-
-    shared = True
+    """:class:`~app.queue.base.ExecutionQueue` on the stream ``<prefix>:runs``; ``async with``
+    makes sure the stream and its group exist and starts the heartbeat."""
 
     def __init__(
         self, redis: Redis, *, store: Claims, prefix: str, claim_idle_s: float = 30.0
     ) -> None:
         self._redis = redis
         self._store = store
-        self._stream = f"{prefix}:runs"
-        self._control = f"{prefix}:control"
+        self._restorer = Restorer(redis, store=store, prefix=prefix, every_s=claim_idle_s)
+        self._stream = self._restorer.stream
+        self._queued = self._restorer.queued
+        #: The channel on which cancel requests reach the process holding the run.
+        self.control = f"{prefix}:control"
         self._consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._claim_idle_ms = int(claim_idle_s * 1000)
         self._beat_s = claim_idle_s / 5
+        #: Pause before taking a run again after a failure: short, to be back soon after Redis.
+        self._retry_s = min(self._beat_s, RETRY_S)
         self._held: dict[str, str] = {}  # execution id -> entry id
         self._taken_over: deque[Entry] = deque()
         self._next_takeover = 0.0
         self._takeover_cursor = "0-0"
         self._depth = 0
-        self._recover: Recover | None = None
-        self._cancel: Cancel | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._pubsub: Any = None
+        self._beating: asyncio.Task[None] | None = None
 
-    def bind(self, *, recover: Recover, cancel: Cancel) -> None:
-        self._recover, self._cancel = recover, cancel
-
-    async def open(self, *, consume: bool) -> None:
-        await self._create_group()
+    async def __aenter__(self) -> Self:
+        await self._restorer.create_group()
         await self._refresh_depth()
-        if consume:
-            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            await self._pubsub.subscribe(self._control)
-            self._tasks.append(asyncio.create_task(self._listen(), name="redis-queue-control"))
-        self._tasks.append(asyncio.create_task(self._heartbeat(), name="redis-queue-heartbeat"))
+        self._beating = asyncio.create_task(self._heartbeat(), name="redis-queue-heartbeat")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
-        await redis_listeners.stop(self._tasks, self._pubsub)
-        self._pubsub = None
+        """Stop refreshing held entries (they are taken over once idle, as a dead process's)."""
+        if self._beating is not None:
+            self._beating.cancel()
+            await asyncio.wait([self._beating], timeout=STOP_TIMEOUT_S)
+            self._beating = None
 
     # ---- ExecutionQueue ---------------------------------------------------------------
 
     async def put(self, record: ExecutionRecord) -> None:
         """Append the run to the stream. The bound is checked before the run is stored
-        (``ExecutionService`` reads :meth:`qsize`), so a stored run is never refused."""
+        (``ExecutionService`` reads :meth:`qsize`), so a stored run is never refused; nor
+        is it when Redis is unreachable: it is stored, and the sweep queues it."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.xadd(self._stream, {"record": encoder.encode(record)})
-        pipe.xlen(self._stream)
-        pipe.xpending(self._stream, GROUP)
-        _, length, pending = await pipe.execute()
-        self._depth = length - pending["pending"]
+        pipe.sadd(self._queued, record.id)
+        try:
+            await pipe.execute()
+            await self._refresh_depth()
+        except (RedisError, OSError):
+            log.warning("Redis is unreachable: run %s is stored, queued once it is back", record.id)
 
     async def get(self) -> ExecutionRecord:
-        """The next run, claimed for this process; the record is as it was queued."""
+        """The next run, claimed for this process: a ``new`` run as it was queued, or a
+        taken-over run left ``running`` by a dead process, as it is stored."""
         task = asyncio.current_task()
         while True:
             if task is not None and task.cancelling():
@@ -129,8 +138,8 @@ class RedisQueue:
             try:
                 record = await self._take()
             except Exception:  # Redis or PostgreSQL unreachable: the worker outlives it
-                log.exception("taking a run failed; retrying in %.1f s", self._beat_s)
-                await asyncio.sleep(self._beat_s)
+                log.warning("taking a run failed; again in %.1f s", self._retry_s, exc_info=True)
+                await asyncio.sleep(self._retry_s)
                 continue
             if record is not None:
                 return record
@@ -144,17 +153,21 @@ class RedisQueue:
         if record.status is S.NEW and await self._store.swap(claimed, expected=S.NEW):
             self._held[record.id] = entry_id
             return record
-        await self._settle(entry_id, record.id, taken_over)
-        return None
+        return await self._settle(entry_id, record.id, taken_over)
 
     async def done(self, execution_id: str) -> None:
         entry_id = self._held.pop(execution_id, None)
-        if entry_id is not None:
-            await self._forget(entry_id)
+        if entry_id is None:
+            return
+        try:
+            await self._forget(entry_id, execution_id)
+        except (RedisError, OSError):  # its entry, if Redis kept it, is skipped once taken over
+            log.warning("acknowledging run %s failed", execution_id, exc_info=True)
 
     async def cancel(self, record: ExecutionRecord) -> bool:
         """Claim the cancel in the store if nobody runs the run (``new`` or ``waiting``),
-        else ask its holder. Raises ``IllegalTransition`` if it finished meanwhile."""
+        else ask its holder. Raises ``IllegalTransition`` if it finished meanwhile, and
+        ``BackendUnavailable`` (503) if the holder cannot be asked."""
         status = record.status
         for _ in range(3):
             if status is S.RUNNING:
@@ -165,8 +178,19 @@ class RedisQueue:
             stored = await self._store.get(record.id)
             status = stored.status if stored is not None else S.UNKNOWN
             check_transition(status, S.CANCELED)
-        await self._redis.publish(self._control, record.id)
+        try:
+            await self._redis.publish(self.control, record.id)
+        except (RedisError, OSError):
+            raise BackendUnavailable(
+                "Redis is unreachable: the cancel did not reach the run"
+            ) from None
         return False
+
+    async def restore(self) -> None:
+        """Queue the runs stored as ``new`` that the stream does not hold. Runs left
+        ``running`` need nothing: other processes may be running them, and those whose holder
+        died are taken over once their entry is idle."""
+        await self._restorer.sweep(grace_ms=0)
 
     def qsize(self) -> int:
         """Runs queued and not yet taken by a worker, as last read from Redis."""
@@ -177,20 +201,16 @@ class RedisQueue:
     async def _next(self) -> Entry | None:
         """A taken-over entry, else a new one (waiting up to a fraction of claim_idle)."""
         loop = asyncio.get_running_loop()
-        if not self._taken_over and loop.time() >= self._next_takeover:
-            self._next_takeover = loop.time() + self._beat_s
-            await self._take_over()
-        if self._taken_over:
-            return self._taken_over.popleft()
-        try:
-            reply: Any = await self._redis.xreadgroup(  # RESP2: [[stream, [(id, fields)]]]
+        reply: Any = None
+        async with self._group_kept():
+            if not self._taken_over and loop.time() >= self._next_takeover:
+                self._next_takeover = loop.time() + self._beat_s
+                await self._take_over()
+            if self._taken_over:
+                return self._taken_over.popleft()
+            reply = await self._redis.xreadgroup(  # RESP2: [[stream, [(id, fields)]]]
                 GROUP, self._consumer, {self._stream: ">"}, count=1, block=int(self._beat_s * 1000)
             )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            await self._create_group()  # Redis lost the stream (restarted without AOF)
-            return None
         if not reply:
             return None
         entry_id, fields = reply[0][1][0]
@@ -208,37 +228,45 @@ class RedisQueue:
             log.warning("took over %d runs from stopped workers", len(entries))
         self._taken_over.extend(entries)
 
-    async def _settle(self, entry_id: str, execution_id: str, taken_over: bool) -> None:
+    async def _settle(
+        self, entry_id: str, execution_id: str, taken_over: bool
+    ) -> ExecutionRecord | None:
         """An entry whose run is not ``new``: a taken-over run left ``running`` by its dead
-        holder is recovered; any other (ended, or a duplicate entry) is acknowledged."""
+        holder is held and handed out (to end ``crashed``); any other (ended, or a
+        duplicate entry) is acknowledged."""
         stored = await self._store.get(execution_id) if taken_over else None
         if stored is not None and stored.status is S.RUNNING and execution_id not in self._held:
-            assert self._recover is not None, "RedisQueue.bind() was not called"
             self._held[execution_id] = entry_id  # acknowledged by done() once it is crashed
-            try:
-                await self._recover([stored])
-            except BaseException:
-                self._held.pop(execution_id, None)  # not refreshed: taken over again later
-                raise
-            return
-        await self._forget(entry_id)
+            return stored
+        await self._forget(entry_id, execution_id)
+        return None
 
-    async def _forget(self, entry_id: str) -> None:
+    async def _forget(self, entry_id: str, execution_id: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
         pipe.xack(self._stream, GROUP, entry_id)
         pipe.xdel(self._stream, entry_id)
+        pipe.srem(self._queued, execution_id)
         await pipe.execute()
 
-    async def _create_group(self) -> None:
-        with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
-            await self._redis.xgroup_create(self._stream, GROUP, id="0", mkstream=True)
+    @contextlib.asynccontextmanager
+    async def _group_kept(self) -> AsyncIterator[None]:
+        """Redis lost the group (``NOGROUP``: restarted without persistence): recreate it
+        and queue again what it lost, then let the caller try again."""
+        try:
+            yield
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._takeover_cursor = "0-0"
+            await self._restorer.recreate()
 
     async def _refresh_depth(self) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xlen(self._stream)
-        pipe.xpending(self._stream, GROUP)
-        length, pending = await pipe.execute()
-        self._depth = length - pending["pending"]
+        async with self._group_kept():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xlen(self._stream)
+            pipe.xpending(self._stream, GROUP)
+            length, pending = await pipe.execute()
+            self._depth = length - pending["pending"]
 
     async def _heartbeat(self) -> None:
         """Keep held entries fresh (a live holder is never taken over) and the depth known."""
@@ -255,19 +283,9 @@ class RedisQueue:
                         justid=True,
                     )
                 await self._refresh_depth()
+                await self._restorer.sweep_if_due()
             except (RedisError, OSError):
-                log.exception("Redis queue heartbeat failed")
-
-    async def _listen(self) -> None:
-        while True:
-            try:
-                message = await self._pubsub.get_message(timeout=None)
-            except (RedisError, OSError):
-                log.exception("Redis control channel lost; reconnecting")
-                await asyncio.sleep(1.0)
-                continue
-            if message is not None and message["type"] == "message" and self._cancel:
-                self._cancel(message["data"].decode())
+                log.warning("Redis queue heartbeat failed", exc_info=True)
 
 
 def _entry(entry_id: bytes | str, fields: dict[bytes, bytes], *, taken_over: bool) -> Entry:

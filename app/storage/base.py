@@ -2,7 +2,8 @@
 
 Writes are staged and committed in groups (one transaction for many runs' events): a
 :class:`ExecutionStore` ``stage`` call returns at once, ``commit`` returns once everything
-staged before it is durable. Reads see everything staged before them.
+staged before it is durable. Reads see everything staged before them. Every store is an
+async context manager: ``async with`` opens it and closes it (``close`` closes it early).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import builtins
 from collections.abc import Sequence
 from typing import Protocol
 
-from app.errors import NotFound
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -19,7 +19,6 @@ from app.model.records import (
     JsonObject,
     StoredEvent,
 )
-from app.model.status import ExecutionStatus, check_transition
 from app.model.webhooks import WebhookDelivery
 
 
@@ -81,11 +80,6 @@ class ExecutionStore(WebhookStore, Protocol):
         """Newest first, with the total matching ``query`` before ``limit``/``offset``."""
         ...
 
-    async def update_status(self, execution_id: str, status: ExecutionStatus) -> ExecutionRecord:
-        """Move a run to ``status`` after checking the transition; raises ``NotFound`` or
-        ``IllegalTransition``."""
-        ...
-
     async def read_events(
         self, execution_id: str, after: int = 0, limit: int | None = None
     ) -> builtins.list[StoredEvent]:
@@ -109,23 +103,3 @@ class WorkflowStore(Protocol):
     async def list_workflows(self) -> builtins.list[JsonObject]: ...
 
     async def delete_workflow(self, workflow_id: str) -> bool: ...
-
-
-class StatusUpdates:
-    """``update_status`` for any store with ``get`` and ``save``: the transition is checked
-    by :func:`app.status.check_transition`, the one place that knows the legal moves."""
-
-    async def get(self, execution_id: str) -> ExecutionRecord | None:
-        raise NotImplementedError
-
-    async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        raise NotImplementedError
-
-    async def update_status(self, execution_id: str, status: ExecutionStatus) -> ExecutionRecord:
-        record = await self.get(execution_id)
-        if record is None:
-            raise NotFound(f"execution {execution_id!r} not found")
-        check_transition(record.status, status)
-        record.status = status
-        await self.save(record)
-        return record

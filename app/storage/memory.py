@@ -1,7 +1,7 @@
 """A store that keeps nothing across restarts: for tests and throwaway servers.
 
 Records are kept encoded, so a caller mutating a record after ``stage`` changes nothing
-stored, exactly as with :class:`~app.sqlite_store.SqliteStore`.
+stored, exactly as with :class:`~app.storage.sqlite.SqliteStore`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import builtins
 import itertools
 from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
 
 import msgspec
 
@@ -23,13 +25,13 @@ from app.model.records import (
 )
 from app.model.webhooks import WebhookDelivery
 from app.model.webhooks import decode_delivery as webhook_from_body
-from app.storage.base import StatusUpdates
 
 _decode = msgspec.json.Decoder(ExecutionRecord).decode
 
 
-class MemoryStore(StatusUpdates):
-    """:class:`~app.store.ExecutionStore` and :class:`~app.store.WorkflowStore` in dicts."""
+class MemoryStore:
+    """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
+    in dicts."""
 
     def __init__(self) -> None:
         self._records: dict[str, bytes] = {}
@@ -38,8 +40,16 @@ class MemoryStore(StatusUpdates):
         #: webhook id -> (encoded delivery, claimed until), in creation order.
         self._webhooks: dict[str, tuple[bytes, int]] = {}
 
-    async def open(self) -> None:
-        return None
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
         self._records[record.id] = encoder.encode(record)

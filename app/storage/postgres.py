@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import msgspec
 import psycopg
@@ -36,17 +37,9 @@ from app.model.records import (
 )
 from app.model.status import ExecutionStatus
 from app.model.webhooks import WebhookDelivery
-from app.storage.base import StatusUpdates
-from app.storage.sql_rows import (
-    RecordRow,
-    WebhookRow,
-    json_object,
-    record_from_row,
-    record_row,
-    webhook_from_body,
-    webhook_row,
-)
+from app.storage.sql_rows import json_object, record_from_row, webhook_from_body, webhook_row
 from app.storage.sql_rows import where as sql_where
+from app.storage.staging import SqlStaging, Staged
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +67,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX webhook_deliveries_by_execution ON webhook_deliveries (execution_id);
     """,
 )
+#: A dropped connection (server restart, ``pg_terminate_backend``) is replaced: the pool checks
+#: each one it hands out, and a group commit that fails on its connection is written again
+#: (upserts) after this many seconds, doubling up to RETRY_MAX_S: no staged write is dropped.
+RETRY_S = 0.05
+RETRY_MAX_S = 2.0
 #: ``pg_advisory_lock`` key held while the schema (ours, the checkpointer's) is migrated.
 SCHEMA_LOCK = 0x67726170687075
 
@@ -100,24 +98,28 @@ SELECT * FROM unnest(%s::text[], %s::integer[], %s::text[], %s::bytea[])
 ON CONFLICT (execution_id, seq) DO UPDATE SET type = excluded.type, payload = excluded.payload"""
 
 
-class PostgresStore(StatusUpdates):
-    """:class:`~app.store.ExecutionStore` and :class:`~app.store.WorkflowStore` on
-    PostgreSQL. ``url`` is a libpq URL; ``?options=-csearch_path%3Dname`` picks a schema."""
+class PostgresStore(SqlStaging):
+    """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
+    on PostgreSQL; ``async with`` opens its pool and migrates the schema. ``url`` is a libpq
+    URL; ``?options=-csearch_path%3Dname`` picks a schema."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        super().__init__()
         self._pool = AsyncConnectionPool(
-            url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            kwargs={"autocommit": True},
+            check=AsyncConnectionPool.check_connection,  # see RETRY_S
         )
-        self._records: dict[str, RecordRow] = {}
-        self._events: dict[tuple[str, int], tuple[str, bytes]] = {}
-        self._webhooks: list[WebhookRow] = []
         #: Resolved when the staged writes are committed; then the batch being written.
-        self._staged: asyncio.Future[None] | None = None
+        self._batch: asyncio.Future[None] | None = None
         self._writing: asyncio.Future[None] | None = None
         self._writing_ids: frozenset[str] = frozenset()
         self._writer: asyncio.Task[None] | None = None
 
-    async def open(self) -> None:
+    async def __aenter__(self) -> Self:
         await self._pool.open(wait=True, timeout=10)
         async with self.schema_lock(), self._pool.connection() as conn, conn.transaction():
             await conn.execute(
@@ -132,6 +134,15 @@ class PostgresStore(StatusUpdates):
                 await conn.execute(sql)
                 await conn.execute("INSERT INTO graphpush_migrations VALUES (%s)", (version,))
                 log.info("PostgreSQL schema migrated to version %d", version)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     @asynccontextmanager
     async def schema_lock(self) -> AsyncIterator[None]:
@@ -156,52 +167,30 @@ class PostgresStore(StatusUpdates):
 
     # ---- group commit ----------------------------------------------------------------
 
-    def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        self._records[record.id] = record_row(record, self._records.get(record.id))
-        self.stage_events(record.id, events)
-
-    def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
-        for event in events:
-            self._events[execution_id, event.seq] = (event.type, event.payload)
-        self._start_writer()
-
-    def stage_webhooks(self, deliveries: Sequence[WebhookDelivery]) -> None:
-        self._webhooks.extend(webhook_row(d) for d in deliveries)
-        self._start_writer()
-
-    @property
-    def _has_staged(self) -> bool:
-        return bool(self._records or self._events or self._webhooks)
-
-    def _start_writer(self) -> None:
-        if self._staged is None:
-            self._staged = asyncio.get_running_loop().create_future()
+    def _staged(self) -> None:
+        if self._batch is None:
+            self._batch = asyncio.get_running_loop().create_future()
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_batches(), name="postgres-commit")
 
     async def commit(self, linger_s: float = 0.0) -> None:
         # Batches form on their own while a transaction is in flight: no need to linger.
-        done = self._staged if self._has_staged else self._writing
+        done = self._batch if self.has_staged else self._writing
         if done is not None:
             await asyncio.shield(done)
-
-    async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        self.stage(record, events)
-        await self.commit()
 
     async def _write_batches(self) -> None:
         """Commit the staged writes batch after batch until nothing is staged."""
         try:
-            while self._has_staged:
-                records, events = list(self._records.values()), self._events
-                webhooks, self._webhooks = self._webhooks, []
-                done, self._writing = self._staged, self._staged
+            while self.has_staged:
+                done, self._writing = self._batch, self._batch
                 self._writing_ids = frozenset(self._records)
-                self._records, self._events, self._staged = {}, {}, None
+                batch = self.take_staged()
+                self._batch = None
                 try:
-                    await self._write(records, events, webhooks)
+                    await self._write_until_stored(batch)
                 except Exception as exc:
-                    log.exception("PostgreSQL commit of %d records failed", len(records))
+                    log.exception("PostgreSQL commit of %d records failed", len(batch.records))
                     if done is not None:
                         done.set_exception(exc)
                         done.exception()  # logged above; awaiting callers still raise
@@ -212,25 +201,27 @@ class PostgresStore(StatusUpdates):
             self._writer = self._writing = None
             self._writing_ids = frozenset()
 
-    async def _write(
-        self,
-        records: list[RecordRow],
-        events: dict[tuple[str, int], tuple[str, bytes]],
-        webhooks: list[WebhookRow],
-    ) -> None:
+    async def _write_until_stored(self, batch: Staged) -> None:
+        delay = RETRY_S
+        while True:
+            try:
+                return await self._write(batch)
+            except psycopg.OperationalError:  # the connection, not the rows: write again
+                log.warning("PostgreSQL commit failed; again in %.2f s", delay, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _write(self, batch: Staged) -> None:
         # Binary parameters: payloads go as they are, not hex-encoded.
         async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-            if records:
-                columns = [list(column) for column in zip(*records, strict=True)]
-                await conn.execute(_UPSERT_RECORDS, columns, binary=True)
-            if events:
-                keys, values = list(events), list(events.values())
-                columns = [[k[0] for k in keys], [k[1] for k in keys]]
-                columns += [[v[0] for v in values], [v[1] for v in values]]
-                await conn.execute(_UPSERT_EVENTS, columns, binary=True)
-            if webhooks:
-                columns = [list(column) for column in zip(*webhooks, strict=True)]
-                await conn.execute(_INSERT_WEBHOOKS, columns, binary=True)
+            for sql, rows in (
+                (_UPSERT_RECORDS, batch.records),
+                (_UPSERT_EVENTS, batch.events),
+                (_INSERT_WEBHOOKS, batch.webhooks),
+            ):
+                if rows:
+                    columns = [list(column) for column in zip(*rows, strict=True)]
+                    await conn.execute(sql, columns, binary=True)
 
     # ---- executions ------------------------------------------------------------------
 
@@ -267,6 +258,15 @@ class PostgresStore(StatusUpdates):
             limit,
         )
         return [StoredEvent(seq, type_, bytes(payload)) for seq, type_, payload in rows]
+
+    async def new_run_ids(self, created_before: int) -> builtins.list[str]:
+        sql = "SELECT id FROM executions WHERE status='new' AND created_at<%s ORDER BY created_at"
+        return [row[0] for row in await self._fetch(sql, created_before)]
+
+    async def ping(self) -> None:
+        """Raises unless PostgreSQL answers within a second."""
+        async with self._pool.connection(timeout=1.0) as conn:
+            await conn.execute("SELECT 1")
 
     async def swap(self, record: ExecutionRecord, expected: ExecutionStatus) -> bool:
         """Write ``record`` (not its workflow snapshot) only if the stored run's status is

@@ -16,6 +16,8 @@ from app.model.records import ExecutionQuery, ExecutionRecord
 from app.model.webhooks import WebhookDelivery, decode_delivery
 
 RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None]
+#: A log entry's row: ``(execution_id, seq, type, payload)``.
+EventRow = tuple[str, int, str, bytes]
 
 _record_decoder = msgspec.json.Decoder(ExecutionRecord)
 json_object = msgspec.json.Decoder(dict[str, Any]).decode

@@ -24,10 +24,10 @@ import asyncio
 import builtins
 import contextlib
 import sqlite3
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import msgspec
 
@@ -40,17 +40,9 @@ from app.model.records import (
     StoredEvent,
 )
 from app.model.webhooks import WebhookDelivery
-from app.storage.base import StatusUpdates
-from app.storage.sql_rows import (
-    RecordRow,
-    WebhookRow,
-    json_object,
-    record_from_row,
-    record_row,
-    webhook_from_body,
-    webhook_row,
-)
+from app.storage.sql_rows import json_object, record_from_row, webhook_from_body, webhook_row
 from app.storage.sql_rows import where as sql_where
+from app.storage.staging import SqlStaging, Staged
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -80,20 +72,18 @@ CHECKPOINT_INTERVAL_S = 0.5
 #: The workflow snapshot is written with the run's first row only (see app.sql_rows).
 _UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
     status=excluded.status, body=excluded.body, workflow=coalesce(excluded.workflow, workflow)"""
-_EventRow = tuple[str, int, str, bytes]
 _INSERT_WEBHOOK = """INSERT INTO webhooks (id, execution_id, status, due, body)
     VALUES (?,?,?,?,?) ON CONFLICT (id) DO NOTHING"""
 
 
-class SqliteStore(StatusUpdates):
-    """:class:`~app.store.ExecutionStore` and :class:`~app.store.WorkflowStore` on SQLite."""
+class SqliteStore(SqlStaging):
+    """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
+    on SQLite; ``async with`` opens (creating the file and schema) and closes it."""
 
     def __init__(self, path: Path | str) -> None:
+        super().__init__()
         self._path = str(path)
         self._db: sqlite3.Connection | None = None
-        self._records: dict[str, RecordRow] = {}
-        self._events: list[_EventRow] = []
-        self._webhooks: list[WebhookRow] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_due = 0.0
         #: Resolved when the staged writes are committed (created by the first ``commit``).
@@ -103,7 +93,7 @@ class SqliteStore(StatusUpdates):
         self._checkpoint_db: sqlite3.Connection | None = None
         self._checkpoint_task: asyncio.Task[None] | None = None
 
-    async def open(self) -> None:
+    async def __aenter__(self) -> Self:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self._path, isolation_level=None)
@@ -114,6 +104,15 @@ class SqliteStore(StatusUpdates):
         self._db = db
         if self._path != ":memory:":
             self._checkpoint_task = asyncio.create_task(self._checkpoint_loop())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     async def _checkpoint_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -131,21 +130,12 @@ class SqliteStore(StatusUpdates):
 
     @property
     def db(self) -> sqlite3.Connection:
-        assert self._db is not None, "SqliteStore.open() was not awaited"
+        assert self._db is not None, "SqliteStore used outside its `async with`"
         return self._db
 
     # ---- group commit ----------------------------------------------------------------
 
-    def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        self._records[record.id] = record_row(record, self._records.get(record.id))
-        self.stage_events(record.id, events)
-
-    def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
-        self._events.extend((execution_id, e.seq, e.type, e.payload) for e in events)
-        self._schedule_flush(asyncio.get_running_loop().time() + FLUSH_DELAY_S)
-
-    def stage_webhooks(self, deliveries: Sequence[WebhookDelivery]) -> None:
-        self._webhooks.extend(webhook_row(d) for d in deliveries)
+    def _staged(self) -> None:
         self._schedule_flush(asyncio.get_running_loop().time() + FLUSH_DELAY_S)
 
     def _schedule_flush(self, due: float) -> None:
@@ -157,16 +147,12 @@ class SqliteStore(StatusUpdates):
         self._flush_handle = asyncio.get_running_loop().call_at(due, self._flush)
 
     async def commit(self, linger_s: float = 0.0) -> None:
-        if self._records or self._events or self._webhooks:
+        if self.has_staged:
             loop = asyncio.get_running_loop()
             if self._committed is None:
                 self._committed = loop.create_future()
             self._schedule_flush(loop.time() + linger_s)
             await asyncio.shield(self._committed)
-
-    async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        self.stage(record, events)
-        await self.commit()
 
     def _flush(self) -> None:
         """Commit everything staged (if anything) in one transaction and wake whoever awaits
@@ -174,12 +160,11 @@ class SqliteStore(StatusUpdates):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        records, events, done = list(self._records.values()), self._events, self._committed
-        webhooks, self._webhooks = self._webhooks, []
-        self._records, self._events, self._committed = {}, [], None
+        batch, done = self.take_staged(), self._committed
+        self._committed = None
         try:
-            if records or events or webhooks:
-                self._write(records, events, webhooks)
+            if any(batch):
+                self._write(batch)
                 self._written_since_checkpoint = True
         except Exception as exc:
             if done is None:
@@ -189,18 +174,13 @@ class SqliteStore(StatusUpdates):
             if done is not None:
                 done.set_result(None)
 
-    def _write(
-        self,
-        records: list[RecordRow],
-        events: list[tuple[str, int, str, bytes]],
-        webhooks: list[WebhookRow],
-    ) -> None:
+    def _write(self, batch: Staged) -> None:
         db = self.db
         db.execute("BEGIN")
         try:
-            db.executemany(_UPSERT, records)
-            db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", events)
-            db.executemany(_INSERT_WEBHOOK, webhooks)
+            db.executemany(_UPSERT, batch.records)
+            db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", batch.events)
+            db.executemany(_INSERT_WEBHOOK, batch.webhooks)
         except BaseException:
             db.execute("ROLLBACK")
             raise

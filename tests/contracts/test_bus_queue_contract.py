@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -14,13 +16,16 @@ import pytest
 from redis.asyncio import Redis
 
 from app.bus.base import EventBus, LocalEventBus, PushEvent
-from app.bus.redis import RedisBus, held_push_refs
+from app.bus.pubsub import PubSub
+from app.bus.redis import RedisBus
 from app.model.records import ExecutionRecord
 from app.model.status import ExecutionStatus
 from app.push.hub import PushHub
+from app.push.size import fit
 from app.queue.base import ExecutionQueue, LocalQueue
 from app.queue.redis import RedisQueue
 from app.settings import Settings
+from app.storage.memory import MemoryStore
 from app.storage.postgres import PostgresStore
 from support.push import FakeService
 from support.scaleout import REDIS_URL, fresh_prefix, fresh_schema
@@ -47,10 +52,34 @@ async def redis() -> AsyncIterator[Redis]:
 
 @pytest.fixture
 async def store() -> AsyncIterator[PostgresStore]:
-    store = PostgresStore(fresh_schema())
-    await store.open()
-    yield store
-    await store.close()
+    async with PostgresStore(fresh_schema()) as store:
+        yield store
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    async with AsyncExitStack() as stack:
+        yield stack
+
+
+async def redis_bus(
+    stack: AsyncExitStack,
+    client: Redis,
+    channel: str,
+    *,
+    limit: int = 5 << 20,
+    durable: Callable[[], Awaitable[None]] | None = None,
+) -> RedisBus:
+    """A listening bus on ``channel`` with a pub/sub connection of its own (one process's)."""
+    pubsub = await stack.enter_async_context(PubSub(client))
+    bus = RedisBus(
+        client,
+        channel=channel,
+        trim=partial(fit, limit=limit),
+        durable=durable or _nothing,
+        listen=pubsub,
+    )
+    return await stack.enter_async_context(bus)
 
 
 async def _nothing() -> None:
@@ -65,7 +94,6 @@ BusFactory = Callable[..., Awaitable[EventBus]]
 @pytest.fixture(params=["local", "redis"])
 async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[BusFactory]:
     """Makes buses of one kind sharing one channel, as the processes of a deployment do."""
-    opened: list[RedisBus] = []
     if request.param == "local":
         local = LocalEventBus()
 
@@ -76,18 +104,12 @@ async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[BusFactory]:
         return
     prefix = fresh_prefix()
     client = Redis.from_url(REDIS_URL)
+    async with AsyncExitStack() as stack:
 
-    async def make_redis(
-        durable: Callable[[], Awaitable[None]] = _nothing, limit: int = 5 << 20
-    ) -> EventBus:
-        bus = RedisBus(client, channel=f"{prefix}:events", max_message_bytes=limit, durable=durable)
-        await bus.open(listen=True)
-        opened.append(bus)
-        return bus
+        async def make_redis() -> EventBus:
+            return await redis_bus(stack, client, f"{prefix}:events")
 
-    yield make_redis
-    for bus in opened:
-        await bus.aclose()
+        yield make_redis
     await client.aclose()
 
 
@@ -128,16 +150,15 @@ async def test_an_unsubscribed_subscriber_gets_nothing_more(make_bus: BusFactory
 # ---- what the Redis bus adds -------------------------------------------------------------
 
 
-async def test_the_redis_bus_publishes_only_what_the_store_has_committed(redis: Redis) -> None:
+async def test_the_redis_bus_publishes_only_what_the_store_has_committed(
+    redis: Redis, stack: AsyncExitStack
+) -> None:
     committed = asyncio.Event()
 
     async def durable() -> None:
         await committed.wait()
 
-    bus = RedisBus(
-        redis, channel=f"{fresh_prefix()}:events", max_message_bytes=1000, durable=durable
-    )
-    await bus.open(listen=True)
+    bus = await redis_bus(stack, redis, f"{fresh_prefix()}:events", limit=1000, durable=durable)
     got: list[PushEvent] = []
     bus.subscribe(got.append)
     await bus.publish(event("a", 1))
@@ -145,14 +166,12 @@ async def test_the_redis_bus_publishes_only_what_the_store_has_committed(redis: 
     assert got == []
     committed.set()
     await eventually(lambda: len(got) == 1)
-    await bus.aclose()
 
 
-async def test_the_redis_bus_trims_an_oversized_message_before_the_hop(redis: Redis) -> None:
-    bus = RedisBus(
-        redis, channel=f"{fresh_prefix()}:events", max_message_bytes=2000, durable=_nothing
-    )
-    await bus.open(listen=True)
+async def test_the_redis_bus_trims_an_oversized_message_before_the_hop(
+    redis: Redis, stack: AsyncExitStack
+) -> None:
+    bus = await redis_bus(stack, redis, f"{fresh_prefix()}:events", limit=2000)
     got: list[PushEvent] = []
     bus.subscribe(got.append)
     item = {"json": {"blob": "x" * 5000}, "pairedItem": {"item": 0}}
@@ -162,13 +181,12 @@ async def test_the_redis_bus_trims_an_oversized_message_before_the_hop(redis: Re
     await eventually(lambda: len(got) == 1)
     assert len(got[0].payload) <= 2000
     assert b"__isTrimmedManualExecutionDataItem" in got[0].payload
-    await bus.aclose()
 
 
 async def test_an_instance_buffers_only_the_push_refs_it_holds() -> None:
     hub = PushHub(settings=Settings(), service=FakeService(LocalEventBus()))
     held = hub.connect("held-here", None, None, lambda: None)
-    on_event = held_push_refs(hub)
+    on_event = hub.shared.on_event
     on_event(PushEvent("e1", 1, "executionStarted", b"{}", push_ref="held-here"))
     on_event(PushEvent("e2", 1, "executionStarted", b"{}", push_ref="held-elsewhere"))
     assert [frame.event_id for frame in held.data_to_send()] == [1]
@@ -187,7 +205,7 @@ async def queued(
 ) -> AsyncIterator[tuple[QueueFactory, Callable[[ExecutionRecord], Awaitable[None]]]]:
     """(make a queue sharing the others' runs, store a new run) for one kind of queue."""
     if request.param == "local":
-        local = LocalQueue(100)
+        local = LocalQueue(100, store=MemoryStore())
 
         async def make_local() -> ExecutionQueue:
             return local
@@ -197,23 +215,17 @@ async def queued(
 
         yield make_local, keep
         return
-    store = PostgresStore(fresh_schema())
-    await store.open()
     prefix = fresh_prefix()
     client = Redis.from_url(REDIS_URL)
-    opened: list[RedisQueue] = []
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(PostgresStore(fresh_schema()))
 
-    async def make_redis() -> ExecutionQueue:
-        queue = RedisQueue(client, store=store, prefix=prefix, claim_idle_s=1.0)
-        await queue.open(consume=True)
-        opened.append(queue)
-        return queue
+        async def make_redis() -> ExecutionQueue:
+            queue = RedisQueue(client, store=store, prefix=prefix, claim_idle_s=1.0)
+            return await stack.enter_async_context(queue)
 
-    yield make_redis, store.save
-    for queue in opened:
-        await queue.aclose()
+        yield make_redis, store.save
     await client.aclose()
-    await store.close()
 
 
 async def test_runs_come_out_first_in_first_out(queued: Any) -> None:
@@ -266,27 +278,21 @@ async def test_each_run_goes_to_exactly_one_taker(queued: Any) -> None:
 
 @pytest.fixture
 async def cluster_queues(
-    redis: Redis, store: PostgresStore
-) -> AsyncIterator[Callable[..., Awaitable[RedisQueue]]]:
+    redis: Redis, store: PostgresStore, stack: AsyncExitStack
+) -> Callable[..., Awaitable[RedisQueue]]:
+    """Makes queues of one deployment, each a process's; ``cancel`` gets the cancel requests
+    for the runs it holds (``app/backends.py`` wires its workers' ``cancel`` the same way)."""
     prefix = fresh_prefix()
-    opened: list[RedisQueue] = []
 
-    async def make(
-        recover: Any = None, cancel: Callable[[str], bool] = lambda _: False
-    ) -> RedisQueue:
+    async def make(cancel: Callable[[str], object] | None = None) -> RedisQueue:
         queue = RedisQueue(redis, store=store, prefix=prefix, claim_idle_s=1.0)
-        await queue.open(consume=True)
-
-        async def no_recover(records: list[ExecutionRecord]) -> None:
-            raise AssertionError(records)
-
-        queue.bind(recover=recover or no_recover, cancel=cancel)
-        opened.append(queue)
+        await stack.enter_async_context(queue)
+        if cancel is not None:
+            pubsub = await stack.enter_async_context(PubSub(redis))
+            await pubsub.subscribe(queue.control, lambda data: cancel(data.decode()))
         return queue
 
-    yield make
-    for queue in opened:
-        await queue.aclose()
+    return make
 
 
 async def test_a_taken_run_is_running_in_the_store(
@@ -331,30 +337,20 @@ async def test_cancel_of_a_running_run_reaches_the_process_holding_it(
     await eventually(lambda: asked == [run.id])
 
 
-async def test_a_stopped_holders_running_run_is_recovered_by_another_process(
+async def test_a_stopped_holders_running_run_is_handed_to_another_process_to_end(
     store: PostgresStore, cluster_queues: Any
 ) -> None:
-    recovered: list[ExecutionRecord] = []
-    survivor: RedisQueue | None = None
-
-    async def recover(records: list[ExecutionRecord]) -> None:
-        recovered.extend(records)
-        assert survivor is not None
-        for r in records:
-            await survivor.done(r.id)
-
     doomed = await cluster_queues()
-    survivor = await cluster_queues(recover=recover)
+    survivor = await cluster_queues()
     run = record()
     await store.save(run)
     await doomed.put(run)
     await asyncio.wait_for(doomed.get(), 5)
     await doomed.aclose()  # stops heartbeating, as a killed process does
-    waiting = asyncio.ensure_future(survivor.get())
-    await eventually(lambda: len(recovered) == 1, within=6)
-    assert recovered[0].id == run.id and recovered[0].status is S.RUNNING
-    waiting.cancel()
-    await asyncio.gather(waiting, return_exceptions=True)
+    taken = await asyncio.wait_for(survivor.get(), 6)
+    assert taken.id == run.id and taken.status is S.RUNNING  # as stored: to end crashed
+    await survivor.done(run.id)
+    assert await survivor._redis.xlen(survivor._stream) == 0
 
 
 async def test_a_run_a_stopped_process_never_started_runs_elsewhere(

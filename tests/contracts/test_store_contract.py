@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
-from app.errors import Conflict, IllegalTransition, NotFound
+from app.errors import Conflict, IllegalTransition
 from app.executions.flatted import stringify
 from app.model.records import ExecutionQuery, ExecutionRecord, StoredEvent
 from app.model.status import TRANSITIONS, ExecutionStatus, check_transition
@@ -30,7 +31,9 @@ S = ExecutionStatus
 
 
 class Store(ExecutionStore, WorkflowStore, Protocol):
-    async def open(self) -> None: ...
+    async def __aenter__(self) -> Store: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -59,17 +62,12 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 @pytest.fixture
 async def opener(backend: Backend, tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[Store]]]:
     """Opens stores of ``backend`` on one directory; all are closed at the end."""
-    opened: list[Store] = []
+    async with AsyncExitStack() as stack:
 
-    async def open_store() -> Store:
-        store = backend.make(tmp_path)
-        await store.open()
-        opened.append(store)
-        return store
+        async def open_store() -> Store:
+            return await stack.enter_async_context(backend.make(tmp_path))
 
-    yield open_store
-    for store in reversed(opened):
-        await store.close()
+        yield open_store
 
 
 @pytest.fixture
@@ -264,36 +262,30 @@ async def test_list_sees_the_latest_status_of_a_record(store: Store) -> None:
     assert (await store.list(ExecutionQuery(status=S.NEW))).total == 0
 
 
-# ---- status updates --------------------------------------------------------------------
+# ---- status changes (as the workers make them: check, then write the whole record) ----
 
 
-async def test_update_status_moves_a_run_along_a_legal_transition(store: Store) -> None:
+async def test_a_run_moved_along_a_legal_transition_reads_back_moved(store: Store) -> None:
     row = record()
     await store.save(row)
 
-    updated = await store.update_status(row.id, S.RUNNING)
+    check_transition(row.status, S.RUNNING)
+    row.status = S.RUNNING
+    await store.save(row)
 
-    assert updated.status is S.RUNNING
     stored = await store.get(row.id)
     assert stored is not None and stored.status is S.RUNNING
 
 
-async def test_update_status_refuses_an_illegal_transition_and_changes_nothing(
-    store: Store,
-) -> None:
+async def test_a_refused_transition_leaves_the_stored_run_as_it_was(store: Store) -> None:
     row = record(status=S.SUCCESS)
     await store.save(row)
 
     with pytest.raises(IllegalTransition):
-        await store.update_status(row.id, S.RUNNING)
+        check_transition(row.status, S.RUNNING)
 
     stored = await store.get(row.id)
     assert stored is not None and stored.status is S.SUCCESS
-
-
-async def test_update_status_of_an_unknown_run_is_not_found(store: Store) -> None:
-    with pytest.raises(NotFound):
-        await store.update_status("missing", S.RUNNING)
 
 
 # ---- event logs ------------------------------------------------------------------------

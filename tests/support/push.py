@@ -143,6 +143,10 @@ def decode(frame: bytes | str) -> dict[str, Any]:
 # ---- the app -------------------------------------------------------------------------------
 
 
+async def _ready() -> dict[str, str]:
+    return {}  # no shared backend
+
+
 class Harness:
     """A Starlette app with the push routes, a LocalEventBus, a FakeService and the hub."""
 
@@ -155,7 +159,7 @@ class Harness:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        runtime = Runtime(self.settings, None, None, self.bus, self.service, self.hub)  # type: ignore[arg-type]
+        runtime = Runtime(self.settings, None, None, self.bus, self.service, self.hub, _ready)  # type: ignore[arg-type]
         app.state.runtime = runtime
         async with self.hub:
             yield
