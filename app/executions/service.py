@@ -16,7 +16,7 @@ from app.bus.base import EventBus
 from app.clock import new_id, now_ms
 from app.errors import IllegalTransition, NotFound, QueueFull, ValidationFailed, problem
 from app.executions.runner import GraphRunner
-from app.executions.workers import ExecutionManager, Outbox
+from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
 from app.metrics import prometheus
 from app.model.access import Action, Caller
@@ -29,7 +29,7 @@ from app.model.records import (
     StoredEvent,
 )
 from app.model.status import ExecutionStatus, check_transition
-from app.model.webhooks import WebhookDelivery, check_webhook_url
+from app.model.webhooks import Outbox, WebhookDelivery, check_webhook_url
 from app.queue.base import ExecutionQueue
 from app.settings import Settings
 from app.storage.base import ExecutionStore

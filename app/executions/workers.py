@@ -17,7 +17,6 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from msgspec.json import decode as _decode
 
@@ -28,7 +27,7 @@ from app.executions.runner import GraphRunner, TaskStarted
 from app.messages import ExecutionRecovered, ExecutionRecoveredData, encode, encoder
 from app.model.records import ExecutionRecord, StoredEvent
 from app.model.status import ExecutionStatus, check_transition
-from app.model.webhooks import WebhookDelivery
+from app.model.webhooks import Outbox
 from app.queue.base import ExecutionQueue
 from app.storage.base import ExecutionStore
 from app.workflows.compiler import CompiledWorkflow
@@ -41,18 +40,6 @@ LINGER_S = 0.005
 CRASHED_REASON = "the process running this execution stopped"
 #: The graph a run executes, from its record (the workflows package compiles it).
 Compile = Callable[[ExecutionRecord], Awaitable[CompiledWorkflow]]
-
-
-class Outbox(Protocol):
-    """Where a run's end or pause is announced beyond push (the webhooks, SPEC §11)."""
-
-    def deliveries(self, record: ExecutionRecord) -> list[WebhookDelivery]:
-        """The outbox rows of ``record``'s new status, staged in its transaction."""
-        ...
-
-    def committed(self) -> None:
-        """Rows staged so far are durable."""
-        ...
 
 
 @dataclass(slots=True)

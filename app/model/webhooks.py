@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 from urllib.parse import urlsplit
 
 import msgspec
 
 from app.errors import WebhookUrlRefused, problem
+from app.model.records import ExecutionRecord
 
 WebhookEvent = Literal["execution.finished", "execution.waiting"]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
@@ -59,6 +60,18 @@ class WebhookDelivery(msgspec.Struct, kw_only=True):
             self.status, self.next_attempt_at = "failed", None
         else:
             self.next_attempt_at = attempt.at + round(schedule[retry] * 1000)
+
+
+class Outbox(Protocol):
+    """Where a run's end or pause is announced beyond push (the webhooks, SPEC §11)."""
+
+    def deliveries(self, record: ExecutionRecord) -> list[WebhookDelivery]:
+        """The outbox rows of ``record``'s new status, staged in its transaction."""
+        ...
+
+    def committed(self) -> None:
+        """Rows staged so far are durable."""
+        ...
 
 
 #: Decodes a delivery as the stores keep it (msgspec JSON of :class:`WebhookDelivery`).

@@ -36,8 +36,8 @@ from app.model.records import (
     StoredEvent,
 )
 from app.model.status import ExecutionStatus
-from app.model.webhooks import WebhookDelivery
-from app.storage.sql_rows import json_object, record_from_row, webhook_from_body, webhook_row
+from app.storage.postgres_outbox import INSERT_WEBHOOKS, PostgresOutbox
+from app.storage.sql_rows import json_object, record_from_row
 from app.storage.sql_rows import where as sql_where
 from app.storage.staging import SqlStaging, Staged
 
@@ -81,24 +81,13 @@ SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[
                      %s::bytea[], %s::bytea[])
 ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body,
     workflow = coalesce(excluded.workflow, executions.workflow)"""
-_INSERT_WEBHOOKS = """
-INSERT INTO webhook_deliveries (id, execution_id, status, due, body)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::bytea[])
-ON CONFLICT (id) DO NOTHING"""
-#: Of several processes claiming at once, each row goes to one (SKIP LOCKED), for the lease.
-_CLAIM_WEBHOOKS = """
-UPDATE webhook_deliveries SET claimed_until = %s WHERE id IN (
-    SELECT id FROM webhook_deliveries
-    WHERE status = 'pending' AND due <= %s AND claimed_until <= %s
-    ORDER BY due LIMIT %s FOR UPDATE SKIP LOCKED)
-RETURNING body"""
 _UPSERT_EVENTS = """
 INSERT INTO execution_events (execution_id, seq, type, payload)
 SELECT * FROM unnest(%s::text[], %s::integer[], %s::text[], %s::bytea[])
 ON CONFLICT (execution_id, seq) DO UPDATE SET type = excluded.type, payload = excluded.payload"""
 
 
-class PostgresStore(SqlStaging):
+class PostgresStore(SqlStaging, PostgresOutbox):
     """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
     on PostgreSQL; ``async with`` opens its pool and migrates the schema. ``url`` is a libpq
     URL; ``?options=-csearch_path%3Dname`` picks a schema."""
@@ -217,7 +206,7 @@ class PostgresStore(SqlStaging):
             for sql, rows in (
                 (_UPSERT_RECORDS, batch.records),
                 (_UPSERT_EVENTS, batch.events),
-                (_INSERT_WEBHOOKS, batch.webhooks),
+                (INSERT_WEBHOOKS, batch.webhooks),
             ):
                 if rows:
                     columns = [list(column) for column in zip(*rows, strict=True)]
@@ -282,35 +271,6 @@ class PostgresStore(SqlStaging):
                 (record.status.value, body, record.id, expected.value),
             )
             return cursor.rowcount == 1
-
-    # ---- webhook outbox --------------------------------------------------------------
-
-    async def list_webhooks(self, execution_id: str) -> builtins.list[WebhookDelivery]:
-        rows = await self._fetch(
-            "SELECT body FROM webhook_deliveries WHERE execution_id=%s ORDER BY position",
-            execution_id,
-        )
-        return [webhook_from_body(r[0]) for r in rows]
-
-    async def claim_webhooks(
-        self, now: int, lease_ms: int, limit: int
-    ) -> builtins.list[WebhookDelivery]:
-        rows = await self._fetch(_CLAIM_WEBHOOKS, now + lease_ms, now, now, limit)
-        claimed = [webhook_from_body(r[0]) for r in rows]
-        return sorted(claimed, key=lambda d: d.next_attempt_at or 0)
-
-    async def save_webhook(self, delivery: WebhookDelivery) -> None:
-        id_, _, status, due, body = webhook_row(delivery)
-        await self._run(
-            "UPDATE webhook_deliveries SET status=%s, due=%s, body=%s, claimed_until=0 WHERE id=%s",
-            status,
-            due,
-            body,
-            id_,
-        )
-
-    async def release_webhook_claims(self) -> None:
-        await self._run("UPDATE webhook_deliveries SET claimed_until=0 WHERE claimed_until>0")
 
     # ---- workflows -------------------------------------------------------------------
 

@@ -154,8 +154,11 @@ async def test_a_token_reads_only_its_executions_and_does_only_its_actions(site:
     assert (await site.call("GET", f"/agents/executions/{mine}", token)).status_code == 200
     events = await site.call("GET", f"/agents/executions/{mine}/events", token)
     assert events.status_code == 200 and events.json()["items"]
+    webhooks = await site.call("GET", f"/agents/executions/{mine}/webhooks", token)
+    assert webhooks.json() == {"items": []}
     for method, path in [
         ("GET", f"/agents/executions/{other}"),
+        ("GET", f"/agents/executions/{other}/webhooks"),
         ("GET", f"/agents/executions/{other}/events"),
         ("POST", f"/agents/executions/{mine}/cancel"),
         ("POST", f"/agents/executions/{mine}/resume"),

@@ -18,6 +18,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from app.settings import Settings
+from app.webhooks.guard import Refused, resolve
 from support.app import (
     clean_env,
     create_workflow,
@@ -181,6 +182,30 @@ async def test_a_name_resolving_to_loopback_is_not_delivered(
     (attempt,) = item["attempts"]
     assert "refused" in attempt["error"] and "loopback" in attempt["error"]
     assert receiver.received == []
+
+
+async def test_a_name_is_resolved_once_and_the_checked_address_gets_the_request(
+    hook_settings: Settings, receiver: Receiver
+) -> None:
+    """The request goes to the address that was checked, with the name as ``Host``: a
+    second resolution (DNS rebinding) has no say."""
+    port = receiver.url.split(":")[2].split("/")[0]
+    async with running_app(hook_settings) as (_, client):
+        workflow_id = await create_workflow(client, QUICK)
+        execution_id = await run(client, workflow_id, webhook=f"http://localhost:{port}/hook")
+        await webhooks_of(client, execution_id, "delivered")
+    (received,) = receiver.received
+    assert received.headers["host"] == f"localhost:{port}"
+
+
+async def test_the_guard_pins_the_checked_address() -> None:
+    target = await resolve("https://localhost:8443/x?y=1", allow_private=True)
+    assert target.url.host in ("127.0.0.1", "::1")
+    assert (target.url.port, target.url.path, target.url.query) == (8443, "/x", b"y=1")
+    assert target.headers == {"host": "localhost:8443"}
+    assert target.extensions == {"sni_hostname": "localhost"}  # TLS checks the name
+    with pytest.raises(Refused, match="loopback"):
+        await resolve("https://localhost:8443/x", allow_private=False)
 
 
 # ---- a process killed between the final commit and the delivery -------------------------------
