@@ -3,18 +3,23 @@
     GraphpushError                 500 internal_error
     ├── BadRequest                 400 bad_request
     │   └── UnsupportedMediaType   415 unsupported_media_type
-    ├── Unauthorized               401 unauthorized
-    │   └── TokenRejected          401 token_rejected      (WebSocket 1008)
-    ├── Forbidden                  403 forbidden
+    ├── Unauthorized               401 unauthorized        (WebSocket: close 4401)
+    │   └── TokenRejected          401 token_rejected      (WebSocket: close 1008)
+    ├── Forbidden                  403 forbidden           (WebSocket: close 1008)
     ├── NotFound                   404 not_found
+    ├── NotAcceptable              406 not_acceptable
     ├── Conflict                   409 conflict
     │   └── IllegalTransition      409 illegal_transition
     ├── PayloadTooLarge            413 payload_too_large
     ├── ValidationFailed           422 validation_failed   (``details``: every problem)
     │   └── WebhookUrlRefused      422 webhook_url_refused
+    │   └── RetryFromNodeUnsupported  422 retry_from_node_unsupported
     ├── QueueFull                  503 queue_full          (``Retry-After``)
     └── BackendUnavailable         503 backend_unavailable (``Retry-After``: Redis or
                                                             PostgreSQL does not answer)
+
+:mod:`app.http.errors` renders them: the JSON error body of SPEC §3 for HTTP, and the close
+code that refuses a push WebSocket (1008 for any refusal but 401).
 
 Node failures inside a run are not exceptions of this tree: they end the run with status
 ``error`` and travel in push messages (see :mod:`app.executions.node_errors`); a node raises
@@ -70,6 +75,13 @@ class NotFound(GraphpushError):
     code = "not_found"
 
 
+class NotAcceptable(GraphpushError):
+    """A plain GET of ``/agents/push`` whose ``Accept`` rules out ``text/event-stream``."""
+
+    status = 406
+    code = "not_acceptable"
+
+
 class Conflict(GraphpushError):
     status = 409
     code = "conflict"
@@ -95,6 +107,12 @@ class WebhookUrlRefused(ValidationFailed):
     """A webhook URL that is not http(s), or is a literal refused address (SPEC §11)."""
 
     code = "webhook_url_refused"
+
+
+class RetryFromNodeUnsupported(ValidationFailed):
+    """A registered Python graph is retried from its start only (SPEC §9)."""
+
+    code = "retry_from_node_unsupported"
 
 
 class QueueFull(GraphpushError):

@@ -109,7 +109,7 @@ def _caller(request: Request) -> Caller:
     return authenticate(request, runtime(request).settings)
 
 
-def _key_owner(request: Request) -> str | None:
+def key_owner(request: Request) -> str | None:
     """The caller's owner, for a call that needs an API key (a token is 403)."""
     caller = _caller(request)
     caller.require_key()
@@ -145,6 +145,7 @@ def _page_query(request: Request, caller: Caller, workflow_id: str | None) -> Ex
         workflow_id=_listed_workflow(caller, workflow_id or query.identifier("workflow_id")),
         status=ExecutionStatus(status) if status else None,
         owner=caller.owner,
+        retry_of=query.identifier("retry_of"),
         limit=query.integer("limit", 20, low=1, high=200),
         offset=query.integer("offset", 0),
     )
@@ -156,7 +157,7 @@ def _page_query(request: Request, caller: Caller, workflow_id: str | None) -> Ex
 
 
 async def create_workflow(request: Request) -> Response:
-    _key_owner(request)
+    key_owner(request)
     workflow = await runtime(request).workflows.create(await _json_body(request))
     return JSONResponse(workflow, status_code=201)
 
@@ -194,7 +195,7 @@ async def workflow(request: Request) -> Response:
 
 
 async def run_workflow(request: Request) -> Response:
-    owner = _key_owner(request)
+    owner = key_owner(request)
     body = await read_body(request)
     run = decode_json(body, RunBody) if body.strip() else RunBody()
     record = await runtime(request).service.queue_manual_execution(
@@ -295,7 +296,7 @@ async def execution_webhooks(request: Request) -> Response:
 
 async def create_token(request: Request) -> Response:
     """``POST /agents/tokens``: a scoped browser token, minted with an API key."""
-    owner = _key_owner(request)
+    owner = key_owner(request)
     body = await read_body(request)
     token_request = decode_json(body if body.strip() else b"{}", TokenRequest)
     secret = runtime(request).settings.token_secret

@@ -3,19 +3,18 @@
 Pure checks shared by both transports; API keys and scoped tokens are read by
 :func:`app.http.auth.authenticate` in the transport's request handling, and the caller they
 yield is checked here and by :func:`~app.model.access.sees`. Refusals are
-:class:`~app.errors.GraphpushError`s: SSE answers them with their HTTP status and JSON
-error body, WebSocket closes with :func:`close_code_for`.
+:class:`~app.errors.GraphpushError`s, rendered by :mod:`app.http.errors` (SSE: status and
+JSON error body; WebSocket: close code).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from app.errors import BadRequest, Forbidden, GraphpushError, TokenRejected, Unauthorized
+from app.errors import BadRequest, Forbidden
 from app.model.access import Caller
 from app.model.cursor import MAX_CURSOR, parse_integer
 from app.model.ids import ID_PATTERN, is_identifier
-from app.push.connection import CloseCode
 from app.push.origin import origin_allowed
 
 
@@ -55,19 +54,3 @@ def check_caller(caller: Caller) -> None:
     """A push connection receives messages: a scoped token needs ``read`` (:class:`Forbidden`).
     Which messages it then receives is :func:`~app.model.access.sees`, applied by the registry."""
     caller.require_action("read")
-
-
-def close_code_for(exc: GraphpushError) -> int:
-    """The WebSocket close code that refuses a connection for ``exc``: 4401 without a valid
-    API key; 1008 for a cross-site Origin, a bad ``pushRef``, and for a scoped token that is
-    expired, forged or out of scope (SPEC §11)."""
-    if isinstance(exc, Unauthorized) and not isinstance(exc, TokenRejected):
-        return CloseCode.UNAUTHORIZED
-    return CloseCode.POLICY_VIOLATION
-
-
-class NotAcceptable(GraphpushError):
-    """A plain GET of ``/agents/push`` whose ``Accept`` rules out ``text/event-stream``."""
-
-    status = 406
-    code = "not_acceptable"

@@ -38,7 +38,7 @@ from app.messages import (
 from app.metrics import prometheus
 from app.model.access import Action, Caller, Scope
 from app.model.records import StoredEvent
-from app.model.status import ExecutionStatus
+from app.model.status import FINISHED
 from app.push import commands, wire
 from app.push.connection import CloseCode, Connection
 from app.push.registry import Registry
@@ -146,12 +146,6 @@ class PushHub:
         self.registry.route(event, now)
         self._maybe_sweep(now)
 
-    def send(self, push_ref: str, event: PushEvent) -> None:
-        self.registry.send(push_ref, event, self._clock())
-
-    def broadcast(self, event: PushEvent) -> None:
-        self.registry.broadcast(event, self._clock())
-
     def has(self, push_ref: str) -> bool:
         return self.registry.has(push_ref)
 
@@ -198,7 +192,7 @@ class PushHub:
             self.disconnect(conn)
             raise
         conn.deliver(wire.snapshot(snapshot), backlog=True)
-        finished = snapshot.status in _FINISHED
+        finished = snapshot.status in FINISHED
         self.registry.stream_replayed(conn, logged, finished=finished)
         return conn
 
@@ -311,9 +305,6 @@ class PushHub:
         if now - self._last_sweep >= self._sweep_every:
             self._last_sweep = now
             self.registry.sweep(now)
-
-
-_FINISHED = frozenset(s.value for s in ExecutionStatus if s.finished)
 
 
 def _too_big(frame: bytes | str, limit: int) -> bool:
