@@ -24,10 +24,11 @@ class Refused(Exception):
 
 
 class Target(NamedTuple):
-    """Where to send: ``url`` with the checked address as its host, and the request
-    ``headers`` and ``extensions`` that keep the name for HTTP and TLS."""
+    """Where to send: ``urls``, one per checked address (in the resolver's order, to try in
+    turn when one does not connect) in place of the host, and the request ``headers`` and
+    ``extensions`` that keep the name for HTTP and TLS."""
 
-    url: httpx.URL
+    urls: tuple[httpx.URL, ...]
     headers: dict[str, str]
     extensions: dict[str, str]
 
@@ -45,7 +46,7 @@ async def resolve(url: str, *, allow_private: bool) -> Target:
                 raise Refused(f"{host} resolves to {address}, {reason}")
     extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
     return Target(
-        parsed.copy_with(host=str(addresses[0])),
+        tuple(parsed.copy_with(host=str(address)) for address in addresses),
         {"host": parsed.netloc.decode("ascii")},
         extensions,
     )

@@ -60,6 +60,9 @@ class Outbox:
 
     async def wait(self, timeout_s: float) -> None:
         """Return after :meth:`committed` or ``timeout_s``, whichever comes first."""
+        # asyncio.timeout, not wait_for: a wait_for whose timeout and the task's cancellation
+        # coincide may swallow the cancellation (Python 3.11), and the sender would not stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._committed.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._committed.wait()
         self._committed.clear()

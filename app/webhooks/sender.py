@@ -131,19 +131,28 @@ class WebhookSender:
         except OSError as exc:
             return Attempt(at, error=f"cannot resolve: {exc}"), False
         headers = {**self._signed(delivery), **target.headers}
-        try:
-            request = self._client.build_request(
-                "POST",
-                target.url,
-                content=delivery.payload,
-                headers=headers,
-                extensions=target.extensions,
-            )
-            response = await self._client.send(request, stream=True)  # its body is not read
-            await response.aclose()
-        except httpx.HTTPError as exc:
-            return Attempt(at, error=f"{type(exc).__name__}: {exc}".rstrip(": ")), False
-        return Attempt(at, status_code=response.status_code), False
+        error = "no address"
+        for url in target.urls:  # the next checked address only when one does not connect
+            try:
+                status = await self._post(url, delivery.payload, headers, target.extensions)
+            except httpx.ConnectError as exc:
+                error = f"ConnectError: {exc}".rstrip(": ")
+                continue
+            except httpx.HTTPError as exc:
+                return Attempt(at, error=f"{type(exc).__name__}: {exc}".rstrip(": ")), False
+            return Attempt(at, status_code=status), False
+        return Attempt(at, error=error), False
+
+    async def _post(
+        self, url: httpx.URL, payload: bytes, headers: dict[str, str], extensions: dict[str, str]
+    ) -> int:
+        """POST ``payload``; the answer's status (its body is not read)."""
+        request = self._client.build_request(
+            "POST", url, content=payload, headers=headers, extensions=extensions
+        )
+        response = await self._client.send(request, stream=True)
+        await response.aclose()
+        return response.status_code
 
     def _signed(self, delivery: WebhookDelivery) -> dict[str, str]:
         """The Standard Webhooks headers of one attempt (signed with the time of sending)."""
