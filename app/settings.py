@@ -41,6 +41,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     load_examples: bool = True
     # push
     ping_interval_s: float = 25.0
+    #: A running node's streamed chunks (SPEC §8) are sent at most this often, merged.
+    stream_flush_ms: int = 25
     max_message_bytes: int = 5 * 1024 * 1024
     #: Messages kept per pushRef for resume, and how long.
     resume_buffer_count: int = 10_000
@@ -77,6 +79,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("webhook_retry_schedule_s cannot hold a negative delay")
         if self.webhook_concurrency < 1:
             raise ValueError("webhook_concurrency must be at least 1")
+        if self.stream_flush_ms < 0:
+            raise ValueError("stream_flush_ms must not be negative")
 
     @property
     def sqlite_path(self) -> Path:
