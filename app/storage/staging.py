@@ -67,3 +67,10 @@ class SqlStaging(ABC):
         batch = Staged(list(self._records.values()), list(self._events.values()), self._webhooks)
         self._records, self._events, self._webhooks = {}, {}, []
         return batch
+
+    def restage(self, batch: Staged) -> None:
+        """Put back the rows a failed write took with :meth:`take_staged` (before anything
+        else is staged)."""
+        self._records = {row[0]: row for row in batch.records} | self._records
+        self._events = {row[:2]: row for row in batch.events} | self._events
+        self._webhooks = batch.webhooks + self._webhooks
