@@ -2,7 +2,7 @@
 of the same workflow, without a webhook and with one delivered to a receiver in another
 process (each run's delivery is sent while the next runs execute).
 
-    python -m bench.webhooks [--runs 100] [--rounds 5] [--repeat 3]
+    python -m bench.webhooks [--runs 100] [--rounds 5] [--repeat 3] [--quick]
 """
 
 from __future__ import annotations
@@ -168,11 +168,15 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="20 runs, 1 round, once (CI smoke)")
     port = free_port()
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
     try:
         time.sleep(0.5)
-        asyncio.run(main(parser.parse_args(), f"http://127.0.0.1:{port}/"))
+        args = parser.parse_args()
+        if args.quick:
+            args.runs, args.rounds, args.repeat = 20, 1, 1
+        asyncio.run(main(args, f"http://127.0.0.1:{port}/"))
     finally:
         receiver.terminate()
         receiver.wait()
