@@ -18,6 +18,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from app.settings import Settings
+from app.storage.sqlite import SqliteStore
 from app.webhooks.guard import Refused, resolve
 from support.app import (
     clean_env,
@@ -140,6 +141,31 @@ async def test_a_delivery_fails_once_the_schedule_is_spent(hook_settings: Settin
             execution_id = await run(client, workflow_id)
             (item,) = await webhooks_of(client, execution_id, "failed")
     assert [a["status_code"] for a in item["attempts"]] == [500] * 4  # 1 + 3 retries
+
+
+async def test_a_final_write_retried_on_a_full_store_keeps_its_webhook(
+    hook_settings: Settings, receiver: Receiver
+) -> None:
+    """The outbox row is retried with the status it reports: once space returns, both are
+    stored and the webhook goes out, once."""
+    napping = chain(node("Start"), node("Nap", "delay", ms=400), name="napping")
+    async with running_app(hook_settings) as (app, client):
+        store = app.state.runtime.store
+        assert isinstance(store, SqliteStore)
+        workflow_id = await create_workflow(client, hooked(napping, receiver.url))
+        execution_id = await run(client, workflow_id, input={"pad": "x" * 10_000})
+        await wait_for_status(client, execution_id, "running")
+        pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+        store.db.execute(f"PRAGMA max_page_count={pages}")  # full: the final write fails
+        await eventually(
+            lambda: app.state.runtime.service.manager.holds(execution_id), until=lambda h: not h
+        )
+        assert receiver.received == []
+        store.db.execute("PRAGMA max_page_count=1073741823")
+        (item,) = await webhooks_of(client, execution_id, "delivered")
+    (received,) = receiver.received
+    assert received.json()["data"]["status"] == "success"
+    assert received.headers["webhook-id"] == item["id"]
 
 
 # ---- the SSRF guard ---------------------------------------------------------------------------
