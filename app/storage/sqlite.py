@@ -37,16 +37,14 @@ from app.model.records import (
     JsonObject,
     StoredEvent,
 )
-from app.model.webhooks import WebhookDelivery
 from app.storage.health import StoreHealth, refusing, transient, unavailable
 from app.storage.sql_rows import (
     RETRY_OF_INDEX,
     json_object,
     record_from_row,
-    webhook_from_body,
-    webhook_row,
 )
 from app.storage.sql_rows import where as sql_where
+from app.storage.sqlite_outbox import INSERT_WEBHOOK, SqliteOutbox
 from app.storage.staging import SqlStaging, Staged
 from app.storage.wal import WalCheckpointer
 
@@ -76,8 +74,6 @@ FLUSH_DELAY_S = 0.005
 #: The workflow snapshot is written with the run's first row only (see app.sql_rows).
 _UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
     status=excluded.status, body=excluded.body, workflow=coalesce(excluded.workflow, workflow)"""
-_INSERT_WEBHOOK = """INSERT INTO webhooks (id, execution_id, status, due, body)
-    VALUES (?,?,?,?,?) ON CONFLICT (id) DO NOTHING"""
 
 
 def _add_retry_of(db: sqlite3.Connection) -> None:
@@ -88,7 +84,7 @@ def _add_retry_of(db: sqlite3.Connection) -> None:
     db.execute(f"CREATE INDEX IF NOT EXISTS {RETRY_OF_INDEX}")
 
 
-class SqliteStore(SqlStaging):
+class SqliteStore(SqlStaging, SqliteOutbox):
     """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
     on SQLite; ``async with`` opens (creating the file and schema) and closes it."""
 
@@ -224,7 +220,7 @@ class SqliteStore(SqlStaging):
         try:
             db.executemany(_UPSERT, batch.records)
             db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", batch.events)
-            db.executemany(_INSERT_WEBHOOK, batch.webhooks)
+            db.executemany(INSERT_WEBHOOK, batch.webhooks)
             db.execute("COMMIT")  # in WAL mode the pages are written here: it can fail too
         except BaseException:
             if db.in_transaction:  # SQLITE_FULL, among others, has rolled it back already
@@ -270,40 +266,6 @@ class SqliteStore(SqlStaging):
             -1 if limit is None else limit,
         )
         return [StoredEvent(seq, type_, bytes(payload)) for seq, type_, payload in rows]
-
-    # ---- webhook outbox --------------------------------------------------------------
-
-    async def list_webhooks(self, execution_id: str) -> builtins.list[WebhookDelivery]:
-        rows = self._query_all(
-            "SELECT body FROM webhooks WHERE execution_id=? ORDER BY rowid", execution_id
-        )
-        return [webhook_from_body(r[0]) for r in rows]
-
-    async def claim_webhooks(
-        self, now: int, lease_ms: int, limit: int
-    ) -> builtins.list[WebhookDelivery]:
-        # Committed rows only, so no flush: a claim must not cut the runs' group commit short
-        # (rows are announced once committed, and staged ones are not due to anyone yet).
-        rows = self.db.execute(
-            "SELECT id, body FROM webhooks WHERE status='pending' AND due<=? AND claimed_until<=? "
-            "ORDER BY due LIMIT ?",
-            (now, now, limit),
-        ).fetchall()
-        self.db.executemany(
-            "UPDATE webhooks SET claimed_until=? WHERE id=?", [(now + lease_ms, r[0]) for r in rows]
-        )
-        return [webhook_from_body(r[1]) for r in rows]
-
-    async def save_webhook(self, delivery: WebhookDelivery) -> None:
-        id_, _, status, due, body = webhook_row(delivery)
-        self.db.execute(
-            "UPDATE webhooks SET status=?, due=?, body=?, claimed_until=0 WHERE id=?",
-            (status, due, body, id_),
-        )
-
-    async def release_webhook_claims(self) -> None:
-        self._flush()
-        self.db.execute("UPDATE webhooks SET claimed_until=0 WHERE claimed_until>0")
 
     # ---- workflows -------------------------------------------------------------------
 
