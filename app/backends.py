@@ -96,6 +96,7 @@ class Backends:
             queue=self.queue,
             runner=LangGraphRunner(),
             outbox=outbox or Outbox(),
+            checkpointer=self.checkpointer,
         )
         if self.redis is not None and self.redis.consume:
             cancel = service.manager.cancel
@@ -147,6 +148,7 @@ async def _embedded(
     saver = await stack.enter_async_context(
         AsyncSqliteSaver.from_conn_string(str(settings.checkpoint_path))
     )
+    await saver.setup()  # its tables, which retention deletes from before any run pauses
     return store, saver
 
 

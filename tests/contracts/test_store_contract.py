@@ -514,3 +514,15 @@ async def test_concurrent_claims_never_share_a_delivery(
     )
     ids = [d.id for claim in claims for d in claim]
     assert len(ids) == len(set(ids)) == 40
+
+
+async def test_pruning_a_run_deletes_its_webhook_deliveries(store: Store) -> None:
+    done, kept = record(status=S.SUCCESS), record(status=S.SUCCESS)
+    for run in (done, kept):
+        store.stage(run)
+        store.stage_webhooks([delivery(run.id, 1)])
+    await store.commit()
+    assert await store.delete([done.id]) == 1
+    assert await store.list_webhooks(done.id) == []
+    assert [d.id for d in await store.list_webhooks(kept.id)] == [f"msg_{kept.id}_1"]
+    assert [d.id for d in await store.claim_webhooks(2_000, 60_000, 10)] == [f"msg_{kept.id}_1"]
