@@ -6,7 +6,6 @@ answer and its errors; :func:`api_routes` serves them and ``/openapi.json`` docu
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Any, Final
 
 import msgspec
@@ -15,26 +14,19 @@ from starlette.routing import BaseRoute
 
 from app.errors import (
     BackendUnavailable,
-    ConcurrencyConflict,
     Conflict,
-    IdempotencyKeyReused,
-    InvalidIdempotencyKey,
+    Forbidden,
     NotFound,
     QueueFull,
 )
-from app.http import control
+from app.http import control, hooks, workflows
 from app.http.bodies import execution_dto, run_accepted
-from app.http.idempotency import accepted_body, accepted_response, idempotency
 from app.http.operation import (
-    IDEMPOTENCY_KEY,
-    IDEMPOTENT_REPLAYED,
-    PUSH_REF_HEADER,
     Answer,
     Body,
     Call,
     Operation,
     Query,
-    Reply,
     operation,
 )
 from app.http.params import EXECUTION_PATH, WORKFLOW_PATH
@@ -50,16 +42,13 @@ from app.http.schemas import (
     Readiness,
     ResumeBody,
     RunAccepted,
-    RunBody,
-    StoredWorkflow,
-    WorkflowList,
 )
 from app.messages import encoder
 from app.metrics import prometheus
-from app.model.records import ExecutionQuery, ExecutionRecord, JsonObject
+from app.model.access import Caller
+from app.model.records import ExecutionQuery
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
-from app.workflows.schema import Workflow
 
 
 class JSONResponse(Response):
@@ -79,107 +68,6 @@ PAGE: Final = (
     Query("limit", "page size", "integer", default=20, low=1, high=200),
     Query("offset", "runs to skip, newest first", "integer"),
 )
-WORKFLOW_BODY: Final = Body(Workflow, required=True, decode_as=JsonObject)
-STORED: Final = Answer(200, "the stored workflow", StoredWorkflow)
-
-# ---- workflows ------------------------------------------------------------------------
-
-
-@operation(
-    "POST",
-    "/agents/workflows",
-    Answer(201, "the stored workflow", StoredWorkflow),
-    body=WORKFLOW_BODY,
-    errors=(Conflict, BackendUnavailable),
-    tag="workflows",
-)
-async def create_workflow(call: Call) -> JsonObject:
-    """Store a workflow; its id is assigned if absent (409 if it exists)."""
-    return await runtime(call.request).workflows.create(call.body)
-
-
-@operation("GET", "/agents/workflows", Answer(200, "the workflows", WorkflowList), tag="workflows")
-async def list_workflows(call: Call) -> JsonObject:
-    """Every stored workflow and every graph registered from Python."""
-    items = await runtime(call.request).workflows.list_all()
-    return {"items": items, "total": len(items)}
-
-
-@operation("GET", WORKFLOW, STORED, errors=(NotFound,), tag="workflows")
-async def get_workflow(call: Call) -> JsonObject:
-    """One workflow."""
-    return await runtime(call.request).workflows.get(call.path("workflow_id"))
-
-
-@operation(
-    "PUT",
-    WORKFLOW,
-    STORED,
-    body=WORKFLOW_BODY,
-    errors=(NotFound, BackendUnavailable),
-    tag="workflows",
-)
-async def update_workflow(call: Call) -> JsonObject:
-    """Replace a workflow (its id stays the path's)."""
-    workflows = runtime(call.request).workflows
-    return await workflows.update(call.path("workflow_id"), call.body)
-
-
-@operation(
-    "DELETE",
-    WORKFLOW,
-    Answer(204, "deleted"),
-    errors=(NotFound, BackendUnavailable),
-    tag="workflows",
-)
-async def delete_workflow(call: Call) -> None:
-    """Delete a workflow (its runs are kept)."""
-    await runtime(call.request).workflows.delete(call.path("workflow_id"))
-
-
-@operation(
-    "POST",
-    f"{WORKFLOW}/run",
-    Answer(202, "the run is stored and queued", RunAccepted, headers=(IDEMPOTENT_REPLAYED,)),
-    body=Body(RunBody),
-    headers=(PUSH_REF_HEADER, IDEMPOTENCY_KEY),
-    errors=(
-        NotFound,
-        ConcurrencyConflict,
-        InvalidIdempotencyKey,
-        IdempotencyKeyReused,
-        QueueFull,
-        BackendUnavailable,
-    ),
-)
-async def run_workflow(call: Call) -> Reply:
-    """Queue a run of a workflow.
-
-    Its push messages go to the push connection of `push_ref` (docs/asyncapi.yaml); follow
-    it there, on `stream_url`, or poll `status_url`. An `Idempotency-Key` makes a repeated
-    request safe: it answers the first 202 again, marked `Idempotent-Replayed: true`.
-    """
-    run: RunBody = call.body or RunBody()
-    push_ref = run.push_ref or call.request.headers.get("push-ref")
-    service = runtime(call.request).service
-
-    def build() -> Awaitable[ExecutionRecord]:
-        return service.new_run(
-            call.path("workflow_id"),
-            input=run.input,
-            push_ref=push_ref,
-            owner=call.owner,
-            concurrency_key=run.concurrency_key,
-        )
-
-    answer, replayed = await service.accept(
-        build,
-        accepted_body(call.request, call.owner),
-        owner=call.owner,
-        idempotency=idempotency(call.request, run, push_ref),
-        strategy=run.multitask_strategy,
-    )
-    return accepted_response(answer, replayed)
 
 
 @operation(
@@ -188,27 +76,45 @@ async def run_workflow(call: Call) -> Reply:
     Answer(200, "one page, newest first", ExecutionList),
     query=(Query("retry_of", "only the retries of this run", "identifier"), STATUS, *PAGE),
     errors=(NotFound,),
+    access="caller",
 )
 async def list_workflow_executions(call: Call) -> ExecutionList:
     """A workflow's runs, newest first."""
     workflow_id = call.path("workflow_id")
+    query = _page_query(call, workflow_id)
     await runtime(call.request).workflows.get(workflow_id)
-    return await _page(call, workflow_id)
+    return await _page(call, query)
 
 
 # ---- executions -----------------------------------------------------------------------
 
 
-async def _page(call: Call, workflow_id: str | None) -> ExecutionList:
+def _listed_workflow(caller: Caller, workflow_id: str | None) -> str | None:
+    """The workflow a listing of runs is limited to: a token limited to some runs lists
+    only its workflow's (and cannot list when it names executions only)."""
+    scope = caller.scope
+    caller.require_action("read")
+    if scope is None or scope.unlimited:
+        return workflow_id
+    if scope.workflow_id is None:
+        raise Forbidden("a token limited to execution ids cannot list runs")
+    caller.require_workflow(workflow_id or scope.workflow_id)
+    return scope.workflow_id
+
+
+def _page_query(call: Call, workflow_id: str | None) -> ExecutionQuery:
     status = call.query["status"]
-    query = ExecutionQuery(
-        workflow_id=workflow_id,
+    return ExecutionQuery(
+        workflow_id=_listed_workflow(call.caller, workflow_id),
         status=ExecutionStatus(status) if status else None,
         owner=call.owner,
         retry_of=call.query["retry_of"],
         limit=call.query["limit"],
         offset=call.query["offset"],
     )
+
+
+async def _page(call: Call, query: ExecutionQuery) -> ExecutionList:
     page = await runtime(call.request).service.list_executions(query)
     items = [execution_dto(r) for r in page.items]
     return ExecutionList(items=items, total=page.total, limit=query.limit, offset=query.offset)
@@ -224,10 +130,11 @@ async def _page(call: Call, workflow_id: str | None) -> ExecutionList:
         STATUS,
         *PAGE,
     ),
+    access="caller",
 )
 async def list_executions(call: Call) -> ExecutionList:
     """Runs across workflows, newest first."""
-    return await _page(call, call.query["workflow_id"])
+    return await _page(call, _page_query(call, call.query["workflow_id"]))
 
 
 @operation(
@@ -236,6 +143,7 @@ async def list_executions(call: Call) -> ExecutionList:
     Answer(200, "the run", ExecutionDto),
     errors=(NotFound,),
     query=(Query("include_data", "add every node's output data", "flag"),),
+    access="read",
 )
 async def get_execution(call: Call) -> ExecutionDto:
     """One run: the AgentExecutionDto."""
@@ -249,6 +157,7 @@ async def get_execution(call: Call) -> ExecutionDto:
     f"{EXECUTION}/cancel",
     Answer(202, "the run is being canceled", CancelAccepted),
     errors=(NotFound, Conflict, BackendUnavailable),
+    access="cancel",
 )
 async def cancel_execution(call: Call) -> CancelAccepted:
     """Cancel a new, running or waiting run (409 once it has finished)."""
@@ -264,6 +173,7 @@ async def cancel_execution(call: Call) -> CancelAccepted:
     Answer(202, "the run is queued again", RunAccepted),
     body=Body(ResumeBody),
     errors=(NotFound, Conflict, QueueFull, BackendUnavailable),
+    access="resume",
 )
 async def resume_execution(call: Call) -> RunAccepted:
     """Resume a waiting run with a value (409 unless it is waiting)."""
@@ -280,6 +190,7 @@ async def resume_execution(call: Call) -> RunAccepted:
     Answer(200, "the logged messages after `after`", EventLog),
     query=(Query("after", "return the events after this seq", "integer"),),
     errors=(NotFound,),
+    access="read",
 )
 async def get_execution_events(call: Call) -> EventLog:
     """A run's stored event log (its `logs_url`): the push messages with their seq."""
@@ -311,7 +222,7 @@ async def prune_executions(call: Call) -> Pruned:
 # ---- operations -----------------------------------------------------------------------
 
 
-@operation("GET", "/healthz", Answer(200, "alive", Health), auth=False, tag="operations")
+@operation("GET", "/healthz", Answer(200, "alive", Health), access="public", tag="operations")
 async def healthz(call: Call) -> Health:
     """Liveness: 200 while the process answers, also when its store cannot write.
 
@@ -329,7 +240,7 @@ async def healthz(call: Call) -> Health:
     "/readyz",
     Answer(200, "every shared backend answers", Readiness),
     errors=(BackendUnavailable,),
-    auth=False,
+    access="public",
     tag="operations",
 )
 async def readyz(call: Call) -> Readiness:
@@ -348,7 +259,7 @@ async def readyz(call: Call) -> Readiness:
     "GET",
     "/metrics",
     Answer(200, "Prometheus text", str, "text/plain; version=0.0.4"),
-    auth=False,
+    access="public",
     tag="operations",
 )
 async def metrics(call: Call) -> str:
@@ -362,12 +273,7 @@ async def metrics(call: Call) -> str:
 
 #: Every REST route, in the order they are matched (run control after the routes above).
 OPERATIONS: Final[tuple[Operation, ...]] = (
-    create_workflow,
-    list_workflows,
-    get_workflow,
-    update_workflow,
-    delete_workflow,
-    run_workflow,
+    *workflows.OPERATIONS,
     list_workflow_executions,
     list_executions,
     prune_executions,
@@ -375,6 +281,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     cancel_execution,
     resume_execution,
     get_execution_events,
+    *hooks.OPERATIONS,
     healthz,
     readyz,
     metrics,

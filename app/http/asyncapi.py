@@ -42,7 +42,10 @@ COMMANDS: Final[dict[Kind, tuple[Kind, ...]]] = {
 CLOSE_CODES: Final = {
     CloseCode.NORMAL: "replaced by a newer connection of the same pushRef",
     CloseCode.GOING_AWAY: "the server is shutting down; reconnect with the last meta.id",
-    CloseCode.POLICY_VIOLATION: "refused: a cross-site Origin, a bad pushRef or lastEventId",
+    CloseCode.POLICY_VIOLATION: (
+        "refused: a cross-site Origin, a bad pushRef or lastEventId, a token expired, forged "
+        "or out of scope"
+    ),
     CloseCode.MESSAGE_TOO_BIG: "a client frame over max_inbound_frame_bytes (64 KiB)",
     CloseCode.INTERNAL_ERROR: "no pong to the server's ping in time, or a server fault",
     CloseCode.SLOW_CONSUMER: "slow consumer: the outbound buffer filled; resume from meta.id",
@@ -78,7 +81,10 @@ PUSH_QUERY: Final = {
     "properties": {
         "pushRef": {"type": "string", "pattern": f"^{ID_PATTERN}$"},
         "lastEventId": {**CURSOR, "description": "resume after this meta.id"},
-        "token": {"type": "string", "description": "an API key, when keys are on"},
+        "token": {
+            "type": "string",
+            "description": "an API key (when keys are on) or a scoped token",
+        },
     },
     "required": ["pushRef"],
 }
@@ -86,7 +92,10 @@ STREAM_QUERY: Final = {
     "type": "object",
     "properties": {
         "after": {**CURSOR, "description": "start after this seq (or Last-Event-ID)"},
-        "token": {"type": "string", "description": "an API key, when keys are on"},
+        "token": {
+            "type": "string",
+            "description": "an API key (when keys are on) or a scoped token",
+        },
     },
 }
 

@@ -11,8 +11,11 @@ from app.http.schemas import (
     ExecutionSummary,
     NodeRunMeta,
     RunAccepted,
+    WebhookAttempt,
+    WebhookDeliveryDto,
 )
 from app.model.records import ExecutionRecord
+from app.model.webhooks import Attempt, WebhookDelivery
 
 
 def execution_links(execution_id: str, workflow_id: str) -> ExecutionLinks:
@@ -103,3 +106,20 @@ def _run_meta(run: dict[str, Any]) -> NodeRunMeta:
         execution_index=run["execution_index"],
         item_count=run["item_count"],
     )
+
+
+def webhook_dto(delivery: WebhookDelivery) -> WebhookDeliveryDto:
+    """One item of ``GET /agents/executions/{id}/webhooks``."""
+    due = delivery.next_attempt_at
+    return WebhookDeliveryDto(
+        id=delivery.id,
+        event=delivery.event,
+        url=delivery.url,
+        status=delivery.status,
+        attempts=[_attempt(a) for a in delivery.attempts],
+        next_attempt_at=None if due is None else iso(due),
+    )
+
+
+def _attempt(attempt: Attempt) -> WebhookAttempt:
+    return WebhookAttempt(iso(attempt.at), attempt.status_code, attempt.error)

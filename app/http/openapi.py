@@ -39,7 +39,11 @@ the AsyncAPI document at `/asyncapi.yaml`. Every error answer has the body
 #: API keys are optional (SPEC §5.5): ``{}`` lets a call through when none are configured.
 SECURITY: Final[list[dict[str, list[str]]]] = [{}, {"bearer": []}, {"token": []}, {"cookie": []}]
 SECURITY_SCHEMES: Final = {
-    "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API key, or a scoped token from POST /agents/tokens",
+    },
     "token": {"type": "apiKey", "in": "query", "name": "token"},
     "cookie": {"type": "apiKey", "in": "cookie", "name": "graphpush-token"},
 }
@@ -50,6 +54,7 @@ TAGS: Final = [
     },
     {"name": "executions", "description": "runs: start, follow, cancel, resume, history"},
     {"name": "push", "description": "event streams over SSE (their messages: /asyncapi.yaml)"},
+    {"name": "tokens", "description": "scoped browser tokens: read, cancel, resume some runs"},
     {"name": "operations", "description": "health, readiness and metrics"},
 ]
 
@@ -101,7 +106,7 @@ def _operation(op: Operation, schema_of: dict[Any, JsonObject]) -> JsonObject:
     if op.body is not None:
         content = {"application/json": {"schema": schema_of[op.body.schema]}}
         document["requestBody"] = {"required": op.body.required, "content": content}
-    if op.auth:
+    if op.access != "public":
         document["security"] = SECURITY
     return document
 

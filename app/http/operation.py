@@ -27,19 +27,22 @@ from starlette.routing import Route
 
 from app.errors import (
     BadRequest,
+    Forbidden,
     GraphpushError,
     PayloadTooLarge,
+    TokenRejected,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
 )
 from app.http.auth import authenticate
 from app.http.params import QueryReader
+from app.http.reading import decode_json, read_body
 from app.messages import encoder
-from app.model.cursor import MAX_CURSOR, parse_integer
+from app.model.access import Caller
+from app.model.cursor import MAX_CURSOR
 from app.model.ids import ID_PATTERN, Identifier
 from app.runtime import runtime
-from app.workflows.checks import check_value
 
 JsonObject = dict[str, Any]
 
@@ -137,11 +140,15 @@ class Call:
     """What the endpoint read for the handler."""
 
     request: Request
-    #: The API key's owner id; None when keys are off or the operation takes none.
-    owner: str | None
+    #: Who is calling: an API key's owner (None when keys are off) or a scoped token.
+    caller: Caller
     query: Mapping[str, Any]
     #: The decoded body; None when the body is absent and not required.
     body: Any
+
+    @property
+    def owner(self) -> str | None:
+        return self.caller.owner
 
     def path(self, name: str) -> str:
         return str(self.request.path_params[name])
@@ -158,6 +165,12 @@ class Reply:
 
 Handler = Callable[[Call], Awaitable[Any]]
 
+#: Who may call an operation (SPEC §5.5, §11). ``public``: no credential is read. ``key``: an
+#: API key (a scoped token is 403). ``caller``: a key or a token, the handler limiting what a
+#: token sees. ``workflow``: reading the path's workflow. ``read``, ``cancel``, ``resume``:
+#: that action on the path's execution, which a token must cover.
+Access = Literal["public", "key", "caller", "workflow", "read", "cancel", "resume"]
+
 
 @dataclass(frozen=True, slots=True)
 class Operation:
@@ -171,8 +184,7 @@ class Operation:
     body: Body | None = None
     query: tuple[Query, ...] = ()
     headers: tuple[Header, ...] = ()
-    #: Takes an API key when keys are configured (SPEC §5.5).
-    auth: bool = True
+    access: Access = "key"
     tag: str = "executions"
 
     @property
@@ -190,7 +202,10 @@ class Operation:
 
     def error_types(self) -> list[type[GraphpushError]]:
         """Every error this operation can answer: its own and those of what it reads."""
-        implied: list[type[GraphpushError]] = [Unauthorized] if self.auth else []
+        public = self.access == "public"
+        implied: list[type[GraphpushError]] = (
+            [] if public else [Unauthorized, TokenRejected, Forbidden]
+        )
         if self.body is not None:
             implied += [BadRequest, UnsupportedMediaType, PayloadTooLarge, ValidationFailed]
         if self.query:
@@ -201,12 +216,27 @@ class Operation:
         return Route(self.path, self.endpoint, methods=[self.method], name=self.name)
 
     async def endpoint(self, request: Request) -> Response:
-        owner = authenticate(request, runtime(request).settings) if self.auth else None
+        caller = await self._authorize(request)
         reader = QueryReader(request.query_params)
         query = {q.name: q.read(reader) for q in self.query}
         reader.check()
         body = await self._read_body(request) if self.body is not None else None
-        return self.respond(await self.handler(Call(request, owner, query, body)))
+        return self.respond(await self.handler(Call(request, caller, query, body)))
+
+    async def _authorize(self, request: Request) -> Caller:
+        """The caller, once :attr:`access` allows the call (else 401, 403 or 404)."""
+        if self.access == "public":
+            return Caller(None)
+        caller = authenticate(request, runtime(request).settings)
+        match self.access:
+            case "key":
+                caller.require_key()
+            case "workflow":
+                caller.require_workflow(request.path_params["workflow_id"])
+            case "read" | "cancel" | "resume":
+                execution_id = request.path_params["execution_id"]
+                await runtime(request).service.authorize(execution_id, caller, self.access)
+        return caller
 
     async def _read_body(self, request: Request) -> Any:
         assert self.body is not None
@@ -243,60 +273,3 @@ def operation(
         return Operation(method, path, handler, answer, **options)
 
     return declare
-
-
-async def read_body(request: Request) -> bytes:
-    """The request body, refusing what is over ``max_body_bytes`` (413) or not JSON (415)."""
-    limit = runtime(request).settings.max_body_bytes
-    declared = parse_integer(request.headers.get("content-length", ""))
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if body.strip() and content_type != "application/json" and not content_type.endswith("+json"):
-        raise UnsupportedMediaType(f"expected application/json, got {content_type}")
-    return bytes(body)
-
-
-#: How deep a body's arrays and objects may nest (the body itself is level 1). A value is
-#: encoded, decoded and copied recursively wherever it goes; nested much deeper, one that was
-#: accepted could later fail to be read back, and break every listing that includes it.
-MAX_JSON_DEPTH = 100
-
-
-def decode_json(body: bytes, type_: Any) -> Any:
-    """Decode ``body`` as ``type_``: malformed JSON or nesting deeper than
-    :data:`MAX_JSON_DEPTH` is 400; a schema mismatch is 422 naming every problem at its path
-    (``input``, ``push_ref``, an unknown field's name)."""
-    try:
-        raw = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise BadRequest(f"malformed JSON: {exc}") from None
-    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _deeper_than(raw, MAX_JSON_DEPTH):
-        raise BadRequest(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        return msgspec.convert(raw, type_)
-    except msgspec.ValidationError:
-        # Walked only on failure: listing every problem costs ~100x a convert (it reads the
-        # Structs' fields each time), which was a tenth of POST /run's CPU.
-        problems = check_value(raw, type_, "")
-        if problems:
-            raise ValidationFailed("the body does not match its schema", problems) from None
-        raise
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Do ``value``'s arrays and objects nest deeper than ``limit``? (Iterative: a value
-    too deep for recursion is the point.)"""
-    stack = [(value, 1)] if isinstance(value, dict | list) else []
-    while stack:
-        container, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = container.values() if isinstance(container, dict) else container
-        stack += [(c, depth + 1) for c in children if isinstance(c, dict | list)]
-    return False

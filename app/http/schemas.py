@@ -17,6 +17,7 @@ from app.executions.admission import Strategy
 from app.model.cursor import Cursor
 from app.model.ids import Identifier
 from app.model.status import ExecutionStatus
+from app.model.webhooks import DeliveryStatus, WebhookEvent
 from app.workflows.schema import Workflow
 
 JsonObject = dict[str, Any]
@@ -35,6 +36,16 @@ class RunBody(msgspec.Struct, forbid_unknown_fields=True):
     #: does while an older one is unfinished (LangGraph's names).
     concurrency_key: Annotated[str, Meta(min_length=1, max_length=255)] | None = None
     multitask_strategy: Strategy = "enqueue"
+    webhook: (
+        Annotated[
+            str,
+            Meta(
+                description="an http(s) URL for this run's completion webhooks (wins over the "
+                "workflow's webhook_url); a literal private or metadata address is refused"
+            ),
+        ]
+        | None
+    ) = None
 
 
 class RetryBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -228,3 +239,36 @@ class Readiness(msgspec.Struct):
     status: Annotated[str, Meta(pattern="^ready$")]
     #: backend name -> "ok" (or what is wrong with it, in a 503's ``details``).
     checks: dict[str, str]
+
+
+class TokenIssued(msgspec.Struct):
+    """``POST /agents/tokens``: the scoped token and when it expires."""
+
+    token: str
+    expires_at: str
+
+
+class WebhookAttempt(msgspec.Struct, omit_defaults=True):
+    """One try of a delivery: the receiver's status code, or why there was none."""
+
+    at: str
+    status_code: int | None = None
+    error: str | None = None
+
+
+class WebhookDeliveryDto(msgspec.Struct, omit_defaults=True):
+    """One webhook message of a run (its ``webhook-id``) and its attempts so far."""
+
+    id: str
+    event: WebhookEvent
+    url: str
+    status: DeliveryStatus
+    attempts: list[WebhookAttempt]
+    #: When the next attempt is due; absent once delivered or failed.
+    next_attempt_at: str | None = None
+
+
+class WebhookList(msgspec.Struct):
+    """``GET /agents/executions/{id}/webhooks``."""
+
+    items: list[WebhookDeliveryDto]

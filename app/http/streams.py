@@ -17,6 +17,7 @@ from app.errors import (
     GraphpushError,
     NotAcceptable,
     NotFound,
+    TokenRejected,
     Unauthorized,
 )
 from app.http.operation import Header, Query
@@ -43,7 +44,7 @@ LAST_EVENT_ID: Final = Header(
     "resume after this id (sent by EventSource when it reconnects)",
     {"type": "string", "pattern": f"^[0-9]{{0,{len(str(MAX_CURSOR))}}}$"},
 )
-REFUSALS: Final = (BadRequest, Unauthorized, Forbidden)
+REFUSALS: Final = (BadRequest, Unauthorized, TokenRejected, Forbidden)
 
 EVENT_STREAMS: Final = (
     EventStreamRoute(

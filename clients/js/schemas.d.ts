@@ -321,6 +321,7 @@ export interface RunBody {
   push_ref?: string | null;
   concurrency_key?: string | null;
   multitask_strategy?: "enqueue" | "interrupt" | "reject" | "rollback";
+  webhook?: string | null;
 }
 
 export interface SourceData {
@@ -370,9 +371,45 @@ export interface TaskStartedData {
   hints: ({ [key: string]: unknown })[];
 }
 
+/** ``POST /agents/tokens``: the scoped token and when it expires. */
+export interface TokenIssued {
+  token: string;
+  expires_at: string;
+}
+
+/** The body of ``POST /agents/tokens``. */
+export interface TokenRequest {
+  scopes: ("cancel" | "read" | "resume")[];
+  execution_ids?: string[] | null;
+  workflow_id?: string | null;
+  ttl_s?: number;
+}
+
 export interface UnsubscribeExecution {
   type: "unsubscribe_execution";
   data: ExecutionRef;
+}
+
+/** One try of a delivery: the receiver's status code, or why there was none. */
+export interface WebhookAttempt {
+  at: string;
+  status_code?: number | null;
+  error?: string | null;
+}
+
+/** One webhook message of a run (its ``webhook-id``) and its attempts so far. */
+export interface WebhookDeliveryDto {
+  id: string;
+  event: "execution.finished" | "execution.waiting";
+  url: string;
+  status: "delivered" | "failed" | "pending";
+  attempts: WebhookAttempt[];
+  next_attempt_at?: string | null;
+}
+
+/** ``GET /agents/executions/{id}/webhooks``. */
+export interface WebhookList {
+  items: WebhookDeliveryDto[];
 }
 
 export interface Workflow {
@@ -403,6 +440,7 @@ export interface WorkflowSettings {
   timeout_s?: number | null;
   max_concurrency?: number | null;
   recursion_limit?: number | null;
+  webhook_url?: string | null;
 }
 
 export type PushMessage =

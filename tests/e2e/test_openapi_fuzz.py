@@ -54,6 +54,15 @@ def _cases() -> list[Any]:
     return cases
 
 
+def _without_webhook(case: schemathesis.Case) -> schemathesis.Case:
+    """A run's `webhook` is any string to its schema, but an address it refuses (a literal
+    private or metadata address, SPEC §11) is a 422: valid runs are fuzzed without one
+    (tests/e2e/test_webhooks.py covers it), invalid ones with whatever is generated."""
+    if isinstance(case.body, dict):
+        case.body.pop("webhook", None)
+    return case
+
+
 @pytest.mark.parametrize(("operation", "mode"), _cases())
 def test_every_answer_matches_the_document(
     base_url: str, operation: Any, mode: GenerationMode
@@ -68,7 +77,11 @@ def test_every_answer_matches_the_document(
         else []
     )
 
-    @given(case=operation.as_strategy(mode))
+    strategy = operation.as_strategy(mode)
+    if mode is GenerationMode.POSITIVE and operation.path.endswith("/run"):
+        strategy = strategy.map(_without_webhook)
+
+    @given(case=strategy)
     @settings(
         max_examples=EXAMPLES,
         deadline=None,
