@@ -17,13 +17,14 @@ A message that still does not fit is dropped and logged; lifecycle messages
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 
 from app.bus.base import PushEvent
 from app.messages import TRIMMED_ITEM
+from app.model.records import StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,14 @@ def fit(event: PushEvent, limit: int) -> PushEvent | None:
         limit,
     )
     return None
+
+
+def fit_logged(
+    execution_id: str, logged: Sequence[StoredEvent], owner: str | None, limit: int
+) -> list[PushEvent]:
+    """Logged events as fitted bus events (``owner``: the reader the service let read them)."""
+    events = (PushEvent(execution_id, e.seq, e.type, e.payload, owner=owner) for e in logged)
+    return [f for f in (fit(e, limit) for e in events) if f is not None]
 
 
 def _outputs(message: Message) -> dict[str, list[list[Any]]] | None:
