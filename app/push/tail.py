@@ -13,8 +13,9 @@ stream). So per message the work is O(1) per execution, and per connection O(1) 
 The bound of SPEC §5.3 holds without visiting every reader per message: while a segment is
 open nothing else changes its connection's byte count, so the tail's byte offset at which
 the connection passes its bound (or a quarter of it, :attr:`Connection.pressing`) is fixed
-when the segment opens; two heaps ordered by those offsets find the readers to cut off (or
-to wake) after each append.
+when the segment opens. Segments within :data:`SCAN_BYTES` of such an offset wait in two
+heaps ordered by them, checked after each append; the others are looked at once every
+:data:`SCAN_BYTES` the tail grows, which is before any of them can get there.
 
 The tail keeps only what an open segment still needs: a closed segment holds its own
 slice, and the resume buffers hold the events themselves.
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 
 #: The tail drops what no open segment needs once it holds at least this many messages.
 TRIM_AT: Final = 1024
+#: How far the tail grows between two looks at the segments far from their offsets.
+SCAN_BYTES: Final = 256 * 1024
 
 _order = count()
 
@@ -69,18 +72,22 @@ class Lane:
 class Segment:
     """A run of a tail's messages queued on one connection, open while it may still grow."""
 
-    __slots__ = ("closed", "events", "first_id", "lane", "start", "start_bytes")
+    __slots__ = ("closed", "cut_at", "events", "first_id", "lane", "press_at", "start",
+                 "start_bytes", "watched")  # fmt: skip
 
     def __init__(self, lane: Lane, start: int, start_bytes: int) -> None:
         self.lane = lane
         self.start = start
         self.start_bytes = start_bytes
+        self.cut_at = self.press_at = 0
+        self.watched = False  # in the tail's heaps
         self.closed = False
         self.events: list[PushEvent] = []
         self.first_id: int | None = None
 
     def watch(self, cut_at: int, press_at: int) -> None:
-        self.lane.tail.watch(self, cut_at, press_at)
+        self.cut_at, self.press_at = cut_at, press_at
+        self.lane.tail.watch(self)
 
     @property
     def nbytes(self) -> int:
@@ -113,8 +120,8 @@ class Segment:
 class Tail:
     """The messages of one execution since its oldest open segment, and its lanes."""
 
-    __slots__ = ("_cut", "_ends", "_press", "_trim_at", "base", "events", "idle", "lanes",
-                 "last_seq", "now", "opened")  # fmt: skip
+    __slots__ = ("_cut", "_ends", "_press", "_scan_at", "_trim_at", "base", "events", "idle",
+                 "lanes", "last_seq", "now", "opened")  # fmt: skip
 
     def __init__(self) -> None:
         self.events: list[PushEvent] = []
@@ -128,6 +135,7 @@ class Tail:
         self._cut: list[tuple[int, int, Segment]] = []
         self._press: list[tuple[int, int, Segment]] = []
         self._trim_at = TRIM_AT
+        self._scan_at = SCAN_BYTES
 
     @property
     def total(self) -> int:
@@ -167,17 +175,33 @@ class Tail:
             for lane in idle:
                 if lane.active:
                     self._open(lane, event, index, start_bytes)
+        if self.total >= self._scan_at:
+            self._scan()
         if self._cut:
             self._check()
         if len(self.events) >= self._trim_at:
             self._trim()
 
-    def watch(self, segment: Segment, cut_at: int, press_at: int) -> None:
-        """Cut ``segment``'s connection off once the tail passes ``cut_at`` bytes, and wake
-        it once the tail reaches ``press_at``, unless the segment is closed first."""
+    def watch(self, segment: Segment) -> None:
+        """Cut ``segment``'s connection off once the tail passes ``segment.cut_at`` bytes, and
+        wake it once the tail reaches ``segment.press_at``, unless the segment closes first."""
+        self.opened.add(segment)
+        if min(segment.cut_at, segment.press_at) - self.total < SCAN_BYTES:
+            self._heap(segment)
+
+    def _heap(self, segment: Segment) -> None:
+        segment.watched = True
         n = next(_order)
-        heapq.heappush(self._cut, (cut_at, n, segment))
-        heapq.heappush(self._press, (press_at, n, segment))
+        heapq.heappush(self._cut, (segment.cut_at, n, segment))
+        heapq.heappush(self._press, (segment.press_at, n, segment))
+
+    def _scan(self) -> None:
+        """Put the open segments that may reach an offset before the next scan in the heaps."""
+        total = self.total
+        self._scan_at = total + SCAN_BYTES
+        for segment in self.opened:
+            if not segment.watched and min(segment.cut_at, segment.press_at) - total < SCAN_BYTES:
+                self._heap(segment)
 
     def _open(self, lane: Lane, event: PushEvent, index: int, start_bytes: int) -> None:
         if lane.floor:
@@ -185,10 +209,8 @@ class Tail:
                 self.idle.append(lane)
                 return
             lane.floor = 0
-        segment = Segment(lane, index, start_bytes)
-        if lane.conn.follow(segment):
-            self.opened.add(segment)
-        else:  # a connection on its way out: the pushRef still keeps the message for resume
+        if not lane.conn.follow(Segment(lane, index, start_bytes)):
+            # a connection on its way out: the pushRef still keeps the message for resume
             self.idle.append(lane)
             lane.commit([event], len(event.payload))
 

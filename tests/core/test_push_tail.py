@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from test_push_core import Client, event, settings
 
+from app.bus.base import PushEvent
 from app.model.records import StoredEvent
 from app.push import wire
 from app.push.connection import OVERHEAD_BYTES, CloseCode, State
 from app.push.registry import Registry
-from app.push.tail import TRIM_AT, Tail
+from app.push.tail import SCAN_BYTES, TRIM_AT, Tail
 
 
 def frame(seq: int, event_id: int, kind: str = "nodeExecuteBefore") -> bytes:
@@ -184,3 +185,18 @@ def test_the_tail_keeps_only_what_an_open_segment_needs() -> None:
             client.conn.data_to_send()
     assert len(tail.events) < TRIM_AT
     assert [o.event_id for o in client.conn.data_to_send()] == list(range(3001, 3 * TRIM_AT))
+
+
+def test_a_reader_far_from_its_bound_is_cut_exactly_when_it_passes_it() -> None:
+    limit = 8 * SCAN_BYTES  # a quarter of it is far too: found by the periodic scan
+    registry = Registry(settings())
+    slow = subscribed(registry, "slow", limit=limit)
+    registry.replayed(slow.conn, "e1", [], now=0)
+    body = b'{"type":"nodeExecuteBefore","data":"' + b"x" * (SCAN_BYTES // 3) + b'"}'
+    size = len(body) + OVERHEAD_BYTES
+    cut_at = limit // size + 1  # the first message that takes it past the bound
+    for seq in range(1, cut_at):
+        registry.route(PushEvent("e1", seq, "nodeExecuteBefore", body), now=0)
+    assert slow.conn.open and slow.conn.queued_bytes == (cut_at - 1) * size <= limit
+    registry.route(PushEvent("e1", cut_at, "nodeExecuteBefore", body), now=0)
+    assert slow.conn.aborted and slow.conn.close_code == CloseCode.SLOW_CONSUMER
