@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from starlette.requests import HTTPConnection
 
 from app.bus.base import EventBus
+from app.metrics import LoopLag
 from app.settings import Settings
 from app.storage.base import ExecutionStore
+from app.storage.health import StoreHealth
 
 if TYPE_CHECKING:
+    from app.executions.retention import Pruner
     from app.executions.service import ExecutionService
     from app.push.hub import PushHub
     from app.workflows.service import WorkflowService
@@ -28,6 +31,10 @@ class Runtime:
     hub: PushHub
     #: Each backend's state, ``"ok"`` or why not (``/readyz``).
     readiness: Callable[[], Awaitable[dict[str, str]]]
+    #: The embedded store's writes and checkpoints (``/healthz``, ``/metrics``).
+    health: StoreHealth = field(default_factory=StoreHealth)
+    loop_lag: LoopLag | None = None
+    pruner: Pruner | None = None
 
 
 def runtime(conn: HTTPConnection) -> Runtime:

@@ -56,6 +56,8 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     workflow_version: str = ""
     #: ``GraphState.to_frontend_format()`` as last stored.
     graph_state: JsonObject = msgspec.field(default_factory=dict)
+    #: SPEC §8: running node -> message id -> the text it streamed so far (sent messages).
+    streams: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
     #: node name -> list of run metadata (status, start, execution time, item counts).
     run_data: dict[str, list[JsonObject]] = msgspec.field(default_factory=dict)
     #: node name -> list of that node's outputs, one per run (the full data, kept for REST).
@@ -67,6 +69,22 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     #: Set while a resumed run waits in the queue: the value handed to ``interrupt()``.
     resume_value: Any = None
     resume_pending: bool = False
+    #: Runs of one key (and owner) run one at a time, in order (SPEC §10).
+    concurrency_key: str | None = None
+
+
+class IdempotencyKey(msgspec.Struct, frozen=True, kw_only=True):
+    """An ``Idempotency-Key`` and the first answer given to it (SPEC §10)."""
+
+    #: The API key's owner id ("" when keys are off): keys are scoped per API key.
+    owner: str
+    key: str
+    #: A digest of the first request (route and body): a different request may not reuse it.
+    fingerprint: str
+    execution_id: str
+    created_at: int
+    #: The body of the first answer, replayed as it was.
+    answer: bytes
 
 
 class ExecutionQuery(msgspec.Struct, frozen=True, kw_only=True):

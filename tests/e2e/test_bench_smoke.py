@@ -20,12 +20,18 @@ ROOT = Path(__file__).resolve().parents[2]
     [
         ("bench.push", {"websocket-x1", "websocket-x50", "sse-x50", "idle-ws", "idle-sse"}),
         ("bench.engine", {"3-node", "20-node"}),
+        ("bench.history", {"empty history", "2,000 runs kept", "prune", "pruned to 500"}),
         ("bench.idle", {"ws-x100", "sse-x100"}),
         (
             "bench.e2e",
             {"graphpush-ws-x1", "graphpush-sse-x1", "graphpush-ws-x8", "graphpush-sse-x8", "goals"},
         ),
         ("bench.slow_consumer", {"without-stalled", "with-stalled"}),
+        ("bench.full_disk", {"round-0", "summary"}),
+        (
+            "bench.streams",
+            {f"graphpush {t} delay=0 runs={n}" for t in ("WS", "SSE") for n in (1, 10)},
+        ),
         ("bench.retry", {"3-node chain, from n2", "20-node chain, from n19"}),
         pytest.param(
             "bench.scaleout",
