@@ -21,7 +21,7 @@ from app.model.records import StoredEvent
 from app.push.buffers import ResumeBuffer
 from app.push.connection import CloseCode, Connection
 from app.push.index import Index
-from app.push.session import ExecutionStream, Session, visible
+from app.push.session import ExecutionStream, Session, taken_over, visible
 from app.push.size import fit, fit_logged
 from app.push.subscription import Subscription
 from app.push.tail import Tail, TailKey, Tails
@@ -48,14 +48,14 @@ class Registry:
         queue what it missed after ``last_event_id`` (None: a fresh start, live only)."""
         assert conn.push_ref is not None
         session = self.sessions.get(conn.push_ref)
-        if session is not None and session.owner not in (None, conn.owner):
-            self._forget(session)  # another API key's pushRef: nothing of it carries over
+        if session is not None and taken_over(session, conn):
+            self._forget(session)  # another key's (or token's) pushRef: nothing carries over
             session = None
         session = session or self._session(conn.push_ref, now)
         if session.connection is not None:
             session.connection.abort(CloseCode.NORMAL, "replaced by a newer connection")
             self._off_tails(session)
-        session.connection, session.owner = conn, conn.owner
+        session.connection, session.owner, session.scope = conn, conn.owner, conn.scope
         if last_event_id is not None:
             session.resume(conn, last_event_id, now)
         for execution_id, sub in session.subscriptions.items():
@@ -122,7 +122,7 @@ class Registry:
         """``event`` of a run started from ``push_ref``, which has not subscribed to it."""
         session = self.sessions.get(push_ref) or self._session(push_ref, now)
         conn = session.connection
-        if conn is None or not conn.open or not visible(event, session.owner):
+        if conn is None or not conn.open or not visible(event, session.owner, session.scope):
             session.offer(event, now)
         elif session.tails is None or (event.execution_id, push_ref) not in session.tails:
             self._join(session, (event.execution_id, push_ref), 0)
@@ -173,9 +173,7 @@ class Registry:
         sub = session.subscriptions.get(execution_id) if session else None
         if session is None or sub is None or not sub.replaying:
             return
-        logged_events = fit_logged(
-            execution_id, logged, conn.owner, self.settings.max_message_bytes
-        )
+        logged_events = fit_logged(execution_id, logged, conn, self.settings.max_message_bytes)
         session.emit(sub.replay(logged_events), now, backlog=True)
         if sub.done:
             self._unsubscribe(session, execution_id)
@@ -207,9 +205,7 @@ class Registry:
             return
         execution_id = stream.execution_id
         self._held.discard(execution_id, stream)
-        logged_events = fit_logged(
-            execution_id, logged, conn.owner, self.settings.max_message_bytes
-        )
+        logged_events = fit_logged(execution_id, logged, conn, self.settings.max_message_bytes)
         stream.emit(stream.sub.replay(logged_events), backlog=True)
         if finished:
             conn.close(CloseCode.NORMAL, "execution finished")

@@ -15,15 +15,24 @@ from collections.abc import Iterable
 
 from app.bus.base import PushEvent
 from app.messages import BINARY_TYPES
+from app.model.access import Scope, sees
 from app.push import wire
 from app.push.buffers import ResumeBuffer
 from app.push.connection import CloseCode, Connection
 from app.push.subscription import Subscription
 
 
-def visible(event: PushEvent, owner: str | None) -> bool:
-    """May a connection of ``owner`` (None: API keys are off) see ``event``?"""
-    return owner is None or event.owner == owner
+def visible(event: PushEvent, owner: str | None, scope: Scope | None = None) -> bool:
+    """May a connection of ``owner`` (None: API keys are off), limited to ``scope`` if it
+    holds a scoped token, see ``event``? (:func:`app.model.access.sees`)"""
+    return sees(owner, scope, event.execution_id, event.workflow_id, event.owner)
+
+
+def taken_over(session: Session, conn: Connection) -> bool:
+    """Is ``conn`` another caller than the one ``session`` was buffering for?"""
+    if session.owner is None and session.scope is None:
+        return False  # opened by a message before any connection: buffered for whoever comes
+    return (session.owner, session.scope) != (conn.owner, conn.scope)
 
 
 def _outgoing(event: PushEvent, event_id: int) -> wire.Outgoing:
@@ -40,6 +49,7 @@ class Session:
         "idle_since",
         "owner",
         "push_ref",
+        "scope",
         "subscriptions",
         "tails",
     )
@@ -49,6 +59,7 @@ class Session:
         self.buffer = buffer
         self.connection: Connection | None = None
         self.owner: str | None = None
+        self.scope: Scope | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.idle_since = now
         #: The keys of the tails it follows (made when needed: most sessions sit idle).
@@ -56,7 +67,7 @@ class Session:
 
     def offer(self, event: PushEvent, now: float) -> None:
         """Send a live ``event`` (through its subscription, if any)."""
-        if not visible(event, self.owner):
+        if not visible(event, self.owner, self.scope):
             return
         sub = self.subscriptions.get(event.execution_id)
         if sub is None or sub.offer(event):
@@ -81,7 +92,7 @@ class Session:
             conn.deliver(wire.resume_failed(last_id), backlog=True)
             return
         for event_id, event in missed:
-            if visible(event, conn.owner):
+            if visible(event, conn.owner, conn.scope):
                 conn.deliver(_outgoing(event, event_id), backlog=True)
 
 
