@@ -27,6 +27,8 @@ class PushEvent(msgspec.Struct, frozen=True, gc=False):
     push_ref: str | None = None
     broadcast: bool = False
     owner: str | None = None
+    #: The run's workflow: a connection holding a token scoped to a workflow sees its runs.
+    workflow_id: str | None = None
 
 
 Subscriber = Callable[[PushEvent], None]

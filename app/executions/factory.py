@@ -3,17 +3,33 @@ a retry of a finished run (SPEC §9)."""
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from app.clock import new_id, now_ms
 from app.errors import IllegalTransition, NotFound, ValidationFailed, problem
 from app.executions import retry
 from app.model.ids import ID_PATTERN, is_identifier
 from app.model.records import ExecutionRecord, JsonObject
+from app.model.webhooks import check_webhook_url
 from app.workflows.service import WorkflowService
 
 
+class RetryOptions(TypedDict, total=False):
+    """How a retry differs from its original run (:meth:`RunFactory.retry`)."""
+
+    from_node: str | None
+    saved: bool
+    state: dict[str, JsonObject] | None
+    input: JsonObject | None
+    push_ref: str | None
+    owner: str | None
+
+
 class RunFactory:
-    def __init__(self, workflows: WorkflowService) -> None:
+    def __init__(self, workflows: WorkflowService, *, allow_private: bool = False) -> None:
+        """``allow_private``: a run's webhook may be a private address (SPEC §11)."""
         self._workflows = workflows
+        self._allow_private = allow_private
 
     async def run(
         self,
@@ -23,11 +39,15 @@ class RunFactory:
         push_ref: str | None = None,
         owner: str | None = None,
         concurrency_key: str | None = None,
+        webhook: str | None = None,
     ) -> ExecutionRecord:
         """A ``new`` run of the saved workflow ``workflow_id``."""
         check_push_ref(push_ref)
+        if webhook is not None:
+            check_webhook_url(webhook, allow_private=self._allow_private, path="webhook")
         workflow, version = await self._workflows.get_versioned(workflow_id)
         record = _new_record(workflow_id, workflow, version, input, push_ref, owner)
+        record.webhook = webhook
         record.concurrency_key = concurrency_key
         return record
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.pregel import Pregel
@@ -21,12 +21,13 @@ from app.bus.base import EventBus
 from app.errors import IllegalTransition, NotFound
 from app.executions.admission import Admission, Idempotency, Strategy
 from app.executions.cancellation import Cancellation
-from app.executions.factory import RunFactory, check_push_ref
+from app.executions.factory import RetryOptions, RunFactory, check_push_ref
 from app.executions.recorder import RunRecorder
 from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
 from app.metrics import prometheus
+from app.model.access import Action, Caller
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -35,6 +36,7 @@ from app.model.records import (
     StoredEvent,
 )
 from app.model.status import ExecutionStatus
+from app.model.webhooks import Outbox, WebhookDelivery
 from app.queue.base import EVERYTHING, ExecutionQueue
 from app.settings import Settings
 from app.storage.base import ExecutionStore
@@ -54,6 +56,7 @@ class ExecutionService:
         bus: EventBus,
         queue: ExecutionQueue,
         runner: GraphRunner,
+        outbox: Outbox | None = None,
         checkpointer: BaseCheckpointSaver[Any] | None = None,
     ) -> None:
         self.settings = settings
@@ -70,6 +73,7 @@ class ExecutionService:
             compile=workflows.compile,
             runner=runner,
             workers=settings.workers,
+            outbox=outbox,
             timeout_s=settings.execution_timeout_s,
             recorder=functools.partial(
                 RunRecorder,
@@ -77,7 +81,7 @@ class ExecutionService:
                 max_message_bytes=settings.max_message_bytes,
             ),
         )
-        self._factory = RunFactory(workflows)
+        self._factory = RunFactory(workflows, allow_private=settings.webhook_allow_private)
         self._cancellation = Cancellation(
             store=store,
             queue=queue,
@@ -115,9 +119,12 @@ class ExecutionService:
         input: JsonObject | None = None,
         push_ref: str | None = None,
         owner: str | None = None,
+        webhook: str | None = None,
     ) -> ExecutionRecord:
         """Create a ``new`` run of ``workflow_id`` and queue it (n8n's manual run)."""
-        record = await self.new_run(workflow_id, input=input, push_ref=push_ref, owner=owner)
+        record = await self.new_run(
+            workflow_id, input=input, push_ref=push_ref, owner=owner, webhook=webhook
+        )
         await self._admission.enqueue(record)
         return record
 
@@ -129,14 +136,17 @@ class ExecutionService:
         push_ref: str | None = None,
         owner: str | None = None,
         concurrency_key: str | None = None,
+        webhook: str | None = None,
     ) -> ExecutionRecord:
-        """A ``new`` run of ``workflow_id``, neither stored nor queued."""
+        """A ``new`` run of ``workflow_id``, neither stored nor queued; its ``webhook`` URL,
+        if given, gets its completion webhooks (SPEC §11)."""
         return await self._factory.run(
             workflow_id,
             input=input,
             push_ref=push_ref,
             owner=owner,
             concurrency_key=concurrency_key,
+            webhook=webhook,
         )
 
     async def accept(
@@ -155,39 +165,15 @@ class ExecutionService:
         )
 
     async def retry_execution(
-        self,
-        execution_id: str,
-        *,
-        from_node: str | None = None,
-        saved: bool = False,
-        state: dict[str, JsonObject] | None = None,
-        input: JsonObject | None = None,
-        push_ref: str | None = None,
-        owner: str | None = None,
+        self, execution_id: str, **options: Unpack[RetryOptions]
     ) -> ExecutionRecord:
         """Queue a retry of a finished run: :meth:`new_retry`, stored and queued."""
-        record = await self.new_retry(
-            execution_id,
-            from_node=from_node,
-            saved=saved,
-            state=state,
-            input=input,
-            push_ref=push_ref,
-            owner=owner,
-        )
+        record = await self.new_retry(execution_id, **options)
         await self._admission.enqueue(record)
         return record
 
     async def new_retry(
-        self,
-        execution_id: str,
-        *,
-        from_node: str | None = None,
-        saved: bool = False,
-        state: dict[str, JsonObject] | None = None,
-        input: JsonObject | None = None,
-        push_ref: str | None = None,
-        owner: str | None = None,
+        self, execution_id: str, **options: Unpack[RetryOptions]
     ) -> ExecutionRecord:
         """A retry of a finished run (SPEC §9), neither stored nor queued: a new run whose
         ``retry_of`` is ``execution_id``, on the run's workflow snapshot (or the workflow as
@@ -195,17 +181,9 @@ class ExecutionService:
         (:mod:`app.executions.retry`), ``state`` replacing some of them and ``input`` the
         run input. Raises :class:`IllegalTransition` (409) for a run not finished and
         :class:`ValidationFailed` (422) for what the retry cannot use."""
-        check_push_ref(push_ref)
-        original = await self.get_execution(execution_id, owner)
-        return await self._factory.retry(
-            original,
-            from_node=from_node,
-            saved=saved,
-            state=state,
-            input=input,
-            push_ref=push_ref,
-            owner=owner,
-        )
+        check_push_ref(options.get("push_ref"))
+        original = await self.get_execution(execution_id, options.get("owner"))
+        return await self._factory.retry(original, **options)
 
     async def get_execution(self, execution_id: str, owner: str | None = None) -> ExecutionRecord:
         """The freshest view of a run: a copy of the live one while it runs here, else the
@@ -214,6 +192,16 @@ class ExecutionService:
         if record is None or (owner is not None and record.owner != owner):
             raise NotFound(f"execution {execution_id!r} not found")
         return record
+
+    async def authorize(self, execution_id: str, caller: Caller, action: Action) -> None:
+        """Raise unless ``caller`` may do ``action`` on the run: :class:`NotFound` for an
+        unknown run or another owner's, :class:`Forbidden` outside a token's scope. An API
+        key is checked by the call itself (it passes its owner), so only tokens read here."""
+        if caller.scope is None:
+            return
+        caller.require_action(action)
+        record = await self.get_execution(execution_id, caller.owner)
+        caller.require(action, record.id, record.workflow_id)
 
     async def list_executions(self, query: ExecutionQuery) -> ExecutionPage:
         return await self.store.list(query)
@@ -258,6 +246,11 @@ class ExecutionService:
         await self.get_execution(execution_id, owner)
         return await self.store.read_events(execution_id, after)
 
+    async def list_webhooks(self, execution_id: str, owner: str | None) -> list[WebhookDelivery]:
+        """The run's webhook deliveries, oldest first (SPEC §11)."""
+        await self.get_execution(execution_id, owner)
+        return await self.store.list_webhooks(execution_id)
+
     async def snapshot(self, execution_id: str, owner: str | None = None) -> ExecutionSnapshotData:
         record = await self.get_execution(execution_id, owner)
         return ExecutionSnapshotData(
@@ -280,6 +273,10 @@ class ExecutionService:
         for record in sorted(unfinished, key=lambda r: r.created_at):
             self.manager.gate.queued(record)
         self.manager.start()
+
+    def busy(self) -> bool:
+        """Are runs executing or queued in this process?"""
+        return self.manager.active_count > 0 or self.queue.qsize() > 0
 
     def metrics_text(self) -> str:
         manager = self.manager

@@ -36,6 +36,7 @@ from app.messages import (
     UnsubscribeExecution,
 )
 from app.metrics import prometheus
+from app.model.access import Action, Caller, Scope
 from app.model.records import StoredEvent
 from app.model.status import FINISHED
 from app.push import commands, wire
@@ -61,6 +62,11 @@ class PushService(Protocol):
 
     async def cancel_execution(self, execution_id: str, owner: str | None) -> object:
         """Also raises :class:`~app.errors.IllegalTransition` for a finished run."""
+        ...
+
+    async def authorize(self, execution_id: str, caller: Caller, action: Action) -> None:
+        """Raises :class:`~app.errors.Forbidden` when a scoped token's ``caller`` may not do
+        ``action`` on the run (see :meth:`app.model.access.Caller.require`)."""
         ...
 
 
@@ -146,11 +152,18 @@ class PushHub:
     # ---- connections ------------------------------------------------------------------------
 
     def connect(
-        self, push_ref: str, owner: str | None, last_event_id: int | None, wakeup: Wakeup
+        self,
+        push_ref: str,
+        owner: str | None,
+        last_event_id: int | None,
+        wakeup: Wakeup,
+        *,
+        scope: Scope | None = None,
     ) -> Connection:
         """A new live connection of ``push_ref`` (closing any older one), with what it missed
-        after ``last_event_id`` already queued. Pair with :meth:`disconnect`."""
-        conn = self._new_connection(push_ref, owner, wakeup)
+        after ``last_event_id`` already queued; ``scope``: a scoped token's, which limits
+        what it receives. Pair with :meth:`disconnect`."""
+        conn = self._new_connection(push_ref, owner, wakeup, scope)
         if not self._closing:
             now = self._clock()
             self.registry.register(conn, last_event_id, now)
@@ -158,13 +171,21 @@ class PushHub:
         return conn
 
     async def open_stream(
-        self, execution_id: str, after: int, owner: str | None, wakeup: Wakeup
+        self,
+        execution_id: str,
+        after: int,
+        owner: str | None,
+        wakeup: Wakeup,
+        *,
+        scope: Scope | None = None,
     ) -> Connection:
         """A stream of one execution: its snapshot, the log after ``after``, then live events
-        until ``executionFinished``. Raises ``NotFound``; pair with :meth:`disconnect`."""
-        conn = self._new_connection(None, owner, wakeup)
+        until ``executionFinished``. Raises ``NotFound`` (``Forbidden`` outside ``scope``);
+        pair with :meth:`disconnect`."""
+        conn = self._new_connection(None, owner, wakeup, scope)
         self.registry.open_stream(conn, execution_id, after)  # before reading: no gap
         try:
+            await self._authorize(conn, execution_id, "read")
             snapshot = await self._service.snapshot(execution_id, owner)
             logged = await self._service.read_events(execution_id, after, owner)
         except BaseException:
@@ -226,13 +247,19 @@ class PushHub:
                 conn.deliver(wire.ack("unsubscribe_execution", data.executionId))
             case CancelExecution(data=data):
                 await self._call(
-                    conn,
-                    "cancel_execution",
-                    data.executionId,
-                    self._service.cancel_execution(data.executionId, conn.owner),
+                    conn, "cancel_execution", data.executionId, self._cancel(conn, data.executionId)
                 )
 
+    async def _authorize(self, conn: Connection, execution_id: str, action: Action) -> None:
+        if conn.scope is not None:
+            await self._service.authorize(execution_id, Caller(conn.owner, conn.scope), action)
+
+    async def _cancel(self, conn: Connection, execution_id: str) -> None:
+        await self._authorize(conn, execution_id, "cancel")
+        await self._service.cancel_execution(execution_id, conn.owner)
+
     async def _subscribe(self, conn: Connection, execution_id: str, after: int | None) -> None:
+        await self._authorize(conn, execution_id, "read")
         self.registry.subscribe(conn, execution_id, after or 0)  # before reading: no gap
         try:
             if after is None:  # live from now on: only check that it may be seen
@@ -265,10 +292,10 @@ class PushHub:
     # ---- internals --------------------------------------------------------------------------
 
     def _new_connection(
-        self, push_ref: str | None, owner: str | None, wakeup: Wakeup
+        self, push_ref: str | None, owner: str | None, wakeup: Wakeup, scope: Scope | None
     ) -> Connection:
         limit = self.settings.connection_buffer_bytes
-        conn = Connection(push_ref=push_ref, owner=owner, limit=limit, wakeup=wakeup)
+        conn = Connection(push_ref=push_ref, owner=owner, limit=limit, wakeup=wakeup, scope=scope)
         self._live.add(conn)
         if self._closing:
             conn.close(CloseCode.GOING_AWAY, "server shutting down")

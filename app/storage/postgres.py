@@ -46,16 +46,15 @@ from app.storage.postgres_control import (
     find_key,
     prunable,
 )
+from app.storage.postgres_outbox import PostgresOutbox
 from app.storage.postgres_schema import migrate, schema_lock
 from app.storage.sql_rows import (
-    EventRow,
-    RecordRow,
     json_object,
     record_from_row,
     record_row,
 )
 from app.storage.sql_rows import where as sql_where
-from app.storage.staging import SqlStaging
+from app.storage.staging import SqlStaging, Staged
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ RETRY_S = 0.05
 RETRY_MAX_S = 2.0
 
 
-class PostgresStore(SqlStaging):
+class PostgresStore(SqlStaging, PostgresOutbox):
     """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
     on PostgreSQL; ``async with`` opens its pool and migrates the schema. ``url`` is a libpq
     URL; ``?options=-csearch_path%3Dname`` picks a schema."""
@@ -131,12 +130,12 @@ class PostgresStore(SqlStaging):
             while self.has_staged:
                 done, self._writing = self._batch, self._batch
                 self._writing_ids = frozenset(self._records)
-                records, events = self.take_staged()
+                batch = self.take_staged()
                 self._batch = None
                 try:
-                    await self._write_until_stored(records, events)
+                    await self._write_until_stored(batch)
                 except Exception as exc:
-                    log.exception("PostgreSQL commit of %d records failed", len(records))
+                    log.exception("PostgreSQL commit of %d records failed", len(batch.records))
                     if done is not None:
                         done.set_exception(exc)
                         done.exception()  # logged above; awaiting callers still raise
@@ -147,19 +146,19 @@ class PostgresStore(SqlStaging):
             self._writer = self._writing = None
             self._writing_ids = frozenset()
 
-    async def _write_until_stored(self, records: list[RecordRow], events: list[EventRow]) -> None:
+    async def _write_until_stored(self, batch: Staged) -> None:
         delay = RETRY_S
         while True:
             try:
-                return await self._write(records, events)
+                return await self._write(batch)
             except psycopg.OperationalError:  # the connection, not the rows: write again
                 log.warning("PostgreSQL commit failed; again in %.2f s", delay, exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    async def _write(self, records: list[RecordRow], events: list[EventRow]) -> None:
+    async def _write(self, batch: Staged) -> None:
         async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-            await upsert(conn, records, events)
+            await upsert(conn, batch)
 
     # ---- executions ------------------------------------------------------------------
 
@@ -182,7 +181,7 @@ class PostgresStore(SqlStaging):
         async with self._pool.connection() as conn, conn.transaction():
             first = await claim_key(conn, key, live_since=live_since)
             if first is None:
-                await upsert(conn, [record_row(record)], [])
+                await upsert(conn, Staged([record_row(record)], [], []))
         return first
 
     async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:

@@ -7,7 +7,8 @@ from typing import Any
 
 import psycopg
 
-from app.storage.sql_rows import EventRow, RecordRow
+from app.storage.postgres_outbox import INSERT_WEBHOOKS
+from app.storage.staging import Staged
 
 _UPSERT_RECORDS = """
 INSERT INTO executions (id, workflow_id, status, created_at, owner, body, workflow, retry_of)
@@ -21,15 +22,16 @@ SELECT * FROM unnest(%s::text[], %s::integer[], %s::text[], %s::bytea[])
 ON CONFLICT (execution_id, seq) DO UPDATE SET type = excluded.type, payload = excluded.payload"""
 
 
-async def upsert(
-    conn: psycopg.AsyncConnection[Any], records: list[RecordRow], events: list[EventRow]
-) -> None:
-    """Write (insert or replace) ``records`` and ``events`` on ``conn``, in the caller's
-    transaction; a record's workflow snapshot is kept when its row carries none."""
+async def upsert(conn: psycopg.AsyncConnection[Any], batch: Staged) -> None:
+    """Write (insert or replace) the rows of ``batch`` on ``conn``, in the caller's
+    transaction; a record's workflow snapshot is kept when its row carries none, a webhook
+    delivery already stored is left as it is."""
     # Binary parameters: payloads go as they are, not hex-encoded.
-    if records:
-        columns = [list(column) for column in zip(*records, strict=True)]
-        await conn.execute(_UPSERT_RECORDS, columns, binary=True)
-    if events:
-        columns = [list(column) for column in zip(*events, strict=True)]
-        await conn.execute(_UPSERT_EVENTS, columns, binary=True)
+    for sql, rows in (
+        (_UPSERT_RECORDS, batch.records),
+        (_UPSERT_EVENTS, batch.events),
+        (INSERT_WEBHOOKS, batch.webhooks),
+    ):
+        if rows:
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            await conn.execute(sql, columns, binary=True)

@@ -39,12 +39,14 @@ WHERE status = ANY(%s)"""
 _OLDEST_FINISHED = (
     "SELECT id FROM executions WHERE status = ANY(%s) ORDER BY created_at, id LIMIT %s"
 )
-#: One statement, so one short transaction per batch of ids: the run, its log, its keys.
+#: One statement, so one short transaction per batch of ids: the run, its log, its keys,
+#: its webhook deliveries.
 _DELETE_RUNS = """
 WITH gone AS (
     DELETE FROM executions WHERE id = ANY(%s) AND status = ANY(%s) RETURNING id),
 events AS (DELETE FROM execution_events WHERE execution_id IN (SELECT id FROM gone)),
-keys AS (DELETE FROM idempotency_keys WHERE execution_id IN (SELECT id FROM gone))
+keys AS (DELETE FROM idempotency_keys WHERE execution_id IN (SELECT id FROM gone)),
+hooks AS (DELETE FROM webhook_deliveries WHERE execution_id IN (SELECT id FROM gone))
 SELECT count(*) FROM gone"""
 
 Connection = psycopg.AsyncConnection[Any]
@@ -109,7 +111,8 @@ async def prunable(
 
 
 async def delete_finished(conn: Connection, execution_ids: Sequence[str]) -> int:
-    """Delete the finished runs of ``execution_ids`` with their logs and keys; how many."""
+    """Delete the finished runs of ``execution_ids`` with their logs, keys and webhook
+    deliveries; how many."""
     row = await (await conn.execute(_DELETE_RUNS, (list(execution_ids), FINISHED))).fetchone()
     return int(row[0]) if row else 0
 

@@ -45,6 +45,15 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 4: the list of every run, newest first, reads one page, not the whole history.
     "CREATE INDEX executions_by_time ON executions (created_at, id);",
+    # 5: the webhook outbox (SPEC §11)
+    """
+    CREATE TABLE webhook_deliveries (
+        id text PRIMARY KEY, execution_id text NOT NULL, status text NOT NULL, due bigint,
+        body bytea NOT NULL, claimed_until bigint NOT NULL DEFAULT 0,
+        position bigserial NOT NULL);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, due);
+    CREATE INDEX webhook_deliveries_by_execution ON webhook_deliveries (execution_id);
+    """,
 )
 #: ``pg_advisory_lock`` key held while the schema (ours, the checkpointer's) is migrated.
 SCHEMA_LOCK = 0x67726170687075

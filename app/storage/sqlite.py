@@ -41,19 +41,20 @@ from app.model.records import (
     StoredEvent,
 )
 from app.storage.health import StoreHealth, refusing, transient, unavailable
-from app.storage.sql_rows import EventRow, KeyRow, RecordRow, json_object, key_row, record_from_row
+from app.storage.sql_rows import KeyRow, json_object, key_row, record_from_row
 from app.storage.sql_rows import where as sql_where
 from app.storage.sqlite_batch import write_batch
 from app.storage.sqlite_control import delete_finished, find_key, prunable
+from app.storage.sqlite_outbox import SqliteOutbox
 from app.storage.sqlite_schema import open_database
-from app.storage.staging import SqlStaging
+from app.storage.staging import SqlStaging, Staged
 from app.storage.wal import WalCheckpointer
 
 #: How long staged writes may wait for others to share their transaction.
 FLUSH_DELAY_S = 0.005
 
 
-class SqliteStore(SqlStaging):
+class SqliteStore(SqlStaging, SqliteOutbox):
     """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
     on SQLite; ``async with`` opens (creating the file and schema) and closes it."""
 
@@ -151,18 +152,18 @@ class SqliteStore(SqlStaging):
             self._flush_handle.cancel()
             self._flush_handle = None
         self._retrying = False
-        (records, events), done = self.take_staged(), self._committed
+        batch, done = self.take_staged(), self._committed
         keys, self._keys = self._keys, []
         self._committed = None
         try:
-            if records or events:
-                write_batch(self.db, records, events, keys)
+            if any(batch):
+                write_batch(self.db, batch, keys)
                 self._wal.written()
                 self.health.wrote()
         except Exception as exc:
             if transient(exc):
                 self._keys[:0] = keys  # written again with their runs
-                self._retry(records, events, exc)
+                self._retry(batch, exc)
             elif done is None:
                 raise
             if done is not None:
@@ -171,10 +172,10 @@ class SqliteStore(SqlStaging):
             if done is not None:
                 done.set_result(None)
 
-    def _retry(self, records: list[RecordRow], events: list[EventRow], exc: Exception) -> None:
+    def _retry(self, batch: Staged, exc: Exception) -> None:
         """Stage a failed write again (``_flush`` did not yield) and schedule its retry."""
-        self.restage(records, events)
-        delay = self.health.write_failed(exc, len(records) + len(events))
+        self.restage(batch)
+        delay = self.health.write_failed(exc, sum(len(rows) for rows in batch))
         self._schedule_flush(asyncio.get_running_loop().time() + delay)
         self._retrying = True  # from now on only that flush writes
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from app.storage.sql_rows import KEY_COLUMNS, EventRow, KeyRow, RecordRow
+from app.storage.sql_rows import KEY_COLUMNS, KeyRow
+from app.storage.sqlite_outbox import INSERT_WEBHOOK
+from app.storage.staging import Staged
 
 #: The workflow snapshot is written with the run's first row only (see app.sql_rows).
 _UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
@@ -14,14 +16,13 @@ _UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO
 _UPSERT_KEY = f"INSERT OR REPLACE INTO idempotency_keys ({KEY_COLUMNS}) VALUES (?,?,?,?,?,?)"
 
 
-def write_batch(
-    db: sqlite3.Connection, records: list[RecordRow], events: list[EventRow], keys: list[KeyRow]
-) -> None:
+def write_batch(db: sqlite3.Connection, batch: Staged, keys: list[KeyRow]) -> None:
     """Write (insert or replace) the rows in one transaction; nothing of it if it raises."""
     db.execute("BEGIN")
     try:
-        db.executemany(_UPSERT, records)
-        db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", events)
+        db.executemany(_UPSERT, batch.records)
+        db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", batch.events)
+        db.executemany(INSERT_WEBHOOK, batch.webhooks)
         db.executemany(_UPSERT_KEY, keys)
         db.execute("COMMIT")  # in WAL mode the pages are written here: it can fail too
     except BaseException:

@@ -18,12 +18,14 @@ _SELECT_KEY = (
     f"SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE owner=? AND key=? AND created_at>=?"
 )
 _FINISHED_IN = f"status IN ({','.join('?' * len(FINISHED))})"
-#: Runs, then their logs and keys, deleted by id (a JSON array: no limit on how many).
+#: Runs, then their logs, keys and webhook deliveries, deleted by id (a JSON array: no
+#: limit on how many).
 _DELETE_RUNS = f"""DELETE FROM executions WHERE id IN (SELECT value FROM json_each(?))
     AND {_FINISHED_IN} RETURNING id"""
 _DELETE_LOGS = (
     "DELETE FROM events WHERE execution_id IN (SELECT value FROM json_each(?))",
     "DELETE FROM idempotency_keys WHERE execution_id IN (SELECT value FROM json_each(?))",
+    "DELETE FROM webhooks WHERE execution_id IN (SELECT value FROM json_each(?))",
 )
 
 
@@ -53,8 +55,8 @@ def prunable(
 
 
 def delete_finished(db: sqlite3.Connection, execution_ids: Sequence[str]) -> int:
-    """Delete the finished runs of ``execution_ids`` with their logs and keys in one
-    transaction, then give their pages back to the file; how many runs."""
+    """Delete the finished runs of ``execution_ids`` with their logs, keys and webhook
+    deliveries in one transaction, then give their pages back to the file; how many runs."""
     db.execute("BEGIN")
     try:
         gone = db.execute(_DELETE_RUNS, (msgspec.json.encode(execution_ids), *FINISHED))

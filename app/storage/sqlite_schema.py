@@ -23,6 +23,12 @@ CREATE INDEX IF NOT EXISTS executions_by_time ON executions (created_at, id);
 CREATE TABLE IF NOT EXISTS events (
     execution_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, payload BLOB NOT NULL,
     PRIMARY KEY (execution_id, seq));
+-- The webhook outbox (SPEC §11): written in the transaction of the status it reports.
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, status TEXT NOT NULL, due INTEGER,
+    body BLOB NOT NULL, claimed_until INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS webhooks_due ON webhooks (status, due);
+CREATE INDEX IF NOT EXISTS webhooks_by_execution ON webhooks (execution_id);
 CREATE TABLE IF NOT EXISTS workflows (
     id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency_keys (

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
             {f"graphpush {t} delay=0 runs={n}" for t in ("WS", "SSE") for n in (1, 10)},
         ),
         ("bench.retry", {"3-node chain, from n2", "20-node chain, from n19"}),
+        ("bench.webhooks", {"no webhook", "webhook delivered"}),
         pytest.param(
             "bench.scaleout",
             {f"runs/s {c}" for c in ("embedded", "1 worker process", "2 worker processes")}
