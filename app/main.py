@@ -14,7 +14,9 @@ from app.executions.service import ExecutionService
 from app.http.api import api_routes
 from app.http.control import control_routes
 from app.http.errors import EXCEPTION_HANDLERS
+from app.http.operations import operation_routes
 from app.http.web import web_routes
+from app.http.workflows import workflow_routes
 from app.metrics import LoopLag
 from app.push.hub import PushHub
 from app.runtime import Runtime
@@ -78,7 +80,14 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             yield {SERVER_STOPPING: push.pumps.shut_down}
 
     return Starlette(
-        routes=[*api_routes(), *control_routes(), *push_routes(), *web_routes()],
+        routes=[
+            *workflow_routes(),
+            *api_routes(),
+            *control_routes(),
+            *operation_routes(),
+            *push_routes(),
+            *web_routes(),
+        ],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
     )

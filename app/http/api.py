@@ -1,55 +1,31 @@
-"""The REST API (SPEC §3): JSON in and out, every error as ``{"error": {...}}``."""
+"""The REST API (SPEC §3): JSON in and out, every error as ``{"error": {...}}``.
+
+Here the routes of runs (list, read, cancel, resume, their events and webhooks), history
+pruning and scoped tokens; the workflows' in :mod:`app.http.workflows`, run control's in
+:mod:`app.http.control`, the operator's in :mod:`app.http.operations`. Requests are read
+by :mod:`app.http.requests`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from app.clock import iso
 from app.errors import (
-    BackendUnavailable,
-    BadRequest,
     Forbidden,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    ValidationFailed,
 )
-from app.executions.admission import Strategy
-from app.http.auth import TokenRequest, authenticate, mint
-from app.http.bodies import execution_dto, run_accepted, webhook_dto
-from app.http.idempotency import accepted_body, accepted_response, idempotency
+from app.http.auth import TokenRequest, mint
+from app.http.bodies import JSONResponse, execution_dto, run_accepted, webhook_dto
 from app.http.params import EXECUTION_PATH, WORKFLOW_PATH, QueryReader
-from app.messages import encoder
-from app.metrics import prometheus
+from app.http.requests import caller_of, decode_json, key_owner, read_body
 from app.model.access import Action, Caller
-from app.model.cursor import parse_integer
-from app.model.records import ExecutionQuery, ExecutionRecord, JsonObject
+from app.model.records import ExecutionQuery, JsonObject
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
-from app.workflows.checks import check_value
-
-
-class JSONResponse(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return encoder.encode(content)
-
-
-class RunBody(msgspec.Struct, forbid_unknown_fields=True):
-    input: dict[str, Any] | None = None
-    push_ref: str | None = None
-    #: A URL for this run's completion webhooks (SPEC §11); wins over the workflow's.
-    webhook: str | None = None
-    #: SPEC §10: runs of one key (per API key) run one at a time; the strategy says what a
-    #: new one does while an older one is unfinished.
-    concurrency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
-    multitask_strategy: Strategy = "enqueue"
 
 
 class ResumeBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -60,77 +36,9 @@ class PruneBody(msgspec.Struct, forbid_unknown_fields=True):
     dry_run: bool = False
 
 
-async def read_body(request: Request) -> bytes:
-    """The request body, refusing what is over ``max_body_bytes`` (413) or not JSON (415)."""
-    limit = runtime(request).settings.max_body_bytes
-    declared = parse_integer(request.headers.get("content-length", ""))
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if body.strip() and content_type != "application/json" and not content_type.endswith("+json"):
-        raise UnsupportedMediaType(f"expected application/json, got {content_type}")
-    return bytes(body)
-
-
-#: How deep a body's arrays and objects may nest (the body itself is level 1). A value is
-#: encoded, decoded and copied recursively wherever it goes; nested much deeper, one that was
-#: accepted could later fail to be read back, and break every listing that includes it.
-MAX_JSON_DEPTH = 100
-
-
-def decode_json(body: bytes, type_: type[Any]) -> Any:
-    """Decode ``body`` as ``type_``: malformed JSON or nesting deeper than
-    :data:`MAX_JSON_DEPTH` is 400; a schema mismatch is 422 naming every problem at its path
-    (``input``, ``push_ref``, an unknown field's name)."""
-    try:
-        raw = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise BadRequest(f"malformed JSON: {exc}") from None
-    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _deeper_than(raw, MAX_JSON_DEPTH):
-        raise BadRequest(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        return msgspec.convert(raw, type_)
-    except msgspec.ValidationError:
-        # Walked only on failure: listing every problem costs ~100x a convert (it reads the
-        # Structs' fields each time), which was a tenth of POST /run's CPU.
-        problems = check_value(raw, type_, "")
-        if problems:
-            raise ValidationFailed("the body does not match its schema", problems) from None
-        raise
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Do ``value``'s arrays and objects nest deeper than ``limit``? (Iterative: a value
-    too deep for recursion is the point.)"""
-    stack = [(value, 1)] if isinstance(value, dict | list) else []
-    while stack:
-        container, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = container.values() if isinstance(container, dict) else container
-        stack += [(c, depth + 1) for c in children if isinstance(c, dict | list)]
-    return False
-
-
-def _caller(request: Request) -> Caller:
-    return authenticate(request, runtime(request).settings)
-
-
-def key_owner(request: Request) -> str | None:
-    """The caller's owner, for a call that needs an API key (a token is 403)."""
-    caller = _caller(request)
-    caller.require_key()
-    return caller.owner
-
-
 async def _owner_for(request: Request, action: Action) -> str | None:
     """The caller's owner, once it may do ``action`` on the path's execution."""
-    caller = _caller(request)
+    caller = caller_of(request)
     execution_id = request.path_params["execution_id"]
     await runtime(request).service.authorize(execution_id, caller, action)
     return caller.owner
@@ -165,78 +73,9 @@ def _page_query(request: Request, caller: Caller, workflow_id: str | None) -> Ex
     return page
 
 
-# ---- workflows ------------------------------------------------------------------------
-
-
-async def create_workflow(request: Request) -> Response:
-    key_owner(request)
-    workflow = await runtime(request).workflows.create(await _json_body(request))
-    return JSONResponse(workflow, status_code=201)
-
-
-async def _json_body(request: Request) -> JsonObject:
-    """The body as a JSON object, decoded once (the workflow parser takes it as it is)."""
-    body = await read_body(request)
-    if not body.strip():
-        raise BadRequest("a JSON body is required")
-    decoded: JsonObject = decode_json(body, dict[str, Any])
-    return decoded
-
-
-async def list_workflows(request: Request) -> Response:
-    caller = _caller(request)
-    caller.require_action("read")
-    items = await runtime(request).workflows.list_all()
-    if caller.scope is not None:
-        items = [w for w in items if caller.scope.covers_workflow(str(w.get("id")))]
-    return JSONResponse({"items": items, "total": len(items)})
-
-
-async def workflow(request: Request) -> Response:
-    caller = _caller(request)
-    workflows = runtime(request).workflows
-    workflow_id = request.path_params["workflow_id"]
-    if request.method == "GET":
-        caller.require_workflow(workflow_id)
-        return JSONResponse(await workflows.get(workflow_id))
-    caller.require_key()
-    if request.method == "PUT":
-        return JSONResponse(await workflows.update(workflow_id, await _json_body(request)))
-    await workflows.delete(workflow_id)
-    return Response(status_code=204)
-
-
-async def run_workflow(request: Request) -> Response:
-    owner = key_owner(request)
-    body = await read_body(request)
-    run = decode_json(body, RunBody) if body.strip() else RunBody()
-    push_ref = run.push_ref or request.headers.get("push-ref")
-    service = runtime(request).service
-
-    def build() -> Awaitable[ExecutionRecord]:
-        workflow_id = request.path_params["workflow_id"]
-        return service.new_run(
-            workflow_id,
-            input=run.input,
-            push_ref=push_ref,
-            owner=owner,
-            concurrency_key=run.concurrency_key,
-            webhook=run.webhook,
-        )
-
-    answer, replayed = await service.accept(
-        build,
-        accepted_body(request, owner),
-        owner=owner,
-        idempotency=idempotency(request, run, push_ref),
-        strategy=run.multitask_strategy,
-    )
-    return accepted_response(answer, replayed)
-
-
 async def workflow_executions(request: Request) -> Response:
     workflow_id = request.path_params["workflow_id"]
-    query = _page_query(request, _caller(request), workflow_id)
+    query = _page_query(request, caller_of(request), workflow_id)
     await runtime(request).workflows.get(workflow_id)
     return await _page(request, query)
 
@@ -253,7 +92,7 @@ async def _page(request: Request, query: ExecutionQuery) -> Response:
 
 
 async def list_executions(request: Request) -> Response:
-    return await _page(request, _page_query(request, _caller(request), None))
+    return await _page(request, _page_query(request, caller_of(request), None))
 
 
 async def get_execution(request: Request) -> Response:
@@ -340,43 +179,8 @@ async def prune_executions(request: Request) -> Response:
     return JSONResponse({"pruned": pruned, "dry_run": prune.dry_run})
 
 
-# ---- operations -----------------------------------------------------------------------
-
-
-async def healthz(request: Request) -> Response:
-    """Liveness: 200 while the process answers, also when its store cannot write (a restart
-    frees no disk and loses the writes held for retry). ``{"status": "ok"}``, or
-    ``{"status": "degraded", "store": {...}}`` saying why (docs/deploy.md)."""
-    health = runtime(request).health
-    if health.writable and health.checkpointing:
-        return JSONResponse({"status": "ok"})
-    return JSONResponse({"status": "degraded", "store": health.report()})
-
-
-async def readyz(request: Request) -> Response:
-    """200 while every shared backend (PostgreSQL, Redis) answers; 503 naming the ones that
-    do not (``/healthz`` stays 200: the process itself is alive)."""
-    checks = await runtime(request).readiness()
-    if any(state != "ok" for state in checks.values()):
-        raise BackendUnavailable("a backend is unavailable", details=checks)
-    return JSONResponse({"status": "ready", "checks": checks})
-
-
-async def metrics(request: Request) -> Response:
-    rt = runtime(request)
-    lag = prometheus(rt.loop_lag.gauges()) if rt.loop_lag else ""
-    pruned = prometheus({}, rt.pruner.counters()) if rt.pruner else ""
-    return PlainTextResponse(
-        rt.service.metrics_text() + rt.hub.metrics_text() + rt.health.metrics_text() + lag + pruned
-    )
-
-
 def api_routes() -> list[BaseRoute]:
     return [
-        Route("/agents/workflows", create_workflow, methods=["POST"]),
-        Route("/agents/workflows", list_workflows, methods=["GET"]),
-        Route(WORKFLOW_PATH, workflow, methods=["GET", "PUT", "DELETE"]),
-        Route(f"{WORKFLOW_PATH}/run", run_workflow, methods=["POST"]),
         Route(f"{WORKFLOW_PATH}/executions", workflow_executions, methods=["GET"]),
         Route("/agents/executions", list_executions, methods=["GET"]),
         Route("/agents/executions/prune", prune_executions, methods=["POST"]),
@@ -386,7 +190,4 @@ def api_routes() -> list[BaseRoute]:
         Route(f"{EXECUTION_PATH}/events", execution_events, methods=["GET"]),
         Route(f"{EXECUTION_PATH}/webhooks", execution_webhooks, methods=["GET"]),
         Route("/agents/tokens", create_token, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
     ]

@@ -1,15 +1,25 @@
-"""REST bodies: those built from stored records (the ``AgentExecutionDto``, the 202 of a
-run) and the request bodies of run control (retry, bulk cancel)."""
+"""REST bodies: the JSON response, the bodies built from stored records (the
+``AgentExecutionDto``, the 202 of a run) and the request bodies of run control (retry, bulk
+cancel)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 import msgspec
+from starlette.responses import Response
 
 from app.clock import iso
+from app.messages import encoder
 from app.model.records import ExecutionRecord, JsonObject
 from app.model.webhooks import Attempt, WebhookDelivery
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return encoder.encode(content)
 
 
 def execution_links(execution_id: str, workflow_id: str) -> dict[str, str]:

@@ -10,10 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from app.http.api import JSONResponse, decode_json, key_owner, read_body
-from app.http.bodies import CancelFilter, RetryBody
+from app.http.bodies import CancelFilter, JSONResponse, RetryBody
 from app.http.idempotency import accepted_body, accepted_response, idempotency
 from app.http.params import EXECUTION_PATH
+from app.http.requests import decode_json, key_owner, read_body
 from app.model.records import ExecutionRecord
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
