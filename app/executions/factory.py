@@ -14,6 +14,16 @@ from app.model.webhooks import check_webhook_url
 from app.workflows.service import WorkflowService
 
 
+class RunOptions(TypedDict, total=False):
+    """A new run's options besides its workflow (:meth:`RunFactory.run`)."""
+
+    input: JsonObject | None
+    push_ref: str | None
+    owner: str | None
+    concurrency_key: str | None
+    webhook: str | None
+
+
 class RetryOptions(TypedDict, total=False):
     """How a retry differs from its original run (:meth:`RunFactory.retry`)."""
 

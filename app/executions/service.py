@@ -21,7 +21,7 @@ from app.bus.base import EventBus
 from app.errors import IllegalTransition, NotFound
 from app.executions.admission import Admission, Idempotency, Strategy
 from app.executions.cancellation import Cancellation
-from app.executions.factory import RetryOptions, RunFactory, check_push_ref
+from app.executions.factory import RetryOptions, RunFactory, RunOptions, check_push_ref
 from app.executions.recorder import RunRecorder
 from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
@@ -128,26 +128,10 @@ class ExecutionService:
         await self._admission.enqueue(record)
         return record
 
-    async def new_run(
-        self,
-        workflow_id: str,
-        *,
-        input: JsonObject | None = None,
-        push_ref: str | None = None,
-        owner: str | None = None,
-        concurrency_key: str | None = None,
-        webhook: str | None = None,
-    ) -> ExecutionRecord:
+    async def new_run(self, workflow_id: str, **options: Unpack[RunOptions]) -> ExecutionRecord:
         """A ``new`` run of ``workflow_id``, neither stored nor queued; its ``webhook`` URL,
         if given, gets its completion webhooks (SPEC §11)."""
-        return await self._factory.run(
-            workflow_id,
-            input=input,
-            push_ref=push_ref,
-            owner=owner,
-            concurrency_key=concurrency_key,
-            webhook=webhook,
-        )
+        return await self._factory.run(workflow_id, **options)
 
     async def accept(
         self,
