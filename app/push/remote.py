@@ -32,7 +32,7 @@ from app.model.records import StoredEvent
 
 log = logging.getLogger(__name__)
 
-#: Reads an execution's log after a ``seq`` (as :class:`app.push.hub.PushService` does).
+#: Reads an execution's log after a ``seq`` (as :class:`app.push.dispatcher.PushService` does).
 ReadLog = Callable[[str, int, str | None], Awaitable[list[StoredEvent]]]
 
 #: Executions remembered (open ones, and ended ones for late duplicates), the oldest forgotten.
