@@ -16,6 +16,7 @@ from app.backends import open_backends
 from app.errors import GraphpushError
 from app.executions.service import ExecutionService
 from app.http.api import JSONResponse, api_routes
+from app.http.runs_feed import RunsList
 from app.http.web import web_routes
 from app.push.hub import PushHub
 from app.runtime import Runtime
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             backends = await open_backends(stack, settings, push=True)
             store, bus = backends.store, backends.bus
             service = await backends.service(settings)
-            hub = PushHub(settings=settings, service=service)
+            hub = PushHub(settings=settings, service=service, runs=RunsList(service))
             stack.callback(backends.subscribe_hub(hub))
             # Closed after the engine (callbacks run in reverse): connections get the final
             # messages of runs canceled by the shutdown before they close.

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from app.errors import GraphpushError
 from app.http.auth import authenticate
+from app.http.params import QueryReader
 from app.push import admission
 from app.settings import Settings
 
@@ -27,6 +28,12 @@ class PushRequest(NamedTuple):
 class StreamRequest(NamedTuple):
     owner: str | None
     after: int
+
+
+class FeedRequest(NamedTuple):
+    owner: str | None
+    limit: int
+    last_event_id: int | None
 
 
 def admit_push(conn: HTTPConnection, settings: Settings) -> PushRequest:
@@ -47,6 +54,18 @@ def admit_stream(conn: HTTPConnection, settings: Settings) -> StreamRequest:
     owner = authenticate(conn, settings)
     after = conn.headers.get("last-event-id") or conn.query_params.get("after")
     return StreamRequest(owner, admission.cursor(after, "after") or 0)
+
+
+def admit_feed(conn: HTTPConnection, settings: Settings) -> FeedRequest:
+    """``GET /agents/workflows/{id}/stream``: Origin, API key, ``?limit=`` (1 to 200, 422
+    otherwise), ``Last-Event-ID``/``?lastEventId=``."""
+    admission.check_origin(conn.headers, settings.allowed_origins)
+    owner = authenticate(conn, settings)
+    query = QueryReader(conn.query_params)
+    limit = query.integer("limit", 20, low=1, high=200)
+    query.check()
+    last = conn.headers.get("last-event-id") or conn.query_params.get("lastEventId")
+    return FeedRequest(owner, limit, admission.cursor(last, "lastEventId"))
 
 
 def error_response(exc: GraphpushError) -> Response:

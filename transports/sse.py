@@ -1,7 +1,8 @@
-"""SSE transport (SPEC §5.1, §5.4): ``/agents/push`` as a plain GET with
-``Accept: text/event-stream``, and ``/agents/executions/{id}/stream``.
+"""SSE transport (SPEC §5.1, §5.4, §11): ``/agents/push`` as a plain GET with
+``Accept: text/event-stream``, ``/agents/executions/{id}/stream`` and the runs feed
+``/agents/workflows/{id}/stream``.
 
-Both stream one core connection: an initial ``:ok`` comment, then everything queued on the
+Each streams one core connection: an initial ``:ok`` comment, then everything queued on the
 connection as one chunk of ``id: N`` + ``data: <json>`` events per write, comment pings every
 ``ping_interval_s``, headers ``Cache-Control: no-cache`` and ``X-Accel-Buffering: no``. The
 stream ends when the core closes the connection (execution finished, replaced, shutdown) or
@@ -35,7 +36,7 @@ from app.push.connection import CloseCode, Connection
 from app.push.wire import SSE_OK, SSE_PING, sse_chunk
 from app.runtime import runtime
 from app.settings import Settings
-from transports.handshake import admit_push, admit_stream, error_response
+from transports.handshake import admit_feed, admit_push, admit_stream, error_response
 from transports.pump import Pump, write_timeout_s
 
 HEADERS: Final = {
@@ -81,6 +82,29 @@ async def stream_endpoint(request: Request) -> Response:
         conn = await rt.hub.open_stream(execution_id, admitted.after, admitted.owner, pump.wake)
     except GraphpushError as exc:
         return error_response(exc)
+    pump.attach(conn)
+    return EventStream(pump, rt.settings, on_close=lambda: rt.hub.disconnect(conn))
+
+
+async def feed_endpoint(request: Request) -> Response:
+    """``GET /agents/workflows/{workflow_id}/stream``: the runs feed (snapshot or what was
+    missed, then live lifecycle messages). A HEAD checks the request and answers headers."""
+    rt = runtime(request)
+    pump = Pump(write_timeout_s(rt.settings))
+    try:
+        admitted = admit_feed(request, rt.settings)
+        conn = await rt.hub.open_feed(
+            request.path_params["workflow_id"],
+            admitted.limit,
+            admitted.last_event_id,
+            admitted.owner,
+            pump.wake,
+        )
+    except GraphpushError as exc:
+        return error_response(exc)
+    if request.method == "HEAD":
+        rt.hub.disconnect(conn)
+        return Response(headers=HEADERS, media_type=MEDIA_TYPE)
     pump.attach(conn)
     return EventStream(pump, rt.settings, on_close=lambda: rt.hub.disconnect(conn))
 

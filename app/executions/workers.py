@@ -294,5 +294,7 @@ class ExecutionManager:
 
 
 def _push_event(record: ExecutionRecord, event: StoredEvent) -> PushEvent:
-    id_, ref, owner = record.id, record.push_ref, record.owner
-    return PushEvent(id_, event.seq, event.type, event.payload, push_ref=ref, owner=owner)
+    id_, ref, owner, workflow_id = record.id, record.push_ref, record.owner, record.workflow_id
+    return PushEvent(
+        id_, event.seq, event.type, event.payload, ref, owner=owner, workflow_id=workflow_id
+    )

@@ -21,27 +21,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, Self
 
 from app.bus.base import EventBus, PushEvent
-from app.errors import GraphpushError
 from app.messages import (
     CancelExecution,
     ExecutionSnapshotData,
     Heartbeat,
     Ping,
     SubscribeExecution,
+    SubscribeWorkflow,
     UnsubscribeExecution,
+    UnsubscribeWorkflow,
 )
 from app.metrics import prometheus
 from app.model.records import StoredEvent
 from app.model.status import ExecutionStatus
 from app.push import commands, wire
+from app.push.commands import answer
 from app.push.connection import CloseCode, Connection
+from app.push.feed import RunsSource
 from app.push.registry import Registry
 from app.push.remote import RemoteEvents
+from app.push.runs_feed import RunsFeed
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +77,7 @@ class PushHub:
         settings: Settings,
         service: PushService,
         bus: EventBus | None = None,
+        runs: RunsSource | None = None,
         clock: Callable[[], float] = time.monotonic,
         close_timeout_s: float = 5.0,
     ) -> None:
@@ -89,6 +94,8 @@ class PushHub:
             read=service.read_events,
         )
         self._clock = clock
+        #: The runs feed (SPEC §11); ``runs`` reads its snapshots.
+        self.runs_feed = RunsFeed(self.registry, runs, clock)
         self._live: set[Connection] = set()
         self._all_gone = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None
@@ -181,6 +188,19 @@ class PushHub:
         self.registry.stream_replayed(conn, logged, finished=finished)
         return conn
 
+    async def open_feed(
+        self, workflow_id: str, limit: int, last_id: int | None, owner: str | None, wakeup: Wakeup
+    ) -> Connection:
+        """A runs feed stream (:meth:`RunsFeed.open_stream`). Raises ``NotFound``; pair with
+        :meth:`disconnect`."""
+        conn = self._new_connection(None, owner, wakeup)
+        try:
+            await self.runs_feed.open_stream(conn, workflow_id, limit, last_id)
+        except BaseException:
+            self.disconnect(conn)
+            raise
+        return conn
+
     def disconnect(self, conn: Connection) -> None:
         """Forget ``conn``; idempotent, and harmless to a newer connection of its pushRef."""
         self.registry.deregister(conn, self._clock())
@@ -198,6 +218,7 @@ class PushHub:
             "push_connections": len(self._live),
             "push_sessions": len(self.registry.sessions),
             "push_execution_streams": len(self.registry.streams),
+            "push_feed_streams": len(self.registry.feeds.streams),
         }
 
     def metrics_text(self) -> str:
@@ -221,22 +242,16 @@ class PushHub:
             case Ping():
                 conn.deliver(wire.PONG)
             case SubscribeExecution(data=data):
-                await self._call(
-                    conn,
-                    "subscribe_execution",
-                    data.executionId,
-                    self._subscribe(conn, data.executionId, data.after),
-                )
+                call = self._subscribe(conn, data.executionId, data.after)
+                await answer(conn, "subscribe_execution", call, execution_id=data.executionId)
             case UnsubscribeExecution(data=data):
                 self.registry.unsubscribe(conn, data.executionId)
                 conn.deliver(wire.ack("unsubscribe_execution", data.executionId))
             case CancelExecution(data=data):
-                await self._call(
-                    conn,
-                    "cancel_execution",
-                    data.executionId,
-                    self._service.cancel_execution(data.executionId, conn.owner),
-                )
+                cancel = self._service.cancel_execution(data.executionId, conn.owner)
+                await answer(conn, "cancel_execution", cancel, execution_id=data.executionId)
+            case SubscribeWorkflow() | UnsubscribeWorkflow():
+                await self.runs_feed.receive(conn, command)
 
     async def _subscribe(self, conn: Connection, execution_id: str, after: int | None) -> None:
         self.registry.subscribe(conn, execution_id, after or 0)  # before reading: no gap
@@ -250,23 +265,6 @@ class PushHub:
             self.registry.unsubscribe(conn, execution_id)
             raise
         self.registry.replayed(conn, execution_id, logged, self._clock())
-
-    async def _call(
-        self, conn: Connection, command: str, execution_id: str, call: Awaitable[object]
-    ) -> None:
-        """Await ``call`` and queue its ``ack``, or the ``error`` it raised."""
-        try:
-            await call
-        except GraphpushError as exc:
-            reply = wire.error(exc.code, exc.message, command=command, execution_id=execution_id)
-        except Exception:
-            log.exception("push command %s on %s failed", command, execution_id)
-            reply = wire.error(
-                "internal_error", "the command failed", command=command, execution_id=execution_id
-            )
-        else:
-            reply = wire.ack(command, execution_id)
-        conn.deliver(reply)
 
     # ---- internals --------------------------------------------------------------------------
 

@@ -25,14 +25,10 @@ from app.model.records import StoredEvent
 from app.push import wire
 from app.push.buffers import ResumeBuffer
 from app.push.connection import CloseCode, Connection
+from app.push.feed import Feeds
 from app.push.size import fit
-from app.push.subscription import Subscription
+from app.push.subscription import Subscription, visible
 from app.settings import Settings
-
-
-def visible(event: PushEvent, owner: str | None) -> bool:
-    """May a connection of ``owner`` (None: API keys are off) see ``event``?"""
-    return owner is None or event.owner == owner
 
 
 def _outgoing(event: PushEvent, event_id: int) -> wire.Outgoing:
@@ -107,6 +103,7 @@ class Registry:
         self.streams: dict[Connection, ExecutionStream] = {}
         self._stream_index: dict[str, set[ExecutionStream]] = {}
         self._subscribers: dict[str, set[str]] = {}  # execution id -> pushRefs
+        self.feeds = Feeds(settings)
 
     # ---- connections ----------------------------------------------------------------------
 
@@ -131,6 +128,7 @@ class Registry:
         if session is not None and session.connection is conn:
             session.connection = None
             session.idle_since = now
+        self.feeds.drop(conn, now)
         stream = self.streams.pop(conn, None)
         if stream is not None:
             self._stream_index[stream.execution_id].discard(stream)
@@ -148,7 +146,7 @@ class Registry:
 
     def connections(self) -> list[Connection]:
         live = [s.connection for s in self.sessions.values() if s.connection is not None]
-        return live + list(self.streams)
+        return live + list(self.streams) + list(self.feeds.streams)
 
     # ---- events ---------------------------------------------------------------------------
 
@@ -163,7 +161,7 @@ class Registry:
         targets = self._subscribers.get(fitted.execution_id, set())
         if fitted.push_ref is not None and fitted.push_ref not in targets:
             self._send(fitted.push_ref, fitted, now)
-        for push_ref in list(targets):
+        for push_ref in [*targets, *self.feeds.route(fitted, now, targets)]:
             self._send(push_ref, fitted, now)
         for stream in list(self._stream_index.get(fitted.execution_id, ())):
             if stream.sub.offer(fitted):
@@ -197,7 +195,7 @@ class Registry:
     def subscribe(self, conn: Connection, execution_id: str, after: int) -> None:
         """Start following ``execution_id`` from ``seq > after`` (replay mode until
         :meth:`replayed`: live events are held, so read the log after this call)."""
-        session = self._live_session(conn)
+        session = self.live_session(conn)
         if session is None:
             return
         session.subscriptions[execution_id] = Subscription(after)
@@ -207,7 +205,7 @@ class Registry:
         self, conn: Connection, execution_id: str, logged: Sequence[StoredEvent], now: float
     ) -> None:
         """Emit the logged events (read after :meth:`subscribe`), then the held live ones."""
-        session = self._live_session(conn)
+        session = self.live_session(conn)
         sub = session.subscriptions.get(execution_id) if session else None
         if session is None or sub is None or not sub.replaying:
             return
@@ -217,7 +215,7 @@ class Registry:
             self._unsubscribe(session, execution_id)
 
     def unsubscribe(self, conn: Connection, execution_id: str) -> None:
-        session = self._live_session(conn)
+        session = self.live_session(conn)
         if session is not None:
             self._unsubscribe(session, execution_id)
 
@@ -252,6 +250,7 @@ class Registry:
             session.buffer.evict(now)
             if session.connection is None and now - session.idle_since > max_age:
                 self._forget(session)
+        self.feeds.sweep(now)
 
     def close_all(self, code: int, reason: str) -> None:
         """Close every connection after what is queued on it (shutdown)."""
@@ -270,7 +269,8 @@ class Registry:
         session = self.sessions[push_ref] = Session(push_ref, buffer, now)
         return session
 
-    def _live_session(self, conn: Connection) -> Session | None:
+    def live_session(self, conn: Connection) -> Session | None:
+        """The session whose live connection ``conn`` is, if it still is."""
         session = self.sessions.get(conn.push_ref or "")
         return session if session is not None and session.connection is conn else None
 
@@ -283,6 +283,7 @@ class Registry:
                 del self._subscribers[execution_id]
 
     def _forget(self, session: Session) -> None:
+        self.feeds.forget(session.push_ref)
         for execution_id in list(session.subscriptions):
             self._unsubscribe(session, execution_id)
         if session.connection is not None:

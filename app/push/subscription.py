@@ -14,6 +14,11 @@ from app.bus.base import PushEvent
 from app.messages import TERMINAL
 
 
+def visible(event: PushEvent, owner: str | None) -> bool:
+    """May a connection of ``owner`` (None: API keys are off) see ``event``?"""
+    return owner is None or event.owner == owner
+
+
 class Subscription:
     """``after`` is the last ``seq`` the subscriber already has (0: the whole log)."""
 

@@ -1,0 +1,23 @@
+"""The runs feed's snapshots (SPEC §11) read from the execution service."""
+
+from __future__ import annotations
+
+from app.executions.service import ExecutionService
+from app.http.bodies import execution_dto
+from app.model.records import ExecutionQuery
+from app.push.feed import RunsPage
+
+
+class RunsList:
+    """:class:`app.push.feed.RunsSource` over ``service``: the items are the list DTOs of
+    ``GET /agents/workflows/{id}/executions``."""
+
+    def __init__(self, service: ExecutionService) -> None:
+        self._service = service
+
+    async def latest_runs(self, workflow_id: str, limit: int, owner: str | None) -> RunsPage:
+        await self._service.workflows.get(workflow_id)  # NotFound for an unknown workflow
+        query = ExecutionQuery(workflow_id=workflow_id, owner=owner, limit=limit)
+        page = await self._service.list_executions(query)
+        items = [execution_dto(record) for record in page.items]
+        return RunsPage(items, {record.id: record.last_seq for record in page.items})
