@@ -416,6 +416,37 @@ def test_the_runs_table_opens_a_past_run_in_its_final_state(
     expect(row).to_have_attribute("aria-current", "true")
 
 
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+def test_the_runs_table_follows_the_runs_feed_without_polling(
+    serve: Callable[..., Server],
+    examples: Settings,
+    open_page: Callable[..., Page],
+    transport: str,
+) -> None:
+    server = serve(examples)
+    older = server.run("linear")
+    server.wait_for_status(older, "success", within=WAIT_MS / 1000)
+    page = open_page(init_scripts=(BLOCK_WEBSOCKET,) if transport == "sse" else ())
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    go(page, server, "/#wf=linear")
+    expect_live(page, transport)
+    rows = page.get_by_test_id("history-row")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-execution-id", older)
+
+    started_elsewhere = server.run("linear")  # not from this page: only the feed tells it
+
+    row = page.locator(f'[data-testid="history-row"][data-execution-id="{started_elsewhere}"]')
+    expect(row).to_have_attribute("data-status", "success", timeout=WAIT_MS)
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_have_attribute("data-execution-id", started_elsewhere)
+    expect(row.locator("td").nth(4)).to_have_text("3/3")
+    assert not [url for url in requests if "/executions" in url], requests
+    feed = "/agents/workflows/linear/stream"
+    assert any(feed in url for url in requests) == (transport == "sse"), requests
+
+
 # ---- the push module on its own (app/http/static/push.js) ---------------------------------
 
 STATIC_DIR = Path(__file__).parents[2] / "app" / "http" / "static"
