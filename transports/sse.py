@@ -33,7 +33,7 @@ from starlette.types import Receive, Scope, Send
 from app.errors import GraphpushError
 from app.push.admission import NotAcceptable, accepts_event_stream
 from app.push.connection import CloseCode, Connection
-from app.push.wire import SSE_OK, SSE_PING, sse_chunk
+from app.push.wire import SSE_OK, SSE_PING, Outgoing, sse_chunk
 from app.runtime import runtime
 from app.settings import Settings
 from transports.handshake import admit_feed, admit_push, admit_stream, error_response
@@ -110,13 +110,21 @@ async def feed_endpoint(request: Request) -> Response:
 
 
 class EventStream(Response):
-    """The SSE response of one core connection; ``on_close`` runs however it ends."""
+    """The SSE response of one core connection; ``on_close`` runs however it ends.
+    ``encode`` lays out each batch (default: one SSE event per message, :func:`sse_chunk`)."""
 
     media_type = MEDIA_TYPE
 
-    def __init__(self, pump: Pump, settings: Settings, on_close: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        pump: Pump,
+        settings: Settings,
+        on_close: Callable[[], None],
+        encode: Callable[[list[Outgoing]], bytes] = sse_chunk,
+    ) -> None:
         self.pump = pump
         self.on_close = on_close
+        self.encode = encode
         self.ping_interval_s = settings.ping_interval_s
         self.status_code = 200
         self.background = None
@@ -153,7 +161,7 @@ class EventStream(Response):
         pending = SSE_OK
         pump.poke()  # the ``:ok`` goes out at once, with whatever is already queued
         while (batch := await pump.next_batch()) is not None:
-            chunk = pending + sse_chunk(batch)
+            chunk = pending + self.encode(batch)
             if self._ping_due:
                 self._ping_due = False
                 chunk += SSE_PING
