@@ -3,15 +3,21 @@
     GraphpushError                 500 internal_error
     ├── BadRequest                 400 bad_request
     │   └── UnsupportedMediaType   415 unsupported_media_type
-    ├── Unauthorized               401 unauthorized
+    ├── Unauthorized               401 unauthorized        (WebSocket: close 4401)
+    ├── Forbidden                  403 forbidden           (WebSocket: close 1008)
     ├── NotFound                   404 not_found
+    ├── NotAcceptable              406 not_acceptable
     ├── Conflict                   409 conflict
     │   └── IllegalTransition      409 illegal_transition
     ├── PayloadTooLarge            413 payload_too_large
     ├── ValidationFailed           422 validation_failed   (``details``: every problem)
+    │   └── RetryFromNodeUnsupported  422 retry_from_node_unsupported
     ├── QueueFull                  503 queue_full          (``Retry-After``)
     └── BackendUnavailable         503 backend_unavailable (``Retry-After``: Redis or
                                                             PostgreSQL does not answer)
+
+:mod:`app.http.errors` renders them: the JSON error body of SPEC §3 for HTTP, and the close
+code that refuses a push WebSocket (1008 for any refusal but 401).
 
 Node failures inside a run are not exceptions of this tree: they end the run with status
 ``error`` and travel in push messages (see :mod:`app.executions.node_errors`); a node raises
@@ -48,9 +54,23 @@ class Unauthorized(GraphpushError):
     code = "unauthorized"
 
 
+class Forbidden(GraphpushError):
+    """A push connection from a cross-site Origin (SPEC §5.5)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(GraphpushError):
     status = 404
     code = "not_found"
+
+
+class NotAcceptable(GraphpushError):
+    """A plain GET of ``/agents/push`` whose ``Accept`` rules out ``text/event-stream``."""
+
+    status = 406
+    code = "not_acceptable"
 
 
 class Conflict(GraphpushError):
@@ -72,6 +92,12 @@ class ValidationFailed(GraphpushError):
 
     status = 422
     code = "validation_failed"
+
+
+class RetryFromNodeUnsupported(ValidationFailed):
+    """A registered Python graph is retried from its start only (SPEC §9)."""
+
+    code = "retry_from_node_unsupported"
 
 
 class QueueFull(GraphpushError):

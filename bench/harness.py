@@ -17,7 +17,7 @@ from typing import Any
 
 def environment() -> dict[str, Any]:
     versions = {}
-    for package in ("langgraph", "starlette", "uvicorn", "msgspec", "websockets", "sse-starlette"):
+    for package in ("langgraph", "starlette", "uvicorn", "msgspec", "websockets"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -1,18 +1,15 @@
 """Admission of a push request, shared by both transports: Origin, API key, parameters.
 
-The rules are the core's (:mod:`app.push.admission`, :mod:`app.auth`); this module only
-reads them off a Starlette connection and renders a refusal as the JSON error body.
+The rules are the core's (:mod:`app.push.admission`, :mod:`app.http.auth`); this module only
+reads them off a Starlette connection. A refusal is rendered by :mod:`app.http.errors`.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-import msgspec
 from starlette.requests import HTTPConnection
-from starlette.responses import Response
 
-from app.errors import GraphpushError
 from app.http.auth import authenticate
 from app.http.params import QueryReader
 from app.push import admission
@@ -66,9 +63,3 @@ def admit_feed(conn: HTTPConnection, settings: Settings) -> FeedRequest:
     query.check()
     last = conn.headers.get("last-event-id") or conn.query_params.get("lastEventId")
     return FeedRequest(owner, limit, admission.cursor(last, "lastEventId"))
-
-
-def error_response(exc: GraphpushError) -> Response:
-    """``{"error": {"code", "message"}}`` with the exception's status (SPEC §3)."""
-    body = {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
-    return Response(msgspec.json.encode(body), exc.status, media_type="application/json")

@@ -1,39 +1,44 @@
-"""Moving one core connection's output to its socket (shared by both transports).
+"""One connection's life, the same for both transports: moving the core's output to the
+socket, reading the peer, and ending it however it ends.
+
+:meth:`Pump.run` drives a transport's :class:`Peer`: its writer in the request's task, its
+reader in a second one; the first to finish stops the other (a reader that sees the peer
+leave, or fails, aborts the connection, which cancels the writer; the writer's end cancels
+the reader). The connection is deregistered however it ends, then, unless the peer left,
+ended with its close code (WebSocket close frame, end of the SSE body).
 
 The core calls :meth:`Pump.wake` (the ``wakeup`` callback) when it queued bytes or changed
-the connection's state; the transport's writer, run by :meth:`Pump.run_writer`, loops on
-:meth:`Pump.next_batch` and sends each batch with :meth:`Pump.write`. When the core aborts
-the connection (slow consumer, replaced, frame too big, a write that blocked too long),
-:meth:`wake` cancels the writer, so a write blocked on a full socket stops at once.
+the connection's state; the writer loops on :meth:`Pump.next_batch` and sends each batch
+with :meth:`Pump.write` (or :meth:`Pump.write_now`). When the core aborts the connection
+(slow consumer, replaced, frame too big, a write that blocked too long), :meth:`wake`
+cancels the writer, so a write blocked on a full socket stops at once. Writes are paced by
+the app's :class:`~transports.pacer.Pacer`.
 
-Pacing: a writer that has just written waits for the :class:`Pacer`'s next turn before it
-writes again, and then sends everything that piled up meanwhile in one write. Under fan-out
-the writes, not the messages, are what costs (a system call and a task switch each): if
-every burst of messages woke every writer for one small write, 1,000 writers would keep the
-event loop busy and starve the engine that publishes, which then publishes even fewer
-messages per write. A quiet connection writes at once; a busy one at most once per turn,
-and only while other connections write too: a lone canvas watching its run is never held
-back (pacing it only added the turn to its latency).
+:class:`Pumps` is the lifespan-owned side: the pacer every writer of the app shares, and
+the server's shutdown, which reaches every open connection through it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from contextlib import suppress
+from typing import Final, Protocol, TypeVar
 
 from starlette.types import Message, Send
 
 from app.push.connection import CloseCode, Connection
 from app.push.wire import Outgoing
 from app.settings import Settings
+from transports.pacer import Pacer
 
 _T = TypeVar("_T")
 
-#: The shortest pause between two writes of one connection (the latency it may add).
-MIN_TURN_S: Final = 0.002
+#: What one write hands the transport at most, besides one message larger than this: a
+#: peer that stops reading leaves the transport holding about this much (and its buffer's
+#: high-water mark) of its own; everything else it is sent is the bytes all clients share.
+CHUNK_BYTES: Final = 256 * 1024
 
 
 def write_timeout_s(settings: Settings) -> float:
@@ -41,60 +46,49 @@ def write_timeout_s(settings: Settings) -> float:
     return max(10.0, 2 * settings.ping_interval_s)
 
 
-class Pacer:
-    """The turns of one event loop's writers: each turn starts at least as long after the
-    previous one as writing took since then (and :data:`MIN_TURN_S`), so writing takes at
-    most about half of the loop's time while the rest goes to the engine and routing."""
+class Peer(Protocol):
+    """A transport's side of one connection, driven by :meth:`Pump.run`."""
 
-    def __init__(self) -> None:
-        self._resting: set[Pump] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self._spent = 0.0
-        #: The writers that wrote in the current window of :data:`MIN_TURN_S`.
-        self._writers: set[Pump] = set()
-        self._window_end = 0.0
+    async def write(self) -> None:
+        """Write every batch of :meth:`Pump.next_batch` until it returns None."""
 
-    def spent(self, pump: Pump, seconds: float) -> None:
-        """Count a write of ``pump`` and the time it spent writing."""
-        self._spent += seconds
-        now = time.monotonic()
-        if now >= self._window_end:
-            self._writers.clear()
-            self._window_end = now + MIN_TURN_S
-        self._writers.add(pump)
+    async def read(self) -> bool:
+        """Read the peer until it leaves (return True) or until reading is over (False)."""
 
-    def crowded(self) -> bool:
-        """Did more than one connection write lately? Only then do writers take turns."""
-        return len(self._writers) > 1 and time.monotonic() < self._window_end
-
-    def rest(self, pump: Pump) -> None:
-        """Call ``pump.turn()`` at the next turn."""
-        self._resting.add(pump)
-        if self._timer is None:
-            delay, self._spent = max(MIN_TURN_S, self._spent), 0.0
-            self._timer = asyncio.get_running_loop().call_later(delay, self._turn)
-
-    def leave(self, pump: Pump) -> None:
-        self._resting.discard(pump)
-        self._writers.discard(pump)
-
-    def _turn(self) -> None:
-        self._timer = None
-        resting, self._resting = self._resting, set()
-        for pump in resting:
-            pump.turn()
+    async def end(self, code: int, reason: str) -> None:
+        """End the connection with ``code`` (a peer that left is not ended)."""
 
 
-_PACERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pacer] = weakref.WeakKeyDictionary()
+class Pumps:
+    """The pumps of one app, owned by its lifespan: the pacer their writers share, and
+    :meth:`shut_down`, which the server calls when it starts to stop (uvicorn waits for
+    open responses before it runs the lifespan's shutdown, and a stream never ends on its
+    own)."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.pacer = Pacer()
+        self.write_timeout_s = write_timeout_s(settings)
+        self.stopping = False
+        self._running: set[Connection] = set()
 
-def pacer() -> Pacer:
-    """The running event loop's :class:`Pacer` (all its connections share it)."""
-    loop = asyncio.get_running_loop()
-    found = _PACERS.get(loop)
-    if found is None:
-        found = _PACERS[loop] = Pacer()
-    return found
+    def pump(self) -> Pump:
+        """A pump for a new connection: attach the connection, then :meth:`Pump.run` it."""
+        return Pump(self)
+
+    def shut_down(self) -> None:
+        """Close every running connection once what is queued on it is sent (1001, SSE end),
+        and each one that starts from now on at once."""
+        self.stopping = True
+        for conn in list(self._running):
+            conn.close(CloseCode.GOING_AWAY, "server shutting down")
+
+    def add(self, conn: Connection) -> None:
+        self._running.add(conn)
+        if self.stopping:
+            conn.close(CloseCode.GOING_AWAY, "server shutting down")
+
+    def discard(self, conn: Connection) -> None:
+        self._running.discard(conn)
 
 
 class Pump:
@@ -107,17 +101,22 @@ class Pump:
         "_conn",
         "_pacer",
         "_poked",
+        "_pumps",
         "_ready",
         "_resting",
         "_waiter",
         "_watchdog",
         "_write_started",
         "_wrote",
+        "peer_left",
         "write_timeout_s",
     )
 
-    def __init__(self, write_timeout_s: float) -> None:
-        self.write_timeout_s = write_timeout_s
+    def __init__(self, pumps: Pumps) -> None:
+        self.write_timeout_s = pumps.write_timeout_s
+        self.peer_left = False
+        self._pacer = pumps.pacer
+        self._pumps = pumps
         self._cancel: Callable[[], object] | None = None
         self._cancelled = False
         self._conn: Connection | None = None
@@ -126,7 +125,6 @@ class Pump:
         self._poked = False
         self._wrote = False
         self._resting = False
-        self._pacer: Pacer | None = None
         self._write_started: float | None = None
         self._watchdog: asyncio.TimerHandle | None = None
 
@@ -150,21 +148,48 @@ class Pump:
             self._cancelled = True
             cancel()
 
-    async def run_writer(self, writer: Callable[[], Awaitable[None]]) -> bool:
-        """Run ``writer`` in this task until it returns (True) or until the core aborts the
-        connection, which cancels it (False). Other cancellations propagate."""
+    async def run(self, peer: Peer, on_close: Callable[[], None]) -> None:
+        """The connection's whole life (see the module docstring); ``on_close`` deregisters
+        it and runs however it ends. A reader's failure is re-raised after the cleanup."""
+        conn = self.conn
+        self._pumps.add(conn)
+        reader = asyncio.get_running_loop().create_task(self._read(peer))
+        try:
+            await self._run_writer(peer.write)
+        except OSError:  # uvicorn's ClientDisconnected: the peer left mid-write
+            self.peer_left = True
+        finally:
+            reader.cancel()
+            self.stop()
+            self._pumps.discard(conn)
+            on_close()
+        with suppress(asyncio.CancelledError):
+            await reader
+        if not self.peer_left:
+            await peer.end(conn.close_code, conn.close_reason)
+
+    async def _read(self, peer: Peer) -> None:
+        try:
+            left = await peer.read()
+        except Exception:
+            self.conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
+            raise
+        if left:
+            self.peer_left = True
+            self.conn.abort(CloseCode.GOING_AWAY, "client went away")
+
+    async def _run_writer(self, writer: Callable[[], Awaitable[None]]) -> None:
+        """Run ``writer`` in this task until it returns or until the core aborts the
+        connection, which cancels it. Other cancellations propagate."""
         task = asyncio.current_task()
         assert task is not None
         self._cancel = task.cancel
         try:
-            if self.conn.aborted:
-                return False
-            await writer()
-            return True
+            if not self.conn.aborted:
+                await writer()
         except asyncio.CancelledError:
-            if self._cancelled and task.uncancel() == 0:
-                return False
-            raise
+            if not self._cancelled or task.uncancel() > 0:
+                raise
         finally:
             self._cancel = None
 
@@ -183,7 +208,7 @@ class Pump:
         once closed and flushed. After a write, waits for the pacer's next turn first,
         unless the queue is :attr:`~app.push.connection.Connection.pressing`."""
         conn = self.conn
-        if self._wrote and self._pacer is not None:
+        if self._wrote:
             self._wrote = False
             if self._pacer.crowded():
                 self._resting = True
@@ -191,7 +216,7 @@ class Pump:
         while True:
             if self._resting and (conn.pressing or not conn.open):
                 self._resting = False
-                self._pacer.leave(self)  # type: ignore[union-attr]
+                self._pacer.leave(self)
             if not self._resting:
                 batch = conn.data_to_send()
                 if batch or self._poked:
@@ -219,8 +244,6 @@ class Pump:
         One watchdog timer per connection checks the write in progress, instead of a
         timeout scope around every write: that scope cost more than the write itself."""
         loop = asyncio.get_running_loop()
-        if self._pacer is None:
-            self._pacer = pacer()
         started = self._write_started = loop.time()
         if self._watchdog is None:
             self._watchdog = loop.call_later(self.write_timeout_s, self._check)
@@ -237,22 +260,19 @@ class Pump:
             self._wrote = True
             self._pacer.spent(self, 0.0 if yielded else loop.time() - started)
 
-    def write_now(self, write: Callable[[_T], bool], data: _T) -> bool:
-        """``write(data)``, a write that never blocks: it writes at once and returns True, or
-        returns False (nothing written) and the caller falls back to :meth:`write`."""
-        if self._pacer is None:
-            self._pacer = pacer()
+    def write_now(self, write: Callable[[_T], int], data: _T) -> int:
+        """``write(data)``, a write that never blocks: it writes what the socket takes at once
+        and returns how much (of the caller's units); the caller waits for the rest."""
         started = time.monotonic()
-        if not write(data):
-            return False
-        self._wrote = True
-        self._pacer.spent(self, time.monotonic() - started)
-        return True
+        written = write(data)
+        if written:
+            self._wrote = True
+            self._pacer.spent(self, time.monotonic() - started)
+        return written
 
     def stop(self) -> None:
         """Disarm the watchdog and leave the pacer (the writer is done)."""
-        if self._pacer is not None:
-            self._pacer.leave(self)
+        self._pacer.leave(self)
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None

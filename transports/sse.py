@@ -3,12 +3,16 @@
 ``/agents/workflows/{id}/stream``.
 
 Each streams one core connection: an initial ``:ok`` comment, then everything queued on the
-connection as one chunk of ``id: N`` + ``data: <json>`` events per write, comment pings every
-``ping_interval_s``, headers ``Cache-Control: no-cache`` and ``X-Accel-Buffering: no``. The
-stream ends when the core closes the connection (execution finished, replaced, shutdown) or
-aborts it (slow consumer: the stream just ends), when the client goes away, and on server
-shutdown (sse-starlette's uvicorn hook sets ``AppStatus.should_exit``). The connection is
-deregistered however it ends. Refusals answer with a JSON error body (403, 401, 400, 404).
+connection as ``id: N`` + ``data: <json>`` events, in chunks of about
+:data:`~transports.pump.CHUNK_BYTES` per write (uvicorn waits for the socket to drain
+before each, so a peer that stops reading holds one chunk, not its backlog), comment
+pings every ``ping_interval_s``, headers ``Cache-Control: no-cache`` and
+``X-Accel-Buffering: no``. The stream ends when the core closes the connection (execution
+finished, replaced, shutdown) or aborts it (slow consumer: the stream just ends, at once,
+without waiting for the peer to read what it was sent), when the client goes away, and when
+the server starts to stop (:meth:`transports.pump.Pumps.shut_down`). The connection is
+deregistered however it ends (:meth:`transports.pump.Pump.run`, as for WebSocket).
+Refusals answer with a JSON error body (403, 401, 400, 404, 406, 422).
 
 The response is a lean ASGI one rather than sse-starlette's ``EventSourceResponse``: that
 one costs a timeout scope and several awaits per chunk and five tasks per connection, which
@@ -19,25 +23,24 @@ request's (the disconnect listener) and one timer.
 from __future__ import annotations
 
 import asyncio
-import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Final
 
 import anyio
-from sse_starlette.sse import AppStatus
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.errors import GraphpushError
-from app.push.admission import NotAcceptable, accepts_event_stream
-from app.push.connection import CloseCode, Connection
-from app.push.wire import SSE_OK, SSE_PING, Outgoing, sse_chunk
-from app.runtime import runtime
+from app.errors import GraphpushError, NotAcceptable
+from app.http.errors import error_response
+from app.push.admission import accepts_event_stream
+from app.push.wire import SSE_OK, SSE_PING, Outgoing, sse_chunks
 from app.settings import Settings
-from transports.handshake import admit_feed, admit_push, admit_stream, error_response
-from transports.pump import Pump, write_timeout_s
+from transports.handshake import admit_feed, admit_push, admit_stream
+from transports.http_protocol import END_NOW
+from transports.pump import CHUNK_BYTES, Pump
+from transports.state import push_state
 
 HEADERS: Final = {
     "Cache-Control": "no-cache",
@@ -45,15 +48,13 @@ HEADERS: Final = {
     "Connection": "keep-alive",
 }
 MEDIA_TYPE: Final = "text/event-stream"
-#: How long ending the response may wait for a socket that does not drain.
+#: How long ending a response that was not cut may wait for a socket that does not drain.
 END_TIMEOUT_S = 2.0
-#: How often open streams look for uvicorn's exit signal.
-SHUTDOWN_POLL_S = 0.5
 
 
 async def push_endpoint(request: Request) -> Response:
     """``GET /agents/push?pushRef=...`` as an event stream."""
-    rt = runtime(request)
+    rt = push_state(request)
     try:
         if not accepts_event_stream(request.headers.get("accept")):
             raise NotAcceptable("use a WebSocket upgrade or Accept: text/event-stream")
@@ -62,7 +63,7 @@ async def push_endpoint(request: Request) -> Response:
         return error_response(exc)
     if request.method == "HEAD":  # headers only: no connection, so none is replaced
         return Response(headers=HEADERS, media_type=MEDIA_TYPE)
-    pump = Pump(write_timeout_s(rt.settings))
+    pump = rt.pumps.pump()
     conn = pump.attach(
         rt.hub.connect(admitted.push_ref, admitted.owner, admitted.last_event_id, pump.wake)
     )
@@ -71,9 +72,9 @@ async def push_endpoint(request: Request) -> Response:
 
 async def stream_endpoint(request: Request) -> Response:
     """``GET /agents/executions/{execution_id}/stream``: snapshot, log, live, end."""
-    rt = runtime(request)
+    rt = push_state(request)
     execution_id = request.path_params["execution_id"]
-    pump = Pump(write_timeout_s(rt.settings))
+    pump = rt.pumps.pump()
     try:
         admitted = admit_stream(request, rt.settings)
         if request.method == "HEAD":
@@ -86,11 +87,15 @@ async def stream_endpoint(request: Request) -> Response:
     return EventStream(pump, rt.settings, on_close=lambda: rt.hub.disconnect(conn))
 
 
+#: Lays out a batch as SSE chunks of about ``max_bytes``, after ``head`` (:func:`sse_chunks`).
+Encode = Callable[[list[Outgoing], int, bytes], Iterable[bytes]]
+
+
 async def feed_endpoint(request: Request) -> Response:
-    """``GET /agents/workflows/{workflow_id}/stream``: the runs feed (snapshot or what was
+    """``GET /agents/workflows/{workflow_id}/stream``: the runs feed (a snapshot or what was
     missed, then live lifecycle messages). A HEAD checks the request and answers headers."""
-    rt = runtime(request)
-    pump = Pump(write_timeout_s(rt.settings))
+    rt = push_state(request)
+    pump = rt.pumps.pump()
     try:
         admitted = admit_feed(request, rt.settings)
         conn = await rt.hub.open_feed(
@@ -111,7 +116,7 @@ async def feed_endpoint(request: Request) -> Response:
 
 class EventStream(Response):
     """The SSE response of one core connection; ``on_close`` runs however it ends.
-    ``encode`` lays out each batch (default: one SSE event per message, :func:`sse_chunk`)."""
+    ``encode`` lays out each batch (default: one SSE event per message)."""
 
     media_type = MEDIA_TYPE
 
@@ -120,7 +125,7 @@ class EventStream(Response):
         pump: Pump,
         settings: Settings,
         on_close: Callable[[], None],
-        encode: Callable[[list[Outgoing]], bytes] = sse_chunk,
+        encode: Encode = sse_chunks,
     ) -> None:
         self.pump = pump
         self.on_close = on_close
@@ -129,100 +134,68 @@ class EventStream(Response):
         self.status_code = 200
         self.background = None
         self.init_headers(HEADERS)
-        self._ping_due = False
-        self._ping_timer: asyncio.TimerHandle | None = None
-        self._peer_left = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pump, conn = self.pump, self.pump.conn
-        listener = asyncio.get_running_loop().create_task(self._listen(receive))
-        watch = _shutdown_watch()
-        watch.add(conn)
+        await self.pump.run(_SsePeer(self, scope, receive, send), self.on_close)
+
+
+class _SsePeer:
+    """One stream's reads (only the client leaving) and writes, run by :meth:`Pump.run`."""
+
+    __slots__ = ("_ping_due", "_ping_timer", "end_now", "pump", "receive", "response", "send")
+
+    def __init__(self, response: EventStream, scope: Scope, receive: Receive, send: Send) -> None:
+        self.response = response
+        extension = scope.get("extensions", {}).get(END_NOW)
+        self.end_now: Callable[[], None] | None = extension["end_now"] if extension else None
+        self.pump = response.pump
+        self.receive = receive
+        self.send = send
+        self._ping_due = False
+        self._ping_timer: asyncio.TimerHandle | None = None
+
+    async def read(self) -> bool:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        return True
+
+    async def write(self) -> None:
+        pump, send = self.pump, self.send
+        start = {"type": "http.response.start", "status": 200, "headers": self.response.raw_headers}
+        await pump.write(send, start)
+        head = SSE_OK
+        pump.poke()  # the ``:ok`` goes out at once, with whatever is already queued
         self._arm_ping()
         try:
-            await pump.run_writer(lambda: self._stream(send))
-        except OSError:  # uvicorn's ClientDisconnected: the peer left mid-write
-            self._peer_left = True
+            while (batch := await pump.next_batch()) is not None:
+                if self._ping_due:
+                    self._ping_due = False
+                    head += SSE_PING
+                # uvicorn waits for the socket to drain before each chunk: a stalled peer
+                # holds one chunk in the transport, not the whole batch
+                for chunk in self.response.encode(batch, CHUNK_BYTES, head):
+                    body = {"type": "http.response.body", "body": chunk, "more_body": True}
+                    await pump.write(send, body)
+                head = b""
         finally:
-            listener.cancel()
             if self._ping_timer is not None:
                 self._ping_timer.cancel()
-            pump.stop()
-            watch.discard(conn)
-            self.on_close()
-        if not self._peer_left:  # ended by the core (or aborted mid-write): end the response
-            with anyio.move_on_after(END_TIMEOUT_S), suppress(OSError):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _stream(self, send: Send) -> None:
-        pump = self.pump
-        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-        await pump.write(send, start)
-        pending = SSE_OK
-        pump.poke()  # the ``:ok`` goes out at once, with whatever is already queued
-        while (batch := await pump.next_batch()) is not None:
-            chunk = pending + self.encode(batch)
-            if self._ping_due:
-                self._ping_due = False
-                chunk += SSE_PING
-            pending = b""
-            await pump.write(send, {"type": "http.response.body", "body": chunk, "more_body": True})
-
-    async def _listen(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self._peer_left = True
-        self.pump.conn.abort(CloseCode.GOING_AWAY, "client went away")
+    async def end(self, code: int, reason: str) -> None:
+        """End the response (SSE has no close code: the stream just ends). A stream cut
+        off ends at once, without waiting for its peer to read what it was sent."""
+        if self.pump.conn.aborted and self.end_now is not None:
+            self.end_now()
+            return
+        with anyio.move_on_after(END_TIMEOUT_S), suppress(OSError):
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _arm_ping(self) -> None:
-        if self.ping_interval_s > 0:
+        if self.response.ping_interval_s > 0:
             loop = asyncio.get_running_loop()
-            self._ping_timer = loop.call_later(self.ping_interval_s, self._ping)
+            self._ping_timer = loop.call_later(self.response.ping_interval_s, self._ping)
 
     def _ping(self) -> None:
         self._ping_due = True
         self.pump.poke()
         self._arm_ping()
-
-
-class _ShutdownWatch:
-    """Closes the open streams of one event loop once uvicorn is told to exit.
-
-    uvicorn waits for open responses to finish before it runs the lifespan's shutdown (and
-    so the hub's), so endless streams must notice the exit signal themselves. One polling
-    task per loop, only while streams are open."""
-
-    def __init__(self) -> None:
-        self.conns: set[Connection] = set()
-        self.task: asyncio.Task[None] | None = None
-
-    def add(self, conn: Connection) -> None:
-        self.conns.add(conn)
-        if self.task is None:
-            self.task = asyncio.get_running_loop().create_task(self._watch())
-
-    def discard(self, conn: Connection) -> None:
-        self.conns.discard(conn)
-
-    async def _watch(self) -> None:
-        try:
-            while self.conns:
-                if AppStatus.should_exit:
-                    for conn in list(self.conns):
-                        conn.close(CloseCode.GOING_AWAY, "server shutting down")
-                await asyncio.sleep(SHUTDOWN_POLL_S)
-        finally:
-            self.task = None
-
-
-_WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ShutdownWatch] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _shutdown_watch() -> _ShutdownWatch:
-    loop = asyncio.get_running_loop()
-    watch = _WATCHES.get(loop)
-    if watch is None:
-        watch = _WATCHES[loop] = _ShutdownWatch()
-    return watch

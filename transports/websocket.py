@@ -3,10 +3,11 @@ the push core, nothing more.
 
 - ``nodeExecuteAfterData`` goes as a binary frame, everything else as text; each message
   carries its pushRef cursor as ``"meta":{"id":N}``. One message per frame; under uvicorn
-  configured by :func:`uvicorn_options`, all frames queued for a connection go out in one
-  write (:mod:`transports.ws_protocol`), elsewhere one ``websocket.send`` each.
-- Reader and writer run in one task group; the first to finish cancels the other, and the
-  connection is deregistered however it ends.
+  configured by :func:`uvicorn_options`, the frames queued for a connection go out in a few
+  writes, only while the socket takes them (:mod:`transports.ws_protocol`), elsewhere one
+  ``websocket.send`` each.
+- Reader and writer run as :meth:`transports.pump.Pump.run` runs them (the first to finish
+  cancels the other), and the connection is deregistered however it ends.
 - Heartbeat: protocol-level pings by uvicorn every ``ping_interval_s``; a peer that has not
   answered by the next ping is terminated (uvicorn closes with 1011). ASGI cannot send
   pings itself, so run uvicorn with :func:`uvicorn_options`.
@@ -14,41 +15,51 @@ the push core, nothing more.
   ``pushRef``, 4401 no valid API key, 1009 inbound frame over 64 KiB, 4008 slow consumer
   (its queue passed the bound, or one write blocked for :func:`~transports.pump.write_timeout_s`),
   1000 replaced by a newer connection of the same pushRef, 1001 server shutting down.
+  The close frame is written at once, behind what the socket already holds, and a peer
+  that does not take it is cut off after :data:`~transports.ws_protocol.CLOSE_GRACE_S`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
-from typing import Any
+from typing import Any, TypedDict
 
 import anyio
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from app.errors import GraphpushError
-from app.push.admission import close_code_for
-from app.push.connection import CloseCode
+from app.http.errors import close_code
 from app.push.hub import PushHub
 from app.push.wire import Outgoing, ws_frame
-from app.runtime import runtime
 from app.settings import Settings
 from transports.handshake import admit_push
-from transports.pump import Pump, write_timeout_s
-from transports.ws_protocol import SEND_FRAMES, BatchingWebSocketProtocol, Frames
+from transports.http_protocol import StoppingHttpProtocol
+from transports.pump import Pump
+from transports.state import push_state
+from transports.ws_protocol import DRAIN, SEND_FRAMES, BatchingWebSocketProtocol
 
-WriteNow = Callable[[Frames], bool]
 
-#: How long a close frame may wait for a socket that does not drain.
+class FramesExtension(TypedDict):
+    """The ``send_frames`` extension of :mod:`transports.ws_protocol`."""
+
+    write_now: Callable[[Sequence[Outgoing]], int]
+    close_now: Callable[[int, str], None]
+
+
+#: How long a close frame may wait for a socket that does not drain (without the extension).
 CLOSE_TIMEOUT_S = 2.0
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.Config``/``uvicorn.run``: pings, frame limit,
-    per-message deflate declined unless ``ws_per_message_deflate`` is on (SPEC §5.1), and
-    the WebSocket protocol that writes a connection's queued frames at once."""
+    per-message deflate declined unless ``ws_per_message_deflate`` is on (SPEC §5.1), the
+    WebSocket protocol that writes a connection's queued frames in a few writes without
+    waiting (:mod:`transports.ws_protocol`), and the HTTP protocol that tells open streams
+    when the server stops and ends a cut one at once (:mod:`transports.http_protocol`)."""
     return {
+        "http": StoppingHttpProtocol,
         "ws": BatchingWebSocketProtocol,
         "ws_per_message_deflate": settings.ws_per_message_deflate,
         "ws_max_size": settings.max_inbound_frame_bytes,
@@ -62,85 +73,75 @@ class PushEndpoint:
     speaks ASGI messages itself. The writer needs the raw ``send`` for the ``send_frames``
     extension (Starlette's ``WebSocket.send`` refuses other message types), and nothing of
     the handshake (Starlette's ``WebSocket``, parsed headers and query) stays in memory for
-    the life of the connection."""
+    the life of the connection.
+
+    The connection is registered before the handshake is accepted: once a client sees the
+    upgrade, every message for its pushRef reaches it."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handshake = HTTPConnection(scope)
-        rt = runtime(handshake)
+        rt = push_state(handshake)
+        pump = rt.pumps.pump()
         if (await receive())["type"] != "websocket.connect":
             return
-        await send({"type": "websocket.accept"})
         try:
             request = admit_push(handshake, rt.settings)
         except GraphpushError as exc:
-            await _close(send, close_code_for(exc), exc.message)
+            await send({"type": "websocket.accept"})  # so that the client sees the code
+            await _close(send, close_code(exc), exc.message)
             return
         del handshake
-        peer = _WebSocketPeer(scope, receive, send, rt.hub, rt.settings)
-        await peer.serve(request.push_ref, request.owner, request.last_event_id)
+        peer = _WebSocketPeer(scope, receive, send, rt.hub, pump)
+        conn = peer.pump.attach(
+            rt.hub.connect(request.push_ref, request.owner, request.last_event_id, peer.pump.wake)
+        )
+        await peer.pump.run(peer, on_close=lambda: rt.hub.disconnect(conn))
 
 
 class _WebSocketPeer:
-    """One connection: the writer runs in the request's task, the reader in a second one.
-    The first to finish stops the other: a reader that sees the peer leave (or fails)
-    aborts the connection, which cancels the writer; the writer's end cancels the reader."""
+    """One connection's reads and writes, run by :meth:`Pump.run`."""
 
-    __slots__ = ("hub", "peer_left", "pump", "receive", "send", "write_now")
+    __slots__ = ("frames", "hub", "pump", "receive", "send")
 
     def __init__(
-        self, scope: Scope, receive: Receive, send: Send, hub: PushHub, settings: Settings
+        self, scope: Scope, receive: Receive, send: Send, hub: PushHub, pump: Pump
     ) -> None:
         self.receive = receive
         self.send = send
-        extension = scope.get("extensions", {}).get(SEND_FRAMES)
-        self.write_now: WriteNow | None = extension["write_now"] if extension else None
+        self.frames: FramesExtension | None = scope.get("extensions", {}).get(SEND_FRAMES)
         self.hub = hub
-        self.pump = Pump(write_timeout_s(settings))
-        self.peer_left = False
+        self.pump = pump
 
-    async def serve(self, push_ref: str, owner: str | None, last_event_id: int | None) -> None:
-        conn = self.pump.attach(self.hub.connect(push_ref, owner, last_event_id, self.pump.wake))
-        reader = asyncio.get_running_loop().create_task(self._read())
-        try:
-            await self.pump.run_writer(self._write)
-        finally:
-            reader.cancel()
-            self.pump.stop()
-            self.hub.disconnect(conn)
-        with suppress(asyncio.CancelledError):
-            await reader  # re-raises what made the reader fail
-        if not self.peer_left:
-            await _close(self.send, conn.close_code, conn.close_reason)
-
-    async def _read(self) -> None:
+    async def read(self) -> bool:
         conn = self.pump.conn
-        try:
-            while conn.open:
-                message = await self.receive()
-                if message["type"] == "websocket.disconnect":
-                    self.peer_left = True
-                    conn.abort(CloseCode.GOING_AWAY, "client went away")
-                    return
-                text = message.get("text")
-                frame = text if text is not None else message.get("bytes") or b""
-                await self.hub.receive(conn, frame)
-        except Exception:
-            conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
-            raise
+        while conn.open:
+            message = await self.receive()
+            if message["type"] == "websocket.disconnect":
+                return True
+            text = message.get("text")
+            frame = text if text is not None else message.get("bytes") or b""
+            await self.hub.receive(conn, frame)
+        return False
 
-    async def _write(self) -> None:
-        pump, write_now = self.pump, self.write_now
-        try:
-            while (batch := await pump.next_batch()) is not None:
-                if write_now is None:
-                    for out in batch:
-                        await pump.write(self.send, _message(out))
-                    continue
-                frames = [(ws_frame(out), out.binary) for out in batch]
-                if not pump.write_now(write_now, frames):  # the socket is full: wait
-                    await pump.write(self.send, {"type": SEND_FRAMES, "frames": frames})
-        except OSError:  # uvicorn's ClientDisconnected
-            self.peer_left = True
+    async def write(self) -> None:
+        pump, frames = self.pump, self.frames
+        await self.send({"type": "websocket.accept"})
+        while (batch := await pump.next_batch()) is not None:
+            if frames is None:
+                for out in batch:
+                    await pump.write(self.send, _message(out))
+                continue
+            written = pump.write_now(frames["write_now"], batch)
+            while written < len(batch):  # the socket is full: wait, then write the rest
+                await pump.write(self.send, {"type": DRAIN})
+                written += pump.write_now(frames["write_now"], batch[written:])
+
+    async def end(self, code: int, reason: str) -> None:
+        if self.frames is None:
+            await _close(self.send, code, reason)
+            return
+        with suppress(OSError):  # uvicorn's ClientDisconnected: nothing left to close
+            self.frames["close_now"](code, _truncated(reason))
 
 
 def _message(out: Outgoing) -> dict[str, Any]:

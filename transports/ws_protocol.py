@@ -1,26 +1,31 @@
-"""uvicorn's WebSocket protocol with one ASGI extension: several messages in one write.
+"""uvicorn's WebSocket protocol with one ASGI extension: writes that never wait.
 
 Under this protocol (``ws=`` in :func:`transports.websocket.uvicorn_options`) the scope has
-``scope["extensions"]["graphpush.websocket.send_frames"] = {"write_now": write_now}``, and
-the app may send::
+``scope["extensions"][SEND_FRAMES] = {"write_now": write_now, "close_now": close_now}``:
 
-    {"type": "graphpush.websocket.send_frames", "frames": [(payload, binary), ...]}
+- ``write_now(outs)`` writes the frames of ``outs`` (:class:`~app.push.wire.Outgoing`, with
+  ``meta.id`` spliced in as they are written) for as long as the transport takes writes,
+  and returns how many it wrote; the app then sends ``{"type": DRAIN}``, which waits until
+  the transport takes writes again, and calls it with the rest. A frame is written whole
+  (a ping may come between two frames, never inside one). Small frames are gathered into
+  writes of up to :data:`~transports.pump.CHUNK_BYTES`: on loopback a write costs more
+  than everything else a message needs (bench/README.md), so a backlog costs a few calls
+  instead of one per message; a large payload is handed to the transport as it is, a view
+  of the bytes every connection shares. So a connection holds at most the transport's
+  buffer (its high-water mark), one chunk and one frame, however slowly its peer reads.
+- ``close_now(code, reason)`` writes the close frame at once, behind what the transport
+  already holds, without waiting for it to drain, and aborts the transport if the peer has
+  not answered it within :data:`CLOSE_GRACE_S` (a peer that stopped reading).
 
-Each item becomes one WebSocket frame, exactly the frame a ``websocket.send`` of it would
-make (binary or text; text payloads are UTF-8 bytes, so nothing is decoded and re-encoded),
-and all of them reach the socket in one transport write. On loopback a write costs more
-than everything else a message needs (bench/README.md), so a connection's backlog now costs
-one system call instead of one per message. ``write_now(frames)`` does the same without
-awaiting: it writes and returns True, or, while the transport is paused (its buffer is
-full), writes nothing and returns False, and the app sends the message above, which waits.
-Both raise uvicorn's ``ClientDisconnected`` once the connection is closing or gone. Without
-the extension (another server, Starlette's TestClient) the app sends ``websocket.send``
-messages one by one.
+Both raise uvicorn's ``ClientDisconnected`` once the connection is gone (``write_now``
+also once it is closing). Without the extension (another server, Starlette's TestClient)
+the app sends ``websocket.send`` and ``websocket.close`` messages.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Final
 
 from uvicorn._types import ASGISendEvent
@@ -29,13 +34,20 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 from websockets.protocol import State
 
-SEND_FRAMES: Final = "graphpush.websocket.send_frames"
+from app.push.wire import Outgoing, ws_frame, ws_spliced
+from transports.pump import CHUNK_BYTES
 
-Frames = list[tuple[bytes, bool]]
+SEND_FRAMES: Final = "graphpush.websocket.send_frames"
+#: The ASGI message that waits until the transport takes writes again.
+DRAIN: Final = "graphpush.websocket.drain"
+#: How long a peer has to take and answer the close frame before the transport is aborted.
+CLOSE_GRACE_S: Final = 5.0
 
 _SHORT: Final = struct.Struct("!BB")
 _MEDIUM: Final = struct.Struct("!BBH")
 _LONG: Final = struct.Struct("!BBQ")
+
+Piece = bytes | memoryview
 
 
 def frame_header(payload_length: int, binary: bool) -> bytes:
@@ -54,35 +66,65 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         if self.response.status_code == 101:  # the scope exists; the app has not started
-            self.scope["extensions"][SEND_FRAMES] = {"write_now": self.write_now}
+            extension: dict[object, object] = {
+                "write_now": self.write_now,
+                "close_now": self.close_now,
+            }
+            self.scope["extensions"][SEND_FRAMES] = extension
 
     async def send(self, message: ASGISendEvent) -> None:
-        if message["type"] != SEND_FRAMES:  # type: ignore[comparison-overlap]
+        if message["type"] != DRAIN:  # type: ignore[comparison-overlap]
             await super().send(message)
             return
-        await self.writable.wait()  # the transport's backpressure, as for websocket.send
-        frames: Frames = message["frames"]
-        if not self.write_now(frames):  # paused again meanwhile
-            await self.send(message)
+        await self.writable.wait()  # set again by resume_writing or connection_lost
+        if self.disconnected:
+            raise ClientDisconnected()
 
-    def write_now(self, frames: Frames) -> bool:
-        """Write ``frames`` at once, or return False while the transport is paused."""
+    def write_now(self, outs: Sequence[Outgoing]) -> int:
+        """Write frames of ``outs`` while the transport takes writes; how many were written."""
         if self.disconnected or self.close_sent or self.conn.state is not State.OPEN:
             raise ClientDisconnected()
-        if not self.writable.is_set():
-            return False
-        self.transport.write(self._encode(frames))
-        return True
-
-    def _encode(self, frames: Frames) -> bytes:
-        if self.conn.extensions:  # per-message deflate: websockets compresses each frame
-            for payload, binary in frames:
-                if binary:
-                    self.conn.send_binary(payload)
+        written, pieces, size = 0, list[Piece](), 0
+        for out in outs:
+            if not self.writable.is_set():  # changes only when a write fills the buffer
+                break
+            for piece in self._frame(out):
+                if len(piece) >= CHUNK_BYTES:  # a large payload: no copy of it here
+                    self._write(pieces)
+                    pieces, size = [], 0
+                    self.transport.write(piece)
                 else:
-                    self.conn.send_text(payload)
-            return b"".join(self.conn.data_to_send())
-        parts: list[bytes] = []
-        for payload, binary in frames:
-            parts += (frame_header(len(payload), binary), payload)
-        return b"".join(parts)
+                    pieces.append(piece)
+                    size += len(piece)
+            written += 1
+            if size >= CHUNK_BYTES:
+                self._write(pieces)
+                pieces, size = [], 0
+        self._write(pieces)
+        return written
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Write the close frame without waiting; abort after :data:`CLOSE_GRACE_S`."""
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:  # the peer's answer to the close frame must be read
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(CLOSE_GRACE_S, self.transport.abort)
+
+    def _frame(self, out: Outgoing) -> Sequence[Piece]:
+        if self.conn.extensions:  # per-message deflate: websockets compresses each frame
+            if out.binary:
+                self.conn.send_binary(ws_frame(out))
+            else:
+                self.conn.send_text(ws_frame(out))
+            return self.conn.data_to_send()
+        body, tail = ws_spliced(out)
+        return frame_header(len(body) + len(tail), out.binary), body, tail
+
+    def _write(self, pieces: list[Piece]) -> None:
+        if pieces:
+            self.transport.write(b"".join(pieces))

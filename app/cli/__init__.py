@@ -139,7 +139,9 @@ def _add_executions(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], client: argparse.ArgumentParser
 ) -> None:
     executions = commands.add_parser(
-        "executions", help="list, show, cancel or resume runs", description="Inspect runs."
+        "executions",
+        help="list, show, cancel, resume or retry runs",
+        description="Inspect runs.",
     )
     actions = executions.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", parents=[client], help="list runs, newest first")
@@ -153,6 +155,22 @@ def _add_executions(
     show.add_argument("--json", action="store_true", help="print the AgentExecutionDto")
     cancel = actions.add_parser("cancel", parents=[client], help="cancel a queued/running run")
     cancel.add_argument("id", help="execution id")
+    retry = actions.add_parser(
+        "retry",
+        parents=[client],
+        help="run a finished run again from a node, reusing the results before it",
+        description="Queue a retry of a finished run: it starts at --from (default: the node "
+        "that failed, or the first that did not finish) and reuses the original's results of "
+        "the nodes before it. Prints the new execution id, or follows it with --follow.",
+    )
+    retry.add_argument("id", help="execution id of the run to retry")
+    retry.add_argument("--from", dest="from_node", metavar="NODE", help="the node to start at")
+    retry.add_argument("--saved", action="store_true", help="use the workflow as saved now")
+    retry.add_argument("--state", help="results replacing reused ones, JSON {node: result}")
+    retry.add_argument("-f", "--follow", action="store_true", help="show the run live")
+    retry.add_argument(
+        "--yes-cancel", action="store_true", help="on Ctrl-C cancel the run without asking"
+    )
     resume = actions.add_parser("resume", parents=[client], help="resume a waiting run")
     resume.add_argument("id", help="execution id")
     resume.add_argument("--value", default="null", help="the value the wait node returns (JSON)")

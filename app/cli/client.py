@@ -21,8 +21,9 @@ from typing import Any, Final, Self
 
 import httpx
 
+from app.model.status import FINISHED
+
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
-FINISHED: Final = frozenset({"success", "error", "canceled", "crashed", "unknown"})
 #: The server pings an SSE stream every ``ping_interval_s`` (25 s by default); a stream
 #: silent for longer than this is treated as dropped and reopened.
 STREAM_READ_TIMEOUT_S: Final = 90.0
@@ -182,6 +183,13 @@ class GraphpushClient:
 
     def cancel(self, execution_id: str) -> JsonObject:
         answer: JsonObject = self.request("POST", f"/agents/executions/{execution_id}/cancel")
+        return answer
+
+    def retry(self, execution_id: str, body: JsonObject) -> JsonObject:
+        """``POST /agents/executions/{id}/retry``: the 202 body of the new run."""
+        answer: JsonObject = self.request(
+            "POST", f"/agents/executions/{execution_id}/retry", json=body
+        )
         return answer
 
     def resume(self, execution_id: str, value: Any = None) -> JsonObject:

@@ -129,17 +129,44 @@ def cmd_run(client: GraphpushClient, args: argparse.Namespace, console: Console)
         print(execution_id)
         return OK
     console.print(f"execution {execution_id} of {workflow['id']} queued", highlight=False)
-    tracker = RunTracker.for_workflow(execution_id, workflow)
+    return _follow(client, console, RunTracker.for_workflow(execution_id, workflow), args)
+
+
+def _follow(
+    client: GraphpushClient, console: Console, tracker: RunTracker, args: argparse.Namespace
+) -> int:
+    """Show a queued run live, then its summary; OK only if it ends ``success``."""
     interactive = sys.stdin.isatty() and not args.yes_cancel
-    ask = ask_cancel(console, execution_id) if interactive else None
+    ask = ask_cancel(console, tracker.execution_id) if interactive else None
     with RunView(console, tracker) as view:
         stopped = follow(client, view, ask)
         if stopped is not None:
             return stopped
         view.finish()
-    execution = client.get_execution(execution_id)
+    execution = client.get_execution(tracker.execution_id)
     print_summary(console, execution, tracker)
     return OK if execution["status"] == "success" else FAILED
+
+
+def cmd_retry(client: GraphpushClient, args: argparse.Namespace, console: Console) -> int:
+    """``executions retry``: a new run of a finished one, from ``--from`` (default: where it
+    failed or stopped), reusing the results before it (SPEC §9)."""
+    body: JsonObject = {"workflow": "saved" if args.saved else "original"}
+    if args.from_node:
+        body["from_node"] = args.from_node
+    if args.state is not None:
+        state = _json_arg(args.state, "--state")
+        if not isinstance(state, dict):
+            raise UsageError("--state must be a JSON object (node name -> its result)")
+        body["state"] = state
+    execution_id = str(client.retry(args.id, body)["execution_id"])
+    if not args.follow:
+        print(execution_id)
+        return OK
+    console.print(f"execution {execution_id} retries {args.id}", highlight=False)
+    tracker = RunTracker(execution_id)
+    tracker.load_graph_state(client.get_execution(execution_id)["graph_state"])
+    return _follow(client, console, tracker, args)
 
 
 def cmd_workflows(client: GraphpushClient, args: argparse.Namespace, console: Console) -> int:
@@ -168,6 +195,8 @@ def cmd_executions(client: GraphpushClient, args: argparse.Namespace, console: C
             _list_executions(client, args, console)
         case "show":
             _show_execution(client, args, console)
+        case "retry":
+            return cmd_retry(client, args, console)
         case "cancel":
             client.cancel(args.id)
             console.print(f"canceling execution {args.id}", highlight=False)

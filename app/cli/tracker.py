@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from app.cli.client import FINISHED, JsonObject
+from app.cli.client import JsonObject
+from app.model.status import FINISHED
 
 
 @dataclass

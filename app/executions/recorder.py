@@ -50,7 +50,8 @@ class RunRecorder:
             else GraphState(nodes)
         )
         self._tasks: dict[str, _Task] = {}
-        self._routes: dict[str, int] = {}
+        #: The output each node took, from the runs recorded before (a resume, a retry).
+        self._routes = {n: output_index(runs[-1]) for n, runs in record.outputs.items() if runs}
 
     def _event(self, message: m.ExecutionMessage, type_: str) -> StoredEvent:
         self.record.last_seq += 1
@@ -223,6 +224,7 @@ class RunRecorder:
                 "execution_index": task.start.executionIndex,
                 "execution_time": result.executionTime,
                 "item_count": counts,
+                "source": msgspec.to_builtins(task.start.source),
             }
         )
         outputs.append({"main": main or []})
@@ -259,7 +261,13 @@ def _task_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "startTime": meta["start_time"],
         "executionIndex": meta["execution_index"],
+        "source": meta.get("source", []),
+        "hints": [],
         "executionTime": meta["execution_time"],
         "executionStatus": meta["status"],
-        "source": [],
     }
+
+
+def output_index(output: dict[str, Any]) -> int:
+    """The output a recorded node run took: the one holding its items (0 when none does)."""
+    return next((i for i, items in enumerate(output.get("main", [])) if items), 0)

@@ -45,10 +45,13 @@ class GraphRunner(Protocol):
         input: dict[str, Any] | None = None,
         resume: Any = None,
         resuming: bool = False,
+        state: dict[str, Any] | None = None,
     ) -> AsyncIterator[RunnerEvent]:
         """Yield a :class:`TaskStarted` before each node runs and a :class:`TaskFinished`
         after. A failing node's ``TaskFinished`` carries the error, then the exception is
         raised from this iterator. Cancelling the consuming task cancels the running node.
+        ``state``: the rest of a workflow run's initial state beside its input (a retry's
+        reused results); not used on a resume.
         """
         ...
 
@@ -64,13 +67,14 @@ class LangGraphRunner:
         input: dict[str, Any] | None = None,
         resume: Any = None,
         resuming: bool = False,
+        state: dict[str, Any] | None = None,
     ) -> AsyncIterator[RunnerEvent]:
         config: Any = {
             "configurable": {"thread_id": thread_id},
             "recursion_limit": compiled.recursion_limit,
         }
         key = compiled.input_key
-        payload: Any = {key: input or {}} if key else input or {}
+        payload: Any = {key: input or {}, **(state or {})} if key else input or {}
         if resuming:
             payload = Command(resume=await _resume_map(compiled, config, resume))
         # With a checkpointer, state is saved once, when the run pauses or ends, not per step.

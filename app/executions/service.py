@@ -8,6 +8,8 @@ It queues, reads, cancels and resumes runs; every run ends in the
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from langgraph.pregel import Pregel
@@ -15,6 +17,7 @@ from langgraph.pregel import Pregel
 from app.bus.base import EventBus
 from app.clock import new_id, now_ms
 from app.errors import IllegalTransition, NotFound, QueueFull, ValidationFailed, problem
+from app.executions import retry
 from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
@@ -35,6 +38,8 @@ from app.workflows.node_types import NodeType
 from app.workflows.service import WorkflowService
 
 S = ExecutionStatus
+#: The statuses of runs not finished, which a cancel ends.
+UNFINISHED = (S.NEW, S.RUNNING, S.WAITING)
 
 
 class ExecutionService:
@@ -103,22 +108,53 @@ class ExecutionService:
         owner: str | None = None,
     ) -> ExecutionRecord:
         """Create a ``new`` run of ``workflow_id`` and queue it (n8n's manual run)."""
-        if push_ref is not None and not is_identifier(push_ref):
-            raise ValidationFailed("bad push_ref", [problem("push_ref", f"expected {ID_PATTERN}")])
+        _check_push_ref(push_ref)
         workflow, version = await self.workflows.get_versioned(workflow_id)
-        record = ExecutionRecord(
-            id=new_id(),
-            workflow_id=workflow_id,
-            workflow_name=str(workflow.get("name", workflow_id)),
-            push_ref=push_ref,
-            owner=owner,
-            created_at=now_ms(),
-            input=input or {},
-            workflow=workflow,
-            workflow_version=version,
-        )
+        record = _new_record(workflow_id, workflow, version, input, push_ref, owner)
         await self._enqueue(record)
         return record
+
+    async def retry_execution(
+        self,
+        execution_id: str,
+        *,
+        from_node: str | None = None,
+        saved: bool = False,
+        state: dict[str, JsonObject] | None = None,
+        input: JsonObject | None = None,
+        push_ref: str | None = None,
+        owner: str | None = None,
+    ) -> ExecutionRecord:
+        """Queue a retry of a finished run (SPEC §9): a new run whose ``retry_of`` is
+        ``execution_id``, on the run's workflow snapshot (or the workflow as ``saved`` now),
+        that reuses the original's results of the nodes before ``from_node``
+        (:mod:`app.executions.retry`), ``state`` replacing some of them and ``input`` the
+        run input. Raises :class:`IllegalTransition` (409) for a run not finished and
+        :class:`ValidationFailed` (422) for what the retry cannot use."""
+        _check_push_ref(push_ref)
+        original = await self.get_execution(execution_id, owner)
+        if not original.status.finished:
+            raise IllegalTransition(
+                f"execution is {original.status.value}; only a finished run can be retried"
+            )
+        workflow, version = original.workflow, original.workflow_version
+        if saved:
+            workflow, version = await self._saved_workflow(original.workflow_id)
+        run_input = original.input if input is None else input
+        record = _new_record(original.workflow_id, workflow, version, run_input, push_ref, owner)
+        compiled = None if workflow.get("graph") else await self.workflows.compile(record)
+        retry.prepare(record, original, compiled, from_node=from_node, state=state or {})
+        await self._enqueue(record)
+        return record
+
+    async def _saved_workflow(self, workflow_id: str) -> tuple[JsonObject, str]:
+        try:
+            return await self.workflows.get_versioned(workflow_id)
+        except NotFound:
+            raise ValidationFailed(
+                "the workflow is no longer saved",
+                [problem("workflow", f"workflow {workflow_id!r} is no longer saved")],
+            ) from None
 
     async def get_execution(self, execution_id: str, owner: str | None = None) -> ExecutionRecord:
         """The freshest view of a run: a copy of the live one while it runs here, else the
@@ -143,6 +179,36 @@ class ExecutionService:
         if await self.queue.cancel(record):  # else held by another process: it ends it there
             await self.manager.end(record, S.CANCELED)
         return record
+
+    async def cancel_executions(
+        self,
+        *,
+        workflow_id: str | None = None,
+        statuses: Sequence[ExecutionStatus] | None = None,
+        owner: str | None = None,
+    ) -> int:
+        """Cancel every run of ``owner`` (of ``workflow_id``, if given) whose status is one of
+        ``statuses`` (of ``new``, ``running``, ``waiting``; all three when None), each as
+        :meth:`cancel_execution` does; returns how many it canceled. A run that ends while
+        this goes on keeps its own end: it is neither canceled nor counted. Raises
+        :class:`ValidationFailed` when neither ``workflow_id`` nor ``statuses`` is given."""
+        if workflow_id is None and statuses is None:
+            raise ValidationFailed(
+                "name the runs to cancel",
+                [problem("", "expected at least one of workflow_id, status")],
+            )
+        everything = 1 << 62
+        canceled = 0
+        for status in dict.fromkeys(statuses or UNFINISHED):
+            query = ExecutionQuery(
+                workflow_id=workflow_id, status=status, owner=owner, limit=everything
+            )
+            page = await self.store.list(query)
+            for record in page.items:
+                with contextlib.suppress(IllegalTransition, NotFound):
+                    await self.cancel_execution(record.id, owner)
+                    canceled += 1
+        return canceled
 
     async def resume_execution(
         self, execution_id: str, value: Any, owner: str | None = None
@@ -185,3 +251,30 @@ class ExecutionService:
 
     async def shutdown(self) -> None:
         await self.manager.shutdown(self.settings.shutdown_timeout_s)
+
+
+def _check_push_ref(push_ref: str | None) -> None:
+    if push_ref is not None and not is_identifier(push_ref):
+        raise ValidationFailed("bad push_ref", [problem("push_ref", f"expected {ID_PATTERN}")])
+
+
+def _new_record(
+    workflow_id: str,
+    workflow: JsonObject,
+    version: str,
+    input: JsonObject | None,
+    push_ref: str | None,
+    owner: str | None,
+) -> ExecutionRecord:
+    """A ``new`` run of ``workflow`` (a snapshot of workflow ``workflow_id``)."""
+    return ExecutionRecord(
+        id=new_id(),
+        workflow_id=workflow_id,
+        workflow_name=str(workflow.get("name", workflow_id)),
+        push_ref=push_ref,
+        owner=owner,
+        created_at=now_ms(),
+        input=input or {},
+        workflow=workflow,
+        workflow_version=version,
+    )

@@ -16,13 +16,14 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from msgspec.json import decode as _decode
 
 from app.bus.base import EventBus, PushEvent
 from app.clock import now_ms
+from app.executions.active import ActiveExecution
 from app.executions.recorder import RunRecorder
+from app.executions.retry import run_state
 from app.executions.runner import GraphRunner, TaskStarted
 from app.messages import ExecutionRecovered, ExecutionRecoveredData, encode, encoder
 from app.model.records import ExecutionRecord, StoredEvent
@@ -39,25 +40,6 @@ LINGER_S = 0.005
 CRASHED_REASON = "the process running this execution stopped"
 #: The graph a run executes, from its record (the workflows package compiles it).
 Compile = Callable[[ExecutionRecord], Awaitable[CompiledWorkflow]]
-
-
-@dataclass(slots=True)
-class ActiveExecution:
-    """A run executing in this process; its record is the live one the worker updates."""
-
-    record: ExecutionRecord
-    #: When this process took the run (epoch ms).
-    started_at: int
-    task: asyncio.Task[None] | None = None
-    cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def status(self) -> ExecutionStatus:
-        return self.record.status
-
-    @property
-    def push_ref(self) -> str | None:
-        return self.record.push_ref
 
 
 class ExecutionManager:
@@ -140,7 +122,8 @@ class ExecutionManager:
         if active.status not in (ExecutionStatus.NEW, ExecutionStatus.RUNNING):
             return False  # it has just ended (or paused): the caller's transition check decides
         active.cancel_event.set()
-        active.task.cancel()
+        if active.streaming:
+            active.task.cancel()
         return True
 
     async def end(
@@ -176,11 +159,17 @@ class ExecutionManager:
             await self.bus.publish(_push_event(record, event))
 
     async def _execute(self, active: ActiveExecution) -> None:
+        if active.cancel_event.is_set():  # canceled after a worker took it, before it began
+            await self._finish(RunRecorder(active.record, {}, {}), ExecutionStatus.CANCELED)
+            return
         recorder, compiled, resuming = await self._start(active.record)
         if compiled is None:
             await self._finish(recorder, ExecutionStatus.ERROR)
             return
         try:
+            active.streaming = True
+            if active.cancel_event.is_set():  # canceled while it began
+                raise asyncio.CancelledError
             status = await self._stream(recorder, compiled, resuming)
         except asyncio.CancelledError:
             if not active.cancel_event.is_set():
@@ -230,6 +219,7 @@ class ExecutionManager:
                 input=record.input,
                 resume=record.resume_value,
                 resuming=resuming,
+                state=run_state(record),
             ):
                 if isinstance(event, TaskStarted):
                     before = recorder.node_started(event.task_id, event.name)

@@ -12,15 +12,13 @@ from starlette.routing import BaseRoute, Route
 from app.errors import (
     BackendUnavailable,
     BadRequest,
-    PayloadTooLarge,
-    UnsupportedMediaType,
     ValidationFailed,
 )
 from app.http.auth import authenticate
 from app.http.bodies import execution_dto, run_accepted
+from app.http.body import read_json_body
 from app.http.params import EXECUTION_PATH, WORKFLOW_PATH, QueryReader
 from app.messages import encoder
-from app.model.cursor import parse_integer
 from app.model.records import ExecutionQuery, JsonObject
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
@@ -45,19 +43,7 @@ class ResumeBody(msgspec.Struct, forbid_unknown_fields=True):
 
 async def read_body(request: Request) -> bytes:
     """The request body, refusing what is over ``max_body_bytes`` (413) or not JSON (415)."""
-    limit = runtime(request).settings.max_body_bytes
-    declared = parse_integer(request.headers.get("content-length", ""))
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if body.strip() and content_type != "application/json" and not content_type.endswith("+json"):
-        raise UnsupportedMediaType(f"expected application/json, got {content_type}")
-    return bytes(body)
+    return await read_json_body(request, runtime(request).settings.max_body_bytes)
 
 
 #: How deep a body's arrays and objects may nest (the body itself is level 1). A value is
@@ -112,6 +98,7 @@ def _page_query(request: Request, owner: str | None, workflow_id: str | None) ->
         workflow_id=workflow_id or query.identifier("workflow_id"),
         status=ExecutionStatus(status) if status else None,
         owner=owner,
+        retry_of=query.identifier("retry_of"),
         limit=query.integer("limit", 20, low=1, high=200),
         offset=query.integer("offset", 0),
     )

@@ -1,8 +1,11 @@
-"""REST bodies built from stored records: the ``AgentExecutionDto`` and the 202 of a run."""
+"""REST bodies: those built from stored records (the ``AgentExecutionDto``, the 202 of a
+run) and the request bodies of run control (retry, bulk cancel)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import msgspec
 
 from app.clock import iso
 from app.model.records import ExecutionRecord, JsonObject
@@ -16,6 +19,7 @@ def execution_links(execution_id: str, workflow_id: str) -> dict[str, str]:
         "stream": f"{base}/stream",
         "cancel": f"{base}/cancel",
         "resume": f"{base}/resume",
+        "retry": f"{base}/retry",
         "workflow": f"/agents/workflows/{workflow_id}",
     }
 
@@ -77,6 +81,8 @@ def execution_dto(record: ExecutionRecord, *, include_data: bool = False) -> Jso
         "graph_state": record.graph_state,
         "links": execution_links(record.id, record.workflow_id),
     }
+    if record.retry_of is not None:
+        dto["links"]["retry_of"] = f"/agents/executions/{record.retry_of}"
     if include_data:
         dto["data"] = record.outputs
     return dto
@@ -90,3 +96,23 @@ def _run_meta(run: dict[str, Any]) -> JsonObject:
         "execution_index": run["execution_index"],
         "item_count": run["item_count"],
     }
+
+
+class RetryBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /agents/executions/{id}/retry`` (SPEC §9)."""
+
+    from_node: str | None = None
+    workflow: Literal["original", "saved"] = "original"
+    state: dict[str, dict[str, Any]] | None = None
+    input: dict[str, Any] | None = None
+    push_ref: str | None = None
+
+
+Unfinished = Literal["new", "running", "waiting"]
+
+
+class CancelFilter(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /agents/executions/cancel``: at least one field (SPEC §9)."""
+
+    workflow_id: str | None = None
+    status: Annotated[list[Unfinished], msgspec.Meta(min_length=1)] | None = None

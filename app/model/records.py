@@ -20,6 +20,18 @@ class StoredEvent(msgspec.Struct, frozen=True, gc=False):
     payload: bytes
 
 
+class RetryPlan(msgspec.Struct, frozen=True):
+    """How a retry runs only part of its workflow (n8n's partial execution, SPEC §9).
+
+    ``reused`` nodes do not run: their results, copied from the original run into the
+    record's ``run_data`` and ``outputs``, seed the run state; the run starts at ``starts``
+    (``from_node`` first, then the nodes the reused results trigger)."""
+
+    from_node: str | None
+    reused: builtins.list[str]
+    starts: builtins.list[str]
+
+
 class ExecutionRecord(msgspec.Struct, kw_only=True):
     """Everything kept about one run. Times are epoch milliseconds."""
 
@@ -35,6 +47,8 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     stopped_at: int | None = None
     error: JsonObject | None = None
     retry_of: str | None = None
+    #: Set on a retry that reuses results of the original run (None: it runs everything).
+    retry: RetryPlan | None = None
     input: JsonObject = msgspec.field(default_factory=dict)
     #: The workflow as it was when the run was queued (``AgentWorkflowDto`` as JSON).
     workflow: JsonObject = msgspec.field(default_factory=dict)
@@ -59,6 +73,7 @@ class ExecutionQuery(msgspec.Struct, frozen=True, kw_only=True):
     workflow_id: str | None = None
     status: ExecutionStatus | None = None
     owner: str | None = None
+    retry_of: str | None = None
     limit: int = 20
     offset: int = 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 from app.errors import IllegalTransition
 
@@ -19,11 +20,12 @@ class ExecutionStatus(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self in _FINISHED
+        return self in FINISHED
 
 
 S = ExecutionStatus
-_FINISHED = frozenset({S.SUCCESS, S.ERROR, S.CANCELED, S.CRASHED, S.UNKNOWN})
+#: The statuses a run never leaves. A ``StrEnum``: ``"success" in FINISHED`` holds too.
+FINISHED: Final = frozenset({S.SUCCESS, S.ERROR, S.CANCELED, S.CRASHED, S.UNKNOWN})
 
 #: status -> statuses it may move to. A resumed waiting run goes back to ``new`` (queued).
 TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {

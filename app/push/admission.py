@@ -1,27 +1,18 @@
 """Who may open a push connection, and with which parameters (SPEC §5.1, §5.4, §5.5).
 
-Pure checks shared by both transports; API keys are checked by :func:`app.auth.authenticate`
-in the transport's request handling. Refusals are :class:`~app.errors.GraphpushError`s: SSE
-answers them with their HTTP status and JSON error body, WebSocket closes with
-:func:`close_code_for`.
+Pure checks shared by both transports; API keys are checked by :func:`app.http.auth.authenticate`
+in the transport's request handling. Refusals are :class:`~app.errors.GraphpushError`s,
+rendered by :mod:`app.http.errors` (SSE: status and JSON error body; WebSocket: close code).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from app.errors import BadRequest, GraphpushError, Unauthorized
+from app.errors import BadRequest, Forbidden
 from app.model.cursor import MAX_CURSOR, parse_integer
 from app.model.ids import ID_PATTERN, is_identifier
-from app.push.connection import CloseCode
 from app.push.origin import origin_allowed
-
-
-class Forbidden(GraphpushError):
-    """A cross-site Origin (403 / WebSocket 1008)."""
-
-    status = 403
-    code = "forbidden"
 
 
 def check_origin(headers: Mapping[str, str], allowed: tuple[str, ...]) -> None:
@@ -54,17 +45,3 @@ def accepts_event_stream(accept: str | None) -> bool:
         return True
     types = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
     return bool(types & {"text/event-stream", "text/*", "*/*"})
-
-
-def close_code_for(exc: GraphpushError) -> int:
-    """The WebSocket close code that refuses a connection for ``exc``."""
-    if isinstance(exc, Unauthorized):
-        return CloseCode.UNAUTHORIZED
-    return CloseCode.POLICY_VIOLATION
-
-
-class NotAcceptable(GraphpushError):
-    """A plain GET of ``/agents/push`` whose ``Accept`` rules out ``text/event-stream``."""
-
-    status = 406
-    code = "not_acceptable"

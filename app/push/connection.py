@@ -11,10 +11,13 @@ is False and ``data_to_send`` returns nothing, the transport closes the socket w
 :attr:`~Connection.close_code` (WebSocket) or ends the stream (SSE). When ``aborted`` is
 True it must stop writing at once, even in the middle of a blocked write.
 
-Slow consumers (SPEC §5.3): a connection whose queued bytes pass ``limit`` is aborted
-with :attr:`CloseCode.SLOW_CONSUMER` and its queue is dropped, so memory stays bounded and
-nobody waits for it. A backlog (resume or replay) is exempt from the bound while it is
-queued: it comes from memory that is already held, and only live messages can grow.
+Slow consumers (SPEC §5.3): a connection whose bytes pass ``limit`` is aborted with
+:attr:`CloseCode.SLOW_CONSUMER` and its queue is dropped, so memory stays bounded and
+nobody waits for it. The bound counts what is queued *and* the batch the transport took
+last, until it asks for the next one: so a transport must write a batch whole into its
+socket (waiting while the socket is full) before it calls ``data_to_send`` again, and must
+hold no other copy of it. A backlog (resume or replay) is exempt from the bound: it comes
+from memory that is already held, and only live messages can grow.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class Connection:
         "_outbox",
         "_pressing_at",
         "_queued_bytes",
+        "_unsent_bytes",
         "_wakeup",
         "close_code",
         "close_reason",
@@ -78,6 +82,7 @@ class Connection:
         self._outbox: list[Outgoing] = []
         self._queued_bytes = 0
         self._backlog_bytes = 0
+        self._unsent_bytes = 0  # live bytes of the batch the transport is writing
 
     @property
     def open(self) -> bool:
@@ -99,7 +104,7 @@ class Connection:
         self._queued_bytes += size
         if backlog:
             self._backlog_bytes += size
-        elif self._queued_bytes - self._backlog_bytes > self.limit:
+        elif self._queued_bytes - self._backlog_bytes + self._unsent_bytes > self.limit:
             self.abort(CloseCode.SLOW_CONSUMER, "slow consumer: outbound buffer full")
             return
         self._outbox.append(out)
@@ -113,8 +118,10 @@ class Connection:
         return self._queued_bytes >= self._pressing_at
 
     def data_to_send(self) -> list[Outgoing]:
-        """Everything queued, in order; the queue is empty afterwards."""
+        """Everything queued, in order; the queue is empty afterwards. The batch counts
+        against the bound until the next call (see the module docstring)."""
         out, self._outbox = self._outbox, []
+        self._unsent_bytes = self._queued_bytes - self._backlog_bytes
         self._queued_bytes = self._backlog_bytes = 0
         return out
 
@@ -130,7 +137,7 @@ class Connection:
             return
         self.state, self.close_code, self.close_reason = State.ABORTED, code, reason
         self._outbox = []
-        self._queued_bytes = self._backlog_bytes = 0
+        self._queued_bytes = self._backlog_bytes = self._unsent_bytes = 0
         self._wakeup()
 
     def __repr__(self) -> str:

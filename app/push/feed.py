@@ -45,10 +45,18 @@ class RunsPage(NamedTuple):
     seen: dict[str, int]
 
 
-class RunsSource(Protocol):
+class WorkflowRuns(Protocol):
+    """What the push core asks of the engine about a workflow's runs: the runs feed's
+    snapshots, and a run to start (AG-UI). Each raises :class:`~app.errors.NotFound` for an
+    unknown workflow."""
+
     async def latest_runs(self, workflow_id: str, limit: int, owner: str | None) -> RunsPage:
-        """The latest ``limit`` runs of ``workflow_id`` that ``owner`` may see (None: all).
-        Raises :class:`~app.errors.NotFound` for an unknown workflow."""
+        """The latest ``limit`` runs of ``workflow_id`` that ``owner`` may see (None: all)."""
+        ...
+
+    async def start_run(self, workflow_id: str, input: JsonObject, owner: str | None) -> str:
+        """Queue a run of ``workflow_id`` with ``input`` for ``owner``; its execution id.
+        Also raises :class:`~app.errors.QueueFull`."""
         ...
 
 

@@ -30,6 +30,7 @@ from app.messages import (
     CancelExecution,
     ExecutionSnapshotData,
     Heartbeat,
+    JsonObject,
     Ping,
     SubscribeExecution,
     SubscribeWorkflow,
@@ -38,11 +39,11 @@ from app.messages import (
 )
 from app.metrics import prometheus
 from app.model.records import StoredEvent
-from app.model.status import ExecutionStatus
+from app.model.status import FINISHED
 from app.push import commands, wire
 from app.push.commands import answer
 from app.push.connection import CloseCode, Connection
-from app.push.feed import RunsSource
+from app.push.feed import WorkflowRuns
 from app.push.registry import Registry
 from app.push.remote import RemoteEvents
 from app.push.runs_feed import RunsFeed
@@ -77,7 +78,7 @@ class PushHub:
         settings: Settings,
         service: PushService,
         bus: EventBus | None = None,
-        runs: RunsSource | None = None,
+        runs: WorkflowRuns | None = None,
         clock: Callable[[], float] = time.monotonic,
         close_timeout_s: float = 5.0,
     ) -> None:
@@ -147,12 +148,6 @@ class PushHub:
         self.registry.route(event, now)
         self._maybe_sweep(now)
 
-    def send(self, push_ref: str, event: PushEvent) -> None:
-        self.registry.send(push_ref, event, self._clock())
-
-    def broadcast(self, event: PushEvent) -> None:
-        self.registry.broadcast(event, self._clock())
-
     def has(self, push_ref: str) -> bool:
         return self.registry.has(push_ref)
 
@@ -184,9 +179,17 @@ class PushHub:
             self.disconnect(conn)
             raise
         conn.deliver(wire.snapshot(snapshot), backlog=True)
-        finished = snapshot.status in _FINISHED
+        finished = snapshot.status in FINISHED
         self.registry.stream_replayed(conn, logged, finished=finished)
         return conn
+
+    async def open_run(
+        self, workflow_id: str, input: JsonObject, owner: str | None, wakeup: Wakeup
+    ) -> Connection:
+        """Start a run of ``workflow_id`` and stream it from its start (:meth:`open_stream`;
+        AG-UI). Raises ``NotFound``; pair with :meth:`disconnect`."""
+        execution_id = await self.runs_feed.start_run(workflow_id, input, owner)
+        return await self.open_stream(execution_id, 0, owner, wakeup)
 
     async def open_feed(
         self, workflow_id: str, limit: int, last_id: int | None, owner: str | None, wakeup: Wakeup
@@ -282,9 +285,6 @@ class PushHub:
         if now - self._last_sweep >= self._sweep_every:
             self._last_sweep = now
             self.registry.sweep(now)
-
-
-_FINISHED = frozenset(s.value for s in ExecutionStatus if s.finished)
 
 
 def _too_big(frame: bytes | str, limit: int) -> bool:

@@ -167,18 +167,6 @@ class Registry:
             if stream.sub.offer(fitted):
                 stream.emit((fitted,))
 
-    def send(self, push_ref: str, event: PushEvent, now: float) -> None:
-        """Send ``event`` to ``push_ref`` only, buffering it when no connection is live."""
-        fitted = fit(event, self.settings.max_message_bytes)
-        if fitted is not None:
-            self._send(push_ref, fitted, now)
-
-    def broadcast(self, event: PushEvent, now: float) -> None:
-        """Send ``event`` to every pushRef (the ones of other owners excepted)."""
-        fitted = fit(event, self.settings.max_message_bytes)
-        if fitted is not None:
-            self._broadcast(fitted, now)
-
     def _send(self, push_ref: str, event: PushEvent, now: float) -> None:
         session = self.sessions.get(push_ref) or self._session(push_ref, now)
         session.offer(event, now)

@@ -14,20 +14,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.errors import NotFound
-from app.messages import SubscribeWorkflow, UnsubscribeWorkflow
+from app.messages import JsonObject, SubscribeWorkflow, UnsubscribeWorkflow
 from app.push import wire
 from app.push.commands import answer
 from app.push.connection import Connection
-from app.push.feed import RunsPage, RunsSource
+from app.push.feed import RunsPage, WorkflowRuns
 from app.push.registry import Registry
 
 
 class RunsFeed:
-    """``runs`` reads the snapshots (None: this server has no runs feed; every follow
-    answers ``not_found``)."""
+    """``runs`` reads the snapshots and starts runs (None: there are none here; every
+    follow answers ``not_found``)."""
 
     def __init__(
-        self, registry: Registry, runs: RunsSource | None, clock: Callable[[], float]
+        self, registry: Registry, runs: WorkflowRuns | None, clock: Callable[[], float]
     ) -> None:
         self._registry = registry
         self._feeds = registry.feeds
@@ -74,7 +74,14 @@ class RunsFeed:
         page = await self._latest_runs(workflow_id, limit, conn.owner)
         self._feeds.stream_snapshot(conn, page)
 
+    async def start_run(self, workflow_id: str, input: JsonObject, owner: str | None) -> str:
+        """Queue a run of ``workflow_id`` (:meth:`WorkflowRuns.start_run`)."""
+        return await self._source().start_run(workflow_id, input, owner)
+
     async def _latest_runs(self, workflow_id: str, limit: int, owner: str | None) -> RunsPage:
+        return await self._source().latest_runs(workflow_id, limit, owner)
+
+    def _source(self) -> WorkflowRuns:
         if self._runs is None:
-            raise NotFound("this server has no runs feed")
-        return await self._runs.latest_runs(workflow_id, limit, owner)
+            raise NotFound("this server has no workflow runs")
+        return self._runs

@@ -3,13 +3,13 @@
 The core produces :class:`Outgoing` items: the message's JSON bytes (encoded once and shared
 by every connection), whether WebSocket must send it as a binary frame, and its cursor id.
 A transport turns them into frames with :func:`ws_frame` (``"meta":{"id":N}`` spliced in
-beside ``type`` and ``data``) or :func:`sse_chunk` (``id:`` + ``data:`` lines); neither
+beside ``type`` and ``data``) or :func:`sse_chunks` (``id:`` + ``data:`` lines); neither
 re-encodes the JSON.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 import msgspec
@@ -42,17 +42,34 @@ def ws_frame(out: Outgoing) -> bytes:
     """
     if out.event_id is None:
         return out.payload
-    return b"".join((memoryview(out.payload)[:-1], b',"meta":{"id":', b"%d" % out.event_id, b"}}"))
+    return b"".join(ws_spliced(out))
 
 
-def sse_chunk(outs: Iterable[Outgoing]) -> bytes:
-    """All of ``outs`` as SSE events in one chunk (one write for a whole backlog)."""
-    parts: list[bytes] = []
+def ws_spliced(out: Outgoing) -> tuple[bytes | memoryview, bytes]:
+    """:func:`ws_frame` as two pieces, the shared payload (a view, not a copy) and the tail,
+    so that a transport can write them without copying the payload per connection."""
+    if out.event_id is None:
+        return out.payload, b""
+    return memoryview(out.payload)[:-1], b',"meta":{"id":%d}}' % out.event_id
+
+
+def sse_chunks(outs: Iterable[Outgoing], max_bytes: int, head: bytes = b"") -> Iterator[bytes]:
+    """``head`` then ``outs`` as SSE events, in chunks of whole events that end once they
+    reach ``max_bytes``, each made when it is asked for: a transport that writes them one by
+    one holds one chunk at a time, never a copy of the whole backlog."""
+    parts, size = [head], len(head)
     for out in outs:
         if out.event_id is not None:
-            parts.append(b"id: %d\n" % out.event_id)
+            line = b"id: %d\n" % out.event_id
+            parts.append(line)
+            size += len(line)
         parts += (b"data: ", out.payload, b"\n\n")
-    return b"".join(parts)
+        size += len(out.payload) + 8
+        if size >= max_bytes:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if size:
+        yield b"".join(parts)
 
 
 # ---- connection-level messages (no id: they are not part of the resumable stream) ----------

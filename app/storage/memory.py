@@ -75,6 +75,7 @@ class MemoryStore:
             if (query.workflow_id is None or r.workflow_id == query.workflow_id)
             and (query.status is None or r.status == query.status)
             and (query.owner is None or r.owner == query.owner)
+            and (query.retry_of is None or r.retry_of == query.retry_of)
         ]
         records.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         page = list(itertools.islice(records, query.offset, query.offset + query.limit))

@@ -36,7 +36,7 @@ from app.model.records import (
     StoredEvent,
 )
 from app.model.status import ExecutionStatus
-from app.storage.sql_rows import EventRow, RecordRow, json_object, record_from_row
+from app.storage.sql_rows import RETRY_OF_INDEX, EventRow, RecordRow, json_object, record_from_row
 from app.storage.sql_rows import where as sql_where
 from app.storage.staging import SqlStaging
 
@@ -56,6 +56,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE workflows (
         id text PRIMARY KEY, body bytea NOT NULL, position bigserial NOT NULL);
     """,
+    f"ALTER TABLE executions ADD COLUMN retry_of text; CREATE INDEX {RETRY_OF_INDEX}",
 )
 #: A dropped connection (server restart, ``pg_terminate_backend``) is replaced: the pool checks
 #: each one it hands out, and a group commit that fails on its connection is written again
@@ -66,9 +67,9 @@ RETRY_MAX_S = 2.0
 SCHEMA_LOCK = 0x67726170687075
 
 _UPSERT_RECORDS = """
-INSERT INTO executions (id, workflow_id, status, created_at, owner, body, workflow)
+INSERT INTO executions (id, workflow_id, status, created_at, owner, body, workflow, retry_of)
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[],
-                     %s::bytea[], %s::bytea[])
+                     %s::bytea[], %s::bytea[], %s::text[])
 ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body,
     workflow = coalesce(excluded.workflow, executions.workflow)"""
 _UPSERT_EVENTS = """

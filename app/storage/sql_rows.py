@@ -1,8 +1,9 @@
 """How execution records map to SQL rows, shared by the SQLite and PostgreSQL stores.
 
-An ``executions`` row is ``(id, workflow_id, status, created_at, owner, body, workflow)``:
-``body`` is the record without its workflow snapshot, and ``workflow`` the snapshot, written
-with the run's first row only (later writes pass ``None`` and keep the stored one).
+An ``executions`` row is ``(id, workflow_id, status, created_at, owner, body, workflow,
+retry_of)``: ``body`` is the record without its workflow snapshot, and ``workflow`` the
+snapshot, written with the run's first row only (later writes pass ``None`` and keep the
+stored one); the other columns are copies of record fields that queries filter on.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ import msgspec
 from app.messages import encoder
 from app.model.records import ExecutionQuery, ExecutionRecord
 
-RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None]
+RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None, str | None]
 #: A log entry's row: ``(execution_id, seq, type, payload)``.
 EventRow = tuple[str, int, str, bytes]
+
+#: The index behind ``GET /agents/executions?retry_of=`` in both SQL stores. PostgreSQL's
+#: released migration 2 uses it: never change it, add a migration.
+RETRY_OF_INDEX = "executions_by_retry_of ON executions (retry_of) WHERE retry_of IS NOT NULL"
 
 _record_decoder = msgspec.json.Decoder(ExecutionRecord)
 json_object = msgspec.json.Decoder(dict[str, Any]).decode
@@ -36,6 +41,7 @@ def record_row(record: ExecutionRecord, staged: RecordRow | None = None) -> Reco
         record.owner,
         encoder.encode(msgspec.structs.replace(record, workflow={})),
         workflow,
+        record.retry_of,
     )
 
 
@@ -53,6 +59,7 @@ def where(query: ExecutionQuery, placeholder: str) -> tuple[str, list[Any]]:
         ("workflow_id", query.workflow_id),
         ("status", query.status.value if query.status else None),
         ("owner", query.owner),
+        ("retry_of", query.retry_of),
     ):
         if value is not None:
             clauses.append(f"{column}={placeholder}")

@@ -39,14 +39,14 @@ from app.model.records import (
     JsonObject,
     StoredEvent,
 )
-from app.storage.sql_rows import EventRow, RecordRow, json_object, record_from_row
+from app.storage.sql_rows import RETRY_OF_INDEX, EventRow, RecordRow, json_object, record_from_row
 from app.storage.sql_rows import where as sql_where
 from app.storage.staging import SqlStaging
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
     id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, status TEXT NOT NULL,
-    created_at INTEGER NOT NULL, owner TEXT, body BLOB NOT NULL, workflow BLOB);
+    created_at INTEGER NOT NULL, owner TEXT, body BLOB NOT NULL, workflow BLOB, retry_of TEXT);
 CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions (workflow_id, created_at);
 CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, created_at);
 -- A rowid table: its rows (whole push messages, often over 1 KB) are too big for WITHOUT ROWID.
@@ -63,8 +63,16 @@ FLUSH_DELAY_S = 0.005
 CHECKPOINT_INTERVAL_S = 0.5
 
 #: The workflow snapshot is written with the run's first row only (see app.sql_rows).
-_UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
+_UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
     status=excluded.status, body=excluded.body, workflow=coalesce(excluded.workflow, workflow)"""
+
+
+def _add_retry_of(db: sqlite3.Connection) -> None:
+    """Give a file made before retries existed its ``retry_of`` column (and index)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(executions)")}
+    if "retry_of" not in columns:
+        db.execute("ALTER TABLE executions ADD COLUMN retry_of TEXT")
+    db.execute(f"CREATE INDEX IF NOT EXISTS {RETRY_OF_INDEX}")
 
 
 class SqliteStore(SqlStaging):
@@ -92,6 +100,7 @@ class SqliteStore(SqlStaging):
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint_loop
         db.executescript(SCHEMA)
+        _add_retry_of(db)
         self._db = db
         if self._path != ":memory:":
             self._checkpoint_task = asyncio.create_task(self._checkpoint_loop())

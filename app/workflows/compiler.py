@@ -64,6 +64,14 @@ class CompiledWorkflow:
     input_key: str | None = "input"
 
 
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """Where a run of part of a workflow starts, and the nodes whose results it reuses."""
+
+    starts: tuple[str, ...]
+    reused: frozenset[str] = frozenset()
+
+
 class _GraphNode(Protocol):
     """A LangGraph node function, as ``StateGraph.add_node`` types it."""
 
@@ -77,9 +85,11 @@ def compile_workflow(
     checkpointer: BaseCheckpointSaver[Any] | None,
     default_recursion_limit: int,
     workflow_id: str,
+    partial: Partial | None = None,
 ) -> CompiledWorkflow:
     """Build the LangGraph graph of a workflow that
-    :func:`app.workflows.schema.parse_workflow` accepted.
+    :func:`app.workflows.schema.parse_workflow` accepted; with ``partial``, the graph of a
+    run that starts there (its reused nodes' results come in with the run state).
 
     Raises ``ValueError`` for a workflow it would have refused (no entry, unknown type).
     """
@@ -95,8 +105,10 @@ def compile_workflow(
         sources = list(dict.fromkeys(source for source, _ in predecessors[name]))
         run = _node_type(registry, info.type).make(info)
         builder.add_node(name, _node_function(name, run, sources, fan_in=info.fan_in))
-    builder.add_edge(START, entry)
-    _add_edges(builder, workflow, nodes)
+    partial = partial or Partial((entry,))
+    for start in partial.starts:
+        builder.add_edge(START, start)
+    _add_edges(builder, workflow, nodes, _joins(nodes, predecessors, partial.reused))
     uses_interrupts = any(info.pauses for info in nodes.values())
     return CompiledWorkflow(
         workflow_id=workflow_id,
@@ -231,6 +243,7 @@ def _add_edges(
     builder: StateGraph[RunState, Any, RunState, RunState],
     workflow: Workflow,
     nodes: dict[str, NodeInfo],
+    joins: dict[str, list[str]],
 ) -> None:
     targets: dict[str, list[list[str]]] = {
         name: [[] for _ in range(info.outputs)] for name, info in nodes.items()
@@ -238,7 +251,6 @@ def _add_edges(
     for source, index, target in workflow.edges():
         if target not in targets[source][index]:
             targets[source][index].append(target)
-    joins = _joins(nodes, targets)
     for name, outputs in targets.items():
         if nodes[name].outputs > 1:
             reachable = [*dict.fromkeys(t for output in outputs for t in output), END]
@@ -248,18 +260,34 @@ def _add_edges(
             if target not in joins:
                 builder.add_edge(name, target)
     for target, sources in joins.items():
-        builder.add_edge(sources, target)
+        if sources:
+            builder.add_edge(sources if len(sources) > 1 else sources[0], target)
 
 
-def _joins(nodes: dict[str, NodeInfo], targets: dict[str, list[list[str]]]) -> dict[str, list[str]]:
-    """Fan-in node -> its one-output sources, for fan-ins with at least two of them."""
-    sources: dict[str, list[str]] = {}
-    for name, outputs in targets.items():
-        if nodes[name].outputs == 1:
-            for target in outputs[0]:
-                if nodes[target].fan_in:
-                    sources.setdefault(target, []).append(name)
-    return {target: names for target, names in sources.items() if len(names) > 1}
+def join_sources(
+    nodes: dict[str, NodeInfo], predecessors: dict[str, list[tuple[str, int]]]
+) -> dict[str, list[str]]:
+    """Fan-in node -> its one-output sources (at least two, in node order: the LangGraph join
+    edge's channel is named after them, and paused runs' checkpoints hold that name)."""
+    joins: dict[str, list[str]] = {}
+    for target, incoming in predecessors.items():
+        if nodes[target].fan_in:
+            found = {source for source, _ in incoming if nodes[source].outputs == 1}
+            if len(found) > 1:
+                joins[target] = [name for name in nodes if name in found]
+    return joins
+
+
+def _joins(
+    nodes: dict[str, NodeInfo],
+    predecessors: dict[str, list[tuple[str, int]]],
+    reused: frozenset[str],
+) -> dict[str, list[str]]:
+    """The joins of a run: a reused source has arrived already, so it is not waited for."""
+    return {
+        target: [source for source in sources if source not in reused]
+        for target, sources in join_sources(nodes, predecessors).items()
+    }
 
 
 def _router(name: str, outputs: list[list[str]]) -> Callable[[RunState], list[str] | str]:

@@ -17,7 +17,7 @@ from app.model.ids import ID_PATTERN, is_identifier
 from app.model.records import ExecutionRecord, JsonObject
 from app.storage.base import WorkflowStore
 from app.workflows.builtin_nodes import builtin_registry
-from app.workflows.compiler import CompiledWorkflow, compile_graph, compile_workflow
+from app.workflows.compiler import CompiledWorkflow, Partial, compile_graph, compile_workflow
 from app.workflows.node_types import NodeRegistry, NodeType
 from app.workflows.schema import parse_workflow, workflow_to_json
 
@@ -45,7 +45,7 @@ class WorkflowService:
         self._graphs: dict[str, CompiledWorkflow] = {}
         #: Stored workflows by id with their version, read once, dropped on update or delete.
         self._cached: dict[str, tuple[JsonObject, str]] = {}
-        self._compiled: dict[tuple[str, str], CompiledWorkflow] = {}
+        self._compiled: dict[tuple[str, str, Partial | None], CompiledWorkflow] = {}
 
     # ---- Python API --------------------------------------------------------------------
 
@@ -119,12 +119,14 @@ class WorkflowService:
     async def compile(self, record: ExecutionRecord) -> CompiledWorkflow:
         """The graph a run executes: its registered graph, or its workflow snapshot compiled
         (once per workflow version). Raises :class:`NotFound` for a graph not registered in
-        this process."""
+        this process. A retry's graph starts where its :class:`RetryPlan` says."""
         if record.workflow.get("graph"):
             if record.workflow_id not in self._graphs:
                 raise NotFound(f"graph {record.workflow_id!r} is not registered in this process")
             return self._graphs[record.workflow_id]
-        key = (record.workflow_id, record.workflow_version or _version(record.workflow))
+        plan = record.retry
+        partial = Partial(tuple(plan.starts), frozenset(plan.reused)) if plan else None
+        key = (record.workflow_id, record.workflow_version or _version(record.workflow), partial)
         compiled = self._compiled.get(key)
         if compiled is None:
             workflow = parse_workflow(
@@ -136,6 +138,7 @@ class WorkflowService:
                 checkpointer=self._checkpointer,
                 default_recursion_limit=self._default_recursion_limit,
                 workflow_id=record.workflow_id,
+                partial=partial,
             )
         return compiled
 

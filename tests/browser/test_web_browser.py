@@ -489,6 +489,62 @@ def wait_for_type(page: Page, message_type: str) -> None:
     page.wait_for_function(js, timeout=WAIT_MS)
 
 
+def test_a_failed_run_is_retried_from_the_failed_node_and_a_finished_run_scrubbed(
+    serve: Callable[..., Server], examples: Settings, open_page: Callable[..., Page], tmp_path: Path
+) -> None:
+    server = serve(examples)
+    page = open_page()
+    go(page, server, "/#wf=failing")
+    expect_live(page, "websocket")
+    page.get_by_test_id("run-button").click()
+    expect_run(page, "error")
+    original = page.get_by_test_id("run-status").get_attribute("data-execution-id")
+    expect(page.get_by_test_id("retry-panel")).to_be_visible()
+    expect(page.get_by_test_id("retry-from")).to_contain_text("Check")
+    fixed = httpx.get(f"{server.url}/agents/workflows/failing", timeout=10).json()
+    fixed["nodes"][1] = {"name": "Check", "type": "set", "parameters": {"values": {"ok": 1}}}
+    assert httpx.put(f"{server.url}/agents/workflows/failing", json=fixed, timeout=10).is_success
+
+    page.locator(f'{NODE}[data-node-name="Check"]').click()
+    page.get_by_test_id("retry-from-here").click()
+    state = page.get_by_test_id("retry-state")
+    expect(state).to_be_focused()
+    expect(state).to_have_value(re.compile(r'"Start"'))
+    state.fill('{"Start": {"ticket": 42}}')
+    page.get_by_test_id("retry-saved").check()
+    page.get_by_test_id("retry-button").click()
+
+    expect_run(page, "success")
+    expect_nodes(page, {"Start": "success", "Check": "success", "Never": "success"})
+    retry_id = page.get_by_test_id("run-status").get_attribute("data-execution-id")
+    assert retry_id != original
+    body = httpx.get(f"{server.url}/agents/executions/{retry_id}?include_data=1", timeout=10)
+    assert body.json()["retry_of"] == original
+    assert body.json()["data"]["Never"][0]["main"][0][0]["json"] == {
+        "ticket": 42,
+        "ok": 1,
+        "reached": True,
+    }
+    events = httpx.get(f"{server.url}/agents/executions/{retry_id}/events", timeout=10).json()
+    assert [i["message"]["data"].get("nodeName") for i in events["items"]][1] == "Check"
+    row = page.locator(f'[data-testid="history-row"][data-execution-id="{retry_id}"]')
+    expect(row.get_by_test_id("retry-of")).to_have_attribute("title", f"retry of {original}")
+
+    scrubber = page.get_by_test_id("scrubber")
+    expect(page.get_by_test_id("time-travel")).to_be_visible()
+    scrubber.focus()
+    page.keyboard.press("Home")
+    expect(page.get_by_test_id("scrubber-label")).to_contain_text("executionStarted")
+    expect_nodes(page, {"Start": "success", "Check": "pending", "Never": "pending"})
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_test_id("scrubber-label")).to_contain_text("nodeExecuteBefore · Check")
+    expect_nodes(page, {"Start": "success", "Check": "running", "Never": "pending"})
+    page.screenshot(path=tmp_path / "retry-scrubbed.png")
+    page.keyboard.press("End")
+    expect(page.get_by_test_id("scrubber-label")).to_contain_text("executionFinished")
+    expect_nodes(page, {"Start": "success", "Check": "success", "Never": "success"})
+
+
 def test_every_module_is_served_as_javascript_and_stays_on_the_page_origin(
     serve: Callable[..., Server], settings: Settings
 ) -> None:

@@ -6,7 +6,9 @@ To check a new backend (PostgreSQL, ...), add a :class:`Backend` to :data:`BACKE
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -17,11 +19,11 @@ import pytest
 
 from app.errors import Conflict, IllegalTransition
 from app.executions.flatted import stringify
-from app.model.records import ExecutionQuery, ExecutionRecord, StoredEvent
+from app.model.records import ExecutionQuery, ExecutionRecord, RetryPlan, StoredEvent
 from app.model.status import TRANSITIONS, ExecutionStatus, check_transition
 from app.storage.base import ExecutionStore, WorkflowStore
 from app.storage.memory import MemoryStore
-from app.storage.sqlite import SqliteStore
+from app.storage.sqlite import SCHEMA, SqliteStore
 from support.scaleout import postgres_store
 
 pytestmark = pytest.mark.timeout(30)
@@ -104,6 +106,7 @@ async def test_a_saved_record_reads_back_equal(store: Store) -> None:
         started_at=1,
         error={"message": "m", "node": "B", "type": "T"},
         retry_of="run-x",
+        retry=RetryPlan("B", ["A"], ["B"]),
         input={"q": [1, {"r": None}]},
         workflow={"name": "Workflow", "nodes": [{"name": "A", "type": "trigger"}]},
         workflow_version="v1",
@@ -248,6 +251,35 @@ async def test_list_filters_combine(
 
     assert ids(page.items) == [rows[i].id for i in expected]
     assert page.total == total
+
+
+async def test_list_finds_the_retries_of_a_run(store: Store) -> None:
+    original, other = record(status=S.ERROR), record(status=S.ERROR)
+    retries = [
+        record(retry_of=original.id),
+        record(retry_of=other.id),
+        record(retry_of=original.id),
+    ]
+    for row in (original, other, *retries):
+        await store.save(row)
+
+    page = await store.list(ExecutionQuery(retry_of=original.id))
+
+    assert ids(page.items) == [retries[2].id, retries[0].id] and page.total == 2
+    assert (await store.list(ExecutionQuery(retry_of=original.id, workflow_id="x"))).total == 0
+
+
+async def test_a_sqlite_file_from_before_retries_gains_their_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(SCHEMA.replace(", retry_of TEXT", ""))
+    async with SqliteStore(path) as store:
+        original = record(status=S.ERROR)
+        retry = record(retry_of=original.id)
+        await store.save(original)
+        await store.save(retry)
+
+        assert ids((await store.list(ExecutionQuery(retry_of=original.id))).items) == [retry.id]
 
 
 async def test_list_sees_the_latest_status_of_a_record(store: Store) -> None:

@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 
-from transports.pump import Pump, pacer
+from app.settings import Settings
+from transports.pump import Pumps
 
 
 async def _next_turn_after(write: Any) -> float:
     """Seconds from a write's end to the pacer's next turn for another writer."""
     loop = asyncio.get_running_loop()
-    pump = Pump(write_timeout_s=60)
+    pumps = Pumps(Settings(load_examples=False))
+    pump = pumps.pump()
     await pump.write(write, {"type": "websocket.send", "bytes": b""})
     turned: asyncio.Future[float] = loop.create_future()
 
@@ -24,7 +26,7 @@ async def _next_turn_after(write: Any) -> float:
             turned.set_result(loop.time())
 
     start = loop.time()
-    pacer().rest(Other())  # type: ignore[arg-type]
+    pumps.pacer.rest(Other())
     try:
         return await asyncio.wait_for(turned, 2) - start
     finally:

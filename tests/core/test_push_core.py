@@ -50,7 +50,19 @@ def test_ws_frame_splices_meta_id_beside_type_and_data() -> None:
 
 def test_sse_chunk_has_id_lines_only_for_cursor_messages() -> None:
     outs = [wire.Outgoing(b'{"type":"a"}', False, 3), wire.Outgoing(b'{"type":"b"}')]
-    assert wire.sse_chunk(outs) == b'id: 3\ndata: {"type":"a"}\n\ndata: {"type":"b"}\n\n'
+    chunks = list(wire.sse_chunks(outs, 1 << 20))
+    assert chunks == [b'id: 3\ndata: {"type":"a"}\n\ndata: {"type":"b"}\n\n']
+
+
+def test_sse_chunks_are_bounded_and_a_large_event_is_a_chunk_of_its_own() -> None:
+    small, large = wire.Outgoing(b"s" * 10, event_id=1), wire.Outgoing(b"L" * 100, event_id=2)
+    chunks = list(wire.sse_chunks([small, small, large, small], 40, head=b":ok\n\n"))
+    assert chunks == [
+        b":ok\n\nid: 1\ndata: ssssssssss\n\nid: 1\ndata: ssssssssss\n\n",
+        b"id: 2\ndata: " + b"L" * 100 + b"\n\n",
+        b"id: 1\ndata: ssssssssss\n\n",
+    ]
+    assert list(wire.sse_chunks([], 40)) == []
 
 
 def test_replies_are_exact_n8n_style_objects() -> None:
@@ -171,6 +183,23 @@ def test_backlog_does_not_count_against_the_bound() -> None:
     assert conn.open
     conn.deliver(wire.Outgoing(b"z" * 200))
     assert conn.aborted
+
+
+def test_the_batch_being_written_counts_against_the_bound_until_the_next_is_taken() -> None:
+    conn = Client(limit=1000).conn
+    conn.deliver(wire.Outgoing(b"x" * 600))
+    assert len(conn.data_to_send()) == 1  # the transport writes it (a stalled socket: for long)
+    conn.deliver(wire.Outgoing(b"y" * 300))
+    assert conn.aborted and conn.close_code == CloseCode.SLOW_CONSUMER
+
+
+def test_taking_the_next_batch_releases_the_one_written() -> None:
+    conn = Client(limit=1000).conn
+    conn.deliver(wire.Outgoing(b"x" * 600))
+    conn.data_to_send()
+    assert conn.data_to_send() == []  # the transport wrote the batch and asks for more
+    conn.deliver(wire.Outgoing(b"y" * 600))
+    assert conn.open
 
 
 def test_wakeup_once_per_batch_and_on_state_changes() -> None:

@@ -13,7 +13,7 @@ from app.errors import NotFound
 from app.push.connection import Connection
 from app.push.feed import RunsPage, snapshot_message
 from app.push.hub import PushHub
-from app.push.wire import sse_chunk, ws_frame
+from app.push.wire import sse_chunks, ws_frame
 from app.settings import Settings
 from support.push import FakeService, before, finished, started, waiting
 
@@ -212,7 +212,7 @@ async def test_a_feed_stream_has_the_feed_log_as_cursor_and_resumes_from_it() ->
     base = got[0].event_id
     assert base is not None
     assert [o.event_id for o in got] == [base, base + 1, base + 2]
-    assert sse_chunk(got[1:]) == (
+    assert b"".join(sse_chunks(got[1:], 1 << 20)) == (
         b"id: %d\ndata: " % (base + 1) + m.encode(started("e1")) + b"\n\n"
         b"id: %d\ndata: " % (base + 2) + m.encode(finished("e1")) + b"\n\n"
     )

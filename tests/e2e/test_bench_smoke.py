@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
             {"graphpush-ws-x1", "graphpush-sse-x1", "graphpush-ws-x8", "graphpush-sse-x8", "goals"},
         ),
         ("bench.slow_consumer", {"without-stalled", "with-stalled"}),
+        ("bench.retry", {"3-node chain, from n2", "20-node chain, from n19"}),
         pytest.param(
             "bench.scaleout",
             {f"runs/s {c}" for c in ("embedded", "1 worker process", "2 worker processes")}

@@ -93,6 +93,58 @@ def test_run_without_follow_prints_the_execution_id_only(
     assert body["workflow_id"] == "linear"
 
 
+def test_executions_retry_follows_a_run_from_its_failed_node_with_the_saved_workflow(
+    server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(capsys, server, "run", "failing", "-f")
+    failed = re.findall(r"execution (\w+)", out)[0]
+    assert code == 1
+    fixed = httpx.get(f"{server.url}/agents/workflows/failing").json()
+    fixed["nodes"][1] = {"name": "Check", "type": "set", "parameters": {"values": {"ok": 1}}}
+    assert httpx.put(f"{server.url}/agents/workflows/failing", json=fixed).status_code == 200
+
+    again, out_again, _ = cli(capsys, server, "executions", "retry", failed, "--follow")
+    code, out, _ = cli(capsys, server, "executions", "retry", failed, "--saved", "-f")
+
+    assert again == 1 and "  Check: error in " in out_again
+    assert code == 0
+    lines = out.splitlines()
+    assert re.fullmatch(rf"execution \w+ retries {failed}", lines[0])
+    nodes = [line.strip().split(" in ")[0] for line in lines if line.startswith("  ")]
+    assert nodes == ["Check: running", "Check: success", "Never: running", "Never: success"]
+    assert lines[-1].startswith("✔ success") and " · 3/3 nodes · " in lines[-1]
+    retry_id = lines[0].split()[1]
+    body = httpx.get(f"{server.url}/agents/executions/{retry_id}").json()
+    assert body["retry_of"] == failed
+
+
+def test_executions_retry_prints_the_new_id_and_refuses_bad_state(
+    server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, _ = cli(capsys, server, "run", "linear", "-f")
+    original = re.findall(r"execution (\w+)", out)[0]
+
+    code, out, _ = cli(
+        capsys,
+        server,
+        "executions",
+        "retry",
+        original,
+        "--from",
+        "Sign",
+        "--state",
+        '{"Greet": {"greeting": "edited"}}',
+    )
+    bad, _, err = cli(capsys, server, "executions", "retry", original, "--state", "[1]")
+    unknown, _, err_unknown = cli(capsys, server, "executions", "retry", original, "--from", "X")
+
+    assert code == 0
+    body = httpx.get(f"{server.url}/agents/executions/{out.strip()}").json()
+    assert body["retry_of"] == original
+    assert bad == 2 and "--state must be a JSON object" in err
+    assert unknown == 1 and "from_node: the workflow has no node 'X'" in err_unknown
+
+
 def test_run_of_a_file_creates_the_workflow_then_updates_it_on_the_next_run(
     server: Server, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

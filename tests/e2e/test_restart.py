@@ -1,5 +1,6 @@
 """Runs survive the process (SPEC §6): queued runs run after a restart, waiting runs resume
-from their SQLite checkpoint, and a run whose process died is marked ``crashed``."""
+from their SQLite checkpoint, and a run whose process died is marked ``crashed`` and can be
+retried from the node it died in (SPEC §9)."""
 
 from __future__ import annotations
 
@@ -187,3 +188,52 @@ def test_a_run_whose_process_was_killed_is_crashed_at_the_next_start(
     # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully
     assert second.popen.returncode in (0, -signal.SIGTERM), log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+def test_a_crashed_run_is_retried_after_a_restart_from_the_node_it_died_in(
+    tmp_path: Path, processes: list[Process]
+) -> None:
+    data_dir, log = tmp_path / "data", tmp_path / "server.log"
+    first = start(processes, data_dir, log)
+    workflow_id = first.client.post("/agents/workflows", json=SLOW).json()["id"]
+    execution_id = first.client.post(
+        f"/agents/workflows/{workflow_id}/run", json={"input": {"n": 1}}
+    ).json()["execution_id"]
+    eventually_blocking(
+        lambda: kinds(
+            log_messages(first.client.get(f"/agents/executions/{execution_id}/events").json())
+        ),
+        until=lambda logged: ("nodeExecuteBefore", "Sleep") in logged,
+        within=10,
+        what=lambda: f"Sleep started; the server log: {log.read_text()}",
+    )
+    first.stop(signal.SIGKILL)
+    second = start(processes, data_dir, log)
+    shorter = chain(node("Start"), node("Sleep", "delay", ms=5), node("After", "set", values={}))
+    assert second.client.put(f"/agents/workflows/{workflow_id}", json=shorter).status_code == 200
+
+    answer = second.client.post(
+        f"/agents/executions/{execution_id}/retry", json={"workflow": "saved"}
+    )
+
+    assert answer.status_code == 202, answer.text
+    retry_id = answer.json()["execution_id"]
+    body = eventually_blocking(
+        lambda: second.client.get(f"/agents/executions/{retry_id}").json(),
+        until=lambda dto: dto["status"] not in ("new", "running"),
+        within=10,
+        what="the retry finished",
+    )
+    messages = log_messages(second.client.get(f"/agents/executions/{retry_id}/events").json())
+    assert body["status"] == "success" and body["retry_of"] == execution_id
+    assert body["input"] == {"n": 1}
+    assert kinds(messages) == [
+        ("executionStarted", None),
+        *node_triples("Sleep", "After"),
+        ("executionFinished", None),
+    ]
+    assert messages[0]["data"]["retryOf"] == execution_id
+    assert messages[0]["data"]["graph_state"]["completed_nodes"] == ["Start"]
+    assert messages[-2]["data"]["data"]["data"]["main"][0][0]["json"] == {"n": 1}
+    listed = second.client.get(f"/agents/executions?retry_of={execution_id}").json()
+    assert [item["execution_id"] for item in listed["items"]] == [retry_id]

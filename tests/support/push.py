@@ -17,14 +17,15 @@ from app import messages as m
 from app.bus.base import LocalEventBus, PushEvent
 from app.errors import IllegalTransition, NotFound
 from app.model.records import StoredEvent
+from app.model.status import FINISHED
 from app.push.hub import PushHub
-from app.runtime import Runtime
 from app.settings import Settings
 from support.wait import eventually
+from transports.http_protocol import SERVER_STOPPING
+from transports.pump import Pumps
 from transports.routes import push_routes
+from transports.state import PushState
 from transports.websocket import uvicorn_options
-
-FINISHED = {"success", "error", "canceled", "crashed", "unknown"}
 
 
 class FakeService:
@@ -143,10 +144,6 @@ def decode(frame: bytes | str) -> dict[str, Any]:
 # ---- the app -------------------------------------------------------------------------------
 
 
-async def _ready() -> dict[str, str]:
-    return {}  # no shared backend
-
-
 class Harness:
     """A Starlette app with the push routes, a LocalEventBus, a FakeService and the hub."""
 
@@ -158,11 +155,11 @@ class Harness:
         self.app = Starlette(routes=push_routes(), lifespan=self._lifespan)
 
     @contextlib.asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        runtime = Runtime(self.settings, None, None, self.bus, self.service, self.hub, _ready)  # type: ignore[arg-type]
-        app.state.runtime = runtime
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        pumps = Pumps(self.settings)
+        app.state.push = PushState(self.settings, self.hub, self.service, pumps)
         async with self.hub:
-            yield
+            yield {SERVER_STOPPING: pumps.shut_down}
 
 
 # ---- a real uvicorn in the test's own event loop -----------------------------------------

@@ -59,6 +59,16 @@ export class Api {
     return this.request("POST", `/agents/executions/${enc(executionId)}/cancel`);
   }
 
+  /** Retry a finished run (SPEC §9 body); answers `{execution_id, ...}` of the new run. */
+  retry(executionId, body) {
+    return this.request("POST", `/agents/executions/${enc(executionId)}/retry`, body);
+  }
+
+  /** The run's logged messages: `{items: [{seq, type, message}], last_seq}`. */
+  events(executionId) {
+    return this.request("GET", `/agents/executions/${enc(executionId)}/events`);
+  }
+
   resume(executionId, value) {
     return this.request("POST", `/agents/executions/${enc(executionId)}/resume`, { value });
   }

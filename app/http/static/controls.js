@@ -1,5 +1,5 @@
 // The run controls: the input editor (checked as you type, remembered per workflow), Run,
-// Cancel and Resume. They act through the REST API and tell the page what changed.
+// Cancel, Resume and Retry. They act through the REST API and tell the page what changed.
 
 import { $ } from "./dom.js";
 import { parseJson } from "./format.js";
@@ -98,6 +98,20 @@ export class Controls {
     } finally {
       page.runsRequested -= 1;
       this.validate();
+    }
+  }
+
+  /** Retry a finished run (SPEC §9 `body`) on this page's push channel and follow it. */
+  async retry(executionId, body) {
+    const { page, actions } = this;
+    page.runsRequested += 1;
+    try {
+      const accepted = await actions.api.retry(executionId, { ...body, push_ref: page.pushRef });
+      const run = page.runs.of(accepted.execution_id);
+      Object.assign(run, { workflowId: page.workflow?.id ?? null, pushRef: page.pushRef });
+      if (page.followId !== run.id) actions.follow(run.id);
+    } finally {
+      page.runsRequested -= 1;
     }
   }
 

@@ -107,12 +107,30 @@ export class HistoryTable {
     return el(
       "tr",
       { ...attrs, onclick: () => this.onOpen(id) },
-      el("td", {}, open),
+      el("td", {}, open, this.retryOf(dto)),
       el("td", {}, el("span", badge)),
       el("td", { title: dto.started_at ?? "", text: formatTime(dto.started_at ?? dto.created_at) }),
       el("td", { text: ACTIVE.has(dto.status) ? "…" : formatDuration(dto.duration_ms) }),
       el("td", { text: summary.nodes_total ? `${summary.nodes_completed}/${summary.nodes_total}` : "—" }),
     );
+  }
+
+  /** For a retry, a link to the run it retries (the retry chain, newest first). */
+  retryOf(dto) {
+    if (!dto.retry_of) return null;
+    const original = dto.retry_of;
+    return el("button", {
+      type: "button",
+      class: "link retry-of",
+      "data-testid": "retry-of",
+      title: `retry of ${original}`,
+      text: `↻ #${original.slice(-8)}`,
+      "aria-label": `Retry of run ${original}: open it`,
+      onclick: (event) => {
+        event.stopPropagation();
+        this.onOpen(original);
+      },
+    });
   }
 
   /** Highlight the row of `executionId` (the run on the canvas). */
@@ -130,7 +148,9 @@ export class HistoryTable {
 function liveFields(message, dto) {
   const data = message.data;
   const fields = {};
-  if (message.type === "executionStarted") Object.assign(fields, { status: "running", started_at: data.startedAt });
+  if (message.type === "executionStarted") {
+    Object.assign(fields, { status: "running", started_at: data.startedAt, retry_of: data.retryOf ?? null });
+  }
   if (message.type === "executionWaiting") fields.status = "waiting";
   if (message.type === "executionFinished") {
     const started = Date.parse(dto.started_at ?? "");

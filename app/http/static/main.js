@@ -12,8 +12,10 @@ import { followRuns } from "./feed.js";
 import { HistoryTable, WorkflowList } from "./lists.js";
 import { ActivityLog, NodePanel, RunBar } from "./panels.js";
 import { PushConnection, followExecution, randomPushRef } from "./push.js";
+import { FINISHED, RetryPanel } from "./retry.js";
 import { ACTIVE, LIFECYCLE, Runs } from "./run.js";
 import { Banner, ConnectionStatus } from "./status.js";
+import { TimeTravel } from "./timetravel.js";
 
 const query = new URLSearchParams(location.search);
 const token = query.get("token") || sessionStorage.getItem("graphpush-token") || "";
@@ -32,6 +34,10 @@ const page = {
   adopting: null, // the workflow whose first runs snapshot is awaited
   stopWatching: null,
   pollTimer: null,
+  toolsFor: null, // the finished run the retry panel and the scrubber were loaded for
+  toolsLoading: null, // the finished run they are being loaded for
+  retryFrom: undefined, // the node "Retry from here" picked (undefined: the server's default)
+  frame: null, // the graph_state the scrubber shows, null for the run as it is
 };
 
 const banner = new Banner(testid("banner"), {
@@ -44,7 +50,7 @@ const api = new Api({ token, onUnauthorized: (error) => banner.askForKey(error.m
 const views = {
   graph: new GraphView(testid("graph"), testid("canvas-empty"), { onSelect: selectNode }),
   runBar: new RunBar(document),
-  node: new NodePanel(testid("node-details")),
+  node: new NodePanel(testid("node-details"), { onRetryFrom: retryFrom }),
   log: new ActivityLog(testid("activity-log")),
   workflows: new WorkflowList(testid("workflow-list"), { onSelect: selectWorkflow }),
   history: new HistoryTable(testid("history-body"), testid("history-count"), { onOpen: openRun }),
@@ -59,6 +65,10 @@ const push = new PushConnection({
   onState: onConnection,
 });
 const controls = new Controls(document, page, { api, banner, follow, paint, refetchFollowed });
+const tools = {
+  retry: new RetryPanel(document, { onRetry: (id, body) => controls.retry(id, body) }),
+  time: new TimeTravel(document, { api, onFrame: showFrame }),
+};
 
 // ---- push messages ------------------------------------------------------------------------
 
@@ -127,15 +137,57 @@ async function refetchFollowed() {
 /** Paint the followed run (or idle nodes when no run is followed) everywhere it shows. */
 function paint() {
   const run = page.runs.get(page.followId);
-  views.graph.paint(run);
+  views.graph.paint(page.frame && run ? { ...run, graphState: page.frame } : run);
   views.runBar.paint(run);
   renderNode();
   views.history.mark(page.followId);
+  showRunTools(run);
+}
+
+/** Offer a retry and the scrubber once the followed run has finished (SPEC §9). */
+async function showRunTools(run) {
+  if (!run || !FINISHED.has(run.status) || !page.workflow) {
+    tools.retry.hide();
+    tools.time.hide();
+    page.toolsFor = null;
+    return;
+  }
+  if (page.toolsFor !== run.id) {
+    if (page.toolsLoading === run.id) return;
+    page.toolsLoading = run.id;
+    try {
+      // The stored run has the results of every node, also those a retry reused.
+      page.runs.fromDto(await api.execution(run.id));
+      await tools.time.load(run.id);
+    } catch (error) {
+      banner.show(`Could not load the finished run: ${error.message}`);
+      return;
+    } finally {
+      page.toolsLoading = null;
+    }
+    page.toolsFor = run.id;
+    if (page.followId !== run.id) return;
+    renderNode();
+  }
+  tools.retry.show(run, page.workflow, page.retryFrom);
+}
+
+function retryFrom(name) {
+  page.retryFrom = name;
+  paint();
+  testid("retry-state").focus();
+}
+
+/** Paint the graph as the scrubbed message left it (null: as the run is). */
+function showFrame(graphState) {
+  page.frame = graphState;
+  const run = page.runs.get(page.followId);
+  views.graph.paint(graphState && run ? { ...run, graphState } : run);
 }
 
 function renderNode() {
   const node = page.workflow?.nodes.find((n) => n.name === page.selectedNode);
-  views.node.render(node, page.runs.get(page.followId));
+  views.node.render(node, page.runs.get(page.followId), !page.workflow?.graph);
 }
 
 function selectNode(name) {
@@ -148,6 +200,8 @@ function follow(executionId) {
   page.stopWatching?.();
   page.stopWatching = null;
   page.followId = executionId;
+  page.retryFrom = undefined;
+  page.frame = null;
   paint();
 }
 

@@ -3,6 +3,7 @@
 
 import { $, el } from "./dom.js";
 import { NODE_STATUS_TEXT, formatDuration, pretty, runStatusText } from "./format.js";
+import { FINISHED } from "./retry.js";
 import { ACTIVE, nodeStatus } from "./run.js";
 
 const testid = (root, id) => $(`[data-testid="${id}"]`, root);
@@ -51,13 +52,18 @@ export class RunBar {
   }
 }
 
-/** The inspector's node panel: a node's type, status, time, error, parameters and output. */
+/**
+ * The inspector's node panel: a node's type, status, time, error, parameters and output;
+ * on a finished run, "Retry from here" for a node that ran (`onRetryFrom(name)`).
+ */
 export class NodePanel {
-  constructor(box) {
+  constructor(box, { onRetryFrom }) {
     this.box = box;
+    this.onRetryFrom = onRetryFrom;
   }
 
-  render(node, run) {
+  /** `retryable`: nodes of `run` can start a retry (not those of a registered graph). */
+  render(node, run, retryable = true) {
     if (!node) {
       this.box.replaceChildren(el("p", { class: "muted", text: "Select a node to see its parameters and output." }));
       return;
@@ -76,6 +82,10 @@ export class NodePanel {
       el("dd", { text: time !== undefined ? formatDuration(time) : "—" }),
     );
     const parts = [el("h3", { class: "node-title", text: node.name }), rows];
+    if (retryable && run && FINISHED.has(run.status) && !["pending", "idle"].includes(status)) {
+      const retry = { type: "button", class: "btn btn-small", "data-testid": "retry-from-here" };
+      parts.push(el("button", { ...retry, text: "Retry from here", onclick: () => this.onRetryFrom(node.name) }));
+    }
     const error = run?.nodeErrors[node.name];
     if (error) parts.push(el("p", { class: "node-error", text: error }));
     parts.push(el("h4", { text: "Parameters" }), el("pre", { class: "json", text: pretty(node.parameters ?? {}) }));
