@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
         ),
         ("bench.slow_consumer", {"without-stalled", "with-stalled"}),
         ("bench.retry", {"3-node chain, from n2", "20-node chain, from n19"}),
+        ("bench.feed", {"followers-x0", "followers-x10"}),
         pytest.param(
             "bench.scaleout",
             {f"runs/s {c}" for c in ("embedded", "1 worker process", "2 worker processes")}
