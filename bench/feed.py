@@ -53,7 +53,7 @@ def _waiting(execution_id: str, seq: int) -> PushEvent:
 
 async def _hub(followers: int, command: str) -> tuple[PushHub, list[Connection]]:
     settings = Settings(load_examples=False, connection_buffer_bytes=1 << 30)
-    hub = PushHub(settings=settings, service=_NoService(), runs=_NoRuns())  # type: ignore[arg-type]
+    hub = PushHub(settings=settings, service=_NoService(), runs=_NoRuns())
     conns = [hub.connect(f"p{i}", None, None, lambda: None) for i in range(followers)]
     frame = (
         '{"type":"subscribe_workflow","data":{"workflowId":"wf"}}'
