@@ -132,9 +132,23 @@ class ExecutionRecovered(_Message, tag="executionRecovered"):
     data: ExecutionRecoveredData
 
 
+class NodeExecuteStreamData(msgspec.Struct):
+    """SPEC §8: chunks a running node streamed (LLM text, tool-call arguments, custom
+    payloads). No ``graph_state``: the one execution message without it."""
+
+    executionId: str
+    nodeName: str
+    chunks: list[JsonObject]
+
+
+class NodeExecuteStream(_Message, tag="nodeExecuteStream"):
+    data: NodeExecuteStreamData
+
+
 ExecutionMessage = (
     ExecutionStarted
     | NodeExecuteBefore
+    | NodeExecuteStream
     | NodeExecuteAfter
     | NodeExecuteAfterData
     | ExecutionWaiting
@@ -152,7 +166,14 @@ TRIMMED_ITEM: Final[JsonObject] = {"json": {"__isTrimmedManualExecutionDataItem"
 
 
 def _fallback(value: object) -> object:
-    """Values JSON has no form for (a registered graph may return any object) go as text."""
+    """Values JSON has no form for (a registered graph may return any object): a pydantic
+    model (a LangChain message, say) as its JSON form, anything else as text."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json")
+        except Exception:  # a model whose fields JSON cannot hold: shown as text like others
+            return repr(value)
     return repr(value)
 
 
@@ -170,6 +191,8 @@ class ExecutionSnapshotData(msgspec.Struct):
     executionId: str
     status: str
     graph_state: JsonObject
+    #: SPEC §8: node name -> message id -> the text it streamed so far, for running nodes.
+    streams: dict[str, dict[str, str]] = {}
 
 
 class ExecutionSnapshot(_Message, tag="executionSnapshot"):

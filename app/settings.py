@@ -40,6 +40,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     load_examples: bool = True
     # push
     ping_interval_s: float = 25.0
+    #: A running node's streamed chunks (SPEC §8) are sent at most this often, merged.
+    stream_flush_ms: int = 25
     max_message_bytes: int = 5 * 1024 * 1024
     #: Messages kept per pushRef for resume, and how long.
     resume_buffer_count: int = 10_000
@@ -57,6 +59,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("redis_url needs database_url: every process must share one store")
         if self.claim_idle_s <= 0:
             raise ValueError("claim_idle_s must be positive")
+        if self.stream_flush_ms < 0:
+            raise ValueError("stream_flush_ms must not be negative")
 
     @property
     def sqlite_path(self) -> Path:

@@ -4,7 +4,8 @@
 - :func:`n8n` — n8n 2.41.1 on Node 24, installed once into ``<scratch>/n8n`` and started
   with settings that keep it on loopback (nothing calls out), on a fresh user folder.
 - :func:`langgraph` — ``langgraph dev`` (``langgraph-cli[inmem]``), installed once into its
-  own venv under ``<scratch>/langgraph``, serving :data:`GRAPH_MODULE`.
+  own venv under ``<scratch>/langgraph``, serving :data:`GRAPH_MODULE` as ``chain3`` and
+  :data:`STREAM_GRAPH_MODULE` as ``llm3`` (for :mod:`bench.streams`).
 
 Peers live in the scratch folder (default ``~/.cache/graphpush-bench``), never in the
 repository nor in graphpush's venv. Each context manager yields what the clients need.
@@ -70,6 +71,82 @@ graph = builder.compile()
 '''
 
 
+#: trigger -> llm -> set for bench.streams: the llm node streams ``STREAM_ANSWER`` one word
+#: at a time, ``delay_ms`` (from the input) apart, through LangChain's chat-model protocol
+#: as graphpush's ``fake`` model does, and stamps each word it yields in the file named by
+#: ``GRAPHPUSH_BENCH_STAMPS`` (``<message id> <index> <epoch ns>``).
+STREAM_GRAPH_MODULE = '''"""trigger -> llm -> set, for graphpush's streams benchmark."""
+
+import asyncio
+import os
+import re
+import time
+from typing import Any, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langgraph.graph import END, START, StateGraph
+
+STREAM_ANSWER = " ".join(f"token{i}" for i in range(200))
+STAMPS = os.environ.get("GRAPHPUSH_BENCH_STAMPS", os.devnull)
+
+
+class Words(BaseChatModel):
+    delay_ms: int = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "bench-words"
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=STREAM_ANSWER))])
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs):
+        lines = []
+        for i, word in enumerate(re.findall(r"\\s*\\S+", STREAM_ANSWER)):
+            if i and self.delay_ms:
+                await asyncio.sleep(self.delay_ms / 1000)
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word))
+            yielded_ns = time.time_ns()
+            yield chunk
+            # LangChain names the message once the chunk is handed over (its run id).
+            lines.append(f"{chunk.message.id} {i} {yielded_ns}\\n")
+        with open(STAMPS, "a") as stamps:
+            stamps.writelines(lines)
+
+
+class State(TypedDict, total=False):
+    input: dict[str, Any]
+    item: dict[str, Any]
+
+
+def trigger(state: State) -> State:
+    return {"item": dict(state.get("input") or {})}
+
+
+async def llm(state: State) -> State:
+    model = Words(delay_ms=int(state["item"].get("delay_ms", 0)))
+    answer = await model.ainvoke([HumanMessage("p")])
+    return {"item": {"text": answer.text, "messageId": answer.id}}
+
+
+def set_filed(state: State) -> State:
+    return {"item": {**state["item"], "filed": True}}
+
+
+builder = StateGraph(State)
+builder.add_node("n0", trigger)
+builder.add_node("n1", llm)
+builder.add_node("n2", set_filed)
+builder.add_edge(START, "n0")
+builder.add_edge("n0", "n1")
+builder.add_edge("n1", "n2")
+builder.add_edge("n2", END)
+graph = builder.compile()
+'''
+
+
 @contextlib.contextmanager
 def process(
     name: str, command: list[str], *, cwd: Path, env: dict[str, str], ready: str, wait_s: float
@@ -112,13 +189,16 @@ def _run(command: list[str], cwd: Path, **env: str) -> None:
 
 
 @contextlib.contextmanager
-def graphpush(workflow: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """``python -m app serve`` with a fresh SQLite data folder; ``workflow`` created."""
+def graphpush(
+    workflow: dict[str, Any], *, main: str = "app", env: dict[str, str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """``python -m <main> serve`` (the CLI, or a bench wrapper of it) with a fresh SQLite
+    data folder; ``workflow`` created."""
     with tempfile.TemporaryDirectory(prefix="graphpush-e2e-") as folder:
         port = free_port()
-        command = [sys.executable, "-m", "app", "serve", "--port", str(port)]
+        command = [sys.executable, "-m", main, "serve", "--port", str(port)]
         command += ["--data-dir", folder, "--log-level", "warning"]
-        env = {"GRAPHPUSH_LOAD_EXAMPLES": "false", "PYTHONPATH": str(ROOT)}
+        env = {"GRAPHPUSH_LOAD_EXAMPLES": "false", "PYTHONPATH": str(ROOT), **(env or {})}
         ready = f"http://127.0.0.1:{port}/healthz"
         with process("graphpush", command, cwd=Path(folder), env=env, ready=ready, wait_s=60) as p:
             host = f"127.0.0.1:{port}"
@@ -241,20 +321,24 @@ def install_langgraph(scratch: Path) -> Path:
         _run([str(folder / "venv" / "bin" / "pip"), "install", "langgraph-cli[inmem]"], folder)
         marker.write_text("langgraph-cli[inmem]\n")
     (folder / "bench_graph.py").write_text(GRAPH_MODULE)
-    config = {"dependencies": ["."], "graphs": {"chain3": "./bench_graph.py:graph"}}
+    (folder / "bench_stream_graph.py").write_text(STREAM_GRAPH_MODULE)
+    graphs = {"chain3": "./bench_graph.py:graph", "llm3": "./bench_stream_graph.py:graph"}
+    config = {"dependencies": ["."], "graphs": graphs}
     (folder / "langgraph.json").write_text(json.dumps(config, indent=2) + "\n")
     return folder
 
 
 @contextlib.contextmanager
-def langgraph(scratch: Path) -> Iterator[dict[str, Any]]:
-    """``langgraph dev`` (in-memory runtime) serving the 3-node graph as ``chain3``."""
+def langgraph(scratch: Path, env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """``langgraph dev`` (in-memory runtime) serving the 3-node graph as ``chain3`` (and the
+    streaming one as ``llm3``); ``env`` adds to its environment."""
     folder = install_langgraph(scratch)
     port = free_port()
     env = {
         "LANGSMITH_TRACING": "false",
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         "LANGGRAPH_NO_VERSION_CHECK": "true",
+        **(env or {}),
     }
     command = [str(folder / "venv" / "bin" / "langgraph"), "dev", "--no-browser", "--no-reload"]
     command += ["--host", "127.0.0.1", "--port", str(port)]

@@ -1,5 +1,10 @@
 """The terminal view of a followed run (``graphpush run --follow``): a live table of nodes
-with a progress bar on a terminal, one line per node event otherwise, then a summary."""
+with a progress bar on a terminal, one line per node event otherwise, then a summary.
+
+What a running node streams (SPEC §8) shows as it comes: its text under the table (and the
+answer stays printed when the node ends), its custom progress beside it; without a terminal
+the text is written as it arrives on the node's own line, and each progress payload as one
+line."""
 
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ from app.cli.tracker import NodeState, RunTracker
 
 #: Exit codes: the run succeeded, it did not (or the server failed us), following stopped.
 OK, FAILED, DETACHED = 0, 1, 130
+#: Characters of a running node's streamed text shown under the live table.
+STREAM_TAIL = 400
 
 
 # ---- output helpers -------------------------------------------------------------------------
@@ -57,14 +64,18 @@ def format_ms(value: int | None) -> str:
     return "" if value is None else f"{value} ms"
 
 
-def nodes_table(tracker: RunTracker) -> Table:
+def nodes_table(tracker: RunTracker, notes: dict[str, str] | None = None) -> Table:
+    """The nodes with status and time; ``notes`` (node -> text) adds a column."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("node")
     table.add_column("status")
     table.add_column("time", justify="right")
+    if notes:
+        table.add_column("live", overflow="ellipsis", no_wrap=True, max_width=60)
     now_ms = int(time.time() * 1000)
     for node in list(tracker.nodes.values()):
-        table.add_row(node.name, status_text(node.status), _node_time(node, now_ms))
+        row: list[RenderableType] = [node.name, status_text(node.status), _node_time(node, now_ms)]
+        table.add_row(*row, *([notes.get(node.name, "")] if notes else []))
     return table
 
 
@@ -104,6 +115,11 @@ class RunView:
         self.started = time.monotonic()
         self.ended: float | None = None
         self.live: Live | None = None
+        #: Running node -> the text it streamed so far, and its last progress payload.
+        self.texts: dict[str, str] = {}
+        self.progress: dict[str, str] = {}
+        #: Without a terminal: the node whose text line is being written.
+        self._open: str | None = None
         if console.is_terminal:
             self.live = Live(console=console, get_renderable=self.render, refresh_per_second=8)
 
@@ -138,19 +154,76 @@ class RunView:
             status_text(tracker.status),
             f"{(self.ended or time.monotonic()) - self.started:.1f} s",
         )
-        return Group(nodes_table(tracker), bar)
+        texts = [
+            Text.assemble((f"{name} ", "bold yellow"), text[-STREAM_TAIL:])
+            for name, text in self.texts.items()
+        ]
+        return Group(nodes_table(tracker, self._notes()), *texts, bar)
+
+    def _notes(self) -> dict[str, str]:
+        notes = {name: " ".join(text[-80:].split()) for name, text in self.texts.items()}
+        return {**notes, **self.progress}
 
     def show(self, event: SseEvent) -> None:
+        if event.type == "nodeExecuteStream":
+            self.tracker.apply(event.message, event.id)
+            self._streamed(event.message["data"])
+            return
         node = self.tracker.apply(event.message, event.id)
+        if event.type == "nodeExecuteAfter" and node is not None:
+            self._stream_ended(node.name)
         if event.type == "executionWaiting":
             self.console.print(
                 f"waiting: resume with `graphpush executions resume {self.tracker.execution_id}"
                 " --value '{...}'`",
                 highlight=False,
             )
-        if self.live is None and node is not None:
+        if node is not None:
             detail = f" in {node.execution_time_ms} ms" if node.status != "running" else ""
-            self.console.print(Text(f"  {node.name}: {node.status}{detail}"))
+            self._line(Text(f"  {node.name}: {node.status}{detail}"))
+
+    def _streamed(self, data: JsonObject) -> None:
+        name = str(data["nodeName"])
+        for chunk in data["chunks"]:
+            if chunk["kind"] == "text":
+                self._text(name, chunk["text"])
+            elif chunk["kind"] == "custom":
+                note = json.dumps(chunk["data"], ensure_ascii=False)
+                self.progress[name] = note
+                self._line(Text(f"  {name}: progress {note}"))
+
+    def _text(self, name: str, text: str) -> None:
+        self.texts[name] = self.texts.get(name, "") + text
+        if self.live is None:
+            if self._open != name:
+                self._close_line()
+                self._write(f"  {name}> ")
+                self._open = name
+            self._write(text)
+
+    def _stream_ended(self, name: str) -> None:
+        """The node's text stays on screen: printed above the live view, or its line ends."""
+        text = self.texts.pop(name, None)
+        self.progress.pop(name, None)
+        if text is not None and self.live is not None:
+            self.console.print(Text.assemble((f"{name}> ", "bold"), text))
+        self._close_line()
+
+    def _line(self, line: Text) -> None:
+        """One plain line (no terminal): after the text line it interrupts."""
+        if self.live is None:
+            self._close_line()
+            self.console.print(line)
+
+    def _close_line(self) -> None:
+        if self._open is not None:
+            self._write("\n")
+            self._open = None
+
+    def _write(self, text: str) -> None:
+        # Raw, as it comes: rich would wrap and re-flow a line written piece by piece.
+        self.console.file.write(text)
+        self.console.file.flush()
 
     def finish(self) -> None:
         self.ended = time.monotonic()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from app.model.records import ExecutionRecord
+
 
 def stringify(value: Any) -> str:
     table: list[Any] = []
@@ -43,3 +45,25 @@ def stringify(value: Any) -> str:
         out.append(json.dumps(flat, separators=(",", ":"), ensure_ascii=False))
         index += 1
     return "[" + ",".join(out) + "]"
+
+
+def prior_run_data(record: ExecutionRecord) -> dict[str, Any]:
+    """Prior run data in n8n's ``IRunData`` shape, for ``flattedRunData``."""
+    return {
+        name: [
+            {**_task_meta(meta), "data": output}
+            for meta, output in zip(record.run_data[name], outputs, strict=False)
+        ]
+        for name, outputs in record.outputs.items()
+    }
+
+
+def _task_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "startTime": meta["start_time"],
+        "executionIndex": meta["execution_index"],
+        "source": meta.get("source", []),
+        "hints": [],
+        "executionTime": meta["execution_time"],
+        "executionStatus": meta["status"],
+    }

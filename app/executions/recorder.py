@@ -7,6 +7,8 @@ It also keeps the run's :class:`GraphState`, its per-node run metadata and outpu
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +16,12 @@ import msgspec
 
 from app import messages as m
 from app.clock import iso, now_ms
-from app.executions.flatted import stringify
+from app.executions.flatted import prior_run_data, stringify
 from app.executions.graph_state import GraphState
 from app.executions.node_errors import node_operation_error
-from app.executions.runner import TaskFinished
+from app.executions.pacing import Flush
+from app.executions.runner import NodeStreamed, TaskFinished
+from app.executions.streams import Chunk, StreamBuffers, flushed
 from app.model.records import ExecutionRecord, StoredEvent
 from app.workflows.node_types import NodeInfo
 
@@ -32,16 +36,24 @@ class _Task:
 
 class RunRecorder:
     """Builds the messages of one execution. Call order: ``execution_started`` once (not on
-    resume), then per task ``node_started`` / ``node_finished``, then exactly one of
-    ``execution_waiting`` or ``execution_finished``."""
+    resume), then per task ``node_started``, any number of ``streamed`` (SPEC §8: chunks
+    wait in buffers until due by ``clock``) and ``node_finished`` (which sends the node's
+    unsent chunks first); then exactly one of ``execution_waiting`` or
+    ``execution_finished``."""
 
     def __init__(
         self,
         record: ExecutionRecord,
         nodes: dict[str, NodeInfo],
         predecessors: dict[str, list[tuple[str, int]]],
+        *,
+        stream_flush_ms: float = 25,
+        max_message_bytes: int = 5 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.record = record
+        self._buffers = StreamBuffers(stream_flush_ms, clock)
+        self._max_bytes = max_message_bytes
         self.nodes = nodes
         self.predecessors = predecessors
         self.graph_state = (
@@ -54,8 +66,11 @@ class RunRecorder:
         self._routes = {n: output_index(runs[-1]) for n, runs in record.outputs.items() if runs}
 
     def _event(self, message: m.ExecutionMessage, type_: str) -> StoredEvent:
+        return self._logged(m.encode(message), type_)
+
+    def _logged(self, payload: bytes, type_: str) -> StoredEvent:
         self.record.last_seq += 1
-        return StoredEvent(self.record.last_seq, type_, m.encode(message))
+        return StoredEvent(self.record.last_seq, type_, payload)
 
     def _node_sequence(self) -> int:
         number = self.record.next_sequence_number
@@ -71,7 +86,7 @@ class RunRecorder:
             startedAt=iso(record.started_at),
             workflowId=record.workflow_id,
             workflowName=record.workflow_name,
-            flattedRunData=stringify((record.outputs and _run_data(record)) or {}),
+            flattedRunData=stringify((record.outputs and prior_run_data(record)) or {}),
             graph_state=self._snapshot(),
         )
         if record.retry_of is not None:
@@ -100,9 +115,35 @@ class RunRecorder:
         )
         return self._event(m.NodeExecuteBefore(data), "nodeExecuteBefore")
 
+    def streamed(self, event: NodeStreamed | Flush) -> list[StoredEvent]:
+        """Buffer a node's chunks (a custom payload LangGraph does not attribute goes to the
+        running node that started last); return the ``nodeExecuteStream`` messages due."""
+        if isinstance(event, NodeStreamed):
+            task_id = event.task_id or next(reversed(self._tasks), None)
+            task = self._tasks.get(task_id) if task_id else None
+            if task_id and task and not task.silent:  # a silent one's end was sent before
+                self._buffers.add(task_id, event.chunks)
+        return [
+            message
+            for task_id, chunks in self._buffers.due()
+            for message in self._stream(self._tasks[task_id].name, chunks)
+        ]
+
+    def stream_deadline(self) -> float | None:
+        """When :meth:`streamed` has something to send (``clock`` time), or None."""
+        return self._buffers.deadline()
+
+    def _stream(self, name: str, chunks: list[Chunk]) -> list[StoredEvent]:
+        payloads = flushed(self.record, name, chunks, self._max_bytes)
+        return [self._logged(payload, "nodeExecuteStream") for payload in payloads]
+
     def node_finished(self, event: TaskFinished) -> list[StoredEvent]:
-        """``nodeExecuteAfter`` then ``nodeExecuteAfterData`` (nothing for a silent task)."""
+        """The node's last ``nodeExecuteStream`` (if it has unsent chunks), then
+        ``nodeExecuteAfter`` and ``nodeExecuteAfterData`` (nothing for a silent task)."""
         task = self._tasks.pop(event.task_id)
+        unsent = self._buffers.take(event.task_id)
+        streamed = [] if task.silent else self._stream(task.name, unsent)
+        self.record.streams.pop(task.name, None)
         node = self._node(task.name)
         finished_at = now_ms()
         status = "error" if event.error else "waiting" if event.interrupts else "success"
@@ -140,6 +181,7 @@ class RunRecorder:
             graph_state=graph_state,
         )
         return [
+            *streamed,
             self._event(m.NodeExecuteAfter(after), "nodeExecuteAfter"),
             self._event(m.NodeExecuteAfterData(after_data), "nodeExecuteAfterData"),
         ]
@@ -157,6 +199,7 @@ class RunRecorder:
         self.record.error = {"message": message, "node": name, "type": "NodeOperationError"}
 
     def execution_waiting(self) -> StoredEvent:
+        self._forget_streams()
         data = m.ExecutionWaitingData(executionId=self.record.id, graph_state=self._snapshot())
         return self._event(m.ExecutionWaiting(data), "executionWaiting")
 
@@ -165,6 +208,7 @@ class RunRecorder:
         Nodes still running or waiting (a sibling of a failed branch, a run canceled or
         crashed mid-node) stop with the run and are shown ``canceled``."""
         record = self.record
+        self._forget_streams()
         self.graph_state.mark_canceled()
         record.stopped_at = now_ms()
         data = m.ExecutionFinishedData(
@@ -181,6 +225,11 @@ class RunRecorder:
         self.record.error = {"message": message, "node": None, "type": error_type}
 
     # ---- helpers ---------------------------------------------------------------------
+
+    def _forget_streams(self) -> None:
+        """Chunks of nodes stopped with the run are not sent: nothing follows its end."""
+        self._buffers.clear()
+        self.record.streams.clear()
 
     def _snapshot(self) -> dict[str, Any]:
         state = self.graph_state.to_frontend_format()
@@ -244,28 +293,6 @@ def _output(name: str, result: Any) -> tuple[Any, int]:
     if not isinstance(output, dict):
         output = {"value": output}
     return output, index
-
-
-def _run_data(record: ExecutionRecord) -> dict[str, Any]:
-    """Prior run data in n8n's ``IRunData`` shape, for ``flattedRunData``."""
-    return {
-        name: [
-            {**_task_meta(meta), "data": output}
-            for meta, output in zip(record.run_data[name], outputs, strict=False)
-        ]
-        for name, outputs in record.outputs.items()
-    }
-
-
-def _task_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "startTime": meta["start_time"],
-        "executionIndex": meta["execution_index"],
-        "source": meta.get("source", []),
-        "hints": [],
-        "executionTime": meta["execution_time"],
-        "executionStatus": meta["status"],
-    }
 
 
 def output_index(output: dict[str, Any]) -> int:

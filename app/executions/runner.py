@@ -2,7 +2,9 @@
 :class:`LangGraphRunner` is the implementation on LangGraph's ``astream``.
 
 Node events come from LangGraph's own task stream (``stream_mode="tasks"``), so a graph
-registered from Python reports its nodes exactly like a built-in workflow.
+registered from Python reports its nodes exactly like a built-in workflow. A workflow whose
+nodes may stream also runs with the ``messages`` and ``custom`` modes (SPEC §8): any chat
+model called in a node, and any ``get_stream_writer()`` payload, arrive as chunks.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from typing import Any, Protocol
 
 from langgraph.types import Command
 
+from app.executions.streams import Chunk, custom_chunk, message_chunks
 from app.workflows.compiler import CompiledWorkflow
+
+STREAM_MODES: Any = ["tasks", "messages", "custom"]
+#: LangGraph's checkpoint namespace separator (``parent:task|child:task``).
+NS_SEP = "|"
 
 
 @dataclass(slots=True)
@@ -31,7 +38,16 @@ class TaskFinished:
     interrupts: list[Any] = field(default_factory=list)
 
 
-RunnerEvent = TaskStarted | TaskFinished
+@dataclass(slots=True)
+class NodeStreamed:
+    """Chunks (:mod:`app.executions.streams`) from the node task ``task_id``; None for a
+    custom payload written by a top-level node, which LangGraph does not attribute."""
+
+    task_id: str | None
+    chunks: list[Chunk]
+
+
+RunnerEvent = TaskStarted | TaskFinished | NodeStreamed
 
 
 class GraphRunner(Protocol):
@@ -48,16 +64,18 @@ class GraphRunner(Protocol):
         state: dict[str, Any] | None = None,
     ) -> AsyncIterator[RunnerEvent]:
         """Yield a :class:`TaskStarted` before each node runs and a :class:`TaskFinished`
-        after. A failing node's ``TaskFinished`` carries the error, then the exception is
-        raised from this iterator. Cancelling the consuming task cancels the running node.
-        ``state``: the rest of a workflow run's initial state beside its input (a retry's
-        reused results); not used on a resume.
+        after, and between them the :class:`NodeStreamed` chunks the node produces. A
+        failing node's ``TaskFinished`` carries the error, then the exception is raised from
+        this iterator. Cancelling the consuming task cancels the running node. ``state``:
+        the rest of a workflow run's initial state beside its input (a retry's reused
+        results); not used on a resume.
         """
         ...
 
 
 class LangGraphRunner:
-    """:class:`GraphRunner` on ``Pregel.astream`` with ``stream_mode="tasks"``."""
+    """:class:`GraphRunner` on ``Pregel.astream`` with ``stream_mode="tasks"`` (plus
+    ``messages`` and ``custom`` when the workflow may stream)."""
 
     async def stream(
         self,
@@ -79,8 +97,20 @@ class LangGraphRunner:
             payload = Command(resume=await _resume_map(compiled, config, resume))
         # With a checkpointer, state is saved once, when the run pauses or ends, not per step.
         options: Any = {"durability": "exit"} if compiled.graph.checkpointer else {}
-        async for chunk in compiled.graph.astream(payload, config, stream_mode="tasks", **options):
-            yield _event(chunk)
+        if not compiled.streams:
+            async for chunk in compiled.graph.astream(
+                payload, config, stream_mode="tasks", **options
+            ):
+                yield _event(chunk)
+            return
+        # subgraphs: a chat model inside a subgraph node streams too; its chunks are the
+        # top-level node's (the first namespace segment names it).
+        async for namespace, mode, chunk in compiled.graph.astream(
+            payload, config, stream_mode=STREAM_MODES, subgraphs=True, **options
+        ):
+            event = _streamed(namespace, mode, chunk)
+            if event is not None:
+                yield event
 
 
 async def _resume_map(compiled: CompiledWorkflow, config: Any, value: Any) -> dict[str, Any]:
@@ -93,7 +123,25 @@ async def _resume_map(compiled: CompiledWorkflow, config: Any, value: Any) -> di
     return {pending.id: value for pending in snapshot.interrupts}
 
 
-def _event(chunk: dict[str, Any]) -> RunnerEvent:
+def _streamed(namespace: tuple[str, ...], mode: str, chunk: Any) -> RunnerEvent | None:
+    if mode == "tasks":
+        return None if namespace else _event(chunk)
+    if mode == "custom":
+        return NodeStreamed(_task_id(namespace[0]) if namespace else None, [custom_chunk(chunk)])
+    message, metadata = chunk
+    chunks = message_chunks(message)
+    if not chunks:
+        return None
+    owner = namespace[0] if namespace else str(metadata.get("langgraph_checkpoint_ns", ""))
+    return NodeStreamed(_task_id(owner.split(NS_SEP)[0]), chunks)
+
+
+def _task_id(segment: str) -> str:
+    """The task id in a checkpoint namespace segment ``"<node>:<task id>"``."""
+    return segment.rpartition(":")[2]
+
+
+def _event(chunk: dict[str, Any]) -> TaskStarted | TaskFinished:
     if "input" in chunk and "triggers" in chunk:
         return TaskStarted(task_id=chunk["id"], name=chunk["name"])
     return TaskFinished(

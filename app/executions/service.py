@@ -9,6 +9,7 @@ It queues, reads, cancels and resumes runs; every run ends in the
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from app.bus.base import EventBus
 from app.clock import new_id, now_ms
 from app.errors import IllegalTransition, NotFound, QueueFull, ValidationFailed, problem
 from app.executions import retry
+from app.executions.recorder import RunRecorder
 from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
@@ -67,6 +69,11 @@ class ExecutionService:
             compile=workflows.compile,
             runner=runner,
             workers=settings.workers,
+            recorder=functools.partial(
+                RunRecorder,
+                stream_flush_ms=settings.stream_flush_ms,
+                max_message_bytes=settings.max_message_bytes,
+            ),
         )
 
     # ---- Python API --------------------------------------------------------------------
@@ -229,7 +236,9 @@ class ExecutionService:
 
     async def snapshot(self, execution_id: str, owner: str | None = None) -> ExecutionSnapshotData:
         record = await self.get_execution(execution_id, owner)
-        return ExecutionSnapshotData(record.id, record.status.value, record.graph_state)
+        return ExecutionSnapshotData(
+            record.id, record.status.value, record.graph_state, record.streams
+        )
 
     # ---- lifecycle ---------------------------------------------------------------------
 

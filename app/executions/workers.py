@@ -22,9 +22,10 @@ from msgspec.json import decode as _decode
 from app.bus.base import EventBus, PushEvent
 from app.clock import now_ms
 from app.executions.active import ActiveExecution
+from app.executions.pacing import Flush, run_events
 from app.executions.recorder import RunRecorder
 from app.executions.retry import run_state
-from app.executions.runner import GraphRunner, TaskStarted
+from app.executions.runner import GraphRunner, NodeStreamed, TaskStarted
 from app.messages import ExecutionRecovered, ExecutionRecoveredData, encode, encoder
 from app.model.records import ExecutionRecord, StoredEvent
 from app.model.status import ExecutionStatus, check_transition
@@ -52,6 +53,7 @@ class ExecutionManager:
         compile: Compile,
         runner: GraphRunner,
         workers: int = 1,
+        recorder: Callable[..., RunRecorder] = RunRecorder,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -59,6 +61,7 @@ class ExecutionManager:
         self._compile = compile
         self._runner = runner
         self._worker_count = workers
+        self._recorder = recorder  # with the run's stream options (SPEC §8)
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._active: dict[str, ActiveExecution] = {}
@@ -195,7 +198,7 @@ class ExecutionManager:
             compiled = await self._compile(record)
         except Exception as exc:  # e.g. a registered graph that is not registered any more
             failure = f"cannot run this workflow: {exc}", type(exc).__name__
-        recorder = RunRecorder(
+        recorder = self._recorder(
             record, compiled.nodes if compiled else {}, compiled.predecessors if compiled else {}
         )
         check_transition(record.status, ExecutionStatus.RUNNING)
@@ -213,15 +216,12 @@ class ExecutionManager:
         waiting = False
         timeout = compiled.settings.get("timeout_s")
         async with asyncio.timeout(float(timeout) if timeout else None):
-            async for event in self._runner.stream(
-                compiled,
-                thread_id=record.id,
-                input=record.input,
-                resume=record.resume_value,
-                resuming=resuming,
-                state=run_state(record),
-            ):
-                if isinstance(event, TaskStarted):
+            state = run_state(record)
+            async for event in run_events(self._runner, compiled, recorder, resuming, state):
+                if isinstance(event, Flush | NodeStreamed):
+                    if flushed := recorder.streamed(event):  # most chunks only wait
+                        await self._emit(record, flushed)
+                elif isinstance(event, TaskStarted):
                     before = recorder.node_started(event.task_id, event.name)
                     await self._emit(record, [before] if before else [])
                 else:

@@ -79,6 +79,7 @@ def execution_dto(record: ExecutionRecord, *, include_data: bool = False) -> Jso
         },
         "run_data_meta": {name: [_run_meta(r) for r in rs] for name, rs in runs.items()},
         "graph_state": record.graph_state,
+        "streams": record.streams,
         "links": execution_links(record.id, record.workflow_id),
     }
     if record.retry_of is not None:

@@ -56,6 +56,8 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     workflow_version: str = ""
     #: ``GraphState.to_frontend_format()`` as last stored.
     graph_state: JsonObject = msgspec.field(default_factory=dict)
+    #: SPEC §8: running node -> message id -> the text it streamed so far (sent messages).
+    streams: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
     #: node name -> list of run metadata (status, start, execution time, item counts).
     run_data: dict[str, list[JsonObject]] = msgspec.field(default_factory=dict)
     #: node name -> list of that node's outputs, one per run (the full data, kept for REST).

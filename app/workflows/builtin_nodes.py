@@ -17,6 +17,7 @@ from langgraph.types import interrupt
 
 from app.errors import NodeFailure, problem
 from app.workflows.checks import NonEmpty, Problem, ValidationContext, check_value, join_path
+from app.workflows.llm_node import LlmNode
 from app.workflows.node_types import NodeFn, NodeInfo, NodeRegistry, NodeType, RunState
 
 P = TypeVar("P", bound=msgspec.Struct)
@@ -28,6 +29,8 @@ class _Builtin(Generic[P]):
     params: type[P]
     fan_in: ClassVar[bool] = False
     pauses: ClassVar[bool] = False
+    #: Built-in nodes never stream, but ``python``, whose function may (SPEC §8).
+    silent: ClassVar[bool] = True
 
     def outputs(self, parameters: dict[str, Any]) -> int:
         return 1
@@ -208,10 +211,12 @@ class _Python(_Builtin[_PythonParams]):
     """Calls ``module:function`` (module in the allow-list) with a copy of the input item.
 
     Sync functions run in a worker thread, async ones are awaited; a result that is not an
-    object is wrapped as ``{"value": result}``.
+    object is wrapped as ``{"value": result}``. The function may stream (SPEC §8): a chat
+    model it calls, ``get_stream_writer()`` payloads.
     """
 
     params = _PythonParams
+    silent = False
 
     def validate(
         self, parameters: dict[str, Any], path: str, ctx: ValidationContext
@@ -274,6 +279,7 @@ BUILTINS: dict[str, NodeType] = {
     "fail": _Fail(),
     "wait": _Wait(),
     "python": _Python(),
+    "llm": LlmNode(),
 }
 
 

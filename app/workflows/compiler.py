@@ -62,6 +62,9 @@ class CompiledWorkflow:
     #: The state key the run input goes under (``RunState.input``); None for a registered
     #: graph, whose input state is the run input itself.
     input_key: str | None = "input"
+    #: False when no node can stream (SPEC §8): the run then skips LangGraph's ``messages``
+    #: and ``custom`` modes and their cost.
+    streams: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,7 @@ def compile_workflow(
         recursion_limit=workflow.settings.recursion_limit or default_recursion_limit,
         uses_interrupts=uses_interrupts,
         settings=msgspec.to_builtins(workflow.settings),
+        streams=not all(info.silent for info in nodes.values()),
     )
 
 
@@ -202,6 +206,7 @@ def _node_infos(
             outputs=node_type.outputs(node.parameters),
             fan_in=capabilities.fan_in,
             pauses=capabilities.pauses,
+            silent=capabilities.silent,
         )
     return infos
 

@@ -50,6 +50,7 @@ class NodeInfo:
     #: The node type's :class:`Capabilities`, copied here for the compiler and the engine.
     fan_in: bool = False
     pauses: bool = False
+    silent: bool = False
 
     def to_inode(self) -> dict[str, Any]:
         return {
@@ -71,10 +72,11 @@ class NodeType(Protocol):
     ``outputs`` and ``make`` are only called with parameters ``validate`` accepted, and a
     node function must return an output index below ``outputs(parameters)``.
 
-    A type may also declare capabilities as attributes (both False when absent, see
+    A type may also declare capabilities as attributes (all False when absent, see
     :class:`Capabilities`): ``fan_in`` (the compiler joins its inputs and hands it their
-    merged outputs) and ``pauses`` (it may call ``interrupt()``, so its runs keep a
-    checkpoint).
+    merged outputs), ``pauses`` (it may call ``interrupt()``, so its runs keep a
+    checkpoint) and ``silent`` (it never streams tokens or progress, SPEC §8: a workflow of
+    silent nodes runs without LangGraph's ``messages`` and ``custom`` modes).
     """
 
     def outputs(self, parameters: dict[str, Any]) -> int: ...
@@ -92,6 +94,7 @@ class Capabilities:
 
     fan_in: bool = False
     pauses: bool = False
+    silent: bool = False
 
     @classmethod
     def of(cls, node_type: NodeType) -> Capabilities:
@@ -99,6 +102,7 @@ class Capabilities:
         return cls(
             fan_in=bool(getattr(node_type, "fan_in", False)),
             pauses=bool(getattr(node_type, "pauses", False)),
+            silent=bool(getattr(node_type, "silent", False)),
         )
 
 

@@ -128,7 +128,12 @@ async def test_execution_stream_snapshot_log_live_and_end(
         tail = [e async for e in events if e.comment is None]  # ends after executionFinished
     assert head[0].id is None and head[0].json() == {
         "type": "executionSnapshot",
-        "data": {"executionId": "e1", "status": "running", "graph_state": {"completed_nodes": []}},
+        "data": {
+            "executionId": "e1",
+            "status": "running",
+            "graph_state": {"completed_nodes": []},
+            "streams": {},
+        },
     }
     got = head[1:] + tail
     assert [e.id for e in got] == [str(s) for s in range(2, len(messages) + 1)]

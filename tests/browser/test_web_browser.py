@@ -9,6 +9,7 @@ Playwright is missing; with ``CI=true`` a missing browser fails the run.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -196,7 +197,7 @@ def test_pressing_run_lights_every_node_up_live_over_websocket(
     page = open_page()
     go(page, server, "/#wf=fan-out")
     expect_live(page, "websocket")
-    expect(page.get_by_test_id("workflow-item")).to_have_count(6)
+    expect(page.get_by_test_id("workflow-item")).to_have_count(7)
     expect_nodes(
         page, dict.fromkeys(["Start", "Research", "Draft", "Combine", "Count words"], "idle")
     )
@@ -659,3 +660,36 @@ def test_push_module_reports_a_refused_api_key_as_a_final_typed_close(
     assert [s["state"] for s in states] == ["connecting", "live", "offline"]  # no retry
     drop = states[-1]["drop"]
     assert (drop["kind"], drop["code"], drop["final"]) == ("unauthorized", 4401, True)
+
+
+AGENT = Path(__file__).resolve().parents[2] / "examples" / "agent.json"
+ANSWER_TEXT = json.loads(AGENT.read_text())["nodes"][2]["parameters"]["response"]
+
+
+def test_a_running_node_shows_its_streamed_text_and_progress_before_it_finishes(
+    serve: Callable[..., Server], examples: Settings, open_page: Callable[..., Page]
+) -> None:
+    """SPEC §8: the agent example's python node reports progress, its llm node streams."""
+    server = serve(examples)
+    page = open_page()
+    go(page, server, "/#wf=agent")
+    expect_live(page, "websocket")
+    page.get_by_test_id("run-button").click()
+
+    research = page.locator(f'{NODE}[data-node-name="Research"]')
+    expect(research.get_by_test_id("node-live")).to_contain_text('"step"', timeout=WAIT_MS)
+    answer = page.locator(f'{NODE}[data-node-name="Answer"]')
+    # The excerpt is the end of the text so far: some words of the answer, while it runs.
+    excerpt = answer.get_by_test_id("node-live")
+    expect(excerpt).to_have_text(re.compile(r"\w"), timeout=WAIT_MS)
+    assert answer.get_attribute("data-status") == "running"  # the text came before the end
+    assert str(excerpt.text_content()).strip("…").split()[-1] in ANSWER_TEXT
+    answer.click()
+    panel = page.get_by_test_id("node-stream")
+    expect(panel).to_contain_text("Thanks for asking", timeout=WAIT_MS)
+    assert answer.get_attribute("data-status") == "running"
+
+    expect_run(page, "success")
+    expect(answer.get_by_test_id("node-live")).to_have_text("")
+    expect(panel).to_contain_text("Anything else I can help with?")
+    expect(page.get_by_test_id("node-output")).to_contain_text("Anything else I can help with?")

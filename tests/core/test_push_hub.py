@@ -122,7 +122,12 @@ async def test_open_stream_sends_snapshot_then_log_then_live_until_finished() ->
     assert [o.event_id for o in outs] == [None, 2, 3, 4, 5]
     assert decode(outs[0].payload) == {
         "type": "executionSnapshot",
-        "data": {"executionId": "e1", "status": "running", "graph_state": {"completed_nodes": []}},
+        "data": {
+            "executionId": "e1",
+            "status": "running",
+            "graph_state": {"completed_nodes": []},
+            "streams": {},
+        },
     }
     assert not conn.open
     hub.disconnect(conn)

@@ -130,7 +130,7 @@ def test_every_semantic_problem_is_reported_at_once() -> None:
             "Odd": {"main": [[{"node": "Wait"}]]},
         },
     }
-    known = "delay, fail, if, merge, python, set, switch, trigger, wait"
+    known = "delay, fail, if, llm, merge, python, set, switch, trigger, wait"
     assert problems(body) == [
         ("nodes[2].name", "duplicate of nodes[1]"),
         ("nodes[1].parameters.op", "invalid enum value 'near'"),

@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
             {"graphpush-ws-x1", "graphpush-sse-x1", "graphpush-ws-x8", "graphpush-sse-x8", "goals"},
         ),
         ("bench.slow_consumer", {"without-stalled", "with-stalled"}),
+        (
+            "bench.streams",
+            {f"graphpush {t} delay=0 runs={n}" for t in ("WS", "SSE") for n in (1, 10)},
+        ),
         ("bench.retry", {"3-node chain, from n2", "20-node chain, from n19"}),
         ("bench.feed", {"followers-x0", "followers-x10"}),
         pytest.param(

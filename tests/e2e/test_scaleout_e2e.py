@@ -227,6 +227,37 @@ async def test_a_waiting_run_resumed_through_b_continues_on_a_worker(
     assert [m["type"] for m in await logged_messages(a, execution_id)] == types
 
 
+async def test_a_worker_s_streamed_tokens_cross_redis_to_both_instances_in_order(
+    cluster: Cluster, a_and_b: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    """SPEC §8: stream messages take the path every message takes, so they cross processes."""
+    a, b = a_and_b
+    answer = " ".join(f"t{i}" for i in range(40))
+    llm = {"model": "fake", "prompt": "p", "response": answer, "delay_ms": 10}
+    async with connect(ws_url(cluster, 0, "streamer"), max_size=None) as ws:
+        execution_id = await start(b, [("llm", llm)], push_ref="streamer")
+        async with b.stream("GET", f"/agents/executions/{execution_id}/stream") as response:
+            over_sse = await sse_until_finished(response)
+        over_ws = await ws_until_finished(ws)
+    log = await logged_messages(a, execution_id)
+    types = [m["type"] for m in log]
+    streams = [m for m in log if m["type"] == "nodeExecuteStream"]
+    assert 1 < len(streams) < 40
+    first, last = (
+        types.index("nodeExecuteStream"),
+        len(types) - types[::-1].index("nodeExecuteStream"),
+    )
+    assert types[first - 1] == "nodeExecuteBefore" and types[last] == "nodeExecuteAfter"
+    text = "".join(c["text"] for m in streams for c in m["data"]["chunks"])
+    assert text == answer
+    assert [{k: v for k, v in m.items() if k != "meta"} for m in over_ws] == [
+        {k: v for k, v in m.items() if k != "seq"} for m in log
+    ]
+    assert [m["seq"] for m in over_sse if m["type"] != "executionSnapshot"] == [
+        m["seq"] for m in log
+    ]
+
+
 async def test_a_full_shared_queue_answers_503(tmp_path: Path) -> None:
     """An API instance with no workers: runs stay queued in Redis up to the bound."""
     settings = load_settings(

@@ -4,7 +4,7 @@
 import { $, fill } from "./dom.js";
 import { NODE_STATUS_TEXT, formatDuration, truncate } from "./format.js";
 import { NODE_H, NODE_W, edgesOf, layout } from "./layout.js";
-import { nodeStatus } from "./run.js";
+import { nodeStatus, streamedText } from "./run.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -43,6 +43,8 @@ function describeNode(node) {
       return "wait · until resumed";
     case "fail":
       return "fail · raises";
+    case "llm":
+      return `llm · ${p.model ?? ""}`;
     default:
       return node.type;
   }
@@ -117,6 +119,7 @@ function drawNode(node, pos, onSelect) {
     svg("text", { class: "node-type", x: 18, y: 47, text: truncate(describeNode(node), 20) }),
     svg("g", { class: "node-glyph-slot" }),
     svg("text", { class: "node-meta", x: 2, y: NODE_H + 18 }),
+    svg("text", { class: "node-live", "data-testid": "node-live", x: 2, y: NODE_H + 34 }),
   );
   return group;
 }
@@ -142,6 +145,14 @@ function nodeMeta(status, info, error) {
   const time = info?.execution_time_ms;
   if (time !== undefined && status !== "running") return `${NODE_STATUS_TEXT[status]} · ${formatDuration(time)}`;
   return NODE_STATUS_TEXT[status];
+}
+
+/** A running node's live excerpt: the end of its streamed text, else its last progress. */
+function liveExcerpt(run, name) {
+  const text = streamedText(run, name).replace(/\s+/g, " ").trim();
+  if (text) return text.length > 30 ? `…${text.slice(-29)}` : text;
+  const progress = run?.progress?.[name];
+  return progress === undefined ? "" : truncate(JSON.stringify(progress), 30);
 }
 
 /** The graph in `graph` (an <svg>); `empty` is shown instead while there is no workflow. */
@@ -182,6 +193,7 @@ export class GraphView {
       }
       const info = run?.graphState?.nodes?.[name];
       $(".node-meta", group).textContent = run ? nodeMeta(status, info, run.nodeErrors[name]) : "";
+      $(".node-live", group).textContent = status === "running" ? liveExcerpt(run, name) : "";
       group.setAttribute("aria-label", `${name} (${group.dataset.nodeType}): ${NODE_STATUS_TEXT[status]}`);
     }
     const nodes = run?.graphState?.nodes ?? {};

@@ -4,7 +4,7 @@
 import { $, el } from "./dom.js";
 import { NODE_STATUS_TEXT, formatDuration, pretty, runStatusText } from "./format.js";
 import { FINISHED } from "./retry.js";
-import { ACTIVE, nodeStatus } from "./run.js";
+import { ACTIVE, nodeStatus, streamedText } from "./run.js";
 
 const testid = (root, id) => $(`[data-testid="${id}"]`, root);
 
@@ -88,11 +88,36 @@ export class NodePanel {
     }
     const error = run?.nodeErrors[node.name];
     if (error) parts.push(el("p", { class: "node-error", text: error }));
+    parts.push(...streamParts(run, node.name, status));
     parts.push(el("h4", { text: "Parameters" }), el("pre", { class: "json", text: pretty(node.parameters ?? {}) }));
     const output = run?.outputs[node.name];
     if (output) parts.push(...outputParts(output));
     this.box.replaceChildren(...parts);
+    const stream = $('[data-testid="node-stream"]', this.box);
+    if (stream) stream.scrollTop = stream.scrollHeight; // the newest text in view
   }
+}
+
+/** What the node streamed (SPEC §8): its text, tool calls and last progress, live. */
+function streamParts(run, name, status) {
+  const parts = [];
+  const live = status === "running" ? " (live)" : "";
+  const text = streamedText(run, name);
+  if (text) {
+    parts.push(el("h4", { text: `Streamed text${live}` }));
+    parts.push(el("pre", { class: "stream-text", "data-testid": "node-stream", text }));
+  }
+  const calls = Object.values(run?.toolCalls?.[name] ?? {});
+  if (calls.length) {
+    parts.push(el("h4", { text: `Tool calls${live}` }));
+    parts.push(el("pre", { class: "json", text: calls.map((c) => `${c.name}(${c.args})`).join("\n") }));
+  }
+  const progress = run?.progress?.[name];
+  if (progress !== undefined) {
+    parts.push(el("h4", { text: `Progress${live}` }));
+    parts.push(el("pre", { class: "json", "data-testid": "node-progress", text: pretty(progress) }));
+  }
+  return parts;
 }
 
 /** A node's output items as JSON: one list per output branch (just the list if one). */

@@ -14,7 +14,10 @@ export const LIFECYCLE = new Set([
 
 /**
  * A run: `{id, workflowId, status, graphState: {nodes: {name: {status, ...}}}, outputs,
- * nodeErrors, startedAt, stoppedAt, durationMs, pushRef}` (times in ms since the epoch).
+ * nodeErrors, streams, progress, toolCalls, startedAt, stoppedAt, durationMs, pushRef}`
+ * (times in ms since the epoch). What a node streams (SPEC §8), by node name: `streams`
+ * `{messageId: text so far}`, `progress` its last custom payload, `toolCalls`
+ * `{"<messageId>/<index>": {name, args}}`.
  */
 function newRun(id) {
   return {
@@ -24,6 +27,9 @@ function newRun(id) {
     graphState: { nodes: {}, errors: [] },
     outputs: {},
     nodeErrors: {},
+    streams: {},
+    progress: {},
+    toolCalls: {},
     startedAt: null,
     stoppedAt: null,
     durationMs: null,
@@ -50,6 +56,35 @@ function applyNodeAfter(run, data) {
   });
   if (task.error) run.nodeErrors[data.nodeName] = task.error.message;
   if (task.data) run.outputs[data.nodeName] = task.data;
+}
+
+/** Fold one `nodeExecuteStream` message's chunks into its node's streams. */
+function applyStream(run, data) {
+  const name = data.nodeName;
+  for (const chunk of data.chunks ?? []) {
+    if (chunk.kind === "text") {
+      const texts = run.streams[name] ?? (run.streams[name] = {});
+      texts[chunk.messageId] = (texts[chunk.messageId] ?? "") + chunk.text;
+    } else if (chunk.kind === "custom") {
+      run.progress[name] = chunk.data;
+    } else if (chunk.kind === "tool_call") {
+      const calls = run.toolCalls[name] ?? (run.toolCalls[name] = {});
+      const call = calls[`${chunk.messageId}/${chunk.index}`] ?? { name: "", args: "" };
+      calls[`${chunk.messageId}/${chunk.index}`] = { name: chunk.name ?? call.name, args: call.args + chunk.args };
+    }
+  }
+}
+
+/** A node starts (again): what it streams starts from nothing (a replay re-adds it all). */
+function forgetStreams(run, name) {
+  delete run.streams[name];
+  delete run.progress[name];
+  delete run.toolCalls[name];
+}
+
+/** The text `name` streamed in `run`, its messages one after the other ("" for none). */
+export function streamedText(run, name) {
+  return Object.values(run?.streams?.[name] ?? {}).join("\n\n");
 }
 
 /** Every run the page has heard of, by execution id. */
@@ -84,6 +119,7 @@ export class Runs {
       durationMs: dto.duration_ms,
       pushRef: dto.push_ref,
     });
+    Object.assign(run.streams, dto.streams ?? {});
     for (const [name, runs] of Object.entries(dto.data ?? {})) {
       if (runs.length) run.outputs[name] = runs.at(-1);
     }
@@ -105,6 +141,10 @@ export class Runs {
       case "nodeExecuteBefore":
         if (run.status === "new" || run.status === "waiting") run.status = "running";
         setNodeStatus(run, data.nodeName, { status: "running" });
+        forgetStreams(run, data.nodeName);
+        break;
+      case "nodeExecuteStream":
+        applyStream(run, data);
         break;
       case "nodeExecuteAfter":
       case "nodeExecuteAfterData":
@@ -119,6 +159,7 @@ export class Runs {
         break;
       case "executionSnapshot":
         run.status = data.status;
+        Object.assign(run.streams, data.streams ?? {});
         break;
       default:
         break;
