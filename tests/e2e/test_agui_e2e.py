@@ -46,14 +46,16 @@ async def server(tmp_path: Path) -> AsyncIterator[str]:
         yield f"http://{host}"
 
 
-async def consume(node: str, url: str, state: dict[str, Any]) -> dict[str, Any]:
+async def consume(
+    node: str, url: str, state: dict[str, Any], history: list[dict[str, Any]] = HISTORY
+) -> dict[str, Any]:
     """What ``@ag-ui/client``'s HttpAgent saw of one run of ``url``."""
     process = await asyncio.create_subprocess_exec(
         node,
         "consume.mjs",
         url,
         json.dumps(state),
-        json.dumps(HISTORY),
+        json.dumps(history),
         cwd=CLIENT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -89,6 +91,68 @@ async def test_an_agui_client_runs_a_workflow_end_to_end(node: str, server: str)
         run = (await client.get(f"/agents/executions/{execution_id}")).json()
     assert run["status"] == "success"
     assert run["input"] == {"topic": "x", "messages": HISTORY}  # state + chat history
+
+
+CHAT = {
+    "name": "chat",
+    "nodes": [
+        {"name": "Start", "type": "trigger"},
+        # fake, no response: it answers the last user message of the chat history
+        {
+            "name": "Reply",
+            "type": "llm",
+            "parameters": {"model": "fake", "prompt": "", "delay_ms": 20},
+        },
+    ],
+    "connections": {"Start": {"main": [[{"node": "Reply", "type": "main", "index": 0}]]}},
+}
+
+
+def text_of(events: list[dict[str, Any]], message_id: str) -> str:
+    return "".join(
+        e["delta"]
+        for e in events
+        if e["type"] == "TEXT_MESSAGE_CONTENT" and e["messageId"] == message_id
+    )
+
+
+async def test_an_agui_client_gets_the_llm_node_s_text_and_the_node_sees_the_history(
+    node: str, server: str
+) -> None:
+    async with httpx.AsyncClient(base_url=server, timeout=10) as client:
+        workflow_id = (await client.post("/agents/workflows", json=CHAT)).json()["id"]
+    asked = "Please say hello to everyone in the room from all of us"
+    history = [{"id": "u1", "role": "user", "content": asked}]
+    seen = await consume(node, f"{server}/agents/workflows/{workflow_id}/agui", {}, history)
+    assert seen["failure"] is None
+    events = seen["events"]
+    starts = [e for e in events if e["type"] == "TEXT_MESSAGE_START"]
+    assert len(starts) == 1 and starts[0]["role"] == "assistant"
+    message_id = starts[0]["messageId"]
+    assert sum(e["type"] == "TEXT_MESSAGE_CONTENT" for e in events) > 1  # streamed, not at once
+    assert text_of(events, message_id) == asked
+    kinds = [e["type"] for e in events]
+    assert kinds.index("STEP_STARTED") < kinds.index("TEXT_MESSAGE_START")
+    assert kinds.index("TEXT_MESSAGE_END") < kinds.index("RUN_FINISHED")
+    # The client assembled the assistant's message from the events.
+    assert seen["messages"] == [
+        history[0],
+        {"id": message_id, "role": "assistant", "content": asked},
+    ]
+    execution_id = events[0]["metadata"]["executionId"]
+    async with httpx.AsyncClient(base_url=server, timeout=10) as client:
+        run = await client.get(f"/agents/executions/{execution_id}?include_data=true")
+    output = run.json()["data"]["Reply"][0]["main"][0][0]["json"]
+    assert (output["text"], output["messageId"]) == (asked, message_id)
+
+
+async def test_custom_chunks_reach_the_agui_client(node: str, server: str) -> None:
+    seen = await consume(node, f"{server}/agents/workflows/agent/agui", {"topic": "refunds"})
+    assert seen["failure"] is None
+    custom = [e for e in seen["events"] if e["type"] == "CUSTOM"]
+    assert custom and all(e["name"] == "Research" for e in custom)
+    assert custom[0]["value"]["step"] == 1
+    assert [m["role"] for m in seen["messages"]] == ["user", "assistant"]
 
 
 async def test_a_failing_workflow_ends_the_agui_run_with_run_error(node: str, server: str) -> None:
