@@ -79,15 +79,16 @@ def snapshot_message(workflow_id: str, page: RunsPage, limit: int) -> bytes:
 
 
 class Feed:
-    """One follower's view of one workflow: holds live events (with their feed-log id, 0
-    for a session) until :meth:`replay`. ``mark``: the feed log's cursor when it began."""
+    """One follower's view of one workflow: unless ``live``, holds live events (with their
+    feed-log id, 0 for a session) until :meth:`replay`. ``mark``: the feed log's cursor
+    when it began."""
 
     __slots__ = ("_pending", "mark", "owner")
 
-    def __init__(self, owner: str | None, mark: int = 0) -> None:
+    def __init__(self, owner: str | None, mark: int = 0, *, live: bool = False) -> None:
         self.owner = owner
         self.mark = mark
-        self._pending: list[tuple[PushEvent, int]] | None = []
+        self._pending: list[tuple[PushEvent, int]] | None = None if live else []
 
     @property
     def replaying(self) -> bool:
@@ -190,9 +191,7 @@ class Feeds:
         missed = log.buffer.after(last_id, now) if log is not None else None
         if log is None or missed is None:
             return False
-        feed = Feed(conn.owner, last_id)
-        feed.replay(RunsPage([], {}))  # live at once: nothing to wait for
-        self._open(conn, workflow_id, log, feed)
+        self._open(conn, workflow_id, log, Feed(conn.owner, last_id, live=True))
         for event_id, event in missed:
             if visible(event, conn.owner):
                 conn.deliver(Outgoing(event.payload, False, event_id), backlog=True)
