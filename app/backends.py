@@ -32,6 +32,7 @@ from app.push.size import fit
 from app.queue.base import ExecutionQueue, LocalQueue
 from app.settings import Settings
 from app.storage.base import ExecutionStore, WorkflowStore
+from app.storage.health import StoreHealth
 from app.storage.memory import MemoryStore
 from app.storage.sqlite import SqliteStore
 from app.workflows.service import WorkflowService
@@ -72,6 +73,8 @@ class Backends:
     redis: Redis | None = None
     #: The shared backends to check for ``/readyz``, by name.
     probes: dict[str, Probe] = field(default_factory=dict)
+    #: What the embedded store reports of its writes (``/healthz``, ``/metrics``).
+    health: StoreHealth = field(default_factory=StoreHealth)
 
     async def service(self, settings: Settings) -> ExecutionService:
         """The execution service on these backends (cancel requests routed to its workers)."""
@@ -118,23 +121,24 @@ class Backends:
 async def open_backends(stack: AsyncExitStack, settings: Settings, *, push: bool) -> Backends:
     """Open what ``settings`` asks for; ``push``: this process serves push connections."""
     probes: dict[str, Probe] = {}  # the embedded store lives in this process
+    health = StoreHealth()  # only the embedded store reports here
     if settings.database_url is None:
-        store, checkpointer = await _embedded(stack, settings)
+        store, checkpointer = await _embedded(stack, settings, health)
     else:
         postgres, checkpointer = await _postgres(stack, settings.database_url)
         if settings.redis_url is not None:
             return await _redis(stack, settings, postgres, checkpointer, push=push)
         store, probes = postgres, {"postgres": postgres.ping}
     queue = await stack.enter_async_context(LocalQueue(settings.queue_bound, store=store))
-    return Backends(store, queue, LocalEventBus(), checkpointer, probes=probes)
+    return Backends(store, queue, LocalEventBus(), checkpointer, probes=probes, health=health)
 
 
 async def _embedded(
-    stack: AsyncExitStack, settings: Settings
+    stack: AsyncExitStack, settings: Settings, health: StoreHealth
 ) -> tuple[Store, BaseCheckpointSaver[Any]]:
     if settings.database == "memory":
         return await stack.enter_async_context(MemoryStore()), InMemorySaver()
-    store = await stack.enter_async_context(SqliteStore(settings.sqlite_path))
+    store = await stack.enter_async_context(SqliteStore(settings.sqlite_path, health=health))
     saver = await stack.enter_async_context(
         AsyncSqliteSaver.from_conn_string(str(settings.checkpoint_path))
     )

@@ -14,7 +14,8 @@
     │   └── RetryFromNodeUnsupported  422 retry_from_node_unsupported
     ├── QueueFull                  503 queue_full          (``Retry-After``)
     └── BackendUnavailable         503 backend_unavailable (``Retry-After``: Redis or
-                                                            PostgreSQL does not answer)
+                                                            PostgreSQL does not answer, or
+                                                            the SQLite store cannot write)
 
 :mod:`app.http.errors` renders them: the JSON error body of SPEC §3 for HTTP, and the close
 code that refuses a push WebSocket (1008 for any refusal but 401).

@@ -48,7 +48,14 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             if settings.load_examples:
                 await load_examples(service.workflows)
             app.state.runtime = Runtime(
-                settings, store, service.workflows, bus, service, hub, backends.readiness
+                settings,
+                store,
+                service.workflows,
+                bus,
+                service,
+                hub,
+                backends.readiness,
+                backends.health,
             )
             app.state.push = push = PushState(settings, hub, service, Pumps(settings))
             await service.start()

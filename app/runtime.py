@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from starlette.requests import HTTPConnection
@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from app.bus.base import EventBus
 from app.settings import Settings
 from app.storage.base import ExecutionStore
+from app.storage.health import StoreHealth
 
 if TYPE_CHECKING:
     from app.executions.service import ExecutionService
@@ -28,6 +29,8 @@ class Runtime:
     hub: PushHub
     #: Each backend's state, ``"ok"`` or why not (``/readyz``).
     readiness: Callable[[], Awaitable[dict[str, str]]]
+    #: The embedded store's writes and checkpoints (``/healthz``, ``/metrics``).
+    health: StoreHealth = field(default_factory=StoreHealth)
 
 
 def runtime(conn: HTTPConnection) -> Runtime:

@@ -91,6 +91,7 @@ class ExecutionManager:
 
     async def _work(self) -> None:
         while True:
+            await self.store.wait_writable()  # a run starts once its states can be stored
             record = await self.queue.get()
             if record.status is ExecutionStatus.RUNNING:  # its process died
                 try:
@@ -278,9 +279,9 @@ class ExecutionManager:
             self.cancel(execution_id)
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, *self._workers, return_exceptions=True)
-        # Phase 4: every terminal message is stored and published.
-        await self.drain()
-        await self.store.commit()
+        # Phase 4: every terminal message is stored and published, in the grace (full disk).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.drain(), timeout_s)
 
 
 def _push_event(record: ExecutionRecord, event: StoredEvent) -> PushEvent:

@@ -232,7 +232,13 @@ async def execution_events(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    """Liveness: 200 while the process answers, also when its store cannot write (a restart
+    frees no disk and loses the writes held for retry). ``{"status": "ok"}``, or
+    ``{"status": "degraded", "store": {...}}`` saying why (docs/deploy.md)."""
+    health = runtime(request).health
+    if health.writable and health.checkpointing:
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "degraded", "store": health.report()})
 
 
 async def readyz(request: Request) -> Response:
@@ -246,7 +252,9 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     rt = runtime(request)
-    return PlainTextResponse(rt.service.metrics_text() + rt.hub.metrics_text())
+    return PlainTextResponse(
+        rt.service.metrics_text() + rt.hub.metrics_text() + rt.health.metrics_text()
+    )
 
 
 def api_routes() -> list[BaseRoute]:

@@ -38,7 +38,14 @@ class ExecutionStore(Protocol):
         ...
 
     async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        """``stage`` then ``commit``."""
+        """``stage`` then ``commit``. A store that cannot write it now may refuse instead:
+        :class:`~app.errors.BackendUnavailable`, keeping nothing of this call (a run is
+        refused, not accepted and lost)."""
+        ...
+
+    async def wait_writable(self) -> None:
+        """Return once the store can write (at once, unless failed writes await a retry):
+        a worker waits here before it starts a run."""
         ...
 
     async def get(self, execution_id: str) -> ExecutionRecord | None: ...

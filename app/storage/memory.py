@@ -64,6 +64,9 @@ class MemoryStore:
     async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
         self.stage(record, events)
 
+    async def wait_writable(self) -> None:
+        return None
+
     async def get(self, execution_id: str) -> ExecutionRecord | None:
         body = self._records.get(execution_id)
         return None if body is None else _decode(body)

@@ -159,6 +159,9 @@ class PostgresStore(SqlStaging):
         if done is not None:
             await asyncio.shield(done)
 
+    async def wait_writable(self) -> None:
+        return None  # a failed commit is retried by its writer, which the worker need not wait for
+
     async def _write_batches(self) -> None:
         """Commit the staged writes batch after batch until nothing is staged."""
         try:

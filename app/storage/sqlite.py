@@ -13,25 +13,23 @@ and prefers sharing a transaction (a commit costs 100 to 250 µs of write syscal
 run's rows about as much again). A process that dies loses at most the staged node events
 of that window, never a status a client was told about (SPEC §4 rule 6).
 
-The one blocking step left, the WAL checkpoint (it fsyncs), runs on a thread of its own with
-its own connection every :data:`CHECKPOINT_INTERVAL_S`: done on the loop, it stalled every
-run for tens of milliseconds whenever the WAL filled.
+A write that fails for want of space stays staged and is retried (:mod:`app.storage.health`);
+the WAL checkpoint runs on a thread of its own (:mod:`app.storage.wal`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import msgspec
 
-from app.errors import Conflict
+from app.errors import BackendUnavailable, Conflict
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -39,9 +37,11 @@ from app.model.records import (
     JsonObject,
     StoredEvent,
 )
+from app.storage.health import StoreHealth, refusing, transient, unavailable
 from app.storage.sql_rows import RETRY_OF_INDEX, EventRow, RecordRow, json_object, record_from_row
 from app.storage.sql_rows import where as sql_where
 from app.storage.staging import SqlStaging
+from app.storage.wal import WalCheckpointer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -59,8 +59,6 @@ CREATE TABLE IF NOT EXISTS workflows (
 
 #: How long staged writes may wait for others to share their transaction.
 FLUSH_DELAY_S = 0.005
-#: How often the WAL is checkpointed into the database file (off the event loop).
-CHECKPOINT_INTERVAL_S = 0.5
 
 #: The workflow snapshot is written with the run's first row only (see app.sql_rows).
 _UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
@@ -79,18 +77,18 @@ class SqliteStore(SqlStaging):
     """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
     on SQLite; ``async with`` opens (creating the file and schema) and closes it."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, health: StoreHealth | None = None) -> None:
         super().__init__()
         self._path = str(path)
+        self.health = health or StoreHealth()
         self._db: sqlite3.Connection | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_due = 0.0
         #: Resolved when the staged writes are committed (created by the first ``commit``).
         self._committed: asyncio.Future[None] | None = None
-        self._written_since_checkpoint = False
-        self._checkpoints = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
-        self._checkpoint_db: sqlite3.Connection | None = None
-        self._checkpoint_task: asyncio.Task[None] | None = None
+        #: A write failed; the flush scheduled is its retry (nothing may bring it forward).
+        self._retrying = False
+        self._wal = WalCheckpointer(self._path, self.health)
 
     async def __aenter__(self) -> Self:
         if self._path != ":memory:":
@@ -98,12 +96,12 @@ class SqliteStore(SqlStaging):
         db = sqlite3.connect(self._path, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint_loop
+        db.execute("PRAGMA wal_autocheckpoint=0")  # see app.storage.wal
         db.executescript(SCHEMA)
         _add_retry_of(db)
         self._db = db
         if self._path != ":memory:":
-            self._checkpoint_task = asyncio.create_task(self._checkpoint_loop())
+            self._wal.start()
         return self
 
     async def __aexit__(
@@ -113,20 +111,6 @@ class SqliteStore(SqlStaging):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    async def _checkpoint_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
-            if self._written_since_checkpoint:
-                self._written_since_checkpoint = False
-                await loop.run_in_executor(self._checkpoints, self._checkpoint, "PASSIVE")
-
-    def _checkpoint(self, mode: str) -> None:
-        """On the checkpoint thread: copy the WAL into the database file."""
-        if self._checkpoint_db is None:
-            self._checkpoint_db = sqlite3.connect(self._path, isolation_level=None)
-        self._checkpoint_db.execute(f"PRAGMA wal_checkpoint({mode})")
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -139,6 +123,8 @@ class SqliteStore(SqlStaging):
         self._schedule_flush(asyncio.get_running_loop().time() + FLUSH_DELAY_S)
 
     def _schedule_flush(self, due: float) -> None:
+        if self._retrying:
+            return
         if self._flush_handle is not None:
             if self._flush_due <= due:
                 return
@@ -147,32 +133,75 @@ class SqliteStore(SqlStaging):
         self._flush_handle = asyncio.get_running_loop().call_at(due, self._flush)
 
     async def commit(self, linger_s: float = 0.0) -> None:
-        if self.has_staged:
-            loop = asyncio.get_running_loop()
-            if self._committed is None:
-                self._committed = loop.create_future()
-            self._schedule_flush(loop.time() + linger_s)
-            await asyncio.shield(self._committed)
+        """Return once everything staged so far is written, retrying failed writes."""
+        while self.has_staged:
+            try:
+                await self._attempt(linger_s)
+            except BackendUnavailable:
+                continue  # staged again; its retry is scheduled
+            return
+
+    async def _attempt(self, linger_s: float) -> None:
+        """Wait for the next write of what is staged; ``BackendUnavailable`` if it fails."""
+        loop = asyncio.get_running_loop()
+        if self._committed is None:
+            self._committed = loop.create_future()
+        self._schedule_flush(loop.time() + linger_s)
+        await asyncio.shield(self._committed)
+
+    async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        """``stage`` then write; refused (:class:`BackendUnavailable`, nothing of it kept) if
+        that write fails or a failed one awaits its retry: no run is accepted unstored."""
+        if self._retrying:
+            raise BackendUnavailable(f"the store cannot write ({self.health.last_error})")
+        previous = self._records.get(record.id)
+        self.stage(record, events)
+        try:
+            await self._attempt(0.0)
+        except BackendUnavailable:
+            if self._records.pop(record.id, None) is None:
+                return  # written by a retry in the meantime
+            if previous is not None:
+                self._records[record.id] = previous
+            for event in events:
+                self._events.pop((record.id, event.seq), None)
+            raise
+
+    async def wait_writable(self) -> None:
+        if self._retrying:
+            await self.commit()
 
     def _flush(self) -> None:
         """Commit everything staged (if anything) in one transaction and wake whoever awaits
-        it. Reads call it first, so they see every staged write."""
+        it. Reads call it first, so they see every staged write (unless a retry is due)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        self._retrying = False
         (records, events), done = self.take_staged(), self._committed
         self._committed = None
         try:
             if records or events:
                 self._write(records, events)
-                self._written_since_checkpoint = True
+                self._wal.written()
+                self.health.wrote()
         except Exception as exc:
-            if done is None:
+            if transient(exc):
+                self._retry(records, events, exc)
+            elif done is None:
                 raise
-            done.set_exception(exc)
+            if done is not None:
+                done.set_exception(unavailable(exc) if transient(exc) else exc)
         else:
             if done is not None:
                 done.set_result(None)
+
+    def _retry(self, records: list[RecordRow], events: list[EventRow], exc: Exception) -> None:
+        """Stage a failed write again (``_flush`` did not yield) and schedule its retry."""
+        self.restage(records, events)
+        delay = self.health.write_failed(exc, len(records) + len(events))
+        self._schedule_flush(asyncio.get_running_loop().time() + delay)
+        self._retrying = True  # from now on only that flush writes
 
     def _write(self, records: list[RecordRow], events: list[EventRow]) -> None:
         db = self.db
@@ -180,19 +209,22 @@ class SqliteStore(SqlStaging):
         try:
             db.executemany(_UPSERT, records)
             db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", events)
+            db.execute("COMMIT")  # in WAL mode the pages are written here: it can fail too
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLITE_FULL, among others, has rolled it back already
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     # ---- executions ------------------------------------------------------------------
 
     def _query_one(self, sql: str, *args: Any) -> Any:
-        self._flush()
+        if not self._retrying:
+            self._flush()
         return self.db.execute(sql, args).fetchone()
 
     def _query_all(self, sql: str, *args: Any) -> builtins.list[Any]:
-        self._flush()
+        if not self._retrying:
+            self._flush()
         return self.db.execute(sql, args).fetchall()
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
@@ -225,18 +257,24 @@ class SqliteStore(SqlStaging):
 
     # ---- workflows -------------------------------------------------------------------
 
+    def _execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        """A write of its own (workflows); one that fails for now is refused (503)."""
+        with refusing():
+            return self.db.execute(sql, args)
+
     async def create_workflow(self, workflow_id: str, body: JsonObject) -> None:
         try:
-            self.db.execute(
+            self._execute(
                 "INSERT INTO workflows VALUES (?,?,strftime('%s','now'))",
-                (workflow_id, msgspec.json.encode(body)),
+                workflow_id,
+                msgspec.json.encode(body),
             )
         except sqlite3.IntegrityError:
             raise Conflict(f"workflow {workflow_id!r} already exists") from None
 
     async def put_workflow(self, workflow_id: str, body: JsonObject) -> None:
-        self.db.execute(
-            "UPDATE workflows SET body=? WHERE id=?", (msgspec.json.encode(body), workflow_id)
+        self._execute(
+            "UPDATE workflows SET body=? WHERE id=?", msgspec.json.encode(body), workflow_id
         )
 
     async def get_workflow(self, workflow_id: str) -> JsonObject | None:
@@ -248,24 +286,14 @@ class SqliteStore(SqlStaging):
         return [json_object(r[0]) for r in rows]
 
     async def delete_workflow(self, workflow_id: str) -> bool:
-        return self.db.execute("DELETE FROM workflows WHERE id=?", (workflow_id,)).rowcount > 0
+        return self._execute("DELETE FROM workflows WHERE id=?", workflow_id).rowcount > 0
 
     async def close(self) -> None:
         self._flush()
-        if self._checkpoint_task is not None:
-            self._checkpoint_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpoint_task
-            await asyncio.get_running_loop().run_in_executor(
-                self._checkpoints, self._checkpoint, "TRUNCATE"
-            )
-            self._checkpoint_task = None
-        if self._checkpoint_db is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                self._checkpoints, self._checkpoint_db.close
-            )
-            self._checkpoint_db = None
-        self._checkpoints.shutdown(wait=True)
+        if self._retrying and self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self.health.abandoned(len(self._records) + len(self._events))
+        await self._wal.close()
         if self._db is not None:
             self._db.close()
             self._db = None

@@ -50,3 +50,9 @@ class SqlStaging(ABC):
         records, events = list(self._records.values()), list(self._events.values())
         self._records, self._events = {}, {}
         return records, events
+
+    def restage(self, records: list[RecordRow], events: list[EventRow]) -> None:
+        """Put back the rows a failed write took with :meth:`take_staged` (before anything
+        else is staged)."""
+        self._records = {row[0]: row for row in records} | self._records
+        self._events = {row[:2]: row for row in events} | self._events

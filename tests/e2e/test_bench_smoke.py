@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
             {"graphpush-ws-x1", "graphpush-sse-x1", "graphpush-ws-x8", "graphpush-sse-x8", "goals"},
         ),
         ("bench.slow_consumer", {"without-stalled", "with-stalled"}),
+        ("bench.full_disk", {"round-0", "summary"}),
         (
             "bench.streams",
             {f"graphpush {t} delay=0 runs={n}" for t in ("WS", "SSE") for n in (1, 10)},
