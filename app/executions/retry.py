@@ -20,7 +20,8 @@ from app.executions.graph_state import PENDING, GraphState
 from app.executions.recorder import output_index
 from app.model.records import ExecutionRecord, JsonObject, RetryPlan
 from app.model.status import ExecutionStatus
-from app.workflows.compiler import CompiledWorkflow, join_sources
+from app.workflows.compiler import CompiledWorkflow
+from app.workflows.edges import join_sources
 
 
 def default_from_node(original: ExecutionRecord) -> str | None:

@@ -17,7 +17,7 @@ Edges follow n8n's semantics:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.pregel import Pregel
 
+from app.workflows.edges import add_edges, run_joins
 from app.workflows.layout import layout, node_id
 from app.workflows.node_types import (
     Capabilities,
@@ -111,7 +112,7 @@ def compile_workflow(
     partial = partial or Partial((entry,))
     for start in partial.starts:
         builder.add_edge(START, start)
-    _add_edges(builder, workflow, nodes, _joins(nodes, predecessors, partial.reused))
+    add_edges(builder, workflow, nodes, run_joins(nodes, predecessors, partial.reused))
     uses_interrupts = any(info.pauses for info in nodes.values())
     return CompiledWorkflow(
         workflow_id=workflow_id,
@@ -242,63 +243,3 @@ def _merged_item(state: RunState, sources: list[str]) -> dict[str, Any]:
 
 def _as_item(output: Any) -> dict[str, Any]:
     return output if isinstance(output, dict) else {"value": output}
-
-
-def _add_edges(
-    builder: StateGraph[RunState, Any, RunState, RunState],
-    workflow: Workflow,
-    nodes: dict[str, NodeInfo],
-    joins: dict[str, list[str]],
-) -> None:
-    targets: dict[str, list[list[str]]] = {
-        name: [[] for _ in range(info.outputs)] for name, info in nodes.items()
-    }
-    for source, index, target in workflow.edges():
-        if target not in targets[source][index]:
-            targets[source][index].append(target)
-    for name, outputs in targets.items():
-        if nodes[name].outputs > 1:
-            reachable = [*dict.fromkeys(t for output in outputs for t in output), END]
-            builder.add_conditional_edges(name, _router(name, outputs), reachable)
-            continue
-        for target in outputs[0]:
-            if target not in joins:
-                builder.add_edge(name, target)
-    for target, sources in joins.items():
-        if sources:
-            builder.add_edge(sources if len(sources) > 1 else sources[0], target)
-
-
-def join_sources(
-    nodes: dict[str, NodeInfo], predecessors: dict[str, list[tuple[str, int]]]
-) -> dict[str, list[str]]:
-    """Fan-in node -> its one-output sources (at least two, in node order: the LangGraph join
-    edge's channel is named after them, and paused runs' checkpoints hold that name)."""
-    joins: dict[str, list[str]] = {}
-    for target, incoming in predecessors.items():
-        if nodes[target].fan_in:
-            found = {source for source, _ in incoming if nodes[source].outputs == 1}
-            if len(found) > 1:
-                joins[target] = [name for name in nodes if name in found]
-    return joins
-
-
-def _joins(
-    nodes: dict[str, NodeInfo],
-    predecessors: dict[str, list[tuple[str, int]]],
-    reused: frozenset[str],
-) -> dict[str, list[str]]:
-    """The joins of a run: a reused source has arrived already, so it is not waited for."""
-    return {
-        target: [source for source in sources if source not in reused]
-        for target, sources in join_sources(nodes, predecessors).items()
-    }
-
-
-def _router(name: str, outputs: list[list[str]]) -> Callable[[RunState], list[str] | str]:
-    """Route to the targets of the output ``name`` took (``state["routes"][name]``), or END."""
-
-    def route(state: RunState) -> list[str] | str:
-        return outputs[state["routes"][name]] or END
-
-    return route
