@@ -91,6 +91,7 @@ class Backends:
             bus=self.bus,
             queue=self.queue,
             runner=LangGraphRunner(),
+            checkpointer=self.checkpointer,
         )
         if self.redis is not None and self.redis.consume:
             cancel = service.manager.cancel
@@ -142,6 +143,7 @@ async def _embedded(
     saver = await stack.enter_async_context(
         AsyncSqliteSaver.from_conn_string(str(settings.checkpoint_path))
     )
+    await saver.setup()  # its tables, which retention deletes from before any run pauses
     return store, saver
 
 

@@ -8,9 +8,12 @@
     ├── NotFound                   404 not_found
     ├── NotAcceptable              406 not_acceptable
     ├── Conflict                   409 conflict
-    │   └── IllegalTransition      409 illegal_transition
+    │   ├── IllegalTransition      409 illegal_transition
+    │   └── ConcurrencyConflict    409 concurrency_conflict
     ├── PayloadTooLarge            413 payload_too_large
     ├── ValidationFailed           422 validation_failed   (``details``: every problem)
+    │   ├── InvalidIdempotencyKey  422 invalid_idempotency_key
+    │   ├── IdempotencyKeyReused   422 idempotency_key_reused
     │   └── RetryFromNodeUnsupported  422 retry_from_node_unsupported
     ├── QueueFull                  503 queue_full          (``Retry-After``)
     └── BackendUnavailable         503 backend_unavailable (``Retry-After``: Redis or
@@ -83,6 +86,12 @@ class IllegalTransition(Conflict):
     code = "illegal_transition"
 
 
+class ConcurrencyConflict(Conflict):
+    """A run with the same concurrency key is active and the strategy is ``reject``."""
+
+    code = "concurrency_conflict"
+
+
 class PayloadTooLarge(GraphpushError):
     status = 413
     code = "payload_too_large"
@@ -93,6 +102,16 @@ class ValidationFailed(GraphpushError):
 
     status = 422
     code = "validation_failed"
+
+
+class InvalidIdempotencyKey(ValidationFailed):
+    code = "invalid_idempotency_key"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    """The key was first used with another request (SPEC §10)."""
+
+    code = "idempotency_key_reused"
 
 
 class RetryFromNodeUnsupported(ValidationFailed):

@@ -9,12 +9,14 @@ from typing import Any
 from starlette.applications import Starlette
 
 from app.backends import open_backends
+from app.executions.retention import Pruner
 from app.executions.service import ExecutionService
 from app.http.api import api_routes
 from app.http.control import control_routes
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.runs_feed import RunsList
 from app.http.web import web_routes
+from app.metrics import LoopLag
 from app.push.hub import PushHub
 from app.runtime import Runtime
 from app.settings import Settings, load_settings
@@ -47,6 +49,9 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
                 setup(service)
             if settings.load_examples:
                 await load_examples(service.workflows)
+            lag = await stack.enter_async_context(LoopLag())
+            pruner = Pruner(store=store, checkpointer=backends.checkpointer, settings=settings)
+            await stack.enter_async_context(pruner)
             app.state.runtime = Runtime(
                 settings,
                 store,
@@ -56,6 +61,8 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
                 hub,
                 backends.readiness,
                 backends.health,
+                lag,
+                pruner,
             )
             app.state.push = push = PushState(settings, hub, service, Pumps(settings))
             await service.start()

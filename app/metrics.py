@@ -1,7 +1,9 @@
-"""Prometheus text exposition for ``GET /metrics``."""
+"""Prometheus text exposition for ``GET /metrics``, and the event loop's lag."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 
 
@@ -17,3 +19,42 @@ def prometheus(gauges: Mapping[str, float], counters: Mapping[str, float] | None
                 lines.append(f"# TYPE graphpush_{base} {kind}")
             lines.append(f"graphpush_{name} {value}")
     return "\n".join(lines) + "\n"
+
+
+class LoopLag:
+    """How late the event loop runs a timer: its lag, a gauge of ``/metrics`` (SPEC §10).
+
+    A task sleeps ``interval_s`` again and again; each wake-up later than asked is lag, the
+    time a callback held the loop (a blocking call in a node, a long synchronous step).
+    Used as ``async with LoopLag():`` by the lifespan, which owns the task."""
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        self._interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+        #: The lag of the last wake-up, and the largest since the last :meth:`gauges`.
+        self.last_s = 0.0
+        self.max_s = 0.0
+
+    async def __aenter__(self) -> LoopLag:
+        self._task = asyncio.create_task(self._measure(), name="loop-lag")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _measure(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time() + self._interval_s
+            await asyncio.sleep(self._interval_s)
+            self.last_s = max(0.0, loop.time() - asked)
+            self.max_s = max(self.max_s, self.last_s)
+
+    def gauges(self) -> dict[str, float]:
+        """The last lag and the largest since the previous call (each scrape sees the worst
+        stall of its interval), in seconds."""
+        worst, self.max_s = self.max_s, self.last_s
+        return {"event_loop_lag_seconds": self.last_s, "event_loop_lag_max_seconds": worst}

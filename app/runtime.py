@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, cast
 from starlette.requests import HTTPConnection
 
 from app.bus.base import EventBus
+from app.metrics import LoopLag
 from app.settings import Settings
 from app.storage.base import ExecutionStore
 from app.storage.health import StoreHealth
 
 if TYPE_CHECKING:
+    from app.executions.retention import Pruner
     from app.executions.service import ExecutionService
     from app.push.hub import PushHub
     from app.workflows.service import WorkflowService
@@ -31,6 +33,8 @@ class Runtime:
     readiness: Callable[[], Awaitable[dict[str, str]]]
     #: The embedded store's writes and checkpoints (``/healthz``, ``/metrics``).
     health: StoreHealth = field(default_factory=StoreHealth)
+    loop_lag: LoopLag | None = None
+    pruner: Pruner | None = None
 
 
 def runtime(conn: HTTPConnection) -> Runtime:

@@ -34,6 +34,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 16 * 1024 * 1024
     #: Seconds running executions get to finish on shutdown before they are cancelled.
     shutdown_timeout_s: float = 10.0
+    # run control (SPEC §10)
+    #: Longest a run may execute (0: no limit); a workflow's ``settings.timeout_s`` may
+    #: shorten it. A run that exceeds it ends ``canceled`` with a ``timeout`` error.
+    execution_timeout_s: float = 3600.0
+    #: How long an ``Idempotency-Key`` answers with its first run.
+    idempotency_ttl_s: float = 86_400.0
+    #: Finished runs older than this are pruned (0: no age limit); 14 days, as n8n.
+    history_max_age_s: float = 14 * 86_400.0
+    #: Finished runs kept at most, the newest (0: no count limit).
+    history_max_count: int = 10_000
+    #: How often the history is pruned.
+    prune_interval_s: float = 3600.0
     #: Python modules whose functions ``python`` nodes may call.
     python_modules: tuple[str, ...] = ("app.workflows.example_functions",)
     default_recursion_limit: int = 100
@@ -59,6 +71,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("redis_url needs database_url: every process must share one store")
         if self.claim_idle_s <= 0:
             raise ValueError("claim_idle_s must be positive")
+        if self.idempotency_ttl_s <= 0:
+            raise ValueError("idempotency_ttl_s must be positive")
+        if self.history_max_age_s < 0 or self.history_max_count < 0:
+            raise ValueError("history_max_age_s and history_max_count must be 0 (no limit) or more")
+        if self.prune_interval_s <= 0:
+            raise ValueError("prune_interval_s must be positive")
+        if self.execution_timeout_s < 0:
+            raise ValueError("execution_timeout_s must be 0 (no limit) or positive")
         if self.stream_flush_ms < 0:
             raise ValueError("stream_flush_ms must not be negative")
 

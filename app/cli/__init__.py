@@ -140,7 +140,7 @@ def _add_executions(
 ) -> None:
     executions = commands.add_parser(
         "executions",
-        help="list, show, cancel, resume or retry runs",
+        help="list, show, cancel, resume, retry or prune runs",
         description="Inspect runs.",
     )
     actions = executions.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -174,6 +174,10 @@ def _add_executions(
     resume = actions.add_parser("resume", parents=[client], help="resume a waiting run")
     resume.add_argument("id", help="execution id")
     resume.add_argument("--value", default="null", help="the value the wait node returns (JSON)")
+    prune = actions.add_parser(
+        "prune", parents=[client], help="delete finished runs past the server's retention now"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only count them")
     executions.set_defaults(handler=cmd_executions)
 
 

@@ -198,6 +198,12 @@ class GraphpushClient:
         )
         return answer
 
+    def prune(self, *, dry_run: bool = False) -> JsonObject:
+        answer: JsonObject = self.request(
+            "POST", "/agents/executions/prune", json={"dry_run": dry_run}
+        )
+        return answer
+
     # ---- the execution stream (SSE) -------------------------------------------------------
 
     def stream(self, execution_id: str, after: int = 0) -> Iterator[SseEvent]:

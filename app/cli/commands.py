@@ -200,6 +200,10 @@ def cmd_executions(client: GraphpushClient, args: argparse.Namespace, console: C
         case "cancel":
             client.cancel(args.id)
             console.print(f"canceling execution {args.id}", highlight=False)
+        case "prune":
+            pruned = client.prune(dry_run=args.dry_run)["pruned"]
+            verb = "would prune" if args.dry_run else "pruned"
+            console.print(f"{verb} {pruned} finished runs", highlight=False)
         case _:
             client.resume(args.id, _json_arg(args.value, "--value"))
             console.print(f"resumed execution {args.id}", highlight=False)

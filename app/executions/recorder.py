@@ -224,6 +224,14 @@ class RunRecorder:
         self.graph_state.mark_error(None, message, error_type)
         self.record.error = {"message": message, "node": None, "type": error_type}
 
+    def time_out(self, message: str) -> None:
+        """Record that the run timed out; the error names the node that was running, if
+        one was."""
+        running = [task.name for task in self._tasks.values() if not task.silent]
+        self.fail_run(message, "timeout")
+        if running:
+            self.record.error = {**(self.record.error or {}), "node": running[0]}
+
     # ---- helpers ---------------------------------------------------------------------
 
     def _forget_streams(self) -> None:

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.pregel import Pregel
 
 from app.bus.base import EventBus
 from app.clock import new_id, now_ms
 from app.errors import IllegalTransition, NotFound, QueueFull, ValidationFailed, problem
 from app.executions import retry
+from app.executions.admission import Admission, Idempotency, Strategy
 from app.executions.recorder import RunRecorder
+from app.executions.retention import forget
 from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
@@ -29,11 +32,12 @@ from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionRecord,
+    IdempotencyKey,
     JsonObject,
     StoredEvent,
 )
 from app.model.status import ExecutionStatus, check_transition
-from app.queue.base import ExecutionQueue
+from app.queue.base import EVERYTHING, ExecutionQueue
 from app.settings import Settings
 from app.storage.base import ExecutionStore
 from app.workflows.node_types import NodeType
@@ -54,6 +58,7 @@ class ExecutionService:
         bus: EventBus,
         queue: ExecutionQueue,
         runner: GraphRunner,
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -61,6 +66,7 @@ class ExecutionService:
         self.bus = bus
         self.queue = queue
         self._reserved = 0
+        self.checkpointer = checkpointer
         #: The workers: they run what ``workflows`` compiles, and end every run.
         self.manager = ExecutionManager(
             store=store,
@@ -69,11 +75,19 @@ class ExecutionService:
             compile=workflows.compile,
             runner=runner,
             workers=settings.workers,
+            timeout_s=settings.execution_timeout_s,
             recorder=functools.partial(
                 RunRecorder,
                 stream_flush_ms=settings.stream_flush_ms,
                 max_message_bytes=settings.max_message_bytes,
             ),
+        )
+        self._admission = Admission(
+            settings=settings,
+            store=store,
+            gate=self.manager.gate,
+            enqueue=self._enqueue,
+            replace=self._replace,
         )
 
     # ---- Python API --------------------------------------------------------------------
@@ -96,15 +110,39 @@ class ExecutionService:
             raise QueueFull(f"{self.settings.queue_bound} runs are already queued; retry later")
         self._reserved += 1
 
-    async def _enqueue(self, record: ExecutionRecord) -> None:
-        """Store ``record`` durably, then queue it; the queue slot is reserved first so a
-        stored run is never refused by the queue."""
+    async def _enqueue(
+        self, record: ExecutionRecord, key: IdempotencyKey | None = None, live_since: int = 0
+    ) -> IdempotencyKey | None:
+        """Store ``record`` durably (with ``key`` in the same transaction), then queue it;
+        the queue slot is reserved first so a stored run is never refused by the queue.
+        Returns the key stored first instead, storing nothing, if another request won."""
+        self.manager.gate.queued(record)  # now: a later request of its key sees it
         self._reserve()
         try:
-            await self.store.save(record)
+            if key is None:
+                first = None
+                await self.store.save(record)
+            else:
+                first = await self.store.save_keyed(record, key, live_since=live_since)
+        except BaseException:
+            self.manager.gate.forget([record])
+            raise
         finally:
             self._reserved -= 1
+        if first is not None:
+            self.manager.gate.forget([record])
+            return first
         await self.queue.put(record)
+        return None
+
+    async def _replace(self, execution_id: str, delete: bool) -> None:
+        """End an older run of a concurrency key ``canceled`` (SPEC §10 ``interrupt``), and
+        wait until that is published; with ``delete`` (``rollback``) it is then deleted."""
+        with contextlib.suppress(IllegalTransition, NotFound):  # it ended meanwhile
+            await self.cancel_execution(execution_id)
+        await self.manager.wait_ended(execution_id)
+        if delete:
+            await forget(self.store, self.checkpointer, [execution_id])
 
     async def queue_manual_execution(
         self,
@@ -115,11 +153,40 @@ class ExecutionService:
         owner: str | None = None,
     ) -> ExecutionRecord:
         """Create a ``new`` run of ``workflow_id`` and queue it (n8n's manual run)."""
+        record = await self.new_run(workflow_id, input=input, push_ref=push_ref, owner=owner)
+        await self._enqueue(record)
+        return record
+
+    async def new_run(
+        self,
+        workflow_id: str,
+        *,
+        input: JsonObject | None = None,
+        push_ref: str | None = None,
+        owner: str | None = None,
+        concurrency_key: str | None = None,
+    ) -> ExecutionRecord:
+        """A ``new`` run of ``workflow_id``, neither stored nor queued."""
         _check_push_ref(push_ref)
         workflow, version = await self.workflows.get_versioned(workflow_id)
         record = _new_record(workflow_id, workflow, version, input, push_ref, owner)
-        await self._enqueue(record)
+        record.concurrency_key = concurrency_key
         return record
+
+    async def accept(
+        self,
+        build: Callable[[], Awaitable[ExecutionRecord]],
+        answer: Callable[[ExecutionRecord], bytes],
+        *,
+        owner: str | None,
+        idempotency: Idempotency | None = None,
+        strategy: Strategy = "enqueue",
+    ) -> tuple[bytes, bool]:
+        """Queue the run ``build`` makes, under SPEC §10's run control; see
+        :meth:`app.executions.admission.Admission.accept`."""
+        return await self._admission.accept(
+            build, answer, owner=owner, idempotency=idempotency, strategy=strategy
+        )
 
     async def retry_execution(
         self,
@@ -132,9 +199,33 @@ class ExecutionService:
         push_ref: str | None = None,
         owner: str | None = None,
     ) -> ExecutionRecord:
-        """Queue a retry of a finished run (SPEC §9): a new run whose ``retry_of`` is
-        ``execution_id``, on the run's workflow snapshot (or the workflow as ``saved`` now),
-        that reuses the original's results of the nodes before ``from_node``
+        """Queue a retry of a finished run: :meth:`new_retry`, stored and queued."""
+        record = await self.new_retry(
+            execution_id,
+            from_node=from_node,
+            saved=saved,
+            state=state,
+            input=input,
+            push_ref=push_ref,
+            owner=owner,
+        )
+        await self._enqueue(record)
+        return record
+
+    async def new_retry(
+        self,
+        execution_id: str,
+        *,
+        from_node: str | None = None,
+        saved: bool = False,
+        state: dict[str, JsonObject] | None = None,
+        input: JsonObject | None = None,
+        push_ref: str | None = None,
+        owner: str | None = None,
+    ) -> ExecutionRecord:
+        """A retry of a finished run (SPEC §9), neither stored nor queued: a new run whose
+        ``retry_of`` is ``execution_id``, on the run's workflow snapshot (or the workflow as
+        ``saved`` now), that reuses the original's results of the nodes before ``from_node``
         (:mod:`app.executions.retry`), ``state`` replacing some of them and ``input`` the
         run input. Raises :class:`IllegalTransition` (409) for a run not finished and
         :class:`ValidationFailed` (422) for what the retry cannot use."""
@@ -151,7 +242,6 @@ class ExecutionService:
         record = _new_record(original.workflow_id, workflow, version, run_input, push_ref, owner)
         compiled = None if workflow.get("graph") else await self.workflows.compile(record)
         retry.prepare(record, original, compiled, from_node=from_node, state=state or {})
-        await self._enqueue(record)
         return record
 
     async def _saved_workflow(self, workflow_id: str) -> tuple[JsonObject, str]:
@@ -248,6 +338,13 @@ class ExecutionService:
         the workers: runs left ``running`` by a dead process end ``crashed``
         (:meth:`ExecutionManager.recover`), ``new`` ones run, ``waiting`` ones wait on."""
         await self.queue.restore()
+        # Concurrency keys are taken in the order the runs came (waiting ones hold theirs).
+        unfinished = []
+        for status in (S.WAITING, S.NEW):
+            page = await self.store.list(ExecutionQuery(status=status, limit=EVERYTHING))
+            unfinished += page.items
+        for record in sorted(unfinished, key=lambda r: r.created_at):
+            self.manager.gate.queued(record)
         self.manager.start()
 
     def metrics_text(self) -> str:

@@ -22,6 +22,7 @@ from msgspec.json import decode as _decode
 from app.bus.base import EventBus, PushEvent
 from app.clock import now_ms
 from app.executions.active import ActiveExecution
+from app.executions.concurrency import Gate
 from app.executions.pacing import Flush, run_events
 from app.executions.recorder import RunRecorder
 from app.executions.retry import run_state
@@ -53,20 +54,26 @@ class ExecutionManager:
         compile: Compile,
         runner: GraphRunner,
         workers: int = 1,
+        timeout_s: float = 0.0,
         recorder: Callable[..., RunRecorder] = RunRecorder,
     ) -> None:
+        """``timeout_s``: the longest a run may execute (0: no limit), unless its workflow's
+        ``settings.timeout_s`` is shorter."""
         self.store = store
         self.bus = bus
         self.queue = queue
         self._compile = compile
         self._runner = runner
         self._worker_count = workers
+        self._timeout_s = timeout_s
         self._recorder = recorder  # with the run's stream options (SPEC §8)
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._active: dict[str, ActiveExecution] = {}
         #: Runs ended by this process, by final status (``/metrics``).
         self.finished: Counter[str] = Counter()
+        #: What a queued run waits for before it may start (SPEC §10).
+        self.gate = Gate()
 
     @property
     def active_count(self) -> int:  # a gauge of /metrics
@@ -84,6 +91,14 @@ class ExecutionManager:
             None if active is None else _decode(encoder.encode(active.record), type=ExecutionRecord)
         )
 
+    async def wait_ended(self, execution_id: str) -> None:
+        """Return once the run, if it executes here, has ended, and every terminal message
+        of a run ended so far is published."""
+        active = self._active.get(execution_id)
+        if active is not None and active.task is not None:
+            await asyncio.wait([active.task])
+        await self.drain()
+
     def start(self) -> None:
         self._workers = [
             asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self._worker_count)
@@ -92,13 +107,14 @@ class ExecutionManager:
     async def _work(self) -> None:
         while True:
             await self.store.wait_writable()  # a run starts once its states can be stored
-            record = await self.queue.get()
+            record = await self.queue.get(self.gate.admits)
             if record.status is ExecutionStatus.RUNNING:  # its process died
                 try:
                     await self.recover([record])
                 except Exception:  # e.g. the store is unreachable: this worker goes on
                     log.exception("recovering execution %s failed", record.id)
                 continue
+            self.gate.started(record)
             # asyncio.wait, unlike await, leaves the run alone when the worker is cancelled:
             # shutdown decides separately how long running executions may go on.
             await asyncio.wait([self._begin(record)])
@@ -167,27 +183,46 @@ class ExecutionManager:
             await self._finish(RunRecorder(active.record, {}, {}), ExecutionStatus.CANCELED)
             return
         recorder, compiled, resuming = await self._start(active.record)
-        if compiled is None:
-            await self._finish(recorder, ExecutionStatus.ERROR)
-            return
+        status = ExecutionStatus.ERROR
+        try:
+            if compiled is not None:
+                status = await self._outcome(active, recorder, compiled, resuming)
+        except asyncio.CancelledError:  # not asked for: the event loop is closing
+            status = ExecutionStatus.CANCELED
+            raise
+        finally:
+            # Whatever happened above, the run ends here: never left ``running`` (SPEC §10).
+            await self._finish(recorder, status)
+
+    async def _outcome(
+        self,
+        active: ActiveExecution,
+        recorder: RunRecorder,
+        compiled: CompiledWorkflow,
+        resuming: bool,
+    ) -> ExecutionStatus:
+        """Run the graph within its time limit; the status the run ends (or pauses) with."""
+        limit = time_limit(compiled.settings.get("timeout_s"), self._timeout_s)
+        scope = asyncio.timeout(limit)
         try:
             active.streaming = True
             if active.cancel_event.is_set():  # canceled while it began
                 raise asyncio.CancelledError
-            status = await self._stream(recorder, compiled, resuming)
+            async with scope:
+                return await self._stream(recorder, compiled, resuming)
         except asyncio.CancelledError:
             if not active.cancel_event.is_set():
                 raise
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            status = ExecutionStatus.CANCELED
-        except TimeoutError:
-            recorder.fail_run(f"timed out after {compiled.settings.get('timeout_s')} s", "timeout")
-            status = ExecutionStatus.CANCELED
-        except Exception as exc:
+            return ExecutionStatus.CANCELED
+        except Exception as exc:  # a node's error, or the engine's own
+            if isinstance(exc, TimeoutError) and scope.expired():
+                # n8n ends a timed-out run ``canceled``, with an error that says why.
+                recorder.time_out(f"the execution timed out after {limit:g} s")
+                return ExecutionStatus.CANCELED
             if active.record.error is None:  # no node reported it: the graph itself failed
                 recorder.fail_run(str(exc) or type(exc).__name__, type(exc).__name__)
-            status = ExecutionStatus.ERROR
-        await self._finish(recorder, status)
+            return ExecutionStatus.ERROR
 
     async def _start(
         self, record: ExecutionRecord
@@ -215,19 +250,17 @@ class ExecutionManager:
     ) -> ExecutionStatus:
         record = recorder.record
         waiting = False
-        timeout = compiled.settings.get("timeout_s")
-        async with asyncio.timeout(float(timeout) if timeout else None):
-            state = run_state(record)
-            async for event in run_events(self._runner, compiled, recorder, resuming, state):
-                if isinstance(event, Flush | NodeStreamed):
-                    if flushed := recorder.streamed(event):  # most chunks only wait
-                        await self._emit(record, flushed)
-                elif isinstance(event, TaskStarted):
-                    before = recorder.node_started(event.task_id, event.name)
-                    await self._emit(record, [before] if before else [])
-                else:
-                    waiting = waiting or bool(event.interrupts)
-                    await self._emit(record, recorder.node_finished(event))
+        state = run_state(record)
+        async for event in run_events(self._runner, compiled, recorder, resuming, state):
+            if isinstance(event, Flush | NodeStreamed):
+                if flushed := recorder.streamed(event):  # most chunks only wait
+                    await self._emit(record, flushed)
+            elif isinstance(event, TaskStarted):
+                before = recorder.node_started(event.task_id, event.name)
+                await self._emit(record, [before] if before else [])
+            else:
+                waiting = waiting or bool(event.interrupts)
+                await self._emit(record, recorder.node_finished(event))
         return ExecutionStatus.WAITING if waiting else ExecutionStatus.SUCCESS
 
     async def _finish(self, recorder: RunRecorder, status: ExecutionStatus) -> None:
@@ -235,6 +268,8 @@ class ExecutionManager:
         message once it is durable. Returns before the commit; see :meth:`drain`."""
         record = recorder.record
         check_transition(record.status, status)
+        self.gate.stopped(record, status)
+        self.queue.notify()  # the runs it held back may start
         record.status = status
         record.resume_value = None
         if status.finished:
@@ -282,6 +317,12 @@ class ExecutionManager:
         # Phase 4: every terminal message is stored and published, in the grace (full disk).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.drain(), timeout_s)
+
+
+def time_limit(workflow_s: float | None, server_s: float) -> float | None:
+    """The time limit of a run: the smaller of its workflow's and the server's (0: none)."""
+    limits = [limit for limit in (workflow_s, server_s) if limit]
+    return min(limits) if limits else None
 
 
 def _push_event(record: ExecutionRecord, event: StoredEvent) -> PushEvent:

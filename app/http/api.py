@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
@@ -14,12 +15,15 @@ from app.errors import (
     BadRequest,
     ValidationFailed,
 )
+from app.executions.admission import Strategy
 from app.http.auth import authenticate
 from app.http.bodies import execution_dto, run_accepted
 from app.http.body import read_json_body
+from app.http.idempotency import accepted_body, accepted_response, idempotency
 from app.http.params import EXECUTION_PATH, WORKFLOW_PATH, QueryReader
 from app.messages import encoder
-from app.model.records import ExecutionQuery, JsonObject
+from app.metrics import prometheus
+from app.model.records import ExecutionQuery, ExecutionRecord, JsonObject
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
 from app.workflows.checks import check_value
@@ -35,10 +39,18 @@ class JSONResponse(Response):
 class RunBody(msgspec.Struct, forbid_unknown_fields=True):
     input: dict[str, Any] | None = None
     push_ref: str | None = None
+    #: SPEC §10: runs of one key (per API key) run one at a time; the strategy says what a
+    #: new one does while an older one is unfinished.
+    concurrency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
+    multitask_strategy: Strategy = "enqueue"
 
 
 class ResumeBody(msgspec.Struct, forbid_unknown_fields=True):
     value: Any = None
+
+
+class PruneBody(msgspec.Struct, forbid_unknown_fields=True):
+    dry_run: bool = False
 
 
 async def read_body(request: Request) -> bytes:
@@ -146,15 +158,27 @@ async def run_workflow(request: Request) -> Response:
     owner = _owner(request)
     body = await read_body(request)
     run = decode_json(body, RunBody) if body.strip() else RunBody()
-    record = await runtime(request).service.queue_manual_execution(
-        request.path_params["workflow_id"],
-        input=run.input,
-        push_ref=run.push_ref or request.headers.get("push-ref"),
+    push_ref = run.push_ref or request.headers.get("push-ref")
+    service = runtime(request).service
+
+    def build() -> Awaitable[ExecutionRecord]:
+        workflow_id = request.path_params["workflow_id"]
+        return service.new_run(
+            workflow_id,
+            input=run.input,
+            push_ref=push_ref,
+            owner=owner,
+            concurrency_key=run.concurrency_key,
+        )
+
+    answer, replayed = await service.accept(
+        build,
+        accepted_body(request, owner),
         owner=owner,
+        idempotency=idempotency(request, run, push_ref),
+        strategy=run.multitask_strategy,
     )
-    if record.push_ref is not None:  # its messages reach that pushRef even across a gap
-        runtime(request).hub.shared.expect(record.id, record.push_ref, owner)
-    return JSONResponse(run_accepted(record), status_code=202)
+    return accepted_response(answer, replayed)
 
 
 async def workflow_executions(request: Request) -> Response:
@@ -228,6 +252,17 @@ async def execution_events(request: Request) -> Response:
     )
 
 
+async def prune_executions(request: Request) -> Response:
+    """Prune the history now, as the timer does (SPEC §10); ``dry_run`` only counts."""
+    _owner(request)
+    body = await read_body(request)
+    prune = decode_json(body, PruneBody) if body.strip() else PruneBody()
+    pruner = runtime(request).pruner
+    assert pruner is not None, "the lifespan owns a pruner"
+    pruned = await pruner.prune(dry_run=prune.dry_run)
+    return JSONResponse({"pruned": pruned, "dry_run": prune.dry_run})
+
+
 # ---- operations -----------------------------------------------------------------------
 
 
@@ -252,8 +287,10 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     rt = runtime(request)
+    lag = prometheus(rt.loop_lag.gauges()) if rt.loop_lag else ""
+    pruned = prometheus({}, rt.pruner.counters()) if rt.pruner else ""
     return PlainTextResponse(
-        rt.service.metrics_text() + rt.hub.metrics_text() + rt.health.metrics_text()
+        rt.service.metrics_text() + rt.hub.metrics_text() + rt.health.metrics_text() + lag + pruned
     )
 
 
@@ -265,6 +302,7 @@ def api_routes() -> list[BaseRoute]:
         Route(f"{WORKFLOW_PATH}/run", run_workflow, methods=["POST"]),
         Route(f"{WORKFLOW_PATH}/executions", workflow_executions, methods=["GET"]),
         Route("/agents/executions", list_executions, methods=["GET"]),
+        Route("/agents/executions/prune", prune_executions, methods=["POST"]),
         Route(EXECUTION_PATH, get_execution, methods=["GET"]),
         Route(f"{EXECUTION_PATH}/cancel", cancel_execution, methods=["POST"]),
         Route(f"{EXECUTION_PATH}/resume", resume_execution, methods=["POST"]),

@@ -4,14 +4,18 @@ finished run, and cancel many runs at once. Bodies, errors and auth as in
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from app.http.api import JSONResponse, decode_json, read_body
 from app.http.auth import authenticate
-from app.http.bodies import CancelFilter, RetryBody, run_accepted
+from app.http.bodies import CancelFilter, RetryBody
+from app.http.idempotency import accepted_body, accepted_response, idempotency
 from app.http.params import EXECUTION_PATH
+from app.model.records import ExecutionRecord
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
 
@@ -20,16 +24,28 @@ async def retry_execution(request: Request) -> Response:
     owner = authenticate(request, runtime(request).settings)
     body = await read_body(request)
     retry = decode_json(body, RetryBody) if body.strip() else RetryBody()
-    record = await runtime(request).service.retry_execution(
-        request.path_params["execution_id"],
-        from_node=retry.from_node,
-        saved=retry.workflow == "saved",
-        state=retry.state,
-        input=retry.input,
-        push_ref=retry.push_ref or request.headers.get("push-ref"),
+    push_ref = retry.push_ref or request.headers.get("push-ref")
+    service = runtime(request).service
+
+    def build() -> Awaitable[ExecutionRecord]:
+        return service.new_retry(
+            request.path_params["execution_id"],
+            from_node=retry.from_node,
+            saved=retry.workflow == "saved",
+            state=retry.state,
+            input=retry.input,
+            push_ref=push_ref,
+            owner=owner,
+        )
+
+    # An Idempotency-Key makes a retried retry safe, as on POST .../run (SPEC §10).
+    answer, replayed = await service.accept(
+        build,
+        accepted_body(request, owner),
         owner=owner,
+        idempotency=idempotency(request, retry, push_ref),
     )
-    return JSONResponse(run_accepted(record), status_code=202)
+    return accepted_response(answer, replayed)
 
 
 async def cancel_executions(request: Request) -> Response:

@@ -69,6 +69,22 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     #: Set while a resumed run waits in the queue: the value handed to ``interrupt()``.
     resume_value: Any = None
     resume_pending: bool = False
+    #: Runs of one key (and owner) run one at a time, in order (SPEC §10).
+    concurrency_key: str | None = None
+
+
+class IdempotencyKey(msgspec.Struct, frozen=True, kw_only=True):
+    """An ``Idempotency-Key`` and the first answer given to it (SPEC §10)."""
+
+    #: The API key's owner id ("" when keys are off): keys are scoped per API key.
+    owner: str
+    key: str
+    #: A digest of the first request (route and body): a different request may not reuse it.
+    fingerprint: str
+    execution_id: str
+    created_at: int
+    #: The body of the first answer, replayed as it was.
+    answer: bytes
 
 
 class ExecutionQuery(msgspec.Struct, frozen=True, kw_only=True):

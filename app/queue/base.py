@@ -13,6 +13,7 @@ holds (the store is the source of truth). Every queue is an async context manage
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -20,14 +21,26 @@ from app.errors import QueueFull
 from app.model.records import ExecutionPage, ExecutionQuery, ExecutionRecord
 from app.model.status import ExecutionStatus
 
+#: Whether a queued run may start now (its concurrency limits allow it).
+Admits = Callable[[ExecutionRecord], bool]
+
+
+def admit_all(record: ExecutionRecord) -> bool:
+    return True
+
 
 class ExecutionQueue(Protocol):
     async def put(self, record: ExecutionRecord) -> None:
         """Queue a stored ``new`` run; raises :class:`QueueFull` past the bound."""
         ...
 
-    async def get(self) -> ExecutionRecord:
-        """The oldest queued run, now held by this process; waits while there is none."""
+    async def get(self, admits: Admits = admit_all) -> ExecutionRecord:
+        """The oldest queued run that ``admits`` accepts, now held by this process; waits
+        while there is none. A run refused keeps its place for a later ``get``."""
+        ...
+
+    def notify(self) -> None:
+        """What ``admits`` decides may have changed (a run ended): look again."""
         ...
 
     async def done(self, execution_id: str) -> None:
@@ -58,17 +71,18 @@ EVERYTHING = 1 << 62
 
 
 class LocalQueue:
-    """Runs queued in this process, first in first out, at most ``bound`` at a time.
+    """Runs queued in this process, first in first out among those its limits admit, at
+    most ``bound`` at a time.
 
     It lives and dies with the process: :meth:`restore` hands runs left ``running`` by the
     previous process to the workers (to end them ``crashed``), then queues the ``new`` ones
     again, oldest first; ``waiting`` runs wait on."""
 
     def __init__(self, bound: int, *, store: StoredRuns) -> None:
-        self._queue: asyncio.Queue[ExecutionRecord] = asyncio.Queue(maxsize=bound)
+        self._bound = bound
         self._store = store
-        #: Runs canceled while queued: skipped when their turn comes.
-        self._dropped: set[str] = set()
+        self._runs: dict[str, ExecutionRecord] = {}  # in queue order
+        self._changed = asyncio.Event()
 
     async def __aenter__(self) -> Self:
         return self
@@ -82,25 +96,30 @@ class LocalQueue:
         return None
 
     async def put(self, record: ExecutionRecord) -> None:
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
-            raise QueueFull(f"{self._queue.maxsize} runs are already queued; retry later") from None
+        if len(self._runs) >= self._bound:
+            raise QueueFull(f"{self._bound} runs are already queued; retry later")
+        self._runs[record.id] = record
+        self.notify()
 
-    async def get(self) -> ExecutionRecord:
+    async def get(self, admits: Admits = admit_all) -> ExecutionRecord:
         while True:
-            record = await self._queue.get()
-            if record.id not in self._dropped:
-                return record
-            self._dropped.discard(record.id)
+            for record in self._runs.values():
+                # A run left ``running`` by a dead process is ended at once, limits or not.
+                if record.status is not ExecutionStatus.NEW or admits(record):
+                    del self._runs[record.id]
+                    return record
+            self._changed.clear()
+            await self._changed.wait()
+
+    def notify(self) -> None:
+        self._changed.set()
 
     async def done(self, execution_id: str) -> None:
         return None
 
     async def cancel(self, record: ExecutionRecord) -> bool:
-        if record.status is ExecutionStatus.NEW:
-            self._dropped.add(record.id)
-        return True  # one process: a run not running here is nobody's
+        self._runs.pop(record.id, None)  # one process: a run not running here is nobody's
+        return True
 
     async def restore(self) -> None:
         for status in (ExecutionStatus.RUNNING, ExecutionStatus.NEW):
@@ -109,4 +128,4 @@ class LocalQueue:
                 await self.put(record)
 
     def qsize(self) -> int:
-        return self._queue.qsize()
+        return len(self._runs)

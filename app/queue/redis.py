@@ -42,8 +42,11 @@ from redis.exceptions import RedisError, ResponseError
 
 from app.errors import BackendUnavailable
 from app.messages import encoder
+from app.model.limits import Claim
 from app.model.records import ExecutionRecord
 from app.model.status import ExecutionStatus, check_transition
+from app.queue.base import Admits, admit_all
+from app.queue.held_back import RECHECK_S, Entry, HeldBack
 from app.queue.restore import GROUP, QueuedRuns, Restorer
 
 log = logging.getLogger(__name__)
@@ -53,14 +56,14 @@ _decode = msgspec.json.Decoder(ExecutionRecord).decode
 RETRY_S = 0.25
 #: How long the stopped heartbeat gets to end: a client library may lose a cancel request.
 STOP_TIMEOUT_S = 2.0
-#: Entry id, the queued record, and whether it was taken over from a stopped process.
-Entry = tuple[str, ExecutionRecord, bool]
 
 
 class Claims(QueuedRuns, Protocol):
     """What the queue needs from the shared store (:class:`~app.storage.postgres.PostgresStore`)."""
 
     async def swap(self, record: ExecutionRecord, expected: ExecutionStatus) -> bool: ...
+
+    async def claim(self, record: ExecutionRecord) -> Claim: ...
 
 
 class RedisQueue:
@@ -83,6 +86,7 @@ class RedisQueue:
         #: Pause before taking a run again after a failure: short, to be back soon after Redis.
         self._retry_s = min(self._beat_s, RETRY_S)
         self._held: dict[str, str] = {}  # execution id -> entry id
+        self._limits = HeldBack()
         self._taken_over: deque[Entry] = deque()
         self._next_takeover = 0.0
         self._takeover_cursor = "0-0"
@@ -125,7 +129,7 @@ class RedisQueue:
         except (RedisError, OSError):
             log.warning("Redis is unreachable: run %s is stored, queued once it is back", record.id)
 
-    async def get(self) -> ExecutionRecord:
+    async def get(self, admits: Admits = admit_all) -> ExecutionRecord:
         """The next run, claimed for this process: a ``new`` run as it was queued, or a
         taken-over run left ``running`` by a dead process, as it is stored."""
         task = asyncio.current_task()
@@ -136,7 +140,7 @@ class RedisQueue:
                 # worker loops on and shutdown hangs.
                 raise asyncio.CancelledError
             try:
-                record = await self._take()
+                record = await self._held_back(admits) or await self._take(admits)
             except Exception:  # Redis or PostgreSQL unreachable: the worker outlives it
                 log.warning("taking a run failed; again in %.1f s", self._retry_s, exc_info=True)
                 await asyncio.sleep(self._retry_s)
@@ -144,16 +148,44 @@ class RedisQueue:
             if record is not None:
                 return record
 
-    async def _take(self) -> ExecutionRecord | None:
+    async def _take(self, admits: Admits) -> ExecutionRecord | None:
         entry = await self._next()
         if entry is None:
             return None
         entry_id, record, taken_over = entry
-        claimed = msgspec.structs.replace(record, status=S.RUNNING)
-        if record.status is S.NEW and await self._store.swap(claimed, expected=S.NEW):
-            self._held[record.id] = entry_id
-            return record
+        if record.status is S.NEW:
+            claim = await self._claim(record, admits)
+            if claim is Claim.CLAIMED:
+                self._held[record.id] = entry_id
+                return record
+            if claim is not Claim.GONE:
+                self._limits.hold(entry)
+                return None
         return await self._settle(entry_id, record.id, taken_over)
+
+    async def _claim(self, record: ExecutionRecord, admits: Admits) -> Claim:
+        if not admits(record):  # this process's own view of the limits
+            return Claim.WORKFLOW_FULL
+        return await self._store.claim(msgspec.structs.replace(record, status=S.RUNNING))
+
+    async def _held_back(self, admits: Admits) -> ExecutionRecord | None:
+        """The oldest run held back by a limit that may start now (looked at when a run
+        ended here, and every :data:`RECHECK_S`, as other processes end runs too)."""
+        for entry in self._limits.due(asyncio.get_running_loop().time()):
+            entry_id, record, _ = entry
+            claim = await self._claim(record, admits)
+            if claim in (Claim.WORKFLOW_FULL, Claim.KEY_TAKEN):
+                self._limits.still_held(entry, claim)
+                continue
+            self._limits.release(entry)
+            if claim is Claim.CLAIMED:
+                self._held[record.id] = entry_id
+                return record
+            await self._forget(entry_id, record.id)  # canceled while held back
+        return None
+
+    def notify(self) -> None:
+        self._limits.recheck = True
 
     async def done(self, execution_id: str) -> None:
         entry_id = self._held.pop(execution_id, None)
@@ -208,8 +240,10 @@ class RedisQueue:
                 await self._take_over()
             if self._taken_over:
                 return self._taken_over.popleft()
+            # While runs are held back, wake up often enough to see a slot free up.
+            block_s = min(self._beat_s, RECHECK_S) if self._limits else self._beat_s
             reply = await self._redis.xreadgroup(  # RESP2: [[stream, [(id, fields)]]]
-                GROUP, self._consumer, {self._stream: ">"}, count=1, block=int(self._beat_s * 1000)
+                GROUP, self._consumer, {self._stream: ">"}, count=1, block=int(block_s * 1000)
             )
         if not reply:
             return None
@@ -273,14 +307,10 @@ class RedisQueue:
         while True:
             await asyncio.sleep(self._beat_s)
             try:
-                if self._held:
+                entries: list[Any] = [*self._held.values(), *self._limits.entry_ids()]
+                if entries:
                     await self._redis.xclaim(
-                        self._stream,
-                        GROUP,
-                        self._consumer,
-                        0,
-                        list(self._held.values()),
-                        justid=True,
+                        self._stream, GROUP, self._consumer, 0, entries, justid=True
                     )
                 await self._refresh_depth()
                 await self._restorer.sweep_if_due()

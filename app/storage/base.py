@@ -16,6 +16,7 @@ from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionRecord,
+    IdempotencyKey,
     JsonObject,
     StoredEvent,
 )
@@ -48,7 +49,31 @@ class ExecutionStore(Protocol):
         a worker waits here before it starts a run."""
         ...
 
+    async def save_keyed(
+        self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
+    ) -> IdempotencyKey | None:
+        """Store ``record`` (a new run) and ``key`` in one transaction, unless the owner's
+        key of that name created at or after ``live_since`` is stored: then store nothing
+        and return that key. Of two racing calls (any processes), exactly one stores."""
+        ...
+
+    async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
+        """The owner's key of that name if it was created at or after ``live_since``."""
+        ...
+
     async def get(self, execution_id: str) -> ExecutionRecord | None: ...
+
+    async def prunable(
+        self, *, created_before: int, keep: int | None, limit: int
+    ) -> builtins.list[str]:
+        """Ids of up to ``limit`` finished runs past retention, oldest first: those created
+        before ``created_before``, and those beyond the ``keep`` newest finished runs."""
+        ...
+
+    async def delete(self, execution_ids: Sequence[str]) -> int:
+        """Delete those of these runs that are finished, with their event logs and
+        idempotency keys, and reclaim the space; returns how many were deleted."""
+        ...
 
     async def list(self, query: ExecutionQuery) -> ExecutionPage:
         """Newest first, with the total matching ``query`` before ``limit``/``offset``."""

@@ -20,9 +20,11 @@ from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionRecord,
+    IdempotencyKey,
     JsonObject,
     StoredEvent,
 )
+from app.storage.sql_rows import prune_count
 
 _decode = msgspec.json.Decoder(ExecutionRecord).decode
 
@@ -35,6 +37,7 @@ class MemoryStore:
         self._records: dict[str, bytes] = {}
         self._events: dict[str, list[StoredEvent]] = {}
         self._workflows: dict[str, JsonObject] = {}
+        self._keys: dict[tuple[str, str], IdempotencyKey] = {}
 
     async def __aenter__(self) -> Self:
         return self
@@ -66,6 +69,37 @@ class MemoryStore:
 
     async def wait_writable(self) -> None:
         return None
+
+    async def save_keyed(
+        self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
+    ) -> IdempotencyKey | None:
+        first = await self.get_key(key.owner, key.key, live_since=live_since)
+        if first is None:
+            self._keys[key.owner, key.key] = key
+            self.stage(record)
+        return first
+
+    async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
+        found = self._keys.get((owner, key))
+        return found if found is not None and found.created_at >= live_since else None
+
+    async def prunable(
+        self, *, created_before: int, keep: int | None, limit: int
+    ) -> builtins.list[str]:
+        finished = sorted(
+            (r.created_at, r.id) for r in map(_decode, self._records.values()) if r.status.finished
+        )
+        aged = sum(1 for created_at, _ in finished if created_at < created_before)
+        count = min(limit, prune_count(len(finished), aged, keep))
+        return [execution_id for _, execution_id in finished[:count]]
+
+    async def delete(self, execution_ids: Sequence[str]) -> int:
+        gone = {i for i in execution_ids if (r := await self.get(i)) and r.status.finished}
+        for execution_id in gone:
+            del self._records[execution_id]
+            self._events.pop(execution_id, None)
+        self._keys = {k: v for k, v in self._keys.items() if v.execution_id not in gone}
+        return len(gone)
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
         body = self._records.get(execution_id)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -28,15 +28,29 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.errors import Conflict
 from app.messages import encoder
+from app.model.limits import Claim, key_scope, max_concurrency
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionRecord,
+    IdempotencyKey,
     JsonObject,
     StoredEvent,
 )
 from app.model.status import ExecutionStatus
-from app.storage.sql_rows import RETRY_OF_INDEX, EventRow, RecordRow, json_object, record_from_row
+from app.storage.sql_rows import (
+    FINISHED,
+    KEY_COLUMNS,
+    RETRY_OF_INDEX,
+    EventRow,
+    RecordRow,
+    json_object,
+    key_from_row,
+    key_row,
+    prune_count,
+    record_from_row,
+    record_row,
+)
 from app.storage.sql_rows import where as sql_where
 from app.storage.staging import SqlStaging
 
@@ -57,12 +71,28 @@ MIGRATIONS: tuple[str, ...] = (
         id text PRIMARY KEY, body bytea NOT NULL, position bigserial NOT NULL);
     """,
     f"ALTER TABLE executions ADD COLUMN retry_of text; CREATE INDEX {RETRY_OF_INDEX}",
+    # 3: Idempotency-Key (SPEC §10); the primary key decides a race between instances.
+    """
+    CREATE TABLE idempotency_keys (
+        owner text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,
+        execution_id text NOT NULL, created_at bigint NOT NULL, answer bytea NOT NULL,
+        PRIMARY KEY (owner, key));
+    CREATE INDEX idempotency_keys_by_execution ON idempotency_keys (execution_id);
+    """,
+    # 4: the list of every run, newest first, reads one page, not the whole history.
+    "CREATE INDEX executions_by_time ON executions (created_at, id);",
 )
 #: A dropped connection (server restart, ``pg_terminate_backend``) is replaced: the pool checks
 #: each one it hands out, and a group commit that fails on its connection is written again
 #: (upserts) after this many seconds, doubling up to RETRY_MAX_S: no staged write is dropped.
 RETRY_S = 0.05
 RETRY_MAX_S = 2.0
+#: ``pg_advisory_xact_lock`` key of claims of runs with concurrency limits.
+CLAIM_LOCK = 0x67726170687076
+_RUNNING = "SELECT count(*) FROM executions WHERE workflow_id = %s AND status = 'running'"
+_KEY_TAKEN = """SELECT count(*) FROM executions WHERE status IN ('running', 'waiting')
+    AND id <> %s AND coalesce(owner, '') = %s
+    AND convert_from(body, 'UTF8')::jsonb ->> 'concurrency_key' = %s"""
 #: ``pg_advisory_lock`` key held while the schema (ours, the checkpointer's) is migrated.
 SCHEMA_LOCK = 0x67726170687075
 
@@ -76,6 +106,23 @@ _UPSERT_EVENTS = """
 INSERT INTO execution_events (execution_id, seq, type, payload)
 SELECT * FROM unnest(%s::text[], %s::integer[], %s::text[], %s::bytea[])
 ON CONFLICT (execution_id, seq) DO UPDATE SET type = excluded.type, payload = excluded.payload"""
+#: Claims the key unless a live one holds it: an expired key is taken over.
+_CLAIM_KEY = f"""
+INSERT INTO idempotency_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (owner, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+    execution_id = excluded.execution_id, created_at = excluded.created_at,
+    answer = excluded.answer
+WHERE idempotency_keys.created_at < %s
+RETURNING 1"""
+#: One statement, so one short transaction per batch of ids: the run, its log, its keys.
+_DELETE_RUNS = """
+WITH gone AS (
+    DELETE FROM executions WHERE id = ANY(%s) AND status = ANY(%s) RETURNING id),
+events AS (DELETE FROM execution_events WHERE execution_id IN (SELECT id FROM gone)),
+keys AS (DELETE FROM idempotency_keys WHERE execution_id IN (SELECT id FROM gone))
+SELECT count(*) FROM gone"""
+_SELECT_KEY = f"""SELECT {KEY_COLUMNS} FROM idempotency_keys
+WHERE owner = %s AND key = %s AND created_at >= %s"""
 
 
 class PostgresStore(SqlStaging):
@@ -212,6 +259,48 @@ class PostgresStore(SqlStaging):
             cursor = await conn.execute(sql, args)
             return await cursor.fetchall()
 
+    async def save_keyed(
+        self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
+    ) -> IdempotencyKey | None:
+        # One transaction of its own, outside the group commit: a lost race must not fail
+        # the batch of other runs. A racing insert of the same key waits for this one to
+        # end, then finds the conflict (READ COMMITTED) and stores nothing.
+        row = record_row(record)
+        columns = [[value] for value in row]
+        async with self._pool.connection() as conn, conn.transaction():
+            claimed = await conn.execute(_CLAIM_KEY, (*key_row(key), live_since))
+            if await claimed.fetchone() is None:
+                first = await (await conn.execute(_SELECT_KEY, (key.owner, key.key, 0))).fetchone()
+                if first is None:  # deleted since the conflict (pruned with its run)
+                    raise Conflict("the idempotency key is being released; retry the request")
+                return key_from_row(first)
+            await conn.execute(_UPSERT_RECORDS, columns, binary=True)
+        return None
+
+    async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
+        rows = await self._fetch(_SELECT_KEY, owner, key, live_since)
+        return key_from_row(rows[0]) if rows else None
+
+    async def prunable(
+        self, *, created_before: int, keep: int | None, limit: int
+    ) -> builtins.list[str]:
+        ((total, aged),) = await self._fetch(
+            "SELECT count(*), count(*) FILTER (WHERE created_at < %s) FROM executions "
+            "WHERE status = ANY(%s)",
+            created_before,
+            FINISHED,
+        )
+        rows = await self._fetch(
+            "SELECT id FROM executions WHERE status = ANY(%s) ORDER BY created_at, id LIMIT %s",
+            FINISHED,
+            min(limit, prune_count(total, aged, keep)),
+        )
+        return [row[0] for row in rows]
+
+    async def delete(self, execution_ids: Sequence[str]) -> int:
+        rows = await self._fetch(_DELETE_RUNS, list(execution_ids), FINISHED)
+        return int(rows[0][0])
+
     async def get(self, execution_id: str) -> ExecutionRecord | None:
         rows = await self._fetch("SELECT body, workflow FROM executions WHERE id=%s", execution_id)
         return record_from_row(*rows[0]) if rows else None
@@ -264,6 +353,29 @@ class PostgresStore(SqlStaging):
             )
             return cursor.rowcount == 1
 
+    async def claim(self, record: ExecutionRecord) -> Claim:
+        """:meth:`swap` from ``new`` to ``record`` (``running``) within the run's limits
+        (SPEC §10), atomic across processes."""
+        limit, scope = max_concurrency(record), key_scope(record)
+        if limit is None and scope is None:
+            claimed = await self.swap(record, ExecutionStatus.NEW)
+            return Claim.CLAIMED if claimed else Claim.GONE
+        if record.id in self._records or record.id in self._writing_ids:
+            await self.commit()
+        body = encoder.encode(msgspec.structs.replace(record, workflow={}))
+        async with self._pool.connection() as conn, conn.transaction():
+            # Claims with limits take turns: each sees the runs the previous one started.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
+            if limit is not None and await _count(conn, _RUNNING, record.workflow_id) >= limit:
+                return Claim.WORKFLOW_FULL
+            if scope is not None and await _count(conn, _KEY_TAKEN, record.id, *scope):
+                return Claim.KEY_TAKEN
+            cursor = await conn.execute(
+                "UPDATE executions SET status=%s, body=%s WHERE id=%s AND status='new'",
+                (record.status.value, body, record.id),
+            )
+            return Claim.CLAIMED if cursor.rowcount == 1 else Claim.GONE
+
     # ---- workflows -------------------------------------------------------------------
 
     async def _run(self, sql: str, *args: Any) -> int:
@@ -295,6 +407,11 @@ class PostgresStore(SqlStaging):
 
     async def delete_workflow(self, workflow_id: str) -> bool:
         return await self._run("DELETE FROM workflows WHERE id=%s", workflow_id) > 0
+
+
+async def _count(conn: psycopg.AsyncConnection[Any], sql: str, *args: Any) -> int:
+    row = await (await conn.execute(sql, args)).fetchone()
+    return int(row[0]) if row else 0
 
 
 async def _fetch_flag(conn: psycopg.AsyncConnection[Any], sql: str, *args: Any) -> bool:

@@ -13,7 +13,8 @@ from typing import Any
 import msgspec
 
 from app.messages import encoder
-from app.model.records import ExecutionQuery, ExecutionRecord
+from app.model.records import ExecutionQuery, ExecutionRecord, IdempotencyKey
+from app.model.status import ExecutionStatus
 
 RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None, str | None]
 #: A log entry's row: ``(execution_id, seq, type, payload)``.
@@ -22,6 +23,10 @@ EventRow = tuple[str, int, str, bytes]
 #: The index behind ``GET /agents/executions?retry_of=`` in both SQL stores. PostgreSQL's
 #: released migration 2 uses it: never change it, add a migration.
 RETRY_OF_INDEX = "executions_by_retry_of ON executions (retry_of) WHERE retry_of IS NOT NULL"
+#: An ``idempotency_keys`` row: ``(owner, key, fingerprint, execution_id, created_at, answer)``.
+KeyRow = tuple[str, str, str, str, int, bytes]
+#: The columns of :data:`KeyRow`, in order.
+KEY_COLUMNS = "owner, key, fingerprint, execution_id, created_at, answer"
 
 _record_decoder = msgspec.json.Decoder(ExecutionRecord)
 json_object = msgspec.json.Decoder(dict[str, Any]).decode
@@ -65,3 +70,30 @@ def where(query: ExecutionQuery, placeholder: str) -> tuple[str, list[Any]]:
             clauses.append(f"{column}={placeholder}")
             args.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def key_row(key: IdempotencyKey) -> KeyRow:
+    return (key.owner, key.key, key.fingerprint, key.execution_id, key.created_at, key.answer)
+
+
+def key_from_row(row: Any) -> IdempotencyKey:
+    owner, key, fingerprint, execution_id, created_at, answer = row
+    return IdempotencyKey(
+        owner=owner,
+        key=key,
+        fingerprint=fingerprint,
+        execution_id=execution_id,
+        created_at=int(created_at),
+        answer=bytes(answer),
+    )
+
+
+#: The statuses of finished runs, the only ones retention deletes.
+FINISHED = [status.value for status in ExecutionStatus if status.finished]
+
+
+def prune_count(total: int, aged: int, keep: int | None) -> int:
+    """How many of the oldest finished runs are past retention: ``total`` finished, of
+    which ``aged`` are too old, and at most ``keep`` may stay (both select a prefix of the
+    finished runs ordered oldest first)."""
+    return max(aged, 0 if keep is None else total - keep)

@@ -49,7 +49,10 @@ class WorkflowNode(msgspec.Struct, frozen=True):
 
 
 class WorkflowSettings(msgspec.Struct, frozen=True):
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    #: Longest a run may execute; the server's ``execution_timeout_s`` applies if smaller.
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    #: Running runs of this workflow at once (SPEC §10); more wait their turn, queued.
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1)] | None = None
     #: The bound on LangGraph steps; loops are refused unless it is set.
     recursion_limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
 

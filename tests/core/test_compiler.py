@@ -284,7 +284,11 @@ def test_node_infos_predecessors_and_settings() -> None:
     assert compiled.name == "test"
     assert compiled.recursion_limit == 50
     assert not compiled.uses_interrupts
-    assert compiled.settings == {"timeout_s": 300.0, "recursion_limit": None}
+    assert compiled.settings == {
+        "timeout_s": None,
+        "max_concurrency": None,
+        "recursion_limit": None,
+    }
     assert compiled.predecessors == {
         "Start": [],
         "Test": [("Start", 0)],
