@@ -2,14 +2,21 @@
 ``ainvoke`` in-process vs through ``ExecutionService`` with push events and SQLite on.
 
     python -m bench.engine [--runs 2000] [--rounds 5] [--quick]
+
+Rounds are paired: a plain round, then a graphpush round, ``rounds`` times; the ratio is the
+median of the per-pair ratios, so a shared machine's load moves both sides of a pair alike.
+CPU per run (``time.process_time``, the whole process) is reported beside runs/s: it moves
+much less with the load than wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +32,10 @@ from app.workflows.builtin_nodes import builtin_registry
 from app.workflows.compiler import compile_workflow
 from app.workflows.schema import parse_workflow
 from app.workflows.service import WorkflowService
-from bench.harness import note, report, rounds, table
+from bench.harness import note, report, summary, table
+
+#: A round's result: runs/s and CPU µs per run.
+Round = tuple[float, float]
 
 
 def chain(size: int) -> dict[str, Any]:
@@ -46,28 +56,50 @@ def chain(size: int) -> dict[str, Any]:
     }
 
 
-async def plain_langgraph(workflow: dict[str, Any], runs: int) -> float:
-    """runs/s of ``ainvoke`` on the very graph graphpush compiles for the workflow."""
+async def plain_langgraph(workflow: dict[str, Any], runs: int) -> Round:
+    """runs/s and CPU µs per run of ``ainvoke`` on the very graph graphpush compiles."""
     registry = builtin_registry()
     parsed = parse_workflow(workflow, registry, python_modules=())
     compiled = compile_workflow(
         parsed, registry, checkpointer=None, default_recursion_limit=100, workflow_id="plain"
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(runs):
         await compiled.graph.ainvoke({"input": {}})
-    return runs / (time.perf_counter() - start)
+    return _round(runs, start, cpu)
 
 
 async def through_service(
     service: ExecutionService, finished: asyncio.Queue[str], workflow_id: str, runs: int
-) -> float:
-    """runs/s from queueing ``runs`` runs until every ``executionFinished`` is published."""
-    start = time.perf_counter()
+) -> Round:
+    """runs/s and CPU µs per run from queueing ``runs`` runs until every
+    ``executionFinished`` is published."""
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(service.queue_manual_execution(workflow_id) for _ in range(runs)))
     for _ in range(runs):
         await finished.get()
-    return runs / (time.perf_counter() - start)
+    return _round(runs, start, cpu)
+
+
+def _round(runs: int, start: float, cpu: float) -> Round:
+    return runs / (time.perf_counter() - start), 1e6 * (time.process_time() - cpu) / runs
+
+
+async def paired(
+    plain: Callable[[], Awaitable[Round]], ours: Callable[[], Awaitable[Round]], rounds: int
+) -> dict[str, Any]:
+    """A warm-up of each, then ``rounds`` pairs (plain round, graphpush round)."""
+    await plain()
+    await ours()
+    pairs = [(await plain(), await ours()) for _ in range(rounds)]
+    return {
+        "plain_langgraph": summary([p[0] for p, _ in pairs]),
+        "graphpush": summary([o[0] for _, o in pairs]),
+        "plain_cpu_us_per_run": summary([p[1] for p, _ in pairs]),
+        "graphpush_cpu_us_per_run": summary([o[1] for _, o in pairs]),
+        "ratio": summary([o[0] / p[0] for p, o in pairs]),
+        "cpu_ratio": summary([p[1] / o[1] for p, o in pairs]),
+    }
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -103,32 +135,30 @@ async def main(args: argparse.Namespace) -> None:
                 workflow = await workflows.create(chain(size))
                 runs = args.runs if size == 3 else max(args.runs // 5, 10)
                 await through_service(service, finished, workflow["id"], 5)  # compile + warm up
-                plain = await rounds(
-                    lambda w=workflow, n=runs: plain_langgraph(w, n), rounds=args.rounds
-                )
-                ours = await rounds(
+                found = await paired(
+                    lambda w=workflow, n=runs: plain_langgraph(w, n),
                     lambda w=workflow["id"], n=runs: through_service(service, finished, w, n),
-                    rounds=args.rounds,
+                    args.rounds,
                 )
-                ratio = ours["median"] / plain["median"]
-                report(
-                    "engine",
-                    f"{size}-node",
-                    runs=runs,
-                    plain_langgraph=plain,
-                    graphpush=ours,
-                    ratio=ratio,
-                )
-                rows.append(
-                    [
-                        f"{size}-node",
-                        f"{plain['median']:.0f}",
-                        f"{ours['median']:.0f}",
-                        f"{ratio:.2f}",
-                    ]
-                )
+                report("engine", f"{size}-node", runs=runs, load=os.getloadavg(), **found)
+                rows.append(_row(size, found))
             await service.shutdown()
-        note(table(rows, ["workflow", "plain ainvoke runs/s", "graphpush runs/s", "ratio"]))
+        header = ["workflow", "plain ainvoke runs/s", "graphpush runs/s", "ratio (pairs)"]
+        header += ["plain CPU µs/run", "graphpush CPU µs/run", "CPU ratio (pairs)"]
+        note(table(rows, header))
+
+
+def _row(size: int, found: dict[str, Any]) -> list[str]:
+    med = {k: v["median"] for k, v in found.items()}
+    return [
+        f"{size}-node",
+        f"{med['plain_langgraph']:.0f}",
+        f"{med['graphpush']:.0f}",
+        _spread(found["ratio"]),
+        f"{med['plain_cpu_us_per_run']:.0f}",
+        f"{med['graphpush_cpu_us_per_run']:.0f}",
+        _spread(found["cpu_ratio"]),
+    ]
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -140,6 +170,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.runs, args.rounds = 100, 1
     return args
+
+
+def _spread(values: dict[str, float]) -> str:
+    return f"{values['median']:.2f} ({values['min']:.2f} to {values['max']:.2f})"
 
 
 if __name__ == "__main__":

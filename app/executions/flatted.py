@@ -11,6 +11,9 @@ from typing import Any
 
 from app.model.records import ExecutionRecord
 
+#: One encoder for every item: ``json.dumps`` with these options builds a new one per call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 
 def stringify(value: Any) -> str:
     table: list[Any] = []
@@ -42,7 +45,7 @@ def stringify(value: Any) -> str:
             flat = [ref(v) for v in item]
         else:
             flat = item
-        out.append(json.dumps(flat, separators=(",", ":"), ensure_ascii=False))
+        out.append(_dumps(flat))
         index += 1
     return "[" + ",".join(out) + "]"
 
