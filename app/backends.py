@@ -35,6 +35,7 @@ from app.storage.base import ExecutionStore, WorkflowStore
 from app.storage.health import StoreHealth
 from app.storage.memory import MemoryStore
 from app.storage.sqlite import SqliteStore
+from app.webhooks.outbox import Outbox
 from app.workflows.service import WorkflowService
 
 # PostgreSQL and Redis modules are imported only by processes that use them: the embedded
@@ -76,13 +77,16 @@ class Backends:
     #: What the embedded store reports of its writes (``/healthz``, ``/metrics``).
     health: StoreHealth = field(default_factory=StoreHealth)
 
-    async def service(self, settings: Settings) -> ExecutionService:
-        """The execution service on these backends (cancel requests routed to its workers)."""
+    async def service(self, settings: Settings, outbox: Outbox | None = None) -> ExecutionService:
+        """The execution service on these backends (cancel requests routed to its workers),
+        writing webhook deliveries to ``outbox`` (one of its own if not given: a process
+        that sends none still writes them, for a process that does)."""
         workflows = WorkflowService(
             store=self.store,
             checkpointer=self.checkpointer,
             python_modules=settings.python_modules,
             default_recursion_limit=settings.default_recursion_limit,
+            webhook_allow_private=settings.webhook_allow_private,
         )
         service = ExecutionService(
             settings=settings,
@@ -91,6 +95,7 @@ class Backends:
             bus=self.bus,
             queue=self.queue,
             runner=LangGraphRunner(),
+            outbox=outbox or Outbox(),
             checkpointer=self.checkpointer,
         )
         if self.redis is not None and self.redis.consume:

@@ -4,6 +4,7 @@
     ├── BadRequest                 400 bad_request
     │   └── UnsupportedMediaType   415 unsupported_media_type
     ├── Unauthorized               401 unauthorized        (WebSocket: close 4401)
+    │   └── TokenRejected          401 token_rejected      (WebSocket: close 1008)
     ├── Forbidden                  403 forbidden           (WebSocket: close 1008)
     ├── NotFound                   404 not_found
     ├── NotAcceptable              406 not_acceptable
@@ -14,6 +15,7 @@
     ├── ValidationFailed           422 validation_failed   (``details``: every problem)
     │   ├── InvalidIdempotencyKey  422 invalid_idempotency_key
     │   ├── IdempotencyKeyReused   422 idempotency_key_reused
+    │   ├── WebhookUrlRefused      422 webhook_url_refused
     │   └── RetryFromNodeUnsupported  422 retry_from_node_unsupported
     ├── QueueFull                  503 queue_full          (``Retry-After``)
     └── BackendUnavailable         503 backend_unavailable (``Retry-After``: Redis or
@@ -58,8 +60,15 @@ class Unauthorized(GraphpushError):
     code = "unauthorized"
 
 
+class TokenRejected(Unauthorized):
+    """A scoped token (SPEC §11) that is expired, forged or malformed."""
+
+    code = "token_rejected"
+
+
 class Forbidden(GraphpushError):
-    """A push connection from a cross-site Origin (SPEC §5.5)."""
+    """Authenticated, but not allowed: a cross-site Origin, or an action or run outside a
+    scoped token (SPEC §5.5, §11)."""
 
     status = 403
     code = "forbidden"
@@ -112,6 +121,12 @@ class IdempotencyKeyReused(ValidationFailed):
     """The key was first used with another request (SPEC §10)."""
 
     code = "idempotency_key_reused"
+
+
+class WebhookUrlRefused(ValidationFailed):
+    """A webhook URL that is not http(s), or is a literal refused address (SPEC §11)."""
+
+    code = "webhook_url_refused"
 
 
 class RetryFromNodeUnsupported(ValidationFailed):

@@ -19,7 +19,10 @@ from app.http.web import web_routes
 from app.metrics import LoopLag
 from app.push.hub import PushHub
 from app.runtime import Runtime
+from app.server_secrets import with_secrets
 from app.settings import Settings, load_settings
+from app.webhooks.outbox import Outbox
+from app.webhooks.sender import WebhookSender
 from app.workflows.examples import load_examples
 from transports.http_protocol import SERVER_STOPPING
 from transports.pump import Pumps
@@ -32,14 +35,19 @@ Setup = Callable[[ExecutionService], None]
 
 def create_app(settings: Settings | None = None, setup: Setup | None = None) -> Starlette:
     """The graphpush ASGI app. ``setup`` runs before the workers start (Python API)."""
-    settings = settings or load_settings()
+    configured = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        settings = with_secrets(configured)
         async with AsyncExitStack() as stack:
             backends = await open_backends(stack, settings, push=True)
             store, bus = backends.store, backends.bus
-            service = await backends.service(settings)
+            outbox = Outbox()
+            service = await backends.service(settings, outbox)
+            # Entered after the store, so left before it closes; it runs through shutdown.
+            sender = WebhookSender(store=store, outbox=outbox, settings=settings, busy=service.busy)
+            await stack.enter_async_context(sender)
             hub = PushHub(settings=settings, service=service, runs=RunsList(service))
             stack.callback(backends.subscribe_hub(hub))
             # Closed after the engine (callbacks run in reverse): connections get the final

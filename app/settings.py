@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,12 +66,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     allowed_origins: tuple[str, ...] = ()
     #: API keys; when empty, REST and push are open (and the server binds to loopback).
     api_keys: tuple[str, ...] = ()
+    #: Signs scoped browser tokens (SPEC §11). Unset: generated once and kept in
+    #: ``data_dir/token_secret``; every API process of a scale-out deployment needs the same.
+    token_secret: str | None = None
+    # completion webhooks (SPEC §11)
+    #: ``whsec_`` + base64 key that signs deliveries. Unset: generated once and kept in
+    #: ``data_dir/webhook_secret``, where receivers' owners read it.
+    webhook_secret: str | None = None
+    #: Deliver to loopback, private, link-local and other internal addresses too.
+    webhook_allow_private: bool = False
+    #: Seconds before each retry of a failed delivery; after the last, it is marked failed.
+    webhook_retry_schedule_s: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000)
+    #: Deliveries sent at once by one process.
+    webhook_concurrency: int = 8
 
     def __post_init__(self) -> None:
         if self.redis_url and not self.database_url:
             raise ValueError("redis_url needs database_url: every process must share one store")
         if self.claim_idle_s <= 0:
             raise ValueError("claim_idle_s must be positive")
+        self._check_webhooks()
         if self.idempotency_ttl_s <= 0:
             raise ValueError("idempotency_ttl_s must be positive")
         if self.history_max_age_s < 0 or self.history_max_count < 0:
@@ -82,6 +97,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.stream_flush_ms < 0:
             raise ValueError("stream_flush_ms must not be negative")
 
+    def _check_webhooks(self) -> None:
+        if self.webhook_secret is not None and not _is_webhook_secret(self.webhook_secret):
+            raise ValueError("webhook_secret must be whsec_ followed by a base64 key")
+        if any(delay < 0 for delay in self.webhook_retry_schedule_s):
+            raise ValueError("webhook_retry_schedule_s cannot hold a negative delay")
+        if self.webhook_concurrency < 1:
+            raise ValueError("webhook_concurrency must be at least 1")
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "graphpush.sqlite"
@@ -91,7 +114,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.data_dir / "checkpoints.sqlite"
 
 
+def _is_webhook_secret(value: str) -> bool:
+    prefix, _, key = value.partition("whsec_")
+    try:
+        return prefix == "" and len(base64.b64decode(key, validate=True)) >= 16
+    except ValueError:
+        return False
+
+
 _FIELDS = {f.name: f for f in msgspec.structs.fields(Settings)}
+_LISTS = {"python_modules", "allowed_origins", "api_keys", "webhook_retry_schedule_s"}
 
 
 def _split(value: str) -> list[str]:
@@ -111,9 +143,7 @@ def load_settings(
         value = env.get(f"GRAPHPUSH_{name.upper()}")
         if value is None:
             continue
-        raw[name] = (
-            _split(value) if name in {"python_modules", "allowed_origins", "api_keys"} else value
-        )
+        raw[name] = _split(value) if name in _LISTS else value
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return msgspec.convert(raw, Settings, strict=False, dec_hook=_path_hook)
 

@@ -30,10 +30,11 @@ async def agui_endpoint(request: Request) -> Response:
     rt = push_state(request)
     pump = rt.pumps.pump()
     try:
-        owner = authenticate(request, rt.settings)
+        caller = authenticate(request, rt.settings)
+        caller.require_key()  # it starts a run: a scoped token cannot
         agent_input = agui.parse_input(await read_json_body(request, rt.settings.max_body_bytes))
         workflow_id, run_input = request.path_params["workflow_id"], agui.run_input(agent_input)
-        conn = pump.attach(await rt.hub.open_run(workflow_id, run_input, owner, pump.wake))
+        conn = pump.attach(await rt.hub.open_run(workflow_id, run_input, caller.owner, pump.wake))
     except GraphpushError as exc:
         return error_response(exc)
     run = _AguiEncoder(agui.AguiRun(agent_input.thread_id, agent_input.run_id), conn)

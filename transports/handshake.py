@@ -12,54 +12,61 @@ from starlette.requests import HTTPConnection
 
 from app.http.auth import authenticate
 from app.http.params import QueryReader
+from app.model.access import Caller
 from app.push import admission
 from app.settings import Settings
 
 
 class PushRequest(NamedTuple):
     push_ref: str
-    owner: str | None
+    caller: Caller
     last_event_id: int | None
 
 
 class StreamRequest(NamedTuple):
-    owner: str | None
+    caller: Caller
     after: int
 
 
 class FeedRequest(NamedTuple):
-    owner: str | None
+    caller: Caller
     limit: int
     last_event_id: int | None
 
 
 def admit_push(conn: HTTPConnection, settings: Settings) -> PushRequest:
-    """``GET /agents/push``: Origin, API key, ``pushRef``, ``Last-Event-ID``/``?lastEventId=``.
+    """``GET /agents/push``: Origin, API key or token, ``pushRef``,
+    ``Last-Event-ID``/``?lastEventId=``.
 
     Raises :class:`~app.errors.GraphpushError` (403, 401 or 400).
     """
     admission.check_origin(conn.headers, settings.allowed_origins)
-    owner = authenticate(conn, settings)
+    caller = authenticate(conn, settings)
+    admission.check_caller(caller)
     push_ref = admission.push_ref(conn.query_params.get("pushRef"))
     last = conn.headers.get("last-event-id") or conn.query_params.get("lastEventId")
-    return PushRequest(push_ref, owner, admission.cursor(last, "lastEventId"))
+    return PushRequest(push_ref, caller, admission.cursor(last, "lastEventId"))
 
 
 def admit_stream(conn: HTTPConnection, settings: Settings) -> StreamRequest:
-    """``GET /agents/executions/{id}/stream``: Origin, API key, ``Last-Event-ID``/``?after=``."""
+    """``GET /agents/executions/{id}/stream``: Origin, API key or token,
+    ``Last-Event-ID``/``?after=`` (the token's scope is checked when the stream opens)."""
     admission.check_origin(conn.headers, settings.allowed_origins)
-    owner = authenticate(conn, settings)
+    caller = authenticate(conn, settings)
+    admission.check_caller(caller)
     after = conn.headers.get("last-event-id") or conn.query_params.get("after")
-    return StreamRequest(owner, admission.cursor(after, "after") or 0)
+    return StreamRequest(caller, admission.cursor(after, "after") or 0)
 
 
 def admit_feed(conn: HTTPConnection, settings: Settings) -> FeedRequest:
-    """``GET /agents/workflows/{id}/stream``: Origin, API key, ``?limit=`` (1 to 200, 422
-    otherwise), ``Last-Event-ID``/``?lastEventId=``."""
+    """``GET /agents/workflows/{id}/stream``: Origin, API key or token, ``?limit=`` (1 to
+    200, 422 otherwise), ``Last-Event-ID``/``?lastEventId=`` (the token's scope is checked
+    when the stream opens)."""
     admission.check_origin(conn.headers, settings.allowed_origins)
-    owner = authenticate(conn, settings)
+    caller = authenticate(conn, settings)
+    admission.check_caller(caller)
     query = QueryReader(conn.query_params)
     limit = query.integer("limit", 20, low=1, high=200)
     query.check()
     last = conn.headers.get("last-event-id") or conn.query_params.get("lastEventId")
-    return FeedRequest(owner, limit, admission.cursor(last, "lastEventId"))
+    return FeedRequest(caller, limit, admission.cursor(last, "lastEventId"))

@@ -65,7 +65,13 @@ async def push_endpoint(request: Request) -> Response:
         return Response(headers=HEADERS, media_type=MEDIA_TYPE)
     pump = rt.pumps.pump()
     conn = pump.attach(
-        rt.hub.connect(admitted.push_ref, admitted.owner, admitted.last_event_id, pump.wake)
+        rt.hub.connect(
+            admitted.push_ref,
+            admitted.caller.owner,
+            admitted.last_event_id,
+            pump.wake,
+            scope=admitted.caller.scope,
+        )
     )
     return EventStream(pump, rt.settings, on_close=lambda: rt.hub.disconnect(conn))
 
@@ -77,10 +83,14 @@ async def stream_endpoint(request: Request) -> Response:
     pump = rt.pumps.pump()
     try:
         admitted = admit_stream(request, rt.settings)
+        caller = admitted.caller
         if request.method == "HEAD":
-            await rt.service.snapshot(execution_id, admitted.owner)  # 404 for an unknown run
+            await rt.service.authorize(execution_id, caller, "read")
+            await rt.service.snapshot(execution_id, caller.owner)  # 404 for an unknown run
             return Response(headers=HEADERS, media_type=MEDIA_TYPE)
-        conn = await rt.hub.open_stream(execution_id, admitted.after, admitted.owner, pump.wake)
+        conn = await rt.hub.open_stream(
+            execution_id, admitted.after, caller.owner, pump.wake, scope=caller.scope
+        )
     except GraphpushError as exc:
         return error_response(exc)
     pump.attach(conn)
@@ -102,7 +112,7 @@ async def feed_endpoint(request: Request) -> Response:
             request.path_params["workflow_id"],
             admitted.limit,
             admitted.last_event_id,
-            admitted.owner,
+            admitted.caller,
             pump.wake,
         )
     except GraphpushError as exc:

@@ -11,10 +11,11 @@ the push core, nothing more.
 - Heartbeat: protocol-level pings by uvicorn every ``ping_interval_s``; a peer that has not
   answered by the next ping is terminated (uvicorn closes with 1011). ASGI cannot send
   pings itself, so run uvicorn with :func:`uvicorn_options`.
-- Close codes (:class:`~app.push.connection.CloseCode`): 1008 cross-site Origin or bad
-  ``pushRef``, 4401 no valid API key, 1009 inbound frame over 64 KiB, 4008 slow consumer
-  (its queue passed the bound, or one write blocked for :func:`~transports.pump.write_timeout_s`),
-  1000 replaced by a newer connection of the same pushRef, 1001 server shutting down.
+- Close codes (:class:`~app.push.connection.CloseCode`): 1008 cross-site Origin, bad
+  ``pushRef``, or a scoped token expired, forged or out of scope; 4401 no valid API key,
+  1009 inbound frame over 64 KiB, 4008 slow consumer (its queue passed the bound, or one
+  write blocked for :func:`~transports.pump.write_timeout_s`), 1000 replaced by a newer
+  connection of the same pushRef, 1001 server shutting down.
   The close frame is written at once, behind what the socket already holds, and a peer
   that does not take it is cut off after :data:`~transports.ws_protocol.CLOSE_GRACE_S`.
 """
@@ -93,7 +94,13 @@ class PushEndpoint:
         del handshake
         peer = _WebSocketPeer(scope, receive, send, rt.hub, pump)
         conn = peer.pump.attach(
-            rt.hub.connect(request.push_ref, request.owner, request.last_event_id, peer.pump.wake)
+            rt.hub.connect(
+                request.push_ref,
+                request.caller.owner,
+                request.last_event_id,
+                peer.pump.wake,
+                scope=request.caller.scope,
+            )
         )
         await peer.pump.run(peer, on_close=lambda: rt.hub.disconnect(conn))
 

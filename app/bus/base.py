@@ -17,8 +17,7 @@ class PushEvent(msgspec.Struct, frozen=True, gc=False):
 
     ``seq`` is the message's position in the execution's stored log (1, 2, ...), or 0 for a
     message that is not logged (``executionRecovered``). ``push_ref`` is the connection the
-    run was started from, if any; ``broadcast`` sends to every connection; ``workflow_id``
-    (the run's workflow) routes lifecycle messages to that workflow's runs feed.
+    run was started from, if any; ``broadcast`` sends to every connection.
     """
 
     execution_id: str
@@ -28,6 +27,7 @@ class PushEvent(msgspec.Struct, frozen=True, gc=False):
     push_ref: str | None = None
     broadcast: bool = False
     owner: str | None = None
+    #: The run's workflow: a connection holding a token scoped to a workflow sees its runs.
     workflow_id: str | None = None
 
 

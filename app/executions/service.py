@@ -27,6 +27,7 @@ from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
 from app.metrics import prometheus
+from app.model.access import Action, Caller
 from app.model.ids import ID_PATTERN, is_identifier
 from app.model.records import (
     ExecutionPage,
@@ -37,6 +38,7 @@ from app.model.records import (
     StoredEvent,
 )
 from app.model.status import ExecutionStatus, check_transition
+from app.model.webhooks import Outbox, WebhookDelivery, check_webhook_url
 from app.queue.base import EVERYTHING, ExecutionQueue
 from app.settings import Settings
 from app.storage.base import ExecutionStore
@@ -58,6 +60,7 @@ class ExecutionService:
         bus: EventBus,
         queue: ExecutionQueue,
         runner: GraphRunner,
+        outbox: Outbox | None = None,
         checkpointer: BaseCheckpointSaver[Any] | None = None,
     ) -> None:
         self.settings = settings
@@ -75,6 +78,7 @@ class ExecutionService:
             compile=workflows.compile,
             runner=runner,
             workers=settings.workers,
+            outbox=outbox,
             timeout_s=settings.execution_timeout_s,
             recorder=functools.partial(
                 RunRecorder,
@@ -151,9 +155,12 @@ class ExecutionService:
         input: JsonObject | None = None,
         push_ref: str | None = None,
         owner: str | None = None,
+        webhook: str | None = None,
     ) -> ExecutionRecord:
         """Create a ``new`` run of ``workflow_id`` and queue it (n8n's manual run)."""
-        record = await self.new_run(workflow_id, input=input, push_ref=push_ref, owner=owner)
+        record = await self.new_run(
+            workflow_id, input=input, push_ref=push_ref, owner=owner, webhook=webhook
+        )
         await self._enqueue(record)
         return record
 
@@ -165,11 +172,17 @@ class ExecutionService:
         push_ref: str | None = None,
         owner: str | None = None,
         concurrency_key: str | None = None,
+        webhook: str | None = None,
     ) -> ExecutionRecord:
-        """A ``new`` run of ``workflow_id``, neither stored nor queued."""
+        """A ``new`` run of ``workflow_id``, neither stored nor queued; its ``webhook`` URL,
+        if given, gets its completion webhooks (SPEC §11)."""
         _check_push_ref(push_ref)
+        if webhook is not None:
+            allow_private = self.settings.webhook_allow_private
+            check_webhook_url(webhook, allow_private=allow_private, path="webhook")
         workflow, version = await self.workflows.get_versioned(workflow_id)
         record = _new_record(workflow_id, workflow, version, input, push_ref, owner)
+        record.webhook = webhook
         record.concurrency_key = concurrency_key
         return record
 
@@ -261,6 +274,16 @@ class ExecutionService:
             raise NotFound(f"execution {execution_id!r} not found")
         return record
 
+    async def authorize(self, execution_id: str, caller: Caller, action: Action) -> None:
+        """Raise unless ``caller`` may do ``action`` on the run: :class:`NotFound` for an
+        unknown run or another owner's, :class:`Forbidden` outside a token's scope. An API
+        key is checked by the call itself (it passes its owner), so only tokens read here."""
+        if caller.scope is None:
+            return
+        caller.require_action(action)
+        record = await self.get_execution(execution_id, caller.owner)
+        caller.require(action, record.id, record.workflow_id)
+
     async def list_executions(self, query: ExecutionQuery) -> ExecutionPage:
         return await self.store.list(query)
 
@@ -324,6 +347,11 @@ class ExecutionService:
         await self.get_execution(execution_id, owner)
         return await self.store.read_events(execution_id, after)
 
+    async def list_webhooks(self, execution_id: str, owner: str | None) -> list[WebhookDelivery]:
+        """The run's webhook deliveries, oldest first (SPEC §11)."""
+        await self.get_execution(execution_id, owner)
+        return await self.store.list_webhooks(execution_id)
+
     async def snapshot(self, execution_id: str, owner: str | None = None) -> ExecutionSnapshotData:
         record = await self.get_execution(execution_id, owner)
         return ExecutionSnapshotData(
@@ -346,6 +374,10 @@ class ExecutionService:
         for record in sorted(unfinished, key=lambda r: r.created_at):
             self.manager.gate.queued(record)
         self.manager.start()
+
+    def busy(self) -> bool:
+        """Are runs executing or queued in this process?"""
+        return self.manager.active_count > 0 or self.queue.qsize() > 0
 
     def metrics_text(self) -> str:
         manager = self.manager

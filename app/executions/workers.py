@@ -30,6 +30,7 @@ from app.executions.runner import GraphRunner, NodeStreamed, TaskStarted
 from app.messages import ExecutionRecovered, ExecutionRecoveredData, encode, encoder
 from app.model.records import ExecutionRecord, StoredEvent
 from app.model.status import ExecutionStatus, check_transition
+from app.model.webhooks import Outbox
 from app.queue.base import ExecutionQueue
 from app.storage.base import ExecutionStore
 from app.workflows.compiler import CompiledWorkflow
@@ -54,6 +55,7 @@ class ExecutionManager:
         compile: Compile,
         runner: GraphRunner,
         workers: int = 1,
+        outbox: Outbox | None = None,
         timeout_s: float = 0.0,
         recorder: Callable[..., RunRecorder] = RunRecorder,
     ) -> None:
@@ -65,6 +67,7 @@ class ExecutionManager:
         self._compile = compile
         self._runner = runner
         self._worker_count = workers
+        self._outbox = outbox
         self._timeout_s = timeout_s
         self._recorder = recorder  # with the run's stream options (SPEC §8)
         self._workers: list[asyncio.Task[None]] = []
@@ -166,7 +169,14 @@ class ExecutionManager:
         await self.drain()
         for record in records:
             message = encode(ExecutionRecovered(ExecutionRecoveredData(record.id)))
-            event = PushEvent(record.id, 0, "executionRecovered", message, broadcast=True)
+            event = PushEvent(
+                record.id,
+                0,
+                "executionRecovered",
+                message,
+                broadcast=True,
+                workflow_id=record.workflow_id,
+            )
             await self.bus.publish(event)
 
     # ---- one run ---------------------------------------------------------------------
@@ -279,12 +289,18 @@ class ExecutionManager:
         else:
             event = recorder.execution_finished(status.value)
         self.store.stage(record, [event])
-        self._spawn(self._publish_durable(record, event))
+        announced = self._outbox.deliveries(record) if self._outbox else []
+        self.store.stage_webhooks(announced)  # right after: the same transaction
+        self._spawn(self._publish_durable(record, event, bool(announced)))
 
-    async def _publish_durable(self, record: ExecutionRecord, event: StoredEvent) -> None:
+    async def _publish_durable(
+        self, record: ExecutionRecord, event: StoredEvent, announced: bool
+    ) -> None:
         # While runs wait in the queue, the next ones' terminal writes may share this commit;
         # an idle server commits at once, so a lone client sees its run end without delay.
         await self.store.commit(LINGER_S if self.queue.qsize() else 0.0)
+        if announced and self._outbox is not None:
+            self._outbox.committed()
         await self.bus.publish(_push_event(record, event))
         await self.queue.done(record.id)  # a shared queue forgets the run only now
 
@@ -326,7 +342,12 @@ def time_limit(workflow_s: float | None, server_s: float) -> float | None:
 
 
 def _push_event(record: ExecutionRecord, event: StoredEvent) -> PushEvent:
-    id_, ref, owner, workflow_id = record.id, record.push_ref, record.owner, record.workflow_id
     return PushEvent(
-        id_, event.seq, event.type, event.payload, ref, owner=owner, workflow_id=workflow_id
+        record.id,
+        event.seq,
+        event.type,
+        event.payload,
+        push_ref=record.push_ref,
+        owner=record.owner,
+        workflow_id=record.workflow_id,
     )

@@ -10,19 +10,22 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from app.clock import iso
 from app.errors import (
     BackendUnavailable,
     BadRequest,
+    Forbidden,
     ValidationFailed,
 )
 from app.executions.admission import Strategy
-from app.http.auth import authenticate
-from app.http.bodies import execution_dto, run_accepted
+from app.http.auth import TokenRequest, authenticate, mint
+from app.http.bodies import execution_dto, run_accepted, webhook_dto
 from app.http.body import read_json_body
 from app.http.idempotency import accepted_body, accepted_response, idempotency
 from app.http.params import EXECUTION_PATH, WORKFLOW_PATH, QueryReader
 from app.messages import encoder
 from app.metrics import prometheus
+from app.model.access import Action, Caller
 from app.model.records import ExecutionQuery, ExecutionRecord, JsonObject
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
@@ -39,6 +42,8 @@ class JSONResponse(Response):
 class RunBody(msgspec.Struct, forbid_unknown_fields=True):
     input: dict[str, Any] | None = None
     push_ref: str | None = None
+    #: A URL for this run's completion webhooks (SPEC §11); wins over the workflow's.
+    webhook: str | None = None
     #: SPEC §10: runs of one key (per API key) run one at a time; the strategy says what a
     #: new one does while an older one is unfinished.
     concurrency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
@@ -98,18 +103,46 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def _owner(request: Request) -> str | None:
+def _caller(request: Request) -> Caller:
     return authenticate(request, runtime(request).settings)
 
 
-def _page_query(request: Request, owner: str | None, workflow_id: str | None) -> ExecutionQuery:
+def key_owner(request: Request) -> str | None:
+    """The caller's owner, for a call that needs an API key (a token is 403)."""
+    caller = _caller(request)
+    caller.require_key()
+    return caller.owner
+
+
+async def _owner_for(request: Request, action: Action) -> str | None:
+    """The caller's owner, once it may do ``action`` on the path's execution."""
+    caller = _caller(request)
+    execution_id = request.path_params["execution_id"]
+    await runtime(request).service.authorize(execution_id, caller, action)
+    return caller.owner
+
+
+def _listed_workflow(caller: Caller, workflow_id: str | None) -> str | None:
+    """The workflow a listing of runs is limited to: a token limited to some runs lists
+    only its workflow's (and cannot list when it names executions only)."""
+    scope = caller.scope
+    caller.require_action("read")
+    if scope is None or scope.unlimited:
+        return workflow_id
+    if scope.workflow_id is None:
+        raise Forbidden("a token limited to execution ids cannot list runs")
+    caller.require_workflow(workflow_id or scope.workflow_id)
+    return scope.workflow_id
+
+
+def _page_query(request: Request, caller: Caller, workflow_id: str | None) -> ExecutionQuery:
     """``?status=&limit=&offset=`` (and ``workflow_id=`` unless the path fixes it)."""
     query = QueryReader(request.query_params)
     status = query.choice("status", ExecutionStatus.__members__.values())
     page = ExecutionQuery(
-        workflow_id=workflow_id or query.identifier("workflow_id"),
+        workflow_id=_listed_workflow(caller, workflow_id or query.identifier("workflow_id")),
         status=ExecutionStatus(status) if status else None,
-        owner=owner,
+        owner=caller.owner,
         retry_of=query.identifier("retry_of"),
         limit=query.integer("limit", 20, low=1, high=200),
         offset=query.integer("offset", 0),
@@ -122,7 +155,7 @@ def _page_query(request: Request, owner: str | None, workflow_id: str | None) ->
 
 
 async def create_workflow(request: Request) -> Response:
-    _owner(request)
+    key_owner(request)
     workflow = await runtime(request).workflows.create(await _json_body(request))
     return JSONResponse(workflow, status_code=201)
 
@@ -137,17 +170,22 @@ async def _json_body(request: Request) -> JsonObject:
 
 
 async def list_workflows(request: Request) -> Response:
-    _owner(request)
+    caller = _caller(request)
+    caller.require_action("read")
     items = await runtime(request).workflows.list_all()
+    if caller.scope is not None:
+        items = [w for w in items if caller.scope.covers_workflow(str(w.get("id")))]
     return JSONResponse({"items": items, "total": len(items)})
 
 
 async def workflow(request: Request) -> Response:
-    _owner(request)
+    caller = _caller(request)
     workflows = runtime(request).workflows
     workflow_id = request.path_params["workflow_id"]
     if request.method == "GET":
+        caller.require_workflow(workflow_id)
         return JSONResponse(await workflows.get(workflow_id))
+    caller.require_key()
     if request.method == "PUT":
         return JSONResponse(await workflows.update(workflow_id, await _json_body(request)))
     await workflows.delete(workflow_id)
@@ -155,7 +193,7 @@ async def workflow(request: Request) -> Response:
 
 
 async def run_workflow(request: Request) -> Response:
-    owner = _owner(request)
+    owner = key_owner(request)
     body = await read_body(request)
     run = decode_json(body, RunBody) if body.strip() else RunBody()
     push_ref = run.push_ref or request.headers.get("push-ref")
@@ -169,6 +207,7 @@ async def run_workflow(request: Request) -> Response:
             push_ref=push_ref,
             owner=owner,
             concurrency_key=run.concurrency_key,
+            webhook=run.webhook,
         )
 
     answer, replayed = await service.accept(
@@ -183,7 +222,7 @@ async def run_workflow(request: Request) -> Response:
 
 async def workflow_executions(request: Request) -> Response:
     workflow_id = request.path_params["workflow_id"]
-    query = _page_query(request, _owner(request), workflow_id)
+    query = _page_query(request, _caller(request), workflow_id)
     await runtime(request).workflows.get(workflow_id)
     return await _page(request, query)
 
@@ -200,20 +239,22 @@ async def _page(request: Request, query: ExecutionQuery) -> Response:
 
 
 async def list_executions(request: Request) -> Response:
-    return await _page(request, _page_query(request, _owner(request), None))
+    return await _page(request, _page_query(request, _caller(request), None))
 
 
 async def get_execution(request: Request) -> Response:
+    owner = await _owner_for(request, "read")
     record = await runtime(request).service.get_execution(
-        request.path_params["execution_id"], _owner(request)
+        request.path_params["execution_id"], owner
     )
     include = QueryReader(request.query_params).flag("include_data")
     return JSONResponse(execution_dto(record, include_data=include))
 
 
 async def cancel_execution(request: Request) -> Response:
+    owner = await _owner_for(request, "cancel")
     record = await runtime(request).service.cancel_execution(
-        request.path_params["execution_id"], _owner(request)
+        request.path_params["execution_id"], owner
     )
     return JSONResponse(
         {
@@ -226,7 +267,7 @@ async def cancel_execution(request: Request) -> Response:
 
 
 async def resume_execution(request: Request) -> Response:
-    owner = _owner(request)
+    owner = await _owner_for(request, "resume")
     body = await read_body(request)
     resume = decode_json(body, ResumeBody) if body.strip() else ResumeBody()
     record = await runtime(request).service.resume_execution(
@@ -236,7 +277,7 @@ async def resume_execution(request: Request) -> Response:
 
 
 async def execution_events(request: Request) -> Response:
-    owner = _owner(request)
+    owner = await _owner_for(request, "read")
     query = QueryReader(request.query_params)
     after = query.integer("after", 0)
     query.check()
@@ -252,9 +293,31 @@ async def execution_events(request: Request) -> Response:
     )
 
 
+async def execution_webhooks(request: Request) -> Response:
+    """``GET /agents/executions/{id}/webhooks``: the run's deliveries and their attempts."""
+    owner = await _owner_for(request, "read")
+    execution_id = request.path_params["execution_id"]
+    deliveries = await runtime(request).service.list_webhooks(execution_id, owner)
+    return JSONResponse({"items": [webhook_dto(d) for d in deliveries]})
+
+
+# ---- scoped tokens (SPEC §11) -----------------------------------------------------------
+
+
+async def create_token(request: Request) -> Response:
+    """``POST /agents/tokens``: a scoped browser token, minted with an API key."""
+    owner = key_owner(request)
+    body = await read_body(request)
+    token_request = decode_json(body if body.strip() else b"{}", TokenRequest)
+    secret = runtime(request).settings.token_secret
+    assert secret is not None, "the lifespan sets token_secret"
+    token, expires_at = mint(token_request, owner, secret)
+    return JSONResponse({"token": token, "expires_at": iso(expires_at * 1000)}, status_code=201)
+
+
 async def prune_executions(request: Request) -> Response:
     """Prune the history now, as the timer does (SPEC §10); ``dry_run`` only counts."""
-    _owner(request)
+    key_owner(request)
     body = await read_body(request)
     prune = decode_json(body, PruneBody) if body.strip() else PruneBody()
     pruner = runtime(request).pruner
@@ -307,6 +370,8 @@ def api_routes() -> list[BaseRoute]:
         Route(f"{EXECUTION_PATH}/cancel", cancel_execution, methods=["POST"]),
         Route(f"{EXECUTION_PATH}/resume", resume_execution, methods=["POST"]),
         Route(f"{EXECUTION_PATH}/events", execution_events, methods=["GET"]),
+        Route(f"{EXECUTION_PATH}/webhooks", execution_webhooks, methods=["GET"]),
+        Route("/agents/tokens", create_token, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

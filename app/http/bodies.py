@@ -9,6 +9,7 @@ import msgspec
 
 from app.clock import iso
 from app.model.records import ExecutionRecord, JsonObject
+from app.model.webhooks import Attempt, WebhookDelivery
 
 
 def execution_links(execution_id: str, workflow_id: str) -> dict[str, str]:
@@ -97,6 +98,30 @@ def _run_meta(run: dict[str, Any]) -> JsonObject:
         "execution_index": run["execution_index"],
         "item_count": run["item_count"],
     }
+
+
+def webhook_dto(delivery: WebhookDelivery) -> JsonObject:
+    """One item of ``GET /agents/executions/{id}/webhooks`` (SPEC §11); absent fields are
+    left out (``next_attempt_at`` once delivered or failed)."""
+    dto: JsonObject = {
+        "id": delivery.id,
+        "event": delivery.event,
+        "url": delivery.url,
+        "status": delivery.status,
+        "attempts": [_attempt(a) for a in delivery.attempts],
+    }
+    if delivery.next_attempt_at is not None:
+        dto["next_attempt_at"] = iso(delivery.next_attempt_at)
+    return dto
+
+
+def _attempt(attempt: Attempt) -> JsonObject:
+    dto: JsonObject = {"at": iso(attempt.at)}
+    if attempt.status_code is not None:
+        dto["status_code"] = attempt.status_code
+    if attempt.error is not None:
+        dto["error"] = attempt.error
+    return dto
 
 
 class RetryBody(msgspec.Struct, forbid_unknown_fields=True):

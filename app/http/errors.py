@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.errors import GraphpushError, Unauthorized
+from app.errors import GraphpushError, TokenRejected, Unauthorized
 from app.messages import encoder
 from app.push.connection import CloseCode
 
@@ -47,8 +47,8 @@ def error_response(exc: GraphpushError) -> Response:
 
 def close_code(exc: GraphpushError) -> int:
     """The WebSocket close code that refuses a push connection for ``exc``."""
-    if isinstance(exc, Unauthorized):
-        return CloseCode.UNAUTHORIZED
+    if isinstance(exc, Unauthorized) and not isinstance(exc, TokenRejected):
+        return CloseCode.UNAUTHORIZED  # a scoped token's refusal is 1008 (SPEC §11)
     return CloseCode.POLICY_VIOLATION
 
 

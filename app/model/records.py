@@ -47,6 +47,8 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     stopped_at: int | None = None
     error: JsonObject | None = None
     retry_of: str | None = None
+    #: The run's own webhook URL (SPEC §11); else the workflow's ``settings.webhook_url``.
+    webhook: str | None = None
     #: Set on a retry that reuses results of the original run (None: it runs everything).
     retry: RetryPlan | None = None
     input: JsonObject = msgspec.field(default_factory=dict)

@@ -1,8 +1,10 @@
 """Who may open a push connection, and with which parameters (SPEC §5.1, §5.4, §5.5).
 
-Pure checks shared by both transports; API keys are checked by :func:`app.http.auth.authenticate`
-in the transport's request handling. Refusals are :class:`~app.errors.GraphpushError`s,
-rendered by :mod:`app.http.errors` (SSE: status and JSON error body; WebSocket: close code).
+Pure checks shared by both transports; API keys and scoped tokens are read by
+:func:`app.http.auth.authenticate` in the transport's request handling, and the caller they
+yield is checked here and by :func:`~app.model.access.sees`. Refusals are
+:class:`~app.errors.GraphpushError`s, rendered by :mod:`app.http.errors` (SSE: status and
+JSON error body; WebSocket: close code).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from app.errors import BadRequest, Forbidden
+from app.model.access import Caller
 from app.model.cursor import MAX_CURSOR, parse_integer
 from app.model.ids import ID_PATTERN, is_identifier
 from app.push.origin import origin_allowed
@@ -45,3 +48,9 @@ def accepts_event_stream(accept: str | None) -> bool:
         return True
     types = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
     return bool(types & {"text/event-stream", "text/*", "*/*"})
+
+
+def check_caller(caller: Caller) -> None:
+    """A push connection receives messages: a scoped token needs ``read`` (:class:`Forbidden`).
+    Which messages it then receives is :func:`~app.model.access.sees`, applied by the registry."""
+    caller.require_action("read")

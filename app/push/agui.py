@@ -3,7 +3,7 @@ client (CopilotKit, ``@ag-ui/client``). Pure: push messages in, encoded events o
 
 The projection reads the execution stream (§5.4: ``executionSnapshot``, then the log, then
 live messages) and keeps what AG-UI needs to pair its events (open steps, text messages
-and tool calls). docs/protocol.md §19 has the table; in short:
+and tool calls). docs/protocol.md §20 has the table; in short:
 
 ==========================  ==========================================================
 push message                AG-UI events

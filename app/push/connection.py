@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 
+from app.model.access import Scope
 from app.push.wire import Outgoing
 
 #: Rough per-message bookkeeping cost counted against the bound besides the payload.
@@ -65,14 +66,23 @@ class Connection:
         "limit",
         "owner",
         "push_ref",
+        "scope",
         "state",
     )
 
     def __init__(
-        self, *, push_ref: str | None, owner: str | None, limit: int, wakeup: Callable[[], None]
+        self,
+        *,
+        push_ref: str | None,
+        owner: str | None,
+        limit: int,
+        wakeup: Callable[[], None],
+        scope: Scope | None = None,
     ) -> None:
         self.push_ref = push_ref
         self.owner = owner
+        #: A scoped token's (SPEC §11): what the connection may receive and do.
+        self.scope = scope
         self.limit = limit
         self._pressing_at = limit // 4
         self.state = State.OPEN

@@ -27,6 +27,7 @@ from typing import Final, NamedTuple, Protocol
 
 from app.bus.base import PushEvent
 from app.messages import JsonObject, RunsSnapshot, RunsSnapshotData, encoder
+from app.model.access import Scope
 from app.push.buffers import ResumeBuffer
 from app.push.connection import Connection
 from app.push.subscription import visible
@@ -83,10 +84,13 @@ class Feed:
     feed-log id, 0 for a session) until :meth:`replay`. ``mark``: the feed log's cursor
     when it began."""
 
-    __slots__ = ("_pending", "mark", "owner")
+    __slots__ = ("_pending", "mark", "owner", "scope")
 
-    def __init__(self, owner: str | None, mark: int = 0, *, live: bool = False) -> None:
+    def __init__(
+        self, owner: str | None, scope: Scope | None, mark: int = 0, *, live: bool = False
+    ) -> None:
         self.owner = owner
+        self.scope = scope
         self.mark = mark
         self._pending: list[tuple[PushEvent, int]] | None = None if live else []
 
@@ -97,7 +101,7 @@ class Feed:
     def offer(self, event: PushEvent, event_id: int = 0) -> bool:
         """Should ``event`` be sent now? Held while the snapshot is read; never when the
         follower may not see it."""
-        if not visible(event, self.owner):
+        if not visible(event, self.owner, self.scope):
             return False
         if self._pending is not None:
             self._pending.append((event, event_id))
@@ -137,10 +141,12 @@ class Feeds:
 
     # ---- pushRef sessions -----------------------------------------------------------------
 
-    def follow(self, push_ref: str, workflow_id: str, owner: str | None) -> None:
+    def follow(
+        self, push_ref: str, workflow_id: str, owner: str | None, scope: Scope | None
+    ) -> None:
         """``push_ref`` follows ``workflow_id`` (again: a new snapshot), holding live events
         until :meth:`session_snapshot`."""
-        self._sessions.setdefault(workflow_id, {})[push_ref] = Feed(owner)
+        self._sessions.setdefault(workflow_id, {})[push_ref] = Feed(owner, scope)
 
     def session_snapshot(self, push_ref: str, workflow_id: str, page: RunsPage) -> list[PushEvent]:
         """The snapshot then the held events, for ``push_ref`` to emit; [] if it stopped
@@ -191,9 +197,9 @@ class Feeds:
         missed = log.buffer.after(last_id, now) if log is not None else None
         if log is None or missed is None:
             return False
-        self._open(conn, workflow_id, log, Feed(conn.owner, last_id, live=True))
+        self._open(conn, workflow_id, log, Feed(conn.owner, conn.scope, last_id, live=True))
         for event_id, event in missed:
-            if visible(event, conn.owner):
+            if visible(event, conn.owner, conn.scope):
                 conn.deliver(Outgoing(event.payload, False, event_id), backlog=True)
         return True
 
@@ -203,7 +209,7 @@ class Feeds:
         log = self._logs.get(workflow_id)
         if log is None:
             log = self._logs[workflow_id] = _Log(self._buffer(), now)
-        self._open(conn, workflow_id, log, Feed(conn.owner, log.buffer.last_id))
+        self._open(conn, workflow_id, log, Feed(conn.owner, conn.scope, log.buffer.last_id))
 
     def stream_snapshot(self, conn: Connection, page: RunsPage) -> None:
         """Queue the snapshot (its id: the log's cursor at :meth:`open_stream`), then the held

@@ -38,6 +38,7 @@ from app.messages import (
     UnsubscribeWorkflow,
 )
 from app.metrics import prometheus
+from app.model.access import Action, Caller, Scope
 from app.model.records import StoredEvent
 from app.model.status import FINISHED
 from app.push import commands, wire
@@ -66,6 +67,11 @@ class PushService(Protocol):
 
     async def cancel_execution(self, execution_id: str, owner: str | None) -> object:
         """Also raises :class:`~app.errors.IllegalTransition` for a finished run."""
+        ...
+
+    async def authorize(self, execution_id: str, caller: Caller, action: Action) -> None:
+        """Raises :class:`~app.errors.Forbidden` when a scoped token's ``caller`` may not do
+        ``action`` on the run (see :meth:`app.model.access.Caller.require`)."""
         ...
 
 
@@ -154,11 +160,18 @@ class PushHub:
     # ---- connections ------------------------------------------------------------------------
 
     def connect(
-        self, push_ref: str, owner: str | None, last_event_id: int | None, wakeup: Wakeup
+        self,
+        push_ref: str,
+        owner: str | None,
+        last_event_id: int | None,
+        wakeup: Wakeup,
+        *,
+        scope: Scope | None = None,
     ) -> Connection:
         """A new live connection of ``push_ref`` (closing any older one), with what it missed
-        after ``last_event_id`` already queued. Pair with :meth:`disconnect`."""
-        conn = self._new_connection(push_ref, owner, wakeup)
+        after ``last_event_id`` already queued; ``scope``: a scoped token's, which limits
+        what it receives. Pair with :meth:`disconnect`."""
+        conn = self._new_connection(push_ref, owner, wakeup, scope)
         if not self._closing:
             now = self._clock()
             self.registry.register(conn, last_event_id, now)
@@ -166,13 +179,21 @@ class PushHub:
         return conn
 
     async def open_stream(
-        self, execution_id: str, after: int, owner: str | None, wakeup: Wakeup
+        self,
+        execution_id: str,
+        after: int,
+        owner: str | None,
+        wakeup: Wakeup,
+        *,
+        scope: Scope | None = None,
     ) -> Connection:
         """A stream of one execution: its snapshot, the log after ``after``, then live events
-        until ``executionFinished``. Raises ``NotFound``; pair with :meth:`disconnect`."""
-        conn = self._new_connection(None, owner, wakeup)
+        until ``executionFinished``. Raises ``NotFound`` (``Forbidden`` outside ``scope``);
+        pair with :meth:`disconnect`."""
+        conn = self._new_connection(None, owner, wakeup, scope)
         self.registry.open_stream(conn, execution_id, after)  # before reading: no gap
         try:
+            await self._authorize(conn, execution_id, "read")
             snapshot = await self._service.snapshot(execution_id, owner)
             logged = await self._service.read_events(execution_id, after, owner)
         except BaseException:
@@ -192,11 +213,12 @@ class PushHub:
         return await self.open_stream(execution_id, 0, owner, wakeup)
 
     async def open_feed(
-        self, workflow_id: str, limit: int, last_id: int | None, owner: str | None, wakeup: Wakeup
+        self, workflow_id: str, limit: int, last_id: int | None, caller: Caller, wakeup: Wakeup
     ) -> Connection:
-        """A runs feed stream (:meth:`RunsFeed.open_stream`). Raises ``NotFound``; pair with
-        :meth:`disconnect`."""
-        conn = self._new_connection(None, owner, wakeup)
+        """A runs feed stream (:meth:`RunsFeed.open_stream`). Raises ``NotFound``
+        (``Forbidden`` outside a token's scope); pair with :meth:`disconnect`."""
+        caller.require_workflow(workflow_id)
+        conn = self._new_connection(None, caller.owner, wakeup, caller.scope)
         try:
             await self.runs_feed.open_stream(conn, workflow_id, limit, last_id)
         except BaseException:
@@ -251,12 +273,21 @@ class PushHub:
                 self.registry.unsubscribe(conn, data.executionId)
                 conn.deliver(wire.ack("unsubscribe_execution", data.executionId))
             case CancelExecution(data=data):
-                cancel = self._service.cancel_execution(data.executionId, conn.owner)
+                cancel = self._cancel(conn, data.executionId)
                 await answer(conn, "cancel_execution", cancel, execution_id=data.executionId)
             case SubscribeWorkflow() | UnsubscribeWorkflow():
                 await self.runs_feed.receive(conn, command)
 
+    async def _authorize(self, conn: Connection, execution_id: str, action: Action) -> None:
+        if conn.scope is not None:
+            await self._service.authorize(execution_id, Caller(conn.owner, conn.scope), action)
+
+    async def _cancel(self, conn: Connection, execution_id: str) -> None:
+        await self._authorize(conn, execution_id, "cancel")
+        await self._service.cancel_execution(execution_id, conn.owner)
+
     async def _subscribe(self, conn: Connection, execution_id: str, after: int | None) -> None:
+        await self._authorize(conn, execution_id, "read")
         self.registry.subscribe(conn, execution_id, after or 0)  # before reading: no gap
         try:
             if after is None:  # live from now on: only check that it may be seen
@@ -272,10 +303,10 @@ class PushHub:
     # ---- internals --------------------------------------------------------------------------
 
     def _new_connection(
-        self, push_ref: str | None, owner: str | None, wakeup: Wakeup
+        self, push_ref: str | None, owner: str | None, wakeup: Wakeup, scope: Scope | None
     ) -> Connection:
         limit = self.settings.connection_buffer_bytes
-        conn = Connection(push_ref=push_ref, owner=owner, limit=limit, wakeup=wakeup)
+        conn = Connection(push_ref=push_ref, owner=owner, limit=limit, wakeup=wakeup, scope=scope)
         self._live.add(conn)
         if self._closing:
             conn.close(CloseCode.GOING_AWAY, "server shutting down")

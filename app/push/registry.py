@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 
 from app.bus.base import PushEvent
 from app.messages import BINARY_TYPES
+from app.model.access import Scope
 from app.model.records import StoredEvent
 from app.push import wire
 from app.push.buffers import ResumeBuffer
@@ -35,22 +36,38 @@ def _outgoing(event: PushEvent, event_id: int) -> wire.Outgoing:
     return wire.Outgoing(event.payload, event.type in BINARY_TYPES, event_id)
 
 
+def _taken_over(session: Session, conn: Connection) -> bool:
+    """Is ``conn`` another caller than the one ``session`` was buffering for?"""
+    if session.owner is None and session.scope is None:
+        return False  # opened by a message before any connection: buffered for whoever comes
+    return (session.owner, session.scope) != (conn.owner, conn.scope)
+
+
 class Session:
     """One pushRef: its resume buffer, its subscriptions and its live connection, if any."""
 
-    __slots__ = ("buffer", "connection", "idle_since", "owner", "push_ref", "subscriptions")
+    __slots__ = (
+        "buffer",
+        "connection",
+        "idle_since",
+        "owner",
+        "push_ref",
+        "scope",
+        "subscriptions",
+    )
 
     def __init__(self, push_ref: str, buffer: ResumeBuffer, now: float) -> None:
         self.push_ref = push_ref
         self.buffer = buffer
         self.connection: Connection | None = None
         self.owner: str | None = None
+        self.scope: Scope | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.idle_since = now
 
     def offer(self, event: PushEvent, now: float) -> None:
         """Send a live ``event`` (through its subscription, if any)."""
-        if not visible(event, self.owner):
+        if not visible(event, self.owner, self.scope):
             return
         sub = self.subscriptions.get(event.execution_id)
         if sub is None or sub.offer(event):
@@ -73,7 +90,7 @@ class Session:
             conn.deliver(wire.resume_failed(last_id), backlog=True)
             return
         for event_id, event in missed:
-            if visible(event, conn.owner):
+            if visible(event, conn.owner, conn.scope):
                 conn.deliver(_outgoing(event, event_id), backlog=True)
 
 
@@ -112,13 +129,13 @@ class Registry:
         queue what it missed after ``last_event_id`` (None: a fresh start, live only)."""
         assert conn.push_ref is not None
         session = self.sessions.get(conn.push_ref)
-        if session is not None and session.owner not in (None, conn.owner):
-            self._forget(session)  # another API key's pushRef: nothing of it carries over
+        if session is not None and _taken_over(session, conn):
+            self._forget(session)  # another key's (or token's) pushRef: nothing carries over
             session = None
         session = session or self._session(conn.push_ref, now)
         if session.connection is not None:
             session.connection.abort(CloseCode.NORMAL, "replaced by a newer connection")
-        session.connection, session.owner = conn, conn.owner
+        session.connection, session.owner, session.scope = conn, conn.owner, conn.scope
         if last_event_id is not None:
             session.resume(conn, last_event_id, now)
 
@@ -197,7 +214,7 @@ class Registry:
         sub = session.subscriptions.get(execution_id) if session else None
         if session is None or sub is None or not sub.replaying:
             return
-        logged_events = self._fitted(execution_id, logged, conn.owner)
+        logged_events = self._fitted(execution_id, logged, conn)
         session.emit(sub.replay(logged_events), now, backlog=True)
         if sub.done:
             self._unsubscribe(session, execution_id)
@@ -224,7 +241,7 @@ class Registry:
         stream = self.streams.get(conn)
         if stream is None or not stream.sub.replaying:
             return
-        logged_events = self._fitted(stream.execution_id, logged, conn.owner)
+        logged_events = self._fitted(stream.execution_id, logged, conn)
         stream.emit(stream.sub.replay(logged_events), backlog=True)
         if finished:
             conn.close(CloseCode.NORMAL, "execution finished")
@@ -279,9 +296,14 @@ class Registry:
         del self.sessions[session.push_ref]
 
     def _fitted(
-        self, execution_id: str, logged: Sequence[StoredEvent], owner: str | None
+        self, execution_id: str, logged: Sequence[StoredEvent], reader: Connection
     ) -> list[PushEvent]:
-        """Logged events as bus events (``owner``: the reader the service let read them)."""
+        """Logged events as bus events, stamped as within the reach of ``reader``, whom the
+        service let read them (its owner, and its token's workflow)."""
         limit = self.settings.max_message_bytes
-        events = (PushEvent(execution_id, e.seq, e.type, e.payload, owner=owner) for e in logged)
+        owner, workflow_id = reader.owner, reader.scope.workflow_id if reader.scope else None
+        events = (
+            PushEvent(execution_id, e.seq, e.type, e.payload, owner=owner, workflow_id=workflow_id)
+            for e in logged
+        )
         return [f for f in (fit(e, limit) for e in events) if f is not None]

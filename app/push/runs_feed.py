@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from app.errors import NotFound
 from app.messages import JsonObject, SubscribeWorkflow, UnsubscribeWorkflow
+from app.model.access import Caller
 from app.push import wire
 from app.push.commands import answer
 from app.push.connection import Connection
@@ -52,7 +53,8 @@ class RunsFeed:
         session = self._registry.live_session(conn)
         if session is None:  # replaced meanwhile: nothing to follow on
             return
-        self._feeds.follow(session.push_ref, workflow_id, conn.owner)  # before reading: no gap
+        Caller(conn.owner, conn.scope).require_workflow(workflow_id)  # Forbidden: not its scope
+        self._feeds.follow(session.push_ref, workflow_id, conn.owner, conn.scope)  # no gap
         try:
             page = await self._latest_runs(workflow_id, limit, conn.owner)
         except BaseException:

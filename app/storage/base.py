@@ -20,9 +20,37 @@ from app.model.records import (
     JsonObject,
     StoredEvent,
 )
+from app.model.webhooks import WebhookDelivery
 
 
-class ExecutionStore(Protocol):
+class WebhookStore(Protocol):
+    """The webhook outbox: rows staged with the runs' statuses, claimed by the senders.
+
+    A claim holds a row for ``lease_ms``: no other claim returns it meanwhile, so of several
+    processes sharing the store exactly one sends it; a sender that dies loses its claims
+    when they expire (or at once, :meth:`release_webhook_claims`, where it was alone)."""
+
+    async def list_webhooks(self, execution_id: str) -> builtins.list[WebhookDelivery]:
+        """The run's deliveries, oldest first."""
+        ...
+
+    async def claim_webhooks(
+        self, now: int, lease_ms: int, limit: int
+    ) -> builtins.list[WebhookDelivery]:
+        """Up to ``limit`` pending deliveries due by ``now`` (epoch ms), oldest due first,
+        now claimed until ``now + lease_ms``."""
+        ...
+
+    async def save_webhook(self, delivery: WebhookDelivery) -> None:
+        """Store a claimed delivery after an attempt, and release its claim."""
+        ...
+
+    async def release_webhook_claims(self) -> None:
+        """Release every claim: the caller is the only sender and has just started."""
+        ...
+
+
+class ExecutionStore(WebhookStore, Protocol):
     """Execution records and their ordered event logs (the ``ExecutionRepository``)."""
 
     def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
@@ -31,6 +59,11 @@ class ExecutionStore(Protocol):
 
     def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
         """Queue ``events`` appended to the log of ``execution_id`` (record unchanged)."""
+        ...
+
+    def stage_webhooks(self, deliveries: Sequence[WebhookDelivery]) -> None:
+        """Queue new outbox rows. Called right after the ``stage`` of the status they report,
+        with no ``await`` between, they commit in the same transaction (SPEC §11)."""
         ...
 
     async def commit(self, linger_s: float = 0.0) -> None:

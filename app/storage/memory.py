@@ -24,6 +24,8 @@ from app.model.records import (
     JsonObject,
     StoredEvent,
 )
+from app.model.webhooks import WebhookDelivery
+from app.model.webhooks import decode_delivery as webhook_from_body
 from app.storage.sql_rows import prune_count
 
 _decode = msgspec.json.Decoder(ExecutionRecord).decode
@@ -37,6 +39,8 @@ class MemoryStore:
         self._records: dict[str, bytes] = {}
         self._events: dict[str, list[StoredEvent]] = {}
         self._workflows: dict[str, JsonObject] = {}
+        #: webhook id -> (encoded delivery, claimed until), in creation order.
+        self._webhooks: dict[str, tuple[bytes, int]] = {}
         self._keys: dict[tuple[str, str], IdempotencyKey] = {}
 
     async def __aenter__(self) -> Self:
@@ -60,6 +64,34 @@ class MemoryStore:
             if log and log[-1].seq >= event.seq:
                 log[:] = [e for e in log if e.seq != event.seq]
             log.append(event)
+
+    def stage_webhooks(self, deliveries: Sequence[WebhookDelivery]) -> None:
+        for delivery in deliveries:
+            self._webhooks.setdefault(delivery.id, (msgspec.json.encode(delivery), 0))
+
+    async def list_webhooks(self, execution_id: str) -> builtins.list[WebhookDelivery]:
+        every = (webhook_from_body(body) for body, _ in self._webhooks.values())
+        return [d for d in every if d.execution_id == execution_id]
+
+    async def claim_webhooks(
+        self, now: int, lease_ms: int, limit: int
+    ) -> builtins.list[WebhookDelivery]:
+        due = []
+        for body, claimed_until in self._webhooks.values():
+            delivery = webhook_from_body(body)
+            ready = delivery.next_attempt_at is not None and delivery.next_attempt_at <= now
+            if delivery.status == "pending" and ready and claimed_until <= now:
+                due.append(delivery)
+        due.sort(key=lambda d: d.next_attempt_at or 0)
+        for delivery in due[:limit]:
+            self._webhooks[delivery.id] = (self._webhooks[delivery.id][0], now + lease_ms)
+        return due[:limit]
+
+    async def save_webhook(self, delivery: WebhookDelivery) -> None:
+        self._webhooks[delivery.id] = (msgspec.json.encode(delivery), 0)
+
+    async def release_webhook_claims(self) -> None:
+        self._webhooks = {k: (body, 0) for k, (body, _) in self._webhooks.items()}
 
     async def commit(self, linger_s: float = 0.0) -> None:
         return None
@@ -99,6 +131,9 @@ class MemoryStore:
             del self._records[execution_id]
             self._events.pop(execution_id, None)
         self._keys = {k: v for k, v in self._keys.items() if v.execution_id not in gone}
+        for webhook_id, (body, _) in list(self._webhooks.items()):
+            if webhook_from_body(body).execution_id in gone:
+                del self._webhooks[webhook_id]
         return len(gone)
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:

@@ -38,12 +38,11 @@ from app.model.records import (
     StoredEvent,
 )
 from app.model.status import ExecutionStatus
+from app.storage.postgres_outbox import INSERT_WEBHOOKS, PostgresOutbox
 from app.storage.sql_rows import (
     FINISHED,
     KEY_COLUMNS,
     RETRY_OF_INDEX,
-    EventRow,
-    RecordRow,
     json_object,
     key_from_row,
     key_row,
@@ -52,7 +51,7 @@ from app.storage.sql_rows import (
     record_row,
 )
 from app.storage.sql_rows import where as sql_where
-from app.storage.staging import SqlStaging
+from app.storage.staging import SqlStaging, Staged
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +80,15 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 4: the list of every run, newest first, reads one page, not the whole history.
     "CREATE INDEX executions_by_time ON executions (created_at, id);",
+    # 5: the webhook outbox (SPEC §11)
+    """
+    CREATE TABLE webhook_deliveries (
+        id text PRIMARY KEY, execution_id text NOT NULL, status text NOT NULL, due bigint,
+        body bytea NOT NULL, claimed_until bigint NOT NULL DEFAULT 0,
+        position bigserial NOT NULL);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, due);
+    CREATE INDEX webhook_deliveries_by_execution ON webhook_deliveries (execution_id);
+    """,
 )
 #: A dropped connection (server restart, ``pg_terminate_backend``) is replaced: the pool checks
 #: each one it hands out, and a group commit that fails on its connection is written again
@@ -119,13 +127,14 @@ _DELETE_RUNS = """
 WITH gone AS (
     DELETE FROM executions WHERE id = ANY(%s) AND status = ANY(%s) RETURNING id),
 events AS (DELETE FROM execution_events WHERE execution_id IN (SELECT id FROM gone)),
-keys AS (DELETE FROM idempotency_keys WHERE execution_id IN (SELECT id FROM gone))
+keys AS (DELETE FROM idempotency_keys WHERE execution_id IN (SELECT id FROM gone)),
+hooks AS (DELETE FROM webhook_deliveries WHERE execution_id IN (SELECT id FROM gone))
 SELECT count(*) FROM gone"""
 _SELECT_KEY = f"""SELECT {KEY_COLUMNS} FROM idempotency_keys
 WHERE owner = %s AND key = %s AND created_at >= %s"""
 
 
-class PostgresStore(SqlStaging):
+class PostgresStore(SqlStaging, PostgresOutbox):
     """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
     on PostgreSQL; ``async with`` opens its pool and migrates the schema. ``url`` is a libpq
     URL; ``?options=-csearch_path%3Dname`` picks a schema."""
@@ -215,12 +224,12 @@ class PostgresStore(SqlStaging):
             while self.has_staged:
                 done, self._writing = self._batch, self._batch
                 self._writing_ids = frozenset(self._records)
-                records, events = self.take_staged()
+                batch = self.take_staged()
                 self._batch = None
                 try:
-                    await self._write_until_stored(records, events)
+                    await self._write_until_stored(batch)
                 except Exception as exc:
-                    log.exception("PostgreSQL commit of %d records failed", len(records))
+                    log.exception("PostgreSQL commit of %d records failed", len(batch.records))
                     if done is not None:
                         done.set_exception(exc)
                         done.exception()  # logged above; awaiting callers still raise
@@ -231,25 +240,27 @@ class PostgresStore(SqlStaging):
             self._writer = self._writing = None
             self._writing_ids = frozenset()
 
-    async def _write_until_stored(self, records: list[RecordRow], events: list[EventRow]) -> None:
+    async def _write_until_stored(self, batch: Staged) -> None:
         delay = RETRY_S
         while True:
             try:
-                return await self._write(records, events)
+                return await self._write(batch)
             except psycopg.OperationalError:  # the connection, not the rows: write again
                 log.warning("PostgreSQL commit failed; again in %.2f s", delay, exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    async def _write(self, records: list[RecordRow], events: list[EventRow]) -> None:
+    async def _write(self, batch: Staged) -> None:
         # Binary parameters: payloads go as they are, not hex-encoded.
         async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-            if records:
-                columns = [list(column) for column in zip(*records, strict=True)]
-                await conn.execute(_UPSERT_RECORDS, columns, binary=True)
-            if events:
-                columns = [list(column) for column in zip(*events, strict=True)]
-                await conn.execute(_UPSERT_EVENTS, columns, binary=True)
+            for sql, rows in (
+                (_UPSERT_RECORDS, batch.records),
+                (_UPSERT_EVENTS, batch.events),
+                (INSERT_WEBHOOKS, batch.webhooks),
+            ):
+                if rows:
+                    columns = [list(column) for column in zip(*rows, strict=True)]
+                    await conn.execute(sql, columns, binary=True)
 
     # ---- executions ------------------------------------------------------------------
 

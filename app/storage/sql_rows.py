@@ -15,6 +15,7 @@ import msgspec
 from app.messages import encoder
 from app.model.records import ExecutionQuery, ExecutionRecord, IdempotencyKey
 from app.model.status import ExecutionStatus
+from app.model.webhooks import WebhookDelivery, decode_delivery
 
 RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None, str | None]
 #: A log entry's row: ``(execution_id, seq, type, payload)``.
@@ -97,3 +98,14 @@ def prune_count(total: int, aged: int, keep: int | None) -> int:
     which ``aged`` are too old, and at most ``keep`` may stay (both select a prefix of the
     finished runs ordered oldest first)."""
     return max(aged, 0 if keep is None else total - keep)
+
+
+#: A webhook outbox row: ``(id, execution_id, status, due, body)``; ``due`` is the next
+#: attempt's time (NULL once delivered or failed), ``body`` the encoded delivery.
+WebhookRow = tuple[str, str, str, int | None, bytes]
+webhook_from_body = decode_delivery
+
+
+def webhook_row(delivery: WebhookDelivery) -> WebhookRow:
+    d = delivery
+    return (d.id, d.execution_id, d.status, d.next_attempt_at, msgspec.json.encode(d))

@@ -44,9 +44,7 @@ from app.storage.sql_rows import (
     FINISHED,
     KEY_COLUMNS,
     RETRY_OF_INDEX,
-    EventRow,
     KeyRow,
-    RecordRow,
     json_object,
     key_from_row,
     key_row,
@@ -54,7 +52,8 @@ from app.storage.sql_rows import (
     record_from_row,
 )
 from app.storage.sql_rows import where as sql_where
-from app.storage.staging import SqlStaging
+from app.storage.sqlite_outbox import INSERT_WEBHOOK, SqliteOutbox
+from app.storage.staging import SqlStaging, Staged
 from app.storage.wal import WalCheckpointer
 
 log = logging.getLogger(__name__)
@@ -71,6 +70,12 @@ CREATE INDEX IF NOT EXISTS executions_by_time ON executions (created_at, id);
 CREATE TABLE IF NOT EXISTS events (
     execution_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, payload BLOB NOT NULL,
     PRIMARY KEY (execution_id, seq));
+-- The webhook outbox (SPEC §11): written in the transaction of the status it reports.
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, status TEXT NOT NULL, due INTEGER,
+    body BLOB NOT NULL, claimed_until INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS webhooks_due ON webhooks (status, due);
+CREATE INDEX IF NOT EXISTS webhooks_by_execution ON webhooks (execution_id);
 CREATE TABLE IF NOT EXISTS workflows (
     id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
@@ -93,6 +98,7 @@ _DELETE_RUNS = f"""DELETE FROM executions WHERE id IN (SELECT value FROM json_ea
 _DELETE_LOGS = (
     "DELETE FROM events WHERE execution_id IN (SELECT value FROM json_each(?))",
     "DELETE FROM idempotency_keys WHERE execution_id IN (SELECT value FROM json_each(?))",
+    "DELETE FROM webhooks WHERE execution_id IN (SELECT value FROM json_each(?))",
 )
 _UPSERT_KEY = f"INSERT OR REPLACE INTO idempotency_keys ({KEY_COLUMNS}) VALUES (?,?,?,?,?,?)"
 
@@ -117,7 +123,7 @@ def _add_retry_of(db: sqlite3.Connection) -> None:
     db.execute(f"CREATE INDEX IF NOT EXISTS {RETRY_OF_INDEX}")
 
 
-class SqliteStore(SqlStaging):
+class SqliteStore(SqlStaging, SqliteOutbox):
     """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
     on SQLite; ``async with`` opens (creating the file and schema) and closes it."""
 
@@ -224,18 +230,18 @@ class SqliteStore(SqlStaging):
             self._flush_handle.cancel()
             self._flush_handle = None
         self._retrying = False
-        (records, events), done = self.take_staged(), self._committed
+        batch, done = self.take_staged(), self._committed
         keys, self._keys = self._keys, []
         self._committed = None
         try:
-            if records or events:
-                self._write(records, events, keys)
+            if any(batch):
+                self._write(batch, keys)
                 self._wal.written()
                 self.health.wrote()
         except Exception as exc:
             if transient(exc):
                 self._keys[:0] = keys  # written again with their runs
-                self._retry(records, events, exc)
+                self._retry(batch, exc)
             elif done is None:
                 raise
             if done is not None:
@@ -244,19 +250,20 @@ class SqliteStore(SqlStaging):
             if done is not None:
                 done.set_result(None)
 
-    def _retry(self, records: list[RecordRow], events: list[EventRow], exc: Exception) -> None:
+    def _retry(self, batch: Staged, exc: Exception) -> None:
         """Stage a failed write again (``_flush`` did not yield) and schedule its retry."""
-        self.restage(records, events)
-        delay = self.health.write_failed(exc, len(records) + len(events))
+        self.restage(batch)
+        delay = self.health.write_failed(exc, sum(len(rows) for rows in batch))
         self._schedule_flush(asyncio.get_running_loop().time() + delay)
         self._retrying = True  # from now on only that flush writes
 
-    def _write(self, records: list[RecordRow], events: list[EventRow], keys: list[KeyRow]) -> None:
+    def _write(self, batch: Staged, keys: list[KeyRow]) -> None:
         db = self.db
         db.execute("BEGIN")
         try:
-            db.executemany(_UPSERT, records)
-            db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", events)
+            db.executemany(_UPSERT, batch.records)
+            db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", batch.events)
+            db.executemany(INSERT_WEBHOOK, batch.webhooks)
             # A key replaced here had expired (save_keyed checked it on this thread).
             db.executemany(_UPSERT_KEY, keys)
             db.execute("COMMIT")  # in WAL mode the pages are written here: it can fail too

@@ -55,6 +55,8 @@ class WorkflowSettings(msgspec.Struct, frozen=True):
     max_concurrency: Annotated[int, msgspec.Meta(ge=1)] | None = None
     #: The bound on LangGraph steps; loops are refused unless it is set.
     recursion_limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    #: Where each run's completion webhook goes (SPEC §11), unless the run names its own.
+    webhook_url: str | None = None
 
 
 class Workflow(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,6 +15,7 @@ from app.errors import Conflict, NotFound, ValidationFailed, problem
 from app.messages import encoder
 from app.model.ids import ID_PATTERN, is_identifier
 from app.model.records import ExecutionRecord, JsonObject
+from app.model.webhooks import check_webhook_url
 from app.storage.base import WorkflowStore
 from app.workflows.builtin_nodes import builtin_registry
 from app.workflows.compiler import CompiledWorkflow, Partial, compile_graph, compile_workflow
@@ -36,12 +37,14 @@ class WorkflowService:
         python_modules: tuple[str, ...],
         default_recursion_limit: int,
         registry: NodeRegistry | None = None,
+        webhook_allow_private: bool = False,
     ) -> None:
         self.store = store
         self.registry = registry or builtin_registry()
         self._checkpointer = checkpointer
         self._python_modules = python_modules
         self._default_recursion_limit = default_recursion_limit
+        self._webhook_allow_private = webhook_allow_private
         self._graphs: dict[str, CompiledWorkflow] = {}
         #: Stored workflows by id with their version, read once, dropped on update or delete.
         self._cached: dict[str, tuple[JsonObject, str]] = {}
@@ -66,6 +69,12 @@ class WorkflowService:
 
     def _parse(self, body: bytes | JsonObject) -> JsonObject:
         workflow = parse_workflow(body, self.registry, python_modules=self._python_modules)
+        if workflow.settings.webhook_url is not None:
+            check_webhook_url(
+                workflow.settings.webhook_url,
+                allow_private=self._webhook_allow_private,
+                path="settings.webhook_url",
+            )
         return workflow_to_json(workflow)
 
     async def create(self, body: bytes | JsonObject) -> JsonObject:

@@ -6,6 +6,7 @@ To check a new backend (PostgreSQL, ...), add a :class:`Backend` to :data:`BACKE
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import sqlite3
@@ -21,6 +22,7 @@ from app.errors import Conflict, IllegalTransition
 from app.executions.flatted import stringify
 from app.model.records import ExecutionQuery, ExecutionRecord, RetryPlan, StoredEvent
 from app.model.status import TRANSITIONS, ExecutionStatus, check_transition
+from app.model.webhooks import Attempt, WebhookDelivery
 from app.storage.base import ExecutionStore, WorkflowStore
 from app.storage.memory import MemoryStore
 from app.storage.sqlite import SCHEMA, SqliteStore
@@ -447,3 +449,80 @@ def test_flatted_stores_a_shared_object_once() -> None:
     shared: dict[str, Any] = {"k": 1}
 
     assert stringify([shared, shared]) == '[["1","1"],{"k":1}]'
+
+
+# ---- the webhook outbox (SPEC §11) -------------------------------------------------------
+
+
+def delivery(execution_id: str, n: int, due: int = 1_000) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=f"msg_{execution_id}_{n}",
+        execution_id=execution_id,
+        event="execution.finished",
+        url="https://example.com/hook",
+        payload=b'{"type":"execution.finished"}',
+        created_at=due,
+        next_attempt_at=due,
+    )
+
+
+async def test_outbox_rows_commit_with_the_status_they_report(store: Store) -> None:
+    run = record(status=S.SUCCESS)
+    store.stage(run)
+    store.stage_webhooks([delivery(run.id, 1)])
+    await store.commit()
+    assert [d.id for d in await store.list_webhooks(run.id)] == [f"msg_{run.id}_1"]
+    assert await store.list_webhooks("another") == []
+
+
+async def test_a_claimed_delivery_is_held_until_saved_or_its_lease_ends(store: Store) -> None:
+    run = record(status=S.SUCCESS)
+    store.stage(run)
+    store.stage_webhooks([delivery(run.id, 1, due=1_000), delivery(run.id, 2, due=5_000)])
+    await store.commit()
+    claimed = await store.claim_webhooks(2_000, 60_000, 10)
+    assert [d.id for d in claimed] == [f"msg_{run.id}_1"]  # the other is not due yet
+    assert await store.claim_webhooks(3_000, 60_000, 10) == []  # held by the claim
+    assert [d.id for d in await store.claim_webhooks(62_000, 60_000, 1)] == [claimed[0].id]
+
+    first = claimed[0]
+    first.after(Attempt(62_000, status_code=500), [10.0], final=False)
+    await store.save_webhook(first)  # released, due again 10 s after that attempt
+    assert [d.id for d in await store.claim_webhooks(70_000, 60_000, 10)] == [f"msg_{run.id}_2"]
+    again = await store.claim_webhooks(72_000, 60_000, 10)
+    assert [(d.id, d.attempts) for d in again] == [(first.id, [Attempt(62_000, 500)])]
+    again[0].after(Attempt(72_000, status_code=204), [10.0], final=False)
+    await store.save_webhook(again[0])
+    await store.release_webhook_claims()
+    assert [d.id for d in await store.claim_webhooks(99_000, 60_000, 10)] == [f"msg_{run.id}_2"]
+    listed = {d.id: d.status for d in await store.list_webhooks(run.id)}
+    assert listed == {first.id: "delivered", f"msg_{run.id}_2": "pending"}
+
+
+async def test_concurrent_claims_never_share_a_delivery(
+    backend: Backend, opener: Callable[[], Awaitable[Store]]
+) -> None:
+    if backend.name == "memory":
+        pytest.skip("a memory store belongs to one process")
+    first, second = await opener(), await opener()
+    run = record(status=S.SUCCESS)
+    first.stage(run)
+    first.stage_webhooks([delivery(run.id, n) for n in range(40)])
+    await first.commit()
+    claims = await asyncio.gather(
+        *(s.claim_webhooks(2_000, 60_000, 7) for s in [first, second] * 4)
+    )
+    ids = [d.id for claim in claims for d in claim]
+    assert len(ids) == len(set(ids)) == 40
+
+
+async def test_pruning_a_run_deletes_its_webhook_deliveries(store: Store) -> None:
+    done, kept = record(status=S.SUCCESS), record(status=S.SUCCESS)
+    for run in (done, kept):
+        store.stage(run)
+        store.stage_webhooks([delivery(run.id, 1)])
+    await store.commit()
+    assert await store.delete([done.id]) == 1
+    assert await store.list_webhooks(done.id) == []
+    assert [d.id for d in await store.list_webhooks(kept.id)] == [f"msg_{kept.id}_1"]
+    assert [d.id for d in await store.claim_webhooks(2_000, 60_000, 10)] == [f"msg_{kept.id}_1"]

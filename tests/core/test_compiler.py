@@ -288,6 +288,7 @@ def test_node_infos_predecessors_and_settings() -> None:
         "timeout_s": None,
         "max_concurrency": None,
         "recursion_limit": None,
+        "webhook_url": None,
     }
     assert compiled.predecessors == {
         "Start": [],

@@ -9,7 +9,8 @@ import msgspec
 
 from app import messages as m
 from app.bus.base import LocalEventBus, PushEvent
-from app.errors import NotFound
+from app.errors import Forbidden, NotFound
+from app.model.access import Caller, Scope
 from app.push.connection import Connection
 from app.push.feed import RunsPage, snapshot_message
 from app.push.hub import PushHub
@@ -206,7 +207,7 @@ async def test_unsubscribe_workflow_acks_and_stops_the_feed() -> None:
 async def test_a_feed_stream_has_the_feed_log_as_cursor_and_resumes_from_it() -> None:
     hub, bus, runs = make_hub()
     runs.during = lambda: publish(bus, "e1", 1, started("e1"))  # held, then sent
-    conn = await hub.open_feed("wf", 20, None, None, lambda: None)
+    conn = await hub.open_feed("wf", 20, None, Caller(), lambda: None)
     publish(bus, "e1", 2, finished("e1"))
     got = conn.data_to_send()
     base = got[0].event_id
@@ -218,7 +219,7 @@ async def test_a_feed_stream_has_the_feed_log_as_cursor_and_resumes_from_it() ->
     )
     hub.disconnect(conn)
     publish(bus, "e2", 1, started("e2"))  # while away
-    again = await hub.open_feed("wf", 20, base + 2, None, lambda: None)
+    again = await hub.open_feed("wf", 20, base + 2, Caller(), lambda: None)
     assert [(o.event_id, o.payload) for o in again.data_to_send()] == [
         (base + 3, m.encode(started("e2")))
     ]
@@ -228,7 +229,7 @@ async def test_a_feed_stream_has_the_feed_log_as_cursor_and_resumes_from_it() ->
 
 async def test_a_feed_stream_cursor_the_log_does_not_hold_gets_a_new_snapshot() -> None:
     hub, _, runs = make_hub()
-    conn = await hub.open_feed("wf", 3, 12345, None, lambda: None)
+    conn = await hub.open_feed("wf", 3, 12345, Caller(), lambda: None)
     assert msgspec.json.decode(conn.data_to_send()[0].payload)["type"] == "runsSnapshot"
     assert runs.asked == [("wf", 3, None)]
     hub.disconnect(conn)
@@ -238,7 +239,7 @@ async def test_a_feed_stream_cursor_the_log_does_not_hold_gets_a_new_snapshot() 
 async def test_a_feed_stream_of_an_unknown_workflow_raises_and_leaves_nothing() -> None:
     hub, _, _ = make_hub()
     try:
-        await hub.open_feed("nope", 20, None, None, lambda: None)
+        await hub.open_feed("nope", 20, None, Caller(), lambda: None)
     except NotFound:
         pass
     else:
@@ -260,3 +261,37 @@ def test_an_oversized_snapshot_drops_graph_states_then_the_oldest_items() -> Non
     assert msgspec.json.decode(snapshot_message("wf", page, 90))["data"]["items"] == [
         {"execution_id": "e0"}
     ]
+
+
+READ_WF = Scope(actions=frozenset({"read"}), workflow_id="wf")
+
+
+async def test_a_token_scoped_to_the_workflow_follows_it_and_sees_only_its_runs() -> None:
+    hub, bus, runs = make_hub()
+    conn = hub.connect("p1", "alice", None, lambda: None, scope=READ_WF)
+    await hub.receive(conn, SUBSCRIBE)
+    publish(bus, "e1", 1, started("e1"), owner="alice")
+    publish(bus, "e2", 1, started("e2"), owner="bob")  # another key's run of the workflow
+    assert frames(conn)[1:] == [ACK, started_frame("e1", 2)]
+    assert runs.asked == [("wf", 5, "alice")]
+
+
+async def test_a_token_scoped_elsewhere_is_refused_the_feed() -> None:
+    hub, _, runs = make_hub()
+    for scope in (
+        Scope(actions=frozenset({"read"}), workflow_id="other"),
+        Scope(actions=frozenset({"read"}), execution_ids=frozenset({"e1"})),
+        Scope(actions=frozenset({"cancel"}), workflow_id="wf"),
+    ):
+        conn = hub.connect("p1", "alice", None, lambda: None, scope=scope)
+        await hub.receive(conn, SUBSCRIBE)
+        [reply] = [msgspec.json.decode(f) for f in frames(conn)]
+        assert (reply["type"], reply["data"]["code"]) == ("error", "forbidden")
+        try:
+            await hub.open_feed("wf", 20, None, Caller("alice", scope), lambda: None)
+        except Forbidden:
+            pass
+        else:
+            raise AssertionError(f"{scope} opened the feed stream")
+    assert runs.asked == []
+    assert hub.stats()["push_feed_streams"] == 0

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
             {f"graphpush {t} delay=0 runs={n}" for t in ("WS", "SSE") for n in (1, 10)},
         ),
         ("bench.retry", {"3-node chain, from n2", "20-node chain, from n19"}),
+        ("bench.webhooks", {"no webhook", "webhook delivered"}),
         ("bench.feed", {"followers-x0", "followers-x10"}),
         pytest.param(
             "bench.scaleout",

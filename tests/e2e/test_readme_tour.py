@@ -102,7 +102,7 @@ def _default(value: Any) -> str:
         case bool():
             return str(value).lower()
         case tuple():
-            return ",".join(value)
+            return ",".join(map(str, value))
         case Path():
             return f"./{value}"
         case _:

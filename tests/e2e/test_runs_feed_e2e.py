@@ -183,3 +183,44 @@ async def test_an_api_key_follows_only_its_own_runs(tmp_path: Path) -> None:
             client.headers.update(alice)
             live = await run_to_end(client, workflow_id)
             assert kinds(await ws_read(ws, 2)) == lifecycle_of(live)
+
+
+async def test_a_token_scoped_to_the_workflow_may_follow_its_feed_and_no_other(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        {"data_dir": tmp_path, "load_examples": False, "api_keys": ("alice-key",)}, environ={}
+    )
+    key = {"Authorization": "Bearer alice-key"}
+    async with (
+        serving(create_app(settings), settings) as host,
+        httpx.AsyncClient(base_url=f"http://{host}", timeout=10, headers=key) as client,
+    ):
+        workflow_id = (await client.post("/agents/workflows", json=FLOW)).json()["id"]
+        other_id = (await client.post("/agents/workflows", json={**FLOW, "id": "other"})).json()[
+            "id"
+        ]
+        mine = await run_to_end(client, workflow_id)
+
+        async def token(**body: Any) -> str:
+            minted = await client.post("/agents/tokens", json={"scopes": ["read"], **body})
+            assert minted.status_code == 201, minted.text
+            return str(minted.json()["token"])
+
+        scoped = await token(workflow_id=workflow_id)
+        client.headers.pop("Authorization")
+        path = f"/agents/workflows/{workflow_id}/stream"
+        async with client.stream("GET", path, params={"token": scoped}) as response:
+            assert response.status_code == 200
+            [(_, snapshot)] = await sse_until(sse_events(response), 1)
+        assert [i["execution_id"] for i in snapshot["data"]["items"]] == [mine]
+        refused = await client.get(f"/agents/workflows/{other_id}/stream?token={scoped}")
+        assert refused.status_code == 403
+        url = f"ws://{host}/agents/push?pushRef=tokenref&token={scoped}"
+        async with connect(url) as ws:
+            for wanted in (other_id, workflow_id):
+                subscribe = {"type": "subscribe_workflow", "data": {"workflowId": wanted}}
+                await ws.send(json.dumps(subscribe))
+            refusal, snapshot_ws, ack = await ws_read(ws, 3)
+        assert (refusal["type"], refusal["data"]["code"]) == ("error", "forbidden")
+        assert (snapshot_ws["type"], ack["type"]) == ("runsSnapshot", "ack")

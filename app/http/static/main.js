@@ -1,6 +1,7 @@
 // graphpush web canvas: draws a workflow, runs it, and lights its nodes up from push
 // messages (SPEC §4) received over WebSocket, or over SSE when a WebSocket cannot be had
-// (SPEC §5). Query flags: ?transport=ws|sse|auto, ?token=<API key>. The URL hash keeps
+// (SPEC §5). Query flags: ?transport=ws|sse|auto, ?token=<API key or scoped
+// token> (POST /agents/tokens: a page never needs to hold a key). The URL hash keeps
 // the selected workflow (#wf=<id>). This module wires the others to the page: it holds
 // the page state and passes each view what it shows.
 

@@ -16,7 +16,7 @@
 const CLOSE_KINDS = new Map([
   [1000, { kind: "replaced", final: true }], // another connection took this pushRef
   [1001, { kind: "going_away", final: false }], // the server is shutting down
-  [1008, { kind: "refused", final: true }], // a cross-site Origin or a bad pushRef
+  [1008, { kind: "refused", final: true }], // cross-site Origin, bad pushRef, token expired or out of scope
   [1009, { kind: "too_big", final: false }], // a command frame over 64 KiB
   [1011, { kind: "server_error", final: false }], // e.g. a missed heartbeat
   [4008, { kind: "slow_consumer", final: false }], // the outbound buffer filled up
@@ -72,7 +72,8 @@ function backoffMs(attempt) {
  * One pushRef channel on `/agents/push`.
  *
  * Options: `pushRef`; `transport` "auto" (WebSocket, SSE if a WebSocket never opens),
- * "ws" or "sse"; `token` (API key, sent as ?token=); `baseUrl` (default: the page's);
+ * "ws" or "sse"; `token` (an API key or a scoped token from POST /agents/tokens, sent as
+ * ?token=); `baseUrl` (default: the page's);
  * `wsRetryMs`, how long to stay on the SSE fallback before trying a WebSocket again
  * (doubling after each failed try, up to 8×).
  *

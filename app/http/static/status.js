@@ -15,7 +15,7 @@ const LABELS = {
 const FINAL_TEXT = {
   replaced: "replaced by a newer connection",
   refused: "refused by policy",
-  unauthorized: "API key needed",
+  unauthorized: "API key or token needed",
 };
 
 /** The detail line for a PushConnection state (see push.js onState). */
@@ -46,7 +46,7 @@ export class ConnectionStatus {
   }
 }
 
-/** The dismissable banner; `onKey(key)` when the user submits an API key. */
+/** The dismissable banner; `onKey(key)` when the user submits an API key or a token. */
 export class Banner {
   constructor(banner, { onKey }) {
     this.banner = banner;
@@ -69,7 +69,7 @@ export class Banner {
   }
 
   askForKey(reason) {
-    this.show(`This server needs an API key: ${reason}`, { sticky: true });
+    this.show(`This server needs an API key or a valid access token: ${reason}`, { sticky: true });
     this.keyForm.hidden = false;
   }
 }
