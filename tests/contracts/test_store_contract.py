@@ -499,11 +499,14 @@ async def test_a_claimed_delivery_is_held_until_saved_or_its_lease_ends(store: S
     assert listed == {first.id: "delivered", f"msg_{run.id}_2": "pending"}
 
 
+#: The stores several processes open at once (a memory store belongs to one process).
+SHARED = [b for b in BACKENDS if b.persistent]
+
+
+@pytest.mark.parametrize("backend", SHARED, ids=lambda b: b.name, indirect=True)
 async def test_concurrent_claims_never_share_a_delivery(
-    backend: Backend, opener: Callable[[], Awaitable[Store]]
+    opener: Callable[[], Awaitable[Store]],
 ) -> None:
-    if backend.name == "memory":
-        pytest.skip("a memory store belongs to one process")
     first, second = await opener(), await opener()
     run = record(status=S.SUCCESS)
     first.stage(run)
