@@ -304,7 +304,7 @@ def main(args: argparse.Namespace) -> None:
     clients = Clients()
     rows: list[list[str]] = []
     try:
-        with server(push_servers.graphpush) as (host, _):
+        with server(push_servers.graphpush, not args.default_gc) as (host, _):
             bench = Bench(host, clients, args)
             with server(push_servers.raw_websockets, bench.frames()) as (raw_host, _):
                 bench.raw_host = raw_host
@@ -345,6 +345,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per round")
     parser.add_argument("--quick", action="store_true", help="a smoke run in well under 1 min")
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="leave the server's garbage collector as CPython sets it (not as `graphpush serve`)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.warmup, args.ws, args.sse, args.idle = 1, 1, [1, 50], [50], 100

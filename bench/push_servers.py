@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 from app.bus.base import PushEvent
+from app.cli.process import tune_gc
 from app.executions.service import ExecutionService
 from app.main import create_app
 from app.settings import load_settings
@@ -79,12 +80,15 @@ def _stamp_publishes(stamps: Stamps) -> Any:
     return setup
 
 
-def graphpush(port: int) -> None:
-    """Serve graphpush on ``127.0.0.1:port`` until terminated (a process entry point)."""
+def graphpush(port: int, serve_gc: bool = True) -> None:
+    """Serve graphpush on ``127.0.0.1:port`` until terminated (a process entry point);
+    ``serve_gc``: with the garbage collector set as ``graphpush serve`` sets it."""
     raise_nofile()
     settings = load_settings({"load_examples": False, "database": "memory"}, environ={})
     stamps: Stamps = {}
     app = _BenchRoutes(create_app(settings, _stamp_publishes(stamps)), stamps)
+    if serve_gc:
+        tune_gc()
     config = uvicorn.Config(
         app,
         host="127.0.0.1",

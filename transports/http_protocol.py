@@ -9,6 +9,12 @@
   ends the response now: the last chunk is written behind what the transport already
   holds, without waiting for it to drain, the connection is closed, and it is aborted if
   the peer has not taken it within :data:`END_GRACE_S` (a peer that stopped reading).
+- **Writing without a task switch.** ``...[END_NOW]["write_now"](data)`` writes one body
+  chunk of a started response at once if the transport takes writes (returns 1) or not at
+  all (returns 0); ``await ...["drain"](message)`` (any message) waits until it takes
+  writes again. An event stream's backlog goes out in the same call that took it, instead
+  of one awaited ``http.response.body`` per chunk (bench/README.md). Both raise uvicorn's
+  ``ClientDisconnected`` once the peer is gone or the response is over.
 
 Selected by ``http=`` in :func:`transports.websocket.uvicorn_options`. Under another
 server, streams end when the lifespan's shutdown closes the hub, and a cut stream ends by
@@ -21,7 +27,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Final
 
+from starlette.types import Message
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.utils import ClientDisconnected
 
 SERVER_STOPPING: Final = "graphpush.server_stopping"
 END_NOW: Final = "graphpush.http.end_now"
@@ -43,8 +51,29 @@ class StoppingHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:  # a request, not an upgrade
-            extension: dict[object, object] = {"end_now": partial(self._end_now, cycle)}
+            extension: dict[object, object] = {
+                "end_now": partial(self._end_now, cycle),
+                "write_now": partial(self._write_now, cycle),
+                "drain": partial(self._drain, cycle),
+            }
             self.scope.setdefault("extensions", {})[END_NOW] = extension
+
+    def _write_now(self, cycle: RequestResponseCycle, data: bytes) -> int:
+        if cycle.disconnected or cycle.response_complete or not cycle.response_started:
+            raise ClientDisconnected()
+        if self.flow.write_paused:
+            return 0
+        if cycle.chunked_encoding:
+            self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            self.transport.write(data)
+        return 1
+
+    async def _drain(self, cycle: RequestResponseCycle, message: Message) -> None:
+        if self.flow.write_paused and not cycle.disconnected:
+            await self.flow.drain()  # set again by resume_writing or connection_lost
+        if cycle.disconnected:
+            raise ClientDisconnected()
 
     def _end_now(self, cycle: RequestResponseCycle) -> None:
         if cycle.response_complete or self.transport.is_closing():

@@ -4,8 +4,9 @@
 
 Each streams one core connection: an initial ``:ok`` comment, then everything queued on the
 connection as ``id: N`` + ``data: <json>`` events, in chunks of about
-:data:`~transports.pump.CHUNK_BYTES` per write (uvicorn waits for the socket to drain
-before each, so a peer that stops reading holds one chunk, not its backlog), comment
+:data:`~transports.pump.CHUNK_BYTES` per write, written in the call that took them while
+the socket takes writes (:mod:`transports.http_protocol`; no task switch per write), else
+once it drains (a peer that stops reading holds one chunk, not its backlog), comment
 pings every ``ping_interval_s``, headers ``Cache-Control: no-cache`` and
 ``X-Accel-Buffering: no``. The stream ends when the core closes the connection (execution
 finished, replaced, shutdown) or aborts it (slow consumer: the stream just ends, at once,
@@ -25,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from typing import Final
+from typing import Final, TypedDict
 
 import anyio
 from starlette.requests import Request
@@ -41,6 +42,15 @@ from transports.handshake import admit_feed, admit_push, admit_stream
 from transports.http_protocol import END_NOW
 from transports.pump import CHUNK_BYTES, Pump
 from transports.state import push_state
+
+
+class StreamExtension(TypedDict):
+    """The extension of :mod:`transports.http_protocol`."""
+
+    end_now: Callable[[], None]
+    write_now: Callable[[bytes], int]
+    drain: Send
+
 
 HEADERS: Final = {
     "Cache-Control": "no-cache",
@@ -152,12 +162,11 @@ class EventStream(Response):
 class _SsePeer:
     """One stream's reads (only the client leaving) and writes, run by :meth:`Pump.run`."""
 
-    __slots__ = ("_ping_due", "_ping_timer", "end_now", "pump", "receive", "response", "send")
+    __slots__ = ("_ping_due", "_ping_timer", "direct", "pump", "receive", "response", "send")
 
     def __init__(self, response: EventStream, scope: Scope, receive: Receive, send: Send) -> None:
         self.response = response
-        extension = scope.get("extensions", {}).get(END_NOW)
-        self.end_now: Callable[[], None] | None = extension["end_now"] if extension else None
+        self.direct: StreamExtension | None = scope.get("extensions", {}).get(END_NOW)
         self.pump = response.pump
         self.receive = receive
         self.send = send
@@ -181,21 +190,30 @@ class _SsePeer:
                 if self._ping_due:
                     self._ping_due = False
                     head += SSE_PING
-                # uvicorn waits for the socket to drain before each chunk: a stalled peer
-                # holds one chunk in the transport, not the whole batch
+                # each chunk waits for the socket to drain: a stalled peer holds one chunk
+                # in the transport, not the whole batch
                 for chunk in self.response.encode(batch, CHUNK_BYTES, head):
-                    body = {"type": "http.response.body", "body": chunk, "more_body": True}
-                    await pump.write(send, body)
+                    await self._write(chunk)
                 head = b""
         finally:
             if self._ping_timer is not None:
                 self._ping_timer.cancel()
 
+    async def _write(self, chunk: bytes) -> None:
+        """Write ``chunk`` at once if the socket takes it, else once it drains."""
+        pump, direct = self.pump, self.direct
+        if direct is None:
+            body = {"type": "http.response.body", "body": chunk, "more_body": True}
+            await pump.write(self.send, body)
+            return
+        while not pump.write_now(direct["write_now"], chunk):
+            await pump.write(direct["drain"], {})
+
     async def end(self, code: int, reason: str) -> None:
         """End the response (SSE has no close code: the stream just ends). A stream cut
         off ends at once, without waiting for its peer to read what it was sent."""
-        if self.pump.conn.aborted and self.end_now is not None:
-            self.end_now()
+        if self.pump.conn.aborted and self.direct is not None:
+            self.direct["end_now"]()
             return
         with anyio.move_on_after(END_TIMEOUT_S), suppress(OSError):
             await self.send({"type": "http.response.body", "body": b"", "more_body": False})

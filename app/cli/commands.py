@@ -31,6 +31,7 @@ from app.cli.live import (
     print_summary,
     status_text,
 )
+from app.cli.process import tune_gc
 from app.cli.tracker import RunTracker
 from app.settings import load_settings
 from transports.websocket import uvicorn_options
@@ -72,8 +73,10 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return USAGE
+    app = create_app(settings)
+    tune_gc()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,

@@ -2,9 +2,12 @@
 
 - :mod:`~app.push.wire` — what transports get (``Outgoing``) and its WS/SSE byte layout
 - :mod:`~app.push.connection` — one connection: bounded outbox, state, close codes
+- :mod:`~app.push.tail` — an execution's live messages once, read by cursors (fan-out)
 - :mod:`~app.push.buffers` — the per-pushRef resume buffer
 - :mod:`~app.push.subscription` — replay-then-live merge by ``seq``
-- :mod:`~app.push.registry` — sessions, routing, execution streams
+- :mod:`~app.push.session` — a pushRef's session, an execution stream
+- :mod:`~app.push.registry` — routing: who receives which message
+- :mod:`~app.push.index` — sets of followers by execution
 - :mod:`~app.push.size` — the 5 MiB rule
 - :mod:`~app.push.commands` — inbound frames → commands or error replies
 - :mod:`~app.push.origin`, :mod:`~app.push.admission` — who may connect

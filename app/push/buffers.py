@@ -8,9 +8,10 @@ whose last id is older than the oldest entry cannot resume and is told so.
 from __future__ import annotations
 
 from collections import deque
-from itertools import islice
+from itertools import islice, repeat
 
 from app.bus.base import PushEvent
+from app.settings import Settings
 
 #: The shared stand-ins of a buffer that never held anything (never appended to).
 _EMPTY: deque[PushEvent] = deque(maxlen=0)
@@ -21,8 +22,9 @@ class ResumeBuffer:
     """Bounded by ``max_count`` entries, ``max_age_s`` seconds and ``max_bytes`` of payload.
 
     Entries are two parallel deques (events, times) and ids are implicit (the oldest entry's
-    id + position): every pushRef keeps every message sent to it, so under fan-out this is
-    appended to once per message per connection, and a tuple per entry was garbage to collect.
+    id + position): the events are the ones every connection shares, a run of them is added
+    in one call (:meth:`extend`) when a connection's transport takes it, and no tuple per
+    entry is made to be collected.
     The deques (760 bytes each when empty) are made at the first message: most connections
     sit idle.
     """
@@ -37,6 +39,15 @@ class ResumeBuffer:
         self._events: deque[PushEvent] = _EMPTY
         self._times: deque[float] = _NO_TIMES
         self._bytes = 0
+
+    @classmethod
+    def of(cls, settings: Settings) -> ResumeBuffer:
+        """A pushRef's buffer as the settings bound it."""
+        return cls(
+            max_count=settings.resume_buffer_count,
+            max_age_s=settings.resume_buffer_age_s,
+            max_bytes=settings.connection_buffer_bytes,
+        )
 
     def __len__(self) -> int:
         return len(self._events)
@@ -61,6 +72,23 @@ class ResumeBuffer:
         ):
             self.evict(now)
         return event_id
+
+    def extend(self, events: list[PushEvent], now: float, nbytes: int) -> int:
+        """Keep ``events`` (``nbytes`` of payload in all) and return the first one's id."""
+        first_id = self.next_id
+        self.next_id += len(events)
+        if self._events is _EMPTY:
+            self._events, self._times = deque(), deque()
+        self._events.extend(events)
+        self._times.extend(repeat(now, len(events)))
+        self._bytes += nbytes
+        if (
+            len(self._events) > self.max_count
+            or self._bytes > self.max_bytes
+            or now - self._times[0] > self.max_age_s
+        ):
+            self.evict(now)
+        return first_id
 
     def evict(self, now: float) -> None:
         """Drop entries past any bound (the newest entry may stay alone over ``max_bytes``)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from typing import Protocol
 
 from app.model.access import Scope
 from app.push.wire import Outgoing
@@ -45,6 +46,29 @@ class CloseCode(enum.IntEnum):
     UNAUTHORIZED = 4401
 
 
+class Segment(Protocol):
+    """A run of an execution's messages that grows at the end of an outbox while it is open
+    (:class:`app.push.tail.Segment`)."""
+
+    @property
+    def start_bytes(self) -> int:
+        """Its tail's byte offset where it starts."""
+
+    @property
+    def nbytes(self) -> int:
+        """Its counted bytes so far."""
+
+    def watch(self, cut_at: int, press_at: int) -> None:
+        """Abort its connection once its tail passes ``cut_at`` bytes; call
+        :meth:`Connection.press` once it reaches ``press_at``; unless it is closed first."""
+
+    def close(self) -> int:
+        """Stop growing (its messages get their ids); returns its counted bytes."""
+
+    def outgoing(self) -> list[Outgoing]:
+        """The closed segment's messages as the transport's items."""
+
+
 class State(enum.Enum):
     OPEN = "open"
     CLOSING = "closing"  # send what is queued, then close
@@ -56,6 +80,7 @@ class Connection:
 
     __slots__ = (
         "_backlog_bytes",
+        "_open",
         "_outbox",
         "_pressing_at",
         "_queued_bytes",
@@ -89,7 +114,8 @@ class Connection:
         self.close_code: int = CloseCode.NORMAL
         self.close_reason = ""
         self._wakeup = wakeup
-        self._outbox: list[Outgoing] = []
+        self._outbox: list[Outgoing | Segment] = []
+        self._open: Segment | None = None  # the last item of the outbox, while it grows
         self._queued_bytes = 0
         self._backlog_bytes = 0
         self._unsent_bytes = 0  # live bytes of the batch the transport is writing
@@ -104,12 +130,14 @@ class Connection:
 
     @property
     def queued_bytes(self) -> int:
-        return self._queued_bytes
+        segment = self._open
+        return self._queued_bytes + (segment.nbytes if segment is not None else 0)
 
     def deliver(self, out: Outgoing, *, backlog: bool = False) -> None:
         """Queue ``out``; ignored once the connection is closing."""
         if self.state is not State.OPEN:
             return
+        self.settle()
         size = len(out.payload) + OVERHEAD_BYTES
         self._queued_bytes += size
         if backlog:
@@ -122,22 +150,57 @@ class Connection:
         if len(self._outbox) == 1 or queued - size < self._pressing_at <= queued:
             self._wakeup()
 
+    def follow(self, segment: Segment) -> bool:
+        """Queue a tail's ``segment`` (:mod:`app.push.tail`), which grows until something
+        else is queued or the transport takes it; False once the connection is closing."""
+        if self.state is not State.OPEN:
+            return False
+        self.settle()
+        self._outbox.append(segment)
+        self._open = segment
+        live = self._queued_bytes - self._backlog_bytes + self._unsent_bytes
+        start = segment.start_bytes
+        segment.watch(start - live + self.limit, start - self._queued_bytes + self._pressing_at)
+        if len(self._outbox) == 1:
+            self._wakeup()
+        return True
+
+    def settle(self) -> None:
+        """Stop the growing segment, if any: its messages get their ids now, before anything
+        queued after them."""
+        segment = self._open
+        if segment is not None:
+            self._open = None
+            self._queued_bytes += segment.close()
+
+    def press(self) -> None:
+        """The growing segment made the queue :attr:`pressing`: wake the transport."""
+        self._wakeup()
+
     @property
     def pressing(self) -> bool:
         """Is what is queued a quarter of the bound or more (write it without delay)?"""
-        return self._queued_bytes >= self._pressing_at
+        return self.queued_bytes >= self._pressing_at
 
     def data_to_send(self) -> list[Outgoing]:
         """Everything queued, in order; the queue is empty afterwards. The batch counts
         against the bound until the next call (see the module docstring)."""
-        out, self._outbox = self._outbox, []
+        self.settle()
+        items, self._outbox = self._outbox, []
         self._unsent_bytes = self._queued_bytes - self._backlog_bytes
         self._queued_bytes = self._backlog_bytes = 0
+        out: list[Outgoing] = []
+        for item in items:
+            if isinstance(item, Outgoing):
+                out.append(item)
+            else:
+                out += item.outgoing()
         return out
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close after what is already queued has been sent."""
         if self.state is State.OPEN:
+            self.settle()
             self.state, self.close_code, self.close_reason = State.CLOSING, code, reason
             self._wakeup()
 
@@ -145,10 +208,11 @@ class Connection:
         """Close now, dropping what is queued."""
         if self.state is State.ABORTED:
             return
+        self.settle()  # what it held keeps its ids, for a resume
         self.state, self.close_code, self.close_reason = State.ABORTED, code, reason
         self._outbox = []
         self._queued_bytes = self._backlog_bytes = self._unsent_bytes = 0
         self._wakeup()
 
     def __repr__(self) -> str:
-        return f"<Connection push_ref={self.push_ref!r} {self.state.value} {self._queued_bytes}B>"
+        return f"<Connection push_ref={self.push_ref!r} {self.state.value} {self.queued_bytes}B>"

@@ -30,7 +30,7 @@ from app.messages import JsonObject, RunsSnapshot, RunsSnapshotData, encoder
 from app.model.access import Scope
 from app.push.buffers import ResumeBuffer
 from app.push.connection import Connection
-from app.push.subscription import visible
+from app.push.session import visible
 from app.push.wire import Outgoing
 from app.settings import Settings
 

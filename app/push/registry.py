@@ -1,114 +1,32 @@
-"""Who receives which message: pushRef sessions, their subscriptions, execution streams.
-
-A :class:`Session` is the server side of one pushRef. It outlives its connections: it keeps
-the resume buffer and the subscriptions, and it has at most one live :class:`Connection`
-(n8n's rule: a new connection with the same pushRef closes the old one, and the old one's
-deregistration does not remove the new one). A session without a connection keeps
-buffering; :meth:`Registry.sweep` forgets it once it has been idle for the buffer's age.
-
-An execution stream (``/agents/executions/{id}/stream``) is a connection that follows one
-execution; its cursor is the execution ``seq`` and it closes after ``executionFinished``.
+"""Who receives which message: pushRef sessions, their subscriptions, execution streams
+(:mod:`app.push.session`).
 
 Every message passes the size rule (:func:`app.push.size.fit`) once, on its way in, so all
 receivers share the same bytes. Events of an execution reach a session when the run was
 started with its pushRef, or when it subscribed; broadcasts reach every session. With API
-keys on, a connection only sees events of its own owner.
+keys on, a connection only sees events of its own owner (an execution has one owner).
+
+Fan-out is by cursor (:mod:`app.push.tail`): a message is appended once to its execution's
+tail, which the live connections following it read. Receivers that cannot follow live (a
+session without a connection, a subscription or stream still replaying the log) get each
+message on its own. :meth:`Registry.sweep` forgets sessions idle for the buffer's age.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from app.bus.base import PushEvent
-from app.messages import BINARY_TYPES
-from app.model.access import Scope
 from app.model.records import StoredEvent
-from app.push import wire
 from app.push.buffers import ResumeBuffer
 from app.push.connection import CloseCode, Connection
 from app.push.feed import Feeds
-from app.push.size import fit
-from app.push.subscription import Subscription, visible
+from app.push.index import Index
+from app.push.session import ExecutionStream, Session, taken_over, visible
+from app.push.size import fit, fit_logged
+from app.push.subscription import Subscription
+from app.push.tail import Tail, TailKey, Tails
 from app.settings import Settings
-
-
-def _outgoing(event: PushEvent, event_id: int) -> wire.Outgoing:
-    return wire.Outgoing(event.payload, event.type in BINARY_TYPES, event_id)
-
-
-def _taken_over(session: Session, conn: Connection) -> bool:
-    """Is ``conn`` another caller than the one ``session`` was buffering for?"""
-    if session.owner is None and session.scope is None:
-        return False  # opened by a message before any connection: buffered for whoever comes
-    return (session.owner, session.scope) != (conn.owner, conn.scope)
-
-
-class Session:
-    """One pushRef: its resume buffer, its subscriptions and its live connection, if any."""
-
-    __slots__ = (
-        "buffer",
-        "connection",
-        "idle_since",
-        "owner",
-        "push_ref",
-        "scope",
-        "subscriptions",
-    )
-
-    def __init__(self, push_ref: str, buffer: ResumeBuffer, now: float) -> None:
-        self.push_ref = push_ref
-        self.buffer = buffer
-        self.connection: Connection | None = None
-        self.owner: str | None = None
-        self.scope: Scope | None = None
-        self.subscriptions: dict[str, Subscription] = {}
-        self.idle_since = now
-
-    def offer(self, event: PushEvent, now: float) -> None:
-        """Send a live ``event`` (through its subscription, if any)."""
-        if not visible(event, self.owner, self.scope):
-            return
-        sub = self.subscriptions.get(event.execution_id)
-        if sub is None or sub.offer(event):
-            self._emit_one(event, now)
-
-    def _emit_one(self, event: PushEvent, now: float, *, backlog: bool = False) -> None:
-        """Give ``event`` the next id, keep it for resume and queue it on the connection."""
-        event_id = self.buffer.append(event, now)
-        if self.connection is not None:
-            self.connection.deliver(_outgoing(event, event_id), backlog=backlog)
-
-    def emit(self, events: Iterable[PushEvent], now: float, *, backlog: bool = False) -> None:
-        for event in events:
-            self._emit_one(event, now, backlog=backlog)
-
-    def resume(self, conn: Connection, last_id: int, now: float) -> None:
-        """Queue on ``conn`` what it missed after ``last_id``, or ``resumeFailed``."""
-        missed = self.buffer.after(last_id, now)
-        if missed is None:
-            conn.deliver(wire.resume_failed(last_id), backlog=True)
-            return
-        for event_id, event in missed:
-            if visible(event, conn.owner, conn.scope):
-                conn.deliver(_outgoing(event, event_id), backlog=True)
-
-
-class ExecutionStream:
-    """A connection following one execution; its cursor is the execution ``seq``."""
-
-    __slots__ = ("conn", "execution_id", "sub")
-
-    def __init__(self, conn: Connection, execution_id: str, after: int) -> None:
-        self.conn = conn
-        self.execution_id = execution_id
-        self.sub = Subscription(after)
-
-    def emit(self, events: Iterable[PushEvent], *, backlog: bool = False) -> None:
-        for event in events:
-            self.conn.deliver(wire.Outgoing(event.payload, False, event.seq), backlog=backlog)
-        if self.sub.done:
-            self.conn.close(CloseCode.NORMAL, "execution finished")
 
 
 class Registry:
@@ -118,9 +36,12 @@ class Registry:
         self.settings = settings
         self.sessions: dict[str, Session] = {}
         self.streams: dict[Connection, ExecutionStream] = {}
-        self._stream_index: dict[str, set[ExecutionStream]] = {}
-        self._subscribers: dict[str, set[str]] = {}  # execution id -> pushRefs
-        self.feeds = Feeds(settings)
+        self._stream_index: Index[str, ExecutionStream] = Index()
+        self._subscribers: Index[str, str] = Index()  # execution id -> pushRefs
+        self._tails = Tails()
+        self._one_by_one: Index[str, str] = Index()  # subscribed pushRefs not on the tail
+        self._held: Index[str, ExecutionStream] = Index()  # streams replaying the log
+        self.feeds = Feeds(settings)  # the runs feeds (SPEC §11)
 
     # ---- connections ----------------------------------------------------------------------
 
@@ -129,28 +50,36 @@ class Registry:
         queue what it missed after ``last_event_id`` (None: a fresh start, live only)."""
         assert conn.push_ref is not None
         session = self.sessions.get(conn.push_ref)
-        if session is not None and _taken_over(session, conn):
+        if session is not None and taken_over(session, conn):
             self._forget(session)  # another key's (or token's) pushRef: nothing carries over
             session = None
         session = session or self._session(conn.push_ref, now)
         if session.connection is not None:
             session.connection.abort(CloseCode.NORMAL, "replaced by a newer connection")
+            self._off_tails(session)
         session.connection, session.owner, session.scope = conn, conn.owner, conn.scope
         if last_event_id is not None:
             session.resume(conn, last_event_id, now)
+        for execution_id, sub in session.subscriptions.items():
+            if not sub.replaying:
+                self._go_live(session, execution_id, sub)
 
     def deregister(self, conn: Connection, now: float) -> None:
         """Forget ``conn`` (idempotent); a newer connection of its pushRef stays."""
         session = self.sessions.get(conn.push_ref or "")
         if session is not None and session.connection is conn:
+            self._off_tails(session)
             session.connection = None
             session.idle_since = now
         self.feeds.drop(conn, now)
         stream = self.streams.pop(conn, None)
         if stream is not None:
-            self._stream_index[stream.execution_id].discard(stream)
-            if not self._stream_index[stream.execution_id]:
-                del self._stream_index[stream.execution_id]
+            execution_id = stream.execution_id
+            self._stream_index.discard(execution_id, stream)
+            self._held.discard(execution_id, stream)
+            tail = self._tails.get((execution_id, None))
+            if tail is not None:
+                tail.leave(conn)
 
     def has(self, push_ref: str) -> bool:
         """Is a connection of ``push_ref`` live?"""
@@ -175,14 +104,33 @@ class Registry:
         if fitted.broadcast:
             self._broadcast(fitted, now)
             return
-        targets = self._subscribers.get(fitted.execution_id, set())
-        if fitted.push_ref is not None and fitted.push_ref not in targets:
-            self._send(fitted.push_ref, fitted, now)
-        for push_ref in [*targets, *self.feeds.route(fitted, now, targets)]:
+        execution_id = fitted.execution_id
+        started_from = fitted.push_ref
+        if started_from is not None and started_from not in self._subscribers.get(execution_id, ()):
+            self._started_from(started_from, fitted, now)
+        for push_ref in list(self._one_by_one.get(execution_id, ())):
             self._send(push_ref, fitted, now)
-        for stream in list(self._stream_index.get(fitted.execution_id, ())):
-            if stream.sub.offer(fitted):
-                stream.emit((fitted,))
+        for push_ref in [*self.feeds.route(fitted, now, self._subscribers.get(execution_id, ()))]:
+            self._send(push_ref, fitted, now)
+        for stream in list(self._held.get(execution_id, ())):
+            stream.sub.offer(fitted)
+        self._append((execution_id, None), fitted, now)
+        if started_from is not None:
+            self._append((execution_id, started_from), fitted, now)
+
+    def _append(self, key: TailKey, event: PushEvent, now: float) -> None:
+        finished = self._tails.append(key, event, now)
+        if finished is not None:
+            self._finish(key, finished)
+
+    def _started_from(self, push_ref: str, event: PushEvent, now: float) -> None:
+        """``event`` of a run started from ``push_ref``, which has not subscribed to it."""
+        session = self.sessions.get(push_ref) or self._session(push_ref, now)
+        conn = session.connection
+        if conn is None or not conn.open or not visible(event, session.owner, session.scope):
+            session.offer(event, now)
+        elif session.tails is None or (event.execution_id, push_ref) not in session.tails:
+            self._join(session, (event.execution_id, push_ref), 0)
 
     def _send(self, push_ref: str, event: PushEvent, now: float) -> None:
         session = self.sessions.get(push_ref) or self._session(push_ref, now)
@@ -195,6 +143,20 @@ class Registry:
         for session in list(self.sessions.values()):
             session.offer(event, now)
 
+    def _finish(self, key: TailKey, tail: Tail) -> None:
+        """After ``executionFinished``: subscriptions end, streams close, the tail goes."""
+        execution_id = key[0]
+        for reader in list(tail.lanes):
+            if isinstance(reader, Connection):
+                reader.close(CloseCode.NORMAL, "execution finished")
+                continue
+            session = self.sessions.get(str(reader))
+            if session is not None and session.tails is not None:
+                session.tails.discard(key)
+                if key[1] is None and execution_id in session.subscriptions:
+                    self._unsubscribe(session, execution_id)
+        tail.close()
+
     # ---- subscriptions --------------------------------------------------------------------
 
     def subscribe(self, conn: Connection, execution_id: str, after: int) -> None:
@@ -203,8 +165,10 @@ class Registry:
         session = self.live_session(conn)
         if session is None:
             return
+        self._part(session, execution_id)  # a run it started: now it replays instead
         session.subscriptions[execution_id] = Subscription(after)
-        self._subscribers.setdefault(execution_id, set()).add(session.push_ref)
+        self._subscribers.add(execution_id, session.push_ref)
+        self._one_by_one.add(execution_id, session.push_ref)
 
     def replayed(
         self, conn: Connection, execution_id: str, logged: Sequence[StoredEvent], now: float
@@ -214,10 +178,12 @@ class Registry:
         sub = session.subscriptions.get(execution_id) if session else None
         if session is None or sub is None or not sub.replaying:
             return
-        logged_events = self._fitted(execution_id, logged, conn)
+        logged_events = fit_logged(execution_id, logged, conn, self.settings.max_message_bytes)
         session.emit(sub.replay(logged_events), now, backlog=True)
         if sub.done:
             self._unsubscribe(session, execution_id)
+        else:
+            self._go_live(session, execution_id, sub)
 
     def unsubscribe(self, conn: Connection, execution_id: str) -> None:
         session = self.live_session(conn)
@@ -231,7 +197,8 @@ class Registry:
         until :meth:`stream_replayed`)."""
         stream = ExecutionStream(conn, execution_id, after)
         self.streams[conn] = stream
-        self._stream_index.setdefault(execution_id, set()).add(stream)
+        self._stream_index.add(execution_id, stream)
+        self._held.add(execution_id, stream)
 
     def stream_replayed(
         self, conn: Connection, logged: Sequence[StoredEvent], *, finished: bool
@@ -241,20 +208,28 @@ class Registry:
         stream = self.streams.get(conn)
         if stream is None or not stream.sub.replaying:
             return
-        logged_events = self._fitted(stream.execution_id, logged, conn)
+        execution_id = stream.execution_id
+        self._held.discard(execution_id, stream)
+        logged_events = fit_logged(execution_id, logged, conn, self.settings.max_message_bytes)
         stream.emit(stream.sub.replay(logged_events), backlog=True)
         if finished:
             conn.close(CloseCode.NORMAL, "execution finished")
+        elif conn.open:
+            self._tails.get_or_make((execution_id, None)).join(
+                conn, conn, None, stream.sub.last_seq
+            )
 
     # ---- housekeeping ---------------------------------------------------------------------
 
     def sweep(self, now: float) -> None:
-        """Evict old resume entries; forget sessions idle for longer than the buffer age."""
+        """Evict old resume entries; forget sessions idle for longer than the buffer age,
+        and tails nobody follows."""
         max_age = self.settings.resume_buffer_age_s
         for session in list(self.sessions.values()):
             session.buffer.evict(now)
             if session.connection is None and now - session.idle_since > max_age:
                 self._forget(session)
+        self._tails.sweep()
         self.feeds.sweep(now)
 
     def close_all(self, code: int, reason: str) -> None:
@@ -265,45 +240,65 @@ class Registry:
     # ---- internals ------------------------------------------------------------------------
 
     def _session(self, push_ref: str, now: float) -> Session:
-        s = self.settings
-        buffer = ResumeBuffer(
-            max_count=s.resume_buffer_count,
-            max_age_s=s.resume_buffer_age_s,
-            max_bytes=s.connection_buffer_bytes,
-        )
-        session = self.sessions[push_ref] = Session(push_ref, buffer, now)
-        return session
+        session = Session(push_ref, ResumeBuffer.of(self.settings), now)
+        return self.sessions.setdefault(push_ref, session)
 
     def live_session(self, conn: Connection) -> Session | None:
-        """The session whose live connection ``conn`` is, if it still is."""
+        """The session whose live connection ``conn`` still is."""
         session = self.sessions.get(conn.push_ref or "")
         return session if session is not None and session.connection is conn else None
 
+    def _join(self, session: Session, key: TailKey, floor: int) -> None:
+        """Follow the tail ``key`` on the session's live connection."""
+        assert session.connection is not None
+        self._tails.get_or_make(key).join(
+            session.push_ref, session.connection, session.buffer, floor
+        )
+        if session.tails is None:
+            session.tails = set()
+        session.tails.add(key)
+
+    def _part(self, session: Session, execution_id: str) -> None:
+        """Stop following ``execution_id`` by tail, as subscriber and as the run's pushRef."""
+        for key in ((execution_id, None), (execution_id, session.push_ref)):
+            if session.tails is not None and key in session.tails:
+                session.tails.discard(key)
+                tail = self._tails.get(key)
+                if tail is not None:
+                    tail.leave(session.push_ref)
+
+    def _go_live(self, session: Session, execution_id: str, sub: Subscription) -> None:
+        """A subscription that has replayed follows the tail while the connection lives."""
+        if session.connection is None or not session.connection.open:
+            return
+        self._one_by_one.discard(execution_id, session.push_ref)
+        self._join(session, (execution_id, None), sub.last_seq)
+
+    def _off_tails(self, session: Session) -> None:
+        """The session's connection goes: its subscriptions get messages one by one."""
+        for key in session.tails or ():
+            tail = self._tails.get(key)
+            if tail is None:
+                continue
+            tail.leave(session.push_ref)
+            execution_id, started_from = key
+            sub = session.subscriptions.get(execution_id)
+            if sub is not None and started_from is None:
+                sub.last_seq = max(sub.last_seq, tail.last_seq)
+                self._one_by_one.add(execution_id, session.push_ref)
+        session.tails = None
+
     def _unsubscribe(self, session: Session, execution_id: str) -> None:
         session.subscriptions.pop(execution_id, None)
-        push_refs = self._subscribers.get(execution_id)
-        if push_refs is not None:
-            push_refs.discard(session.push_ref)
-            if not push_refs:
-                del self._subscribers[execution_id]
+        self._subscribers.discard(execution_id, session.push_ref)
+        self._one_by_one.discard(execution_id, session.push_ref)
+        self._part(session, execution_id)
 
     def _forget(self, session: Session) -> None:
         self.feeds.forget(session.push_ref)
-        for execution_id in list(session.subscriptions):
-            self._unsubscribe(session, execution_id)
         if session.connection is not None:
             session.connection.abort(CloseCode.NORMAL, "replaced by a newer connection")
+            self._off_tails(session)
+        for execution_id in list(session.subscriptions):
+            self._unsubscribe(session, execution_id)
         del self.sessions[session.push_ref]
-
-    def _fitted(
-        self, execution_id: str, logged: Sequence[StoredEvent], reader: Connection
-    ) -> list[PushEvent]:
-        """Logged events as bus events, stamped as within the reach of ``reader``, whom the
-        service let read them (its owner, and its token's workflow)."""
-        limit = self.settings.max_message_bytes
-        owner, workflow_id = reader.owner, reader.scope.workflow_id if reader.scope else None
-        events = (
-            PushEvent(execution_id, e.seq, e.type, e.payload, owner=owner, workflow_id=workflow_id)
-            for e in logged
-        )
-        return [f for f in (fit(e, limit) for e in events) if f is not None]

@@ -17,13 +17,15 @@ A message that still does not fit is dropped and logged; lifecycle messages
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import msgspec
 
 from app.bus.base import PushEvent
 from app.messages import TRIMMED_ITEM
+from app.model.access import Scope
+from app.model.records import StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,29 @@ def fit(event: PushEvent, limit: int) -> PushEvent | None:
         limit,
     )
     return None
+
+
+def fit_logged(
+    execution_id: str, logged: Sequence[StoredEvent], reader: Reader, limit: int
+) -> list[PushEvent]:
+    """Logged events as fitted bus events, stamped as within the reach of ``reader``, whom
+    the service let read them (its owner, and its token's workflow)."""
+    owner, workflow_id = reader.owner, reader.scope.workflow_id if reader.scope else None
+    events = (
+        PushEvent(execution_id, e.seq, e.type, e.payload, owner=owner, workflow_id=workflow_id)
+        for e in logged
+    )
+    return [f for f in (fit(e, limit) for e in events) if f is not None]
+
+
+class Reader(Protocol):
+    """Whom logged events are read for (a :class:`~app.push.connection.Connection`)."""
+
+    @property
+    def owner(self) -> str | None: ...
+
+    @property
+    def scope(self) -> Scope | None: ...
 
 
 def _outputs(message: Message) -> dict[str, list[list[Any]]] | None:

@@ -12,13 +12,6 @@ from collections.abc import Iterable
 
 from app.bus.base import PushEvent
 from app.messages import TERMINAL
-from app.model.access import Scope, sees
-
-
-def visible(event: PushEvent, owner: str | None, scope: Scope | None = None) -> bool:
-    """May a connection of ``owner`` (None: API keys are off), limited to ``scope`` if it
-    holds a scoped token, see ``event``? (:func:`app.model.access.sees`)"""
-    return sees(owner, scope, event.execution_id, event.workflow_id, event.owner)
 
 
 class Subscription:
