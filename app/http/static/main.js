@@ -32,6 +32,7 @@ const page = {
   selectedNode: null,
   runsRequested: 0, // POST .../run requests not answered yet
   stopRuns: null, // stops the runs feed of the selected workflow
+  runsWaiting: false, // the runs feed starts once the WebSocket is live
   adopting: null, // the workflow whose first runs snapshot is awaited
   stopWatching: null,
   pollTimer: null,
@@ -107,6 +108,7 @@ function onConnection(connection) {
     banner.askForKey(connection.drop.reason || "an API key is required");
   }
   if (connection.state !== "live") startPolling();
+  else if (page.runsWaiting) followWorkflowRuns();
 }
 
 // While the push channel is down, poll the followed run so the page never lies for long.
@@ -231,7 +233,11 @@ function followWorkflowRuns() {
   page.stopRuns?.();
   page.stopRuns = null;
   const workflow = page.workflow;
-  if (workflow) page.stopRuns = followRuns(workflow.id, { push, token, onMessage: onRunsFeed });
+  // On a WebSocket the feed rides the page's own connection: wait until it is live.
+  page.runsWaiting = Boolean(workflow) && push.transport === "websocket" && !push.live;
+  if (workflow && !page.runsWaiting) {
+    page.stopRuns = followRuns(workflow.id, { push, token, onMessage: onRunsFeed });
+  }
 }
 
 function onRunsSnapshot({ workflowId, items }) {
