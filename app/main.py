@@ -15,6 +15,7 @@ from app.http.api import api_routes
 from app.http.control import control_routes
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.operations import operation_routes
+from app.http.runs_feed import RunsList
 from app.http.web import web_routes
 from app.http.workflows import workflow_routes
 from app.metrics import LoopLag
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             # Entered after the store, so left before it closes; it runs through shutdown.
             sender = WebhookSender(store=store, outbox=outbox, settings=settings, busy=service.busy)
             await stack.enter_async_context(sender)
-            hub = PushHub(settings=settings, service=service)
+            hub = PushHub(settings=settings, service=service, runs=RunsList(service))
             stack.callback(backends.subscribe_hub(hub))
             # Closed after the engine (callbacks run in reverse): connections get the final
             # messages of runs canceled by the shutdown before they close.

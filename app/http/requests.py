@@ -8,10 +8,10 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 
-from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from app.errors import BadRequest, ValidationFailed
 from app.http.auth import authenticate
+from app.http.body import read_json_body
 from app.model.access import Caller
-from app.model.cursor import parse_integer
 from app.model.records import JsonObject
 from app.runtime import runtime
 from app.workflows.checks import check_value
@@ -19,19 +19,7 @@ from app.workflows.checks import check_value
 
 async def read_body(request: Request) -> bytes:
     """The request body, refusing what is over ``max_body_bytes`` (413) or not JSON (415)."""
-    limit = runtime(request).settings.max_body_bytes
-    declared = parse_integer(request.headers.get("content-length", ""))
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if body.strip() and content_type != "application/json" and not content_type.endswith("+json"):
-        raise UnsupportedMediaType(f"expected application/json, got {content_type}")
-    return bytes(body)
+    return await read_json_body(request, runtime(request).settings.max_body_bytes)
 
 
 #: How deep a body's arrays and objects may nest (the body itself is level 1). A value is

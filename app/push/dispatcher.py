@@ -6,23 +6,26 @@ decoded by :mod:`app.push.commands`, and queues the one reply each gets: ``pong`
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
-from app.errors import GraphpushError
 from app.messages import (
     CancelExecution,
     ExecutionSnapshotData,
     Heartbeat,
     Ping,
     SubscribeExecution,
+    SubscribeWorkflow,
     UnsubscribeExecution,
+    UnsubscribeWorkflow,
 )
 from app.model.access import Action, Caller
 from app.model.records import StoredEvent
 from app.push import commands, wire
+from app.push.commands import answer
 from app.push.connection import CloseCode, Connection
 from app.push.registry import Registry
+from app.push.runs_feed import RunsFeed
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +56,13 @@ class CommandDispatcher:
         *,
         registry: Registry,
         service: PushService,
+        runs_feed: RunsFeed,
         clock: Callable[[], float],
         max_frame_bytes: int,
     ) -> None:
         self._registry = registry
         self._service = service
+        self._runs_feed = runs_feed
         self._clock = clock
         self._max_frame_bytes = max_frame_bytes
 
@@ -76,19 +81,16 @@ class CommandDispatcher:
             case Ping():
                 conn.deliver(wire.PONG)
             case SubscribeExecution(data=data):
-                await self._call(
-                    conn,
-                    "subscribe_execution",
-                    data.executionId,
-                    self._subscribe(conn, data.executionId, data.after),
-                )
+                call = self._subscribe(conn, data.executionId, data.after)
+                await answer(conn, "subscribe_execution", call, execution_id=data.executionId)
             case UnsubscribeExecution(data=data):
                 self._registry.unsubscribe(conn, data.executionId)
                 conn.deliver(wire.ack("unsubscribe_execution", data.executionId))
             case CancelExecution(data=data):
-                await self._call(
-                    conn, "cancel_execution", data.executionId, self._cancel(conn, data.executionId)
-                )
+                cancel = self._cancel(conn, data.executionId)
+                await answer(conn, "cancel_execution", cancel, execution_id=data.executionId)
+            case SubscribeWorkflow() | UnsubscribeWorkflow():
+                await self._runs_feed.receive(conn, command)
 
     async def authorize(self, conn: Connection, execution_id: str, action: Action) -> None:
         """Raise unless ``conn``'s scoped token (if it has one) allows ``action`` on the run."""
@@ -112,23 +114,6 @@ class CommandDispatcher:
             self._registry.unsubscribe(conn, execution_id)
             raise
         self._registry.replayed(conn, execution_id, logged, self._clock())
-
-    async def _call(
-        self, conn: Connection, command: str, execution_id: str, call: Awaitable[object]
-    ) -> None:
-        """Await ``call`` and queue its ``ack``, or the ``error`` it raised."""
-        try:
-            await call
-        except GraphpushError as exc:
-            reply = wire.error(exc.code, exc.message, command=command, execution_id=execution_id)
-        except Exception:
-            log.exception("push command %s on %s failed", command, execution_id)
-            reply = wire.error(
-                "internal_error", "the command failed", command=command, execution_id=execution_id
-            )
-        else:
-            reply = wire.ack(command, execution_id)
-        conn.deliver(reply)
 
 
 def _too_big(frame: bytes | str, limit: int) -> bool:

@@ -26,14 +26,17 @@ from types import TracebackType
 from typing import Self
 
 from app.bus.base import EventBus, PushEvent
+from app.messages import JsonObject
 from app.metrics import prometheus
-from app.model.access import Scope
+from app.model.access import Caller, Scope
 from app.model.status import FINISHED
 from app.push import wire
 from app.push.connection import CloseCode, Connection
 from app.push.dispatcher import CommandDispatcher, PushService
+from app.push.feed import WorkflowRuns
 from app.push.registry import Registry
 from app.push.remote import RemoteEvents
+from app.push.runs_feed import RunsFeed
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ class PushHub:
         settings: Settings,
         service: PushService,
         bus: EventBus | None = None,
+        runs: WorkflowRuns | None = None,
         clock: Callable[[], float] = time.monotonic,
         close_timeout_s: float = 5.0,
     ) -> None:
@@ -66,9 +70,12 @@ class PushHub:
             read=service.read_events,
         )
         self._clock = clock
+        #: The runs feed (SPEC §11); ``runs`` reads its snapshots.
+        self.runs_feed = RunsFeed(self.registry, runs, clock)
         self._commands = CommandDispatcher(
             registry=self.registry,
             service=service,
+            runs_feed=self.runs_feed,
             clock=clock,
             max_frame_bytes=settings.max_inbound_frame_bytes,
         )
@@ -173,6 +180,28 @@ class PushHub:
         self.registry.stream_replayed(conn, logged, finished=finished)
         return conn
 
+    async def open_run(
+        self, workflow_id: str, input: JsonObject, owner: str | None, wakeup: Wakeup
+    ) -> Connection:
+        """Start a run of ``workflow_id`` and stream it from its start (:meth:`open_stream`;
+        AG-UI). Raises ``NotFound``; pair with :meth:`disconnect`."""
+        execution_id = await self.runs_feed.start_run(workflow_id, input, owner)
+        return await self.open_stream(execution_id, 0, owner, wakeup)
+
+    async def open_feed(
+        self, workflow_id: str, limit: int, last_id: int | None, caller: Caller, wakeup: Wakeup
+    ) -> Connection:
+        """A runs feed stream (:meth:`RunsFeed.open_stream`). Raises ``NotFound``
+        (``Forbidden`` outside a token's scope); pair with :meth:`disconnect`."""
+        caller.require_workflow(workflow_id)
+        conn = self._new_connection(None, caller.owner, wakeup, caller.scope)
+        try:
+            await self.runs_feed.open_stream(conn, workflow_id, limit, last_id)
+        except BaseException:
+            self.disconnect(conn)
+            raise
+        return conn
+
     def disconnect(self, conn: Connection) -> None:
         """Forget ``conn``; idempotent, and harmless to a newer connection of its pushRef."""
         self.registry.deregister(conn, self._clock())
@@ -190,6 +219,7 @@ class PushHub:
             "push_connections": len(self._live),
             "push_sessions": len(self.registry.sessions),
             "push_execution_streams": len(self.registry.streams),
+            "push_feed_streams": len(self.registry.feeds.streams),
         }
 
     def metrics_text(self) -> str:
