@@ -14,6 +14,7 @@ from app.executions.service import ExecutionService
 from app.http.api import OPERATIONS, api_routes
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.reference import reference_routes
+from app.http.runs_feed import RunsList
 from app.http.web import web_routes
 from app.metrics import LoopLag
 from app.push.hub import PushHub
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             # Entered after the store, so left before it closes; it runs through shutdown.
             sender = WebhookSender(store=store, outbox=outbox, settings=settings, busy=service.busy)
             await stack.enter_async_context(sender)
-            hub = PushHub(settings=settings, service=service)
+            hub = PushHub(settings=settings, service=service, runs=RunsList(service))
             stack.callback(backends.subscribe_hub(hub))
             # Closed after the engine (callbacks run in reverse): connections get the final
             # messages of runs canceled by the shutdown before they close.

@@ -8,7 +8,7 @@ on every execution message. Inbound WebSocket commands are decoded by :data:`com
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -199,6 +199,18 @@ class ExecutionSnapshot(_Message, tag="executionSnapshot"):
     data: ExecutionSnapshotData
 
 
+class RunsSnapshotData(msgspec.Struct):
+    """The runs feed's first message (SPEC §11): the list DTOs of a workflow's latest runs,
+    newest first."""
+
+    workflowId: str
+    items: list[JsonObject]
+
+
+class RunsSnapshot(_Message, tag="runsSnapshot"):
+    data: RunsSnapshotData
+
+
 class ResumeFailedData(msgspec.Struct):
     lastEventId: int
 
@@ -214,6 +226,7 @@ class Pong(_Message, tag="pong"):
 class ReplyData(msgspec.Struct, omit_defaults=True):
     command: str | UnsetType = UNSET
     executionId: str | UnsetType = UNSET
+    workflowId: str | UnsetType = UNSET
     code: str | UnsetType = UNSET
     message: str | UnsetType = UNSET
 
@@ -242,6 +255,17 @@ class SubscribeRef(msgspec.Struct):
     after: Cursor | None = None
 
 
+class WorkflowRef(msgspec.Struct):
+    workflowId: Identifier
+
+
+class FeedRef(msgspec.Struct):
+    """``limit``: how many of the latest runs the ``runsSnapshot`` lists (SPEC §11)."""
+
+    workflowId: Identifier
+    limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 20
+
+
 class Heartbeat(_Command, tag="heartbeat"):
     pass
 
@@ -262,9 +286,31 @@ class CancelExecution(_Command, tag="cancel_execution"):
     data: ExecutionRef
 
 
-Command = Heartbeat | Ping | SubscribeExecution | UnsubscribeExecution | CancelExecution
+class SubscribeWorkflow(_Command, tag="subscribe_workflow"):
+    data: FeedRef
+
+
+class UnsubscribeWorkflow(_Command, tag="unsubscribe_workflow"):
+    data: WorkflowRef
+
+
+Command = (
+    Heartbeat
+    | Ping
+    | SubscribeExecution
+    | UnsubscribeExecution
+    | CancelExecution
+    | SubscribeWorkflow
+    | UnsubscribeWorkflow
+)
 CommandType = Literal[
-    "heartbeat", "ping", "subscribe_execution", "unsubscribe_execution", "cancel_execution"
+    "heartbeat",
+    "ping",
+    "subscribe_execution",
+    "unsubscribe_execution",
+    "cancel_execution",
+    "subscribe_workflow",
+    "unsubscribe_workflow",
 ]
 
 command_decoder: Final = msgspec.json.Decoder(Command)

@@ -11,6 +11,7 @@ from typing import NamedTuple
 from starlette.requests import HTTPConnection
 
 from app.http.auth import authenticate
+from app.http.params import QueryReader
 from app.model.access import Caller
 from app.push import admission
 from app.settings import Settings
@@ -25,6 +26,12 @@ class PushRequest(NamedTuple):
 class StreamRequest(NamedTuple):
     caller: Caller
     after: int
+
+
+class FeedRequest(NamedTuple):
+    caller: Caller
+    limit: int
+    last_event_id: int | None
 
 
 def admit_push(conn: HTTPConnection, settings: Settings) -> PushRequest:
@@ -49,3 +56,17 @@ def admit_stream(conn: HTTPConnection, settings: Settings) -> StreamRequest:
     admission.check_caller(caller)
     after = conn.headers.get("last-event-id") or conn.query_params.get("after")
     return StreamRequest(caller, admission.cursor(after, "after") or 0)
+
+
+def admit_feed(conn: HTTPConnection, settings: Settings) -> FeedRequest:
+    """``GET /agents/workflows/{id}/stream``: Origin, API key or token, ``?limit=`` (1 to
+    200, 422 otherwise), ``Last-Event-ID``/``?lastEventId=`` (the token's scope is checked
+    when the stream opens)."""
+    admission.check_origin(conn.headers, settings.allowed_origins)
+    caller = authenticate(conn, settings)
+    admission.check_caller(caller)
+    query = QueryReader(conn.query_params)
+    limit = query.integer("limit", 20, low=1, high=200)
+    query.check()
+    last = conn.headers.get("last-event-id") or conn.query_params.get("lastEventId")
+    return FeedRequest(caller, limit, admission.cursor(last, "lastEventId"))

@@ -1,7 +1,8 @@
-"""SSE transport (SPEC §5.1, §5.4): ``/agents/push`` as a plain GET with
-``Accept: text/event-stream``, and ``/agents/executions/{id}/stream``.
+"""SSE transport (SPEC §5.1, §5.4, §11): ``/agents/push`` as a plain GET with
+``Accept: text/event-stream``, ``/agents/executions/{id}/stream`` and the runs feed
+``/agents/workflows/{id}/stream``.
 
-Both stream one core connection: an initial ``:ok`` comment, then everything queued on the
+Each streams one core connection: an initial ``:ok`` comment, then everything queued on the
 connection as ``id: N`` + ``data: <json>`` events, in chunks of about
 :data:`~transports.pump.CHUNK_BYTES` per write, written in the call that took them while
 the socket takes writes (:mod:`transports.http_protocol`; no task switch per write), else
@@ -12,7 +13,7 @@ finished, replaced, shutdown) or aborts it (slow consumer: the stream just ends,
 without waiting for the peer to read what it was sent), when the client goes away, and when
 the server starts to stop (:meth:`transports.pump.Pumps.shut_down`). The connection is
 deregistered however it ends (:meth:`transports.pump.Pump.run`, as for WebSocket).
-Refusals answer with a JSON error body (403, 401, 400, 404, 406).
+Refusals answer with a JSON error body (403, 401, 400, 404, 406, 422).
 
 The response is a lean ASGI one rather than sse-starlette's ``EventSourceResponse``: that
 one costs a timeout scope and several awaits per chunk and five tasks per connection, which
@@ -23,7 +24,7 @@ request's (the disconnect listener) and one timer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Final, TypedDict
 
@@ -35,9 +36,9 @@ from starlette.types import Receive, Scope, Send
 from app.errors import GraphpushError, NotAcceptable
 from app.http.errors import error_response
 from app.push.admission import accepts_event_stream
-from app.push.wire import SSE_OK, SSE_PING, sse_chunks
+from app.push.wire import SSE_OK, SSE_PING, Outgoing, sse_chunks
 from app.settings import Settings
-from transports.handshake import admit_push, admit_stream
+from transports.handshake import admit_feed, admit_push, admit_stream
 from transports.http_protocol import END_NOW
 from transports.pump import CHUNK_BYTES, Pump
 from transports.state import push_state
@@ -106,14 +107,49 @@ async def stream_endpoint(request: Request) -> Response:
     return EventStream(pump, rt.settings, on_close=lambda: rt.hub.disconnect(conn))
 
 
+#: Lays out a batch as SSE chunks of about ``max_bytes``, after ``head`` (:func:`sse_chunks`).
+Encode = Callable[[list[Outgoing], int, bytes], Iterable[bytes]]
+
+
+async def feed_endpoint(request: Request) -> Response:
+    """``GET /agents/workflows/{workflow_id}/stream``: the runs feed (a snapshot or what was
+    missed, then live lifecycle messages). A HEAD checks the request and answers headers."""
+    rt = push_state(request)
+    pump = rt.pumps.pump()
+    try:
+        admitted = admit_feed(request, rt.settings)
+        conn = await rt.hub.open_feed(
+            request.path_params["workflow_id"],
+            admitted.limit,
+            admitted.last_event_id,
+            admitted.caller,
+            pump.wake,
+        )
+    except GraphpushError as exc:
+        return error_response(exc)
+    if request.method == "HEAD":
+        rt.hub.disconnect(conn)
+        return Response(headers=HEADERS, media_type=MEDIA_TYPE)
+    pump.attach(conn)
+    return EventStream(pump, rt.settings, on_close=lambda: rt.hub.disconnect(conn))
+
+
 class EventStream(Response):
-    """The SSE response of one core connection; ``on_close`` runs however it ends."""
+    """The SSE response of one core connection; ``on_close`` runs however it ends.
+    ``encode`` lays out each batch (default: one SSE event per message)."""
 
     media_type = MEDIA_TYPE
 
-    def __init__(self, pump: Pump, settings: Settings, on_close: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        pump: Pump,
+        settings: Settings,
+        on_close: Callable[[], None],
+        encode: Encode = sse_chunks,
+    ) -> None:
         self.pump = pump
         self.on_close = on_close
+        self.encode = encode
         self.ping_interval_s = settings.ping_interval_s
         self.status_code = 200
         self.background = None
@@ -156,7 +192,7 @@ class _SsePeer:
                     head += SSE_PING
                 # each chunk waits for the socket to drain: a stalled peer holds one chunk
                 # in the transport, not the whole batch
-                for chunk in sse_chunks(batch, CHUNK_BYTES, head):
+                for chunk in self.response.encode(batch, CHUNK_BYTES, head):
                     await self._write(chunk)
                 head = b""
         finally:

@@ -1,6 +1,6 @@
 """What the push transports reach of the running app: set by its lifespan as
 ``app.state.push``, read by handlers through :func:`push_state`. Nothing of the engine but
-the calls the push core makes of it (:class:`~app.push.hub.PushService`)."""
+the calls the push core makes of it (:class:`~app.push.dispatcher.PushService`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import cast
 
 from starlette.requests import HTTPConnection
 
-from app.push.hub import PushHub, PushService
+from app.push.dispatcher import PushService
+from app.push.hub import PushHub
 from app.settings import Settings
 from transports.pump import Pumps
 

@@ -6,6 +6,9 @@ happens to an unfinished run of the same key: ``enqueue`` (the new one waits its
 :mod:`app.executions.concurrency`), ``reject`` (409, nothing stored), ``interrupt`` (the
 older ends ``canceled``, then the new one starts) or ``rollback`` (as interrupt, and the
 older is deleted).
+
+Every run is queued through :meth:`Admission.enqueue`: stored durably first, then queued,
+its queue slot reserved before it is stored.
 """
 
 from __future__ import annotations
@@ -15,16 +18,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from app.clock import now_ms
-from app.errors import ConcurrencyConflict, IdempotencyKeyReused, problem
+from app.errors import ConcurrencyConflict, IdempotencyKeyReused, QueueFull, problem
 from app.executions.concurrency import Gate
 from app.model.records import ExecutionRecord, IdempotencyKey
+from app.queue.base import ExecutionQueue
 from app.settings import Settings
 from app.storage.base import ExecutionStore
 
 Strategy = Literal["enqueue", "reject", "interrupt", "rollback"]
-#: Store and queue a run (with its idempotency key, live since the given time); the key
-#: stored first instead, storing nothing, if another request won the race.
-Enqueue = Callable[[ExecutionRecord, IdempotencyKey | None, int], Awaitable[IdempotencyKey | None]]
 #: End a run ``canceled`` and wait until that is published; delete it when told to.
 Replace = Callable[[str, bool], Awaitable[None]]
 
@@ -43,15 +44,16 @@ class Admission:
         *,
         settings: Settings,
         store: ExecutionStore,
+        queue: ExecutionQueue,
         gate: Gate,
-        enqueue: Enqueue,
         replace: Replace,
     ) -> None:
         self._settings = settings
         self._store = store
+        self._queue = queue
         self._gate = gate
-        self._enqueue = enqueue
         self._replace = replace
+        self._reserved = 0
 
     async def accept(
         self,
@@ -77,7 +79,7 @@ class Admission:
             record = await build()
             await self._make_room(record, strategy)
             key = None if idempotency is None else _key(record, scope, idempotency, answer)
-            first = await self._enqueue(record, key, live_since)
+            first = await self.enqueue(record, key, live_since)
             if first is None:
                 return key.answer if key else answer(record), False
         assert idempotency is not None
@@ -87,6 +89,37 @@ class Admission:
                 [problem("Idempotency-Key", "already used with a different request body")],
             )
         return first.answer, True
+
+    async def enqueue(
+        self, record: ExecutionRecord, key: IdempotencyKey | None = None, live_since: int = 0
+    ) -> IdempotencyKey | None:
+        """Store ``record`` durably (with ``key`` in the same transaction), then queue it;
+        the queue slot is reserved first so a stored run is never refused by the queue.
+        Returns the key stored first instead, storing nothing, if another request won."""
+        self._gate.queued(record)  # now: a later request of its key sees it
+        self._reserve()
+        try:
+            if key is None:
+                first = None
+                await self._store.save(record)
+            else:
+                first = await self._store.save_keyed(record, key, live_since=live_since)
+        except BaseException:
+            self._gate.forget([record])
+            raise
+        finally:
+            self._reserved -= 1
+        if first is not None:
+            self._gate.forget([record])
+            return first
+        await self._queue.put(record)
+        return None
+
+    def _reserve(self) -> None:
+        bound = self._settings.queue_bound
+        if self._queue.qsize() + self._reserved >= bound:
+            raise QueueFull(f"{bound} runs are already queued; retry later")
+        self._reserved += 1
 
     async def _make_room(self, record: ExecutionRecord, strategy: Strategy) -> None:
         """Apply ``strategy`` to the unfinished runs of ``record``'s concurrency key."""

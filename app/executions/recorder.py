@@ -20,6 +20,7 @@ from app.executions.flatted import prior_run_data, stringify
 from app.executions.graph_state import GraphState
 from app.executions.node_errors import node_operation_error
 from app.executions.pacing import Flush
+from app.executions.run_data import node_output, output_index, remember, sources
 from app.executions.runner import NodeStreamed, TaskFinished
 from app.executions.streams import Chunk, StreamBuffers, flushed
 from app.model.records import ExecutionRecord, StoredEvent
@@ -188,7 +189,7 @@ class RunRecorder:
 
     def _items(self, name: str, result: Any, node: NodeInfo) -> list[list[m.JsonObject]]:
         """The node's output items, one list per output (n8n's ``data.main``)."""
-        output, index = _output(name, result)
+        output, index = node_output(name, result)
         self._routes[name] = index
         main: list[list[m.JsonObject]] = [[] for _ in range(max(node.outputs, index + 1))]
         main[index] = [{"json": output, "pairedItem": {"item": 0}}]
@@ -251,15 +252,9 @@ class RunRecorder:
         )
 
     def _source(self, name: str) -> list[m.SourceData]:
-        runs = self.record.run_data
-        done = [
-            (src, out)
-            for src, out in self.predecessors.get(name, ())
-            if runs.get(src) and self._routes.get(src, 0) == out
-        ]
-        if not self._node(name).fan_in:
-            done = sorted(done, key=lambda p: runs[p[0]][-1]["execution_index"])[-1:]
-        return [m.SourceData(src, out, len(runs[src]) - 1) for src, out in done]
+        predecessors = self.predecessors.get(name, [])
+        fan_in = self._node(name).fan_in
+        return sources(self.record, predecessors, self._routes, fan_in=fan_in)
 
     def _remember(
         self,
@@ -269,40 +264,16 @@ class RunRecorder:
         main: list[list[m.JsonObject]] | None,
     ) -> None:
         """Keep the node run's metadata and output in the record, and its state."""
-        runs = self.record.run_data.setdefault(task.name, [])
-        outputs = self.record.outputs.setdefault(task.name, [])
-        if task.silent and runs:  # the resumed waiting node finishes the run it began
-            runs.pop()
-            outputs.pop()
-        runs.append(
-            {
-                "status": result.executionStatus,
-                "start_time": task.start.startTime,
-                "execution_index": task.start.executionIndex,
-                "execution_time": result.executionTime,
-                "item_count": counts,
-                "source": msgspec.to_builtins(task.start.source),
-            }
+        remember(
+            self.record,
+            task.name,
+            silent=task.silent,
+            start=task.start,
+            result=result,
+            counts=counts,
+            main=main,
         )
-        outputs.append({"main": main or []})
         if main is not None:  # a failed node is marked with its error by _fail_node
             self.graph_state.mark_node_finished(
                 task.name, result.executionStatus, result.executionTime
             )
-
-
-def _output(name: str, result: Any) -> tuple[Any, int]:
-    """The node's output JSON and the output index it took."""
-    if isinstance(result, dict) and "agent_results" in result:
-        output = result["agent_results"].get(name, {})
-        index = int(result.get("routes", {}).get(name, 0))
-    else:
-        output, index = (result if result is not None else {}), 0
-    if not isinstance(output, dict):
-        output = {"value": output}
-    return output, index
-
-
-def output_index(output: dict[str, Any]) -> int:
-    """The output a recorded node run took: the one holding its items (0 when none does)."""
-    return next((i for i, items in enumerate(output.get("main", [])) if items), 0)

@@ -17,7 +17,7 @@ from typing import Any
 
 from app.errors import RetryFromNodeUnsupported, ValidationFailed, problem
 from app.executions.graph_state import PENDING, GraphState
-from app.executions.recorder import output_index
+from app.executions.run_data import output_index
 from app.model.records import ExecutionRecord, JsonObject, RetryPlan
 from app.model.status import ExecutionStatus
 from app.workflows.compiler import CompiledWorkflow

@@ -2,43 +2,41 @@
 inbound commands and the Python API (n8n's ``WorkflowExecutionService``). Workflows are
 :attr:`ExecutionService.workflows` (:class:`app.workflows.service.WorkflowService`).
 
-It queues, reads, cancels and resumes runs; every run ends in the
+It queues, reads, cancels and resumes runs: new runs are made by
+:mod:`app.executions.factory`, queued by :mod:`app.executions.admission` and canceled by
+:mod:`app.executions.cancellation`; every run ends in the
 :class:`~app.executions.workers.ExecutionManager`, the one producer of terminal messages.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.pregel import Pregel
 
 from app.bus.base import EventBus
-from app.clock import new_id, now_ms
-from app.errors import IllegalTransition, NotFound, QueueFull, ValidationFailed, problem
-from app.executions import retry
+from app.errors import IllegalTransition, NotFound
 from app.executions.admission import Admission, Idempotency, Strategy
+from app.executions.cancellation import Cancellation
+from app.executions.factory import RetryOptions, RunFactory, RunOptions, check_push_ref
 from app.executions.recorder import RunRecorder
-from app.executions.retention import forget
 from app.executions.runner import GraphRunner
 from app.executions.workers import ExecutionManager
 from app.messages import ExecutionSnapshotData
 from app.metrics import prometheus
 from app.model.access import Action, Caller
-from app.model.ids import ID_PATTERN, is_identifier
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionRecord,
-    IdempotencyKey,
     JsonObject,
     StoredEvent,
 )
-from app.model.status import ExecutionStatus, check_transition
-from app.model.webhooks import Outbox, WebhookDelivery, check_webhook_url
+from app.model.status import ExecutionStatus
+from app.model.webhooks import Outbox, WebhookDelivery
 from app.queue.base import EVERYTHING, ExecutionQueue
 from app.settings import Settings
 from app.storage.base import ExecutionStore
@@ -46,8 +44,6 @@ from app.workflows.node_types import NodeType
 from app.workflows.service import WorkflowService
 
 S = ExecutionStatus
-#: The statuses of runs not finished, which a cancel ends.
-UNFINISHED = (S.NEW, S.RUNNING, S.WAITING)
 
 
 class ExecutionService:
@@ -68,7 +64,6 @@ class ExecutionService:
         self.workflows = workflows
         self.bus = bus
         self.queue = queue
-        self._reserved = 0
         self.checkpointer = checkpointer
         #: The workers: they run what ``workflows`` compiles, and end every run.
         self.manager = ExecutionManager(
@@ -86,12 +81,20 @@ class ExecutionService:
                 max_message_bytes=settings.max_message_bytes,
             ),
         )
+        self._factory = RunFactory(workflows, allow_private=settings.webhook_allow_private)
+        self._cancellation = Cancellation(
+            store=store,
+            queue=queue,
+            manager=self.manager,
+            checkpointer=checkpointer,
+            get=self.get_execution,
+        )
         self._admission = Admission(
             settings=settings,
             store=store,
+            queue=queue,
             gate=self.manager.gate,
-            enqueue=self._enqueue,
-            replace=self._replace,
+            replace=self._cancellation.replace,
         )
 
     # ---- Python API --------------------------------------------------------------------
@@ -109,45 +112,6 @@ class ExecutionService:
 
     # ---- executions --------------------------------------------------------------------
 
-    def _reserve(self) -> None:
-        if self.queue.qsize() + self._reserved >= self.settings.queue_bound:
-            raise QueueFull(f"{self.settings.queue_bound} runs are already queued; retry later")
-        self._reserved += 1
-
-    async def _enqueue(
-        self, record: ExecutionRecord, key: IdempotencyKey | None = None, live_since: int = 0
-    ) -> IdempotencyKey | None:
-        """Store ``record`` durably (with ``key`` in the same transaction), then queue it;
-        the queue slot is reserved first so a stored run is never refused by the queue.
-        Returns the key stored first instead, storing nothing, if another request won."""
-        self.manager.gate.queued(record)  # now: a later request of its key sees it
-        self._reserve()
-        try:
-            if key is None:
-                first = None
-                await self.store.save(record)
-            else:
-                first = await self.store.save_keyed(record, key, live_since=live_since)
-        except BaseException:
-            self.manager.gate.forget([record])
-            raise
-        finally:
-            self._reserved -= 1
-        if first is not None:
-            self.manager.gate.forget([record])
-            return first
-        await self.queue.put(record)
-        return None
-
-    async def _replace(self, execution_id: str, delete: bool) -> None:
-        """End an older run of a concurrency key ``canceled`` (SPEC §10 ``interrupt``), and
-        wait until that is published; with ``delete`` (``rollback``) it is then deleted."""
-        with contextlib.suppress(IllegalTransition, NotFound):  # it ended meanwhile
-            await self.cancel_execution(execution_id)
-        await self.manager.wait_ended(execution_id)
-        if delete:
-            await forget(self.store, self.checkpointer, [execution_id])
-
     async def queue_manual_execution(
         self,
         workflow_id: str,
@@ -161,30 +125,13 @@ class ExecutionService:
         record = await self.new_run(
             workflow_id, input=input, push_ref=push_ref, owner=owner, webhook=webhook
         )
-        await self._enqueue(record)
+        await self._admission.enqueue(record)
         return record
 
-    async def new_run(
-        self,
-        workflow_id: str,
-        *,
-        input: JsonObject | None = None,
-        push_ref: str | None = None,
-        owner: str | None = None,
-        concurrency_key: str | None = None,
-        webhook: str | None = None,
-    ) -> ExecutionRecord:
+    async def new_run(self, workflow_id: str, **options: Unpack[RunOptions]) -> ExecutionRecord:
         """A ``new`` run of ``workflow_id``, neither stored nor queued; its ``webhook`` URL,
         if given, gets its completion webhooks (SPEC §11)."""
-        _check_push_ref(push_ref)
-        if webhook is not None:
-            allow_private = self.settings.webhook_allow_private
-            check_webhook_url(webhook, allow_private=allow_private, path="webhook")
-        workflow, version = await self.workflows.get_versioned(workflow_id)
-        record = _new_record(workflow_id, workflow, version, input, push_ref, owner)
-        record.webhook = webhook
-        record.concurrency_key = concurrency_key
-        return record
+        return await self._factory.run(workflow_id, **options)
 
     async def accept(
         self,
@@ -202,39 +149,15 @@ class ExecutionService:
         )
 
     async def retry_execution(
-        self,
-        execution_id: str,
-        *,
-        from_node: str | None = None,
-        saved: bool = False,
-        state: dict[str, JsonObject] | None = None,
-        input: JsonObject | None = None,
-        push_ref: str | None = None,
-        owner: str | None = None,
+        self, execution_id: str, **options: Unpack[RetryOptions]
     ) -> ExecutionRecord:
         """Queue a retry of a finished run: :meth:`new_retry`, stored and queued."""
-        record = await self.new_retry(
-            execution_id,
-            from_node=from_node,
-            saved=saved,
-            state=state,
-            input=input,
-            push_ref=push_ref,
-            owner=owner,
-        )
-        await self._enqueue(record)
+        record = await self.new_retry(execution_id, **options)
+        await self._admission.enqueue(record)
         return record
 
     async def new_retry(
-        self,
-        execution_id: str,
-        *,
-        from_node: str | None = None,
-        saved: bool = False,
-        state: dict[str, JsonObject] | None = None,
-        input: JsonObject | None = None,
-        push_ref: str | None = None,
-        owner: str | None = None,
+        self, execution_id: str, **options: Unpack[RetryOptions]
     ) -> ExecutionRecord:
         """A retry of a finished run (SPEC §9), neither stored nor queued: a new run whose
         ``retry_of`` is ``execution_id``, on the run's workflow snapshot (or the workflow as
@@ -242,29 +165,9 @@ class ExecutionService:
         (:mod:`app.executions.retry`), ``state`` replacing some of them and ``input`` the
         run input. Raises :class:`IllegalTransition` (409) for a run not finished and
         :class:`ValidationFailed` (422) for what the retry cannot use."""
-        _check_push_ref(push_ref)
-        original = await self.get_execution(execution_id, owner)
-        if not original.status.finished:
-            raise IllegalTransition(
-                f"execution is {original.status.value}; only a finished run can be retried"
-            )
-        workflow, version = original.workflow, original.workflow_version
-        if saved:
-            workflow, version = await self._saved_workflow(original.workflow_id)
-        run_input = original.input if input is None else input
-        record = _new_record(original.workflow_id, workflow, version, run_input, push_ref, owner)
-        compiled = None if workflow.get("graph") else await self.workflows.compile(record)
-        retry.prepare(record, original, compiled, from_node=from_node, state=state or {})
-        return record
-
-    async def _saved_workflow(self, workflow_id: str) -> tuple[JsonObject, str]:
-        try:
-            return await self.workflows.get_versioned(workflow_id)
-        except NotFound:
-            raise ValidationFailed(
-                "the workflow is no longer saved",
-                [problem("workflow", f"workflow {workflow_id!r} is no longer saved")],
-            ) from None
+        check_push_ref(options.get("push_ref"))
+        original = await self.get_execution(execution_id, options.get("owner"))
+        return await self._factory.retry(original, **options)
 
     async def get_execution(self, execution_id: str, owner: str | None = None) -> ExecutionRecord:
         """The freshest view of a run: a copy of the live one while it runs here, else the
@@ -292,13 +195,7 @@ class ExecutionService:
     ) -> ExecutionRecord:
         """Cancel a queued, running or waiting run; it ends with ``executionFinished{canceled}``.
         Raises :class:`IllegalTransition` (409) for a finished run."""
-        record = await self.get_execution(execution_id, owner)
-        if self.manager.cancel(execution_id):
-            return record
-        check_transition(record.status, S.CANCELED)
-        if await self.queue.cancel(record):  # else held by another process: it ends it there
-            await self.manager.end(record, S.CANCELED)
-        return record
+        return await self._cancellation.cancel(execution_id, owner)
 
     async def cancel_executions(
         self,
@@ -312,23 +209,9 @@ class ExecutionService:
         :meth:`cancel_execution` does; returns how many it canceled. A run that ends while
         this goes on keeps its own end: it is neither canceled nor counted. Raises
         :class:`ValidationFailed` when neither ``workflow_id`` nor ``statuses`` is given."""
-        if workflow_id is None and statuses is None:
-            raise ValidationFailed(
-                "name the runs to cancel",
-                [problem("", "expected at least one of workflow_id, status")],
-            )
-        everything = 1 << 62
-        canceled = 0
-        for status in dict.fromkeys(statuses or UNFINISHED):
-            query = ExecutionQuery(
-                workflow_id=workflow_id, status=status, owner=owner, limit=everything
-            )
-            page = await self.store.list(query)
-            for record in page.items:
-                with contextlib.suppress(IllegalTransition, NotFound):
-                    await self.cancel_execution(record.id, owner)
-                    canceled += 1
-        return canceled
+        return await self._cancellation.cancel_many(
+            workflow_id=workflow_id, statuses=statuses, owner=owner
+        )
 
     async def resume_execution(
         self, execution_id: str, value: Any, owner: str | None = None
@@ -338,7 +221,7 @@ class ExecutionService:
         if record.status is not S.WAITING or self.manager.holds(execution_id):
             raise IllegalTransition(f"execution is {record.status.value}; only waiting runs resume")
         record.status, record.resume_value, record.resume_pending = S.NEW, value, True
-        await self._enqueue(record)
+        await self._admission.enqueue(record)
         return record
 
     async def read_events(
@@ -389,30 +272,3 @@ class ExecutionService:
 
     async def shutdown(self) -> None:
         await self.manager.shutdown(self.settings.shutdown_timeout_s)
-
-
-def _check_push_ref(push_ref: str | None) -> None:
-    if push_ref is not None and not is_identifier(push_ref):
-        raise ValidationFailed("bad push_ref", [problem("push_ref", f"expected {ID_PATTERN}")])
-
-
-def _new_record(
-    workflow_id: str,
-    workflow: JsonObject,
-    version: str,
-    input: JsonObject | None,
-    push_ref: str | None,
-    owner: str | None,
-) -> ExecutionRecord:
-    """A ``new`` run of ``workflow`` (a snapshot of workflow ``workflow_id``)."""
-    return ExecutionRecord(
-        id=new_id(),
-        workflow_id=workflow_id,
-        workflow_name=str(workflow.get("name", workflow_id)),
-        push_ref=push_ref,
-        owner=owner,
-        created_at=now_ms(),
-        input=input or {},
-        workflow=workflow,
-        workflow_version=version,
-    )

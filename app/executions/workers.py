@@ -5,8 +5,9 @@ It is the one producer of terminal messages: the runs it executes, those the ser
 it to :meth:`~ExecutionManager.end` and those it must :meth:`~ExecutionManager.recover`.
 
 Per run, in order: ``running`` is staged with ``executionStarted``; each node event is
-logged with the record it updated, then published; the terminal message is published once
-the final status is durable (SPEC §4 rule 6), while the worker goes on to the next run.
+logged with the record it updated, then published (:mod:`app.executions.executor`); the
+terminal message is published once the final status is durable (SPEC §4 rule 6), while the
+worker goes on to the next run.
 """
 
 from __future__ import annotations
@@ -23,17 +24,15 @@ from app.bus.base import EventBus, PushEvent
 from app.clock import now_ms
 from app.executions.active import ActiveExecution
 from app.executions.concurrency import Gate
-from app.executions.pacing import Flush, run_events
+from app.executions.executor import Compile, RunExecutor, push_event
 from app.executions.recorder import RunRecorder
-from app.executions.retry import run_state
-from app.executions.runner import GraphRunner, NodeStreamed, TaskStarted
+from app.executions.runner import GraphRunner
 from app.messages import ExecutionRecovered, ExecutionRecoveredData, encode, encoder
 from app.model.records import ExecutionRecord, StoredEvent
 from app.model.status import ExecutionStatus, check_transition
 from app.model.webhooks import Outbox
 from app.queue.base import ExecutionQueue
 from app.storage.base import ExecutionStore
-from app.workflows.compiler import CompiledWorkflow
 
 log = logging.getLogger("graphpush.engine")
 
@@ -41,8 +40,6 @@ log = logging.getLogger("graphpush.engine")
 LINGER_S = 0.005
 #: The run-level error of a run whose process died (SPEC §6).
 CRASHED_REASON = "the process running this execution stopped"
-#: The graph a run executes, from its record (the workflows package compiles it).
-Compile = Callable[[ExecutionRecord], Awaitable[CompiledWorkflow]]
 
 
 class ExecutionManager:
@@ -59,17 +56,22 @@ class ExecutionManager:
         timeout_s: float = 0.0,
         recorder: Callable[..., RunRecorder] = RunRecorder,
     ) -> None:
-        """``timeout_s``: the longest a run may execute (0: no limit), unless its workflow's
-        ``settings.timeout_s`` is shorter."""
+        """``timeout_s``, ``compile``, ``runner`` and ``recorder``: how each run executes
+        (:class:`~app.executions.executor.RunExecutor`)."""
         self.store = store
         self.bus = bus
         self.queue = queue
-        self._compile = compile
-        self._runner = runner
         self._worker_count = workers
         self._outbox = outbox
-        self._timeout_s = timeout_s
-        self._recorder = recorder  # with the run's stream options (SPEC §8)
+        self._executor = RunExecutor(
+            store=store,
+            bus=bus,
+            compile=compile,
+            runner=runner,
+            recorder=recorder,
+            timeout_s=timeout_s,
+            finish=self._finish,
+        )
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._active: dict[str, ActiveExecution] = {}
@@ -125,7 +127,7 @@ class ExecutionManager:
     def _begin(self, record: ExecutionRecord) -> asyncio.Task[None]:
         active = ActiveExecution(record, now_ms())
         self._active[record.id] = active
-        task = asyncio.create_task(self._execute(active), name=f"run-{record.id}")
+        task = asyncio.create_task(self._executor.execute(active), name=f"run-{record.id}")
         active.task = task
         task.add_done_callback(lambda t: self._ended(record.id, t))
         return task
@@ -179,99 +181,7 @@ class ExecutionManager:
             )
             await self.bus.publish(event)
 
-    # ---- one run ---------------------------------------------------------------------
-
-    async def _emit(self, record: ExecutionRecord, events: list[StoredEvent]) -> None:
-        """Append ``events`` to the log with the record they updated, then publish them.
-        The stored record thus always matches its log (what recovery relies on)."""
-        self.store.stage(record, events)
-        for event in events:
-            await self.bus.publish(_push_event(record, event))
-
-    async def _execute(self, active: ActiveExecution) -> None:
-        if active.cancel_event.is_set():  # canceled after a worker took it, before it began
-            await self._finish(RunRecorder(active.record, {}, {}), ExecutionStatus.CANCELED)
-            return
-        recorder, compiled, resuming = await self._start(active.record)
-        status = ExecutionStatus.ERROR
-        try:
-            if compiled is not None:
-                status = await self._outcome(active, recorder, compiled, resuming)
-        except asyncio.CancelledError:  # not asked for: the event loop is closing
-            status = ExecutionStatus.CANCELED
-            raise
-        finally:
-            # Whatever happened above, the run ends here: never left ``running`` (SPEC §10).
-            await self._finish(recorder, status)
-
-    async def _outcome(
-        self,
-        active: ActiveExecution,
-        recorder: RunRecorder,
-        compiled: CompiledWorkflow,
-        resuming: bool,
-    ) -> ExecutionStatus:
-        """Run the graph within its time limit; the status the run ends (or pauses) with."""
-        limit = time_limit(compiled.settings.get("timeout_s"), self._timeout_s)
-        scope = asyncio.timeout(limit)
-        try:
-            active.streaming = True
-            if active.cancel_event.is_set():  # canceled while it began
-                raise asyncio.CancelledError
-            async with scope:
-                return await self._stream(recorder, compiled, resuming)
-        except asyncio.CancelledError:
-            if not active.cancel_event.is_set():
-                raise
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            return ExecutionStatus.CANCELED
-        except Exception as exc:  # a node's error, or the engine's own
-            if isinstance(exc, TimeoutError) and scope.expired():
-                # n8n ends a timed-out run ``canceled``, with an error that says why.
-                recorder.time_out(f"the execution timed out after {limit:g} s")
-                return ExecutionStatus.CANCELED
-            if active.record.error is None:  # no node reported it: the graph itself failed
-                recorder.fail_run(str(exc) or type(exc).__name__, type(exc).__name__)
-            return ExecutionStatus.ERROR
-
-    async def _start(
-        self, record: ExecutionRecord
-    ) -> tuple[RunRecorder, CompiledWorkflow | None, bool]:
-        """Compile the run and stage it ``running`` with ``executionStarted`` (not on a
-        resume). A run that cannot compile gets its error and no graph."""
-        compiled: CompiledWorkflow | None = None
-        try:
-            compiled = await self._compile(record)
-        except Exception as exc:  # e.g. a registered graph that is not registered any more
-            failure = f"cannot run this workflow: {exc}", type(exc).__name__
-        recorder = self._recorder(
-            record, compiled.nodes if compiled else {}, compiled.predecessors if compiled else {}
-        )
-        check_transition(record.status, ExecutionStatus.RUNNING)
-        record.status = ExecutionStatus.RUNNING
-        resuming, record.resume_pending = record.resume_pending, False
-        await self._emit(record, [] if resuming else [recorder.execution_started()])
-        if compiled is None:
-            recorder.fail_run(*failure)
-        return recorder, compiled, resuming
-
-    async def _stream(
-        self, recorder: RunRecorder, compiled: CompiledWorkflow, resuming: bool
-    ) -> ExecutionStatus:
-        record = recorder.record
-        waiting = False
-        state = run_state(record)
-        async for event in run_events(self._runner, compiled, recorder, resuming, state):
-            if isinstance(event, Flush | NodeStreamed):
-                if flushed := recorder.streamed(event):  # most chunks only wait
-                    await self._emit(record, flushed)
-            elif isinstance(event, TaskStarted):
-                before = recorder.node_started(event.task_id, event.name)
-                await self._emit(record, [before] if before else [])
-            else:
-                waiting = waiting or bool(event.interrupts)
-                await self._emit(record, recorder.node_finished(event))
-        return ExecutionStatus.WAITING if waiting else ExecutionStatus.SUCCESS
+    # ---- the end of a run -----------------------------------------------------------
 
     async def _finish(self, recorder: RunRecorder, status: ExecutionStatus) -> None:
         """Store the run's final (or waiting) state with its message, then publish that
@@ -301,7 +211,7 @@ class ExecutionManager:
         await self.store.commit(LINGER_S if self.queue.qsize() else 0.0)
         if announced and self._outbox is not None:
             self._outbox.committed()
-        await self.bus.publish(_push_event(record, event))
+        await self.bus.publish(push_event(record, event))
         await self.queue.done(record.id)  # a shared queue forgets the run only now
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -333,21 +243,3 @@ class ExecutionManager:
         # Phase 4: every terminal message is stored and published, in the grace (full disk).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.drain(), timeout_s)
-
-
-def time_limit(workflow_s: float | None, server_s: float) -> float | None:
-    """The time limit of a run: the smaller of its workflow's and the server's (0: none)."""
-    limits = [limit for limit in (workflow_s, server_s) if limit]
-    return min(limits) if limits else None
-
-
-def _push_event(record: ExecutionRecord, event: StoredEvent) -> PushEvent:
-    return PushEvent(
-        record.id,
-        event.seq,
-        event.type,
-        event.payload,
-        push_ref=record.push_ref,
-        owner=record.owner,
-        workflow_id=record.workflow_id,
-    )

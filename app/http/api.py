@@ -19,7 +19,7 @@ from app.errors import (
     NotFound,
     QueueFull,
 )
-from app.http import control, hooks, workflows
+from app.http import control, hooks, operations, workflows
 from app.http.bodies import execution_dto, run_accepted
 from app.http.operation import (
     Answer,
@@ -35,16 +35,13 @@ from app.http.schemas import (
     EventLog,
     ExecutionDto,
     ExecutionList,
-    Health,
     LoggedEvent,
     PruneBody,
     Pruned,
-    Readiness,
     ResumeBody,
     RunAccepted,
 )
 from app.messages import encoder
-from app.metrics import prometheus
 from app.model.access import Caller
 from app.model.records import ExecutionQuery
 from app.model.status import ExecutionStatus
@@ -219,58 +216,6 @@ async def prune_executions(call: Call) -> Pruned:
     return Pruned(pruned=await pruner.prune(dry_run=prune.dry_run), dry_run=prune.dry_run)
 
 
-# ---- operations -----------------------------------------------------------------------
-
-
-@operation("GET", "/healthz", Answer(200, "alive", Health), access="public", tag="operations")
-async def healthz(call: Call) -> Health:
-    """Liveness: 200 while the process answers, also when its store cannot write.
-
-    A restart frees no disk and loses the writes held for retry: `status` is `degraded`
-    then, and `store` says why (docs/deploy.md).
-    """
-    health = runtime(call.request).health
-    if health.writable and health.checkpointing:
-        return Health(status="ok")
-    return Health(status="degraded", store=health.report())
-
-
-@operation(
-    "GET",
-    "/readyz",
-    Answer(200, "every shared backend answers", Readiness),
-    errors=(BackendUnavailable,),
-    access="public",
-    tag="operations",
-)
-async def readyz(call: Call) -> Readiness:
-    """Readiness: every shared backend (PostgreSQL, Redis) answers.
-
-    503 names the ones that do not, in `details` (`/healthz` stays 200: the process itself
-    is alive).
-    """
-    checks = await runtime(call.request).readiness()
-    if any(state != "ok" for state in checks.values()):
-        raise BackendUnavailable("a backend is unavailable", details=checks)
-    return Readiness(status="ready", checks=checks)
-
-
-@operation(
-    "GET",
-    "/metrics",
-    Answer(200, "Prometheus text", str, "text/plain; version=0.0.4"),
-    access="public",
-    tag="operations",
-)
-async def metrics(call: Call) -> str:
-    """Prometheus metrics."""
-    rt = runtime(call.request)
-    lag = prometheus(rt.loop_lag.gauges()) if rt.loop_lag else ""
-    pruned = prometheus({}, rt.pruner.counters()) if rt.pruner else ""
-    texts = (rt.service.metrics_text(), rt.hub.metrics_text(), rt.health.metrics_text())
-    return "".join(texts) + lag + pruned
-
-
 #: Every REST route, in the order they are matched (run control after the routes above).
 OPERATIONS: Final[tuple[Operation, ...]] = (
     *workflows.OPERATIONS,
@@ -282,9 +227,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     resume_execution,
     get_execution_events,
     *hooks.OPERATIONS,
-    healthz,
-    readyz,
-    metrics,
+    *operations.OPERATIONS,
     *control.OPERATIONS,
 )
 

@@ -28,7 +28,20 @@ REF: Final = "#/components/schemas/{name}"
 #: Server → client on every push channel: the execution messages (SPEC §4, §8).
 EXECUTION_MESSAGES: Final[tuple[Kind, ...]] = get_args(m.ExecutionMessage)
 #: Server → client on ``/agents/push`` besides them (SPEC §5.1, §5.4).
-CONNECTION_MESSAGES: Final[tuple[Kind, ...]] = (m.ResumeFailed, m.Pong, m.Ack, m.Error)
+CONNECTION_MESSAGES: Final[tuple[Kind, ...]] = (
+    m.RunsSnapshot,
+    m.ResumeFailed,
+    m.Pong,
+    m.Ack,
+    m.Error,
+)
+#: The runs feed (SPEC §11): its snapshot, then the lifecycle messages of the workflow's runs.
+FEED_MESSAGES: Final[tuple[Kind, ...]] = (
+    m.RunsSnapshot,
+    m.ExecutionStarted,
+    m.ExecutionWaiting,
+    m.ExecutionFinished,
+)
 #: Client → server over the WebSocket, each with the replies it can get (none: ignored).
 COMMANDS: Final[dict[Kind, tuple[Kind, ...]]] = {
     m.Heartbeat: (),
@@ -36,6 +49,8 @@ COMMANDS: Final[dict[Kind, tuple[Kind, ...]]] = {
     m.SubscribeExecution: (m.Ack, m.Error),
     m.UnsubscribeExecution: (m.Ack, m.Error),
     m.CancelExecution: (m.Ack, m.Error),
+    m.SubscribeWorkflow: (m.RunsSnapshot, m.Ack, m.Error),
+    m.UnsubscribeWorkflow: (m.Ack, m.Error),
 }
 
 #: What each close code of a push WebSocket means (SSE ends its stream instead).
@@ -62,9 +77,11 @@ MESSAGE_SUMMARIES: Final = {
     "executionFinished": "the run ended: the last message of every run",
     "executionRecovered": "a run whose process died was marked crashed",
     "executionSnapshot": "the execution's status and graph_state when the stream opened",
+    "runsSnapshot": "the runs feed's first message: a workflow's latest runs (list DTOs), "
+    "newest first",
     "resumeFailed": "the messages after lastEventId are no longer kept: refetch over REST",
     "pong": "the reply to ping",
-    "ack": "a command was carried out",
+    "ack": "a command was carried out (`executionId` or `workflowId`: what it named)",
     "error": "a command was refused: invalid_json, invalid_message, unknown_command, "
     "invalid_command, or the error code of what it asked (not_found, illegal_transition)",
     "heartbeat": "n8n's keep-alive; ignored, no reply",
@@ -73,6 +90,9 @@ MESSAGE_SUMMARIES: Final = {
     "`after` first",
     "unsubscribe_execution": "stop receiving a subscribed execution's messages",
     "cancel_execution": "cancel a new, running or waiting run",
+    "subscribe_workflow": "follow a workflow's runs feed: a `runsSnapshot` of its latest "
+    "`limit` runs, then the lifecycle messages of its runs",
+    "unsubscribe_workflow": "stop following a workflow's runs feed",
 }
 
 CURSOR: Final = {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR}
@@ -88,14 +108,27 @@ PUSH_QUERY: Final = {
     },
     "required": ["pushRef"],
 }
+TOKEN: Final = {"type": "string", "description": "an API key (when keys are on) or a scoped token"}
 STREAM_QUERY: Final = {
     "type": "object",
     "properties": {
         "after": {**CURSOR, "description": "start after this seq (or Last-Event-ID)"},
-        "token": {
-            "type": "string",
-            "description": "an API key (when keys are on) or a scoped token",
+        "token": TOKEN,
+    },
+}
+
+FEED_QUERY: Final = {
+    "type": "object",
+    "properties": {
+        "limit": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 200,
+            "default": 20,
+            "description": "how many of the latest runs the snapshot lists",
         },
+        "lastEventId": {**CURSOR, "description": "resume after this feed cursor"},
+        "token": TOKEN,
     },
 }
 
@@ -113,12 +146,19 @@ One execution over SSE: `executionSnapshot` (no `id:`), then every logged messag
 `Last-Event-ID` (or `?after=`) with its execution `seq` as `id:`, then live messages; the
 stream ends after `executionFinished` and stays open through a wait."""
 
+FEED_DESCRIPTION: Final = """\
+A workflow's runs feed over SSE: `runsSnapshot` (its latest `limit` runs, newest first),
+then `executionStarted`, `executionWaiting` and `executionFinished` of every run of the
+workflow, each with the workflow's feed cursor as `id:`. `Last-Event-ID` (or
+`?lastEventId=`) resumes after it without a new snapshot while the server holds it, or
+starts with a new snapshot. On WebSocket: `subscribe_workflow` on `/agents/push`."""
+
 
 def asyncapi_document() -> JsonObject:
     """The whole document."""
     server_messages: tuple[Kind, ...] = (*EXECUTION_MESSAGES, *CONNECTION_MESSAGES)
     stream_messages: tuple[Kind, ...] = (m.ExecutionSnapshot, *EXECUTION_MESSAGES)
-    structs = list(dict.fromkeys((*server_messages, *stream_messages, *COMMANDS)))
+    structs = list(dict.fromkeys((*server_messages, *stream_messages, *FEED_MESSAGES, *COMMANDS)))
     _, schemas = msgspec.json.schema_components(structs, ref_template=REF)
     return {
         "asyncapi": "3.0.0",
@@ -135,10 +175,12 @@ def asyncapi_document() -> JsonObject:
         "channels": {
             "push": _push_channel((*server_messages, *COMMANDS)),
             "executionStream": _stream_channel(stream_messages),
+            "runsFeed": _feed_channel(),
         },
         "operations": {
             "receivePush": _receive("push", server_messages),
             "receiveExecutionStream": _receive("executionStream", stream_messages),
+            "receiveRunsFeed": _receive("runsFeed", FEED_MESSAGES),
             **{_name(c): _command(c, replies) for c, replies in COMMANDS.items()},
         },
         "components": {
@@ -195,6 +237,18 @@ def _stream_channel(structs: tuple[Kind, ...]) -> JsonObject:
         "parameters": {"executionId": {"description": "the execution id"}},
         "messages": _channel_messages(structs),
         "x-query": STREAM_QUERY,
+    }
+
+
+def _feed_channel() -> JsonObject:
+    return {
+        "address": "/agents/workflows/{workflowId}/stream",
+        "title": "a workflow's runs feed (SSE)",
+        "description": FEED_DESCRIPTION,
+        "servers": [{"$ref": "#/servers/sse"}],
+        "parameters": {"workflowId": {"description": "the workflow id"}},
+        "messages": _channel_messages(FEED_MESSAGES),
+        "x-query": FEED_QUERY,
     }
 
 

@@ -70,8 +70,9 @@ def openapi_document(
         path = PATH_PARAMETER.sub(r"{\1}", op.path)
         paths.setdefault(path, {})[op.method.lower()] = _operation(op, schema_of)
     for stream in streams:
+        components.update(_body_definitions(stream, components))
         path = PATH_PARAMETER.sub(r"{\1}", stream.path)
-        paths.setdefault(path, {})["get"] = _event_stream(stream, schema_of)
+        paths.setdefault(path, {})[stream.method.lower()] = _event_stream(stream, schema_of)
     return {
         "openapi": "3.1.0",
         "info": {"title": "graphpush", "version": version("graphpush"), "description": DESCRIPTION},
@@ -79,6 +80,14 @@ def openapi_document(
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
     }
+
+
+def _body_definitions(stream: EventStreamRoute, components: JsonObject) -> JsonObject:
+    """The schemas a stream's body refers to (its ``$defs``), none named like another."""
+    definitions: JsonObject = (stream.body or {}).get("$defs", {})
+    if clash := set(definitions) & set(components):
+        raise ValueError(f"{stream.name} body schemas clash with components: {sorted(clash)}")
+    return definitions
 
 
 def _types(operations: Iterable[Operation]) -> list[Any]:
@@ -136,10 +145,13 @@ def _parameters(path: str, query: Iterable[Query], headers: Iterable[Header]) ->
 def _event_stream(stream: EventStreamRoute, schema_of: dict[Any, JsonObject]) -> JsonObject:
     events = {
         "description": "an event stream: `id:` (the cursor) and `data:` lines, each `data:` a "
-        f"message of the AsyncAPI channel `{stream.channel}` (/asyncapi.yaml)",
+        f"message of the AsyncAPI channel `{stream.channel}` (/asyncapi.yaml)"
+        if stream.channel
+        else "an AG-UI event stream: `data:` lines, each an AG-UI event (RUN_STARTED first, "
+        "RUN_FINISHED or RUN_ERROR last)",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
-    return {
+    document: JsonObject = {
         "operationId": stream.name,
         "summary": stream.summary,
         "tags": ["push"],
@@ -147,6 +159,11 @@ def _event_stream(stream: EventStreamRoute, schema_of: dict[Any, JsonObject]) ->
         "responses": {"200": events, **_errors(stream.errors, schema_of)},
         "security": SECURITY,
     }
+    if stream.body is not None:
+        body = {k: v for k, v in stream.body.items() if k != "$defs"}
+        content = {"application/json": {"schema": body}}
+        document["requestBody"] = {"required": True, "content": content}
+    return document
 
 
 def _success(op: Operation, schema_of: dict[Any, JsonObject]) -> JsonObject:

@@ -37,7 +37,7 @@ from app.errors import (
 )
 from app.http.auth import authenticate
 from app.http.params import QueryReader
-from app.http.reading import decode_json, read_body
+from app.http.requests import decode_json, read_body
 from app.messages import encoder
 from app.model.access import Caller
 from app.model.cursor import MAX_CURSOR

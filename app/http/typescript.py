@@ -3,8 +3,8 @@
 ``python -m app.http.typescript > clients/js/schemas.d.ts`` writes them: every schema of
 ``docs/asyncapi.yaml`` (push messages and commands) and of ``/openapi.json`` (REST bodies),
 and the message unions of the AsyncAPI operations (``PushMessage``, ``StreamMessage``,
-``Command``), so the JavaScript client's types change with the Structs (a test fails while
-the file is stale). Only the JSON Schema that msgspec writes is handled.
+``FeedMessage``, ``Command``), so the JavaScript client's types change with the Structs (a
+test fails while the file is stale). Only the JSON Schema that msgspec writes is handled.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def _union(name: str, messages: Iterable[JsonObject], document: JsonObject) -> s
 def typescript() -> str:
     """``clients/js/schemas.d.ts``."""
     asyncapi = asyncapi_document()
-    schemas = {**openapi_document(OPERATIONS)["components"]["schemas"]}
+    # Without the streams: AG-UI's body types are its client's (@ag-ui/client).
+    schemas = {**openapi_document(OPERATIONS, streams=())["components"]["schemas"]}
     for name, schema in asyncapi["components"]["schemas"].items():
         if schemas.setdefault(name, schema) != schema:
             raise ValueError(f"{name} is a REST body and a push message of another shape")
@@ -111,6 +112,7 @@ def typescript() -> str:
     unions = [
         ("PushMessage", operations["receivePush"]["messages"]),
         ("StreamMessage", operations["receiveExecutionStream"]["messages"]),
+        ("FeedMessage", operations["receiveRunsFeed"]["messages"]),
         ("Command", commands),
     ]
     parts = [HEADER, *(declaration(name, schemas[name]) for name in sorted(schemas))]

@@ -21,53 +21,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Self
 
 from app.bus.base import EventBus, PushEvent
-from app.errors import GraphpushError
-from app.messages import (
-    CancelExecution,
-    ExecutionSnapshotData,
-    Heartbeat,
-    Ping,
-    SubscribeExecution,
-    UnsubscribeExecution,
-)
+from app.messages import JsonObject
 from app.metrics import prometheus
-from app.model.access import Action, Caller, Scope
-from app.model.records import StoredEvent
+from app.model.access import Caller, Scope
 from app.model.status import FINISHED
-from app.push import commands, wire
+from app.push import wire
 from app.push.connection import CloseCode, Connection
+from app.push.dispatcher import CommandDispatcher, PushService
+from app.push.feed import WorkflowRuns
 from app.push.registry import Registry
 from app.push.remote import RemoteEvents
+from app.push.runs_feed import RunsFeed
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Wakeup = Callable[[], None]
-
-
-class PushService(Protocol):
-    """What the hub needs from :class:`app.service.ExecutionService`. Each method raises
-    :class:`~app.errors.NotFound` for an unknown execution or one of another owner."""
-
-    async def snapshot(self, execution_id: str, owner: str | None) -> ExecutionSnapshotData: ...
-
-    async def read_events(
-        self, execution_id: str, after: int, owner: str | None
-    ) -> list[StoredEvent]: ...
-
-    async def cancel_execution(self, execution_id: str, owner: str | None) -> object:
-        """Also raises :class:`~app.errors.IllegalTransition` for a finished run."""
-        ...
-
-    async def authorize(self, execution_id: str, caller: Caller, action: Action) -> None:
-        """Raises :class:`~app.errors.Forbidden` when a scoped token's ``caller`` may not do
-        ``action`` on the run (see :meth:`app.model.access.Caller.require`)."""
-        ...
 
 
 class PushHub:
@@ -79,6 +53,7 @@ class PushHub:
         settings: Settings,
         service: PushService,
         bus: EventBus | None = None,
+        runs: WorkflowRuns | None = None,
         clock: Callable[[], float] = time.monotonic,
         close_timeout_s: float = 5.0,
     ) -> None:
@@ -95,6 +70,15 @@ class PushHub:
             read=service.read_events,
         )
         self._clock = clock
+        #: The runs feed (SPEC §11); ``runs`` reads its snapshots.
+        self.runs_feed = RunsFeed(self.registry, runs, clock)
+        self._commands = CommandDispatcher(
+            registry=self.registry,
+            service=service,
+            runs_feed=self.runs_feed,
+            clock=clock,
+            max_frame_bytes=settings.max_inbound_frame_bytes,
+        )
         self._live: set[Connection] = set()
         self._all_gone = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None
@@ -185,7 +169,7 @@ class PushHub:
         conn = self._new_connection(None, owner, wakeup, scope)
         self.registry.open_stream(conn, execution_id, after)  # before reading: no gap
         try:
-            await self._authorize(conn, execution_id, "read")
+            await self._commands.authorize(conn, execution_id, "read")
             snapshot = await self._service.snapshot(execution_id, owner)
             logged = await self._service.read_events(execution_id, after, owner)
         except BaseException:
@@ -194,6 +178,28 @@ class PushHub:
         conn.deliver(wire.snapshot(snapshot), backlog=True)
         finished = snapshot.status in FINISHED
         self.registry.stream_replayed(conn, logged, finished=finished)
+        return conn
+
+    async def open_run(
+        self, workflow_id: str, input: JsonObject, owner: str | None, wakeup: Wakeup
+    ) -> Connection:
+        """Start a run of ``workflow_id`` and stream it from its start (:meth:`open_stream`;
+        AG-UI). Raises ``NotFound``; pair with :meth:`disconnect`."""
+        execution_id = await self.runs_feed.start_run(workflow_id, input, owner)
+        return await self.open_stream(execution_id, 0, owner, wakeup)
+
+    async def open_feed(
+        self, workflow_id: str, limit: int, last_id: int | None, caller: Caller, wakeup: Wakeup
+    ) -> Connection:
+        """A runs feed stream (:meth:`RunsFeed.open_stream`). Raises ``NotFound``
+        (``Forbidden`` outside a token's scope); pair with :meth:`disconnect`."""
+        caller.require_workflow(workflow_id)
+        conn = self._new_connection(None, caller.owner, wakeup, caller.scope)
+        try:
+            await self.runs_feed.open_stream(conn, workflow_id, limit, last_id)
+        except BaseException:
+            self.disconnect(conn)
+            raise
         return conn
 
     def disconnect(self, conn: Connection) -> None:
@@ -213,6 +219,7 @@ class PushHub:
             "push_connections": len(self._live),
             "push_sessions": len(self.registry.sessions),
             "push_execution_streams": len(self.registry.streams),
+            "push_feed_streams": len(self.registry.feeds.streams),
         }
 
     def metrics_text(self) -> str:
@@ -222,72 +229,9 @@ class PushHub:
     # ---- inbound commands (SPEC §5.1) -------------------------------------------------------
 
     async def receive(self, conn: Connection, frame: bytes | str) -> None:
-        """Handle one inbound frame: at most one reply is queued on ``conn``; a frame over
-        ``max_inbound_frame_bytes`` aborts it with 1009 instead."""
-        if _too_big(frame, self.settings.max_inbound_frame_bytes):
-            conn.abort(CloseCode.MESSAGE_TOO_BIG, "message too big")
-            return
-        command = commands.parse(frame)
-        match command:
-            case wire.Outgoing():
-                conn.deliver(command)
-            case Heartbeat():
-                pass
-            case Ping():
-                conn.deliver(wire.PONG)
-            case SubscribeExecution(data=data):
-                await self._call(
-                    conn,
-                    "subscribe_execution",
-                    data.executionId,
-                    self._subscribe(conn, data.executionId, data.after),
-                )
-            case UnsubscribeExecution(data=data):
-                self.registry.unsubscribe(conn, data.executionId)
-                conn.deliver(wire.ack("unsubscribe_execution", data.executionId))
-            case CancelExecution(data=data):
-                await self._call(
-                    conn, "cancel_execution", data.executionId, self._cancel(conn, data.executionId)
-                )
-
-    async def _authorize(self, conn: Connection, execution_id: str, action: Action) -> None:
-        if conn.scope is not None:
-            await self._service.authorize(execution_id, Caller(conn.owner, conn.scope), action)
-
-    async def _cancel(self, conn: Connection, execution_id: str) -> None:
-        await self._authorize(conn, execution_id, "cancel")
-        await self._service.cancel_execution(execution_id, conn.owner)
-
-    async def _subscribe(self, conn: Connection, execution_id: str, after: int | None) -> None:
-        await self._authorize(conn, execution_id, "read")
-        self.registry.subscribe(conn, execution_id, after or 0)  # before reading: no gap
-        try:
-            if after is None:  # live from now on: only check that it may be seen
-                await self._service.snapshot(execution_id, conn.owner)
-                logged = []
-            else:
-                logged = await self._service.read_events(execution_id, after, conn.owner)
-        except BaseException:
-            self.registry.unsubscribe(conn, execution_id)
-            raise
-        self.registry.replayed(conn, execution_id, logged, self._clock())
-
-    async def _call(
-        self, conn: Connection, command: str, execution_id: str, call: Awaitable[object]
-    ) -> None:
-        """Await ``call`` and queue its ``ack``, or the ``error`` it raised."""
-        try:
-            await call
-        except GraphpushError as exc:
-            reply = wire.error(exc.code, exc.message, command=command, execution_id=execution_id)
-        except Exception:
-            log.exception("push command %s on %s failed", command, execution_id)
-            reply = wire.error(
-                "internal_error", "the command failed", command=command, execution_id=execution_id
-            )
-        else:
-            reply = wire.ack(command, execution_id)
-        conn.deliver(reply)
+        """Handle one inbound frame (:meth:`CommandDispatcher.receive
+        <app.push.dispatcher.CommandDispatcher.receive>`)."""
+        await self._commands.receive(conn, frame)
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -305,9 +249,3 @@ class PushHub:
         if now - self._last_sweep >= self._sweep_every:
             self._last_sweep = now
             self.registry.sweep(now)
-
-
-def _too_big(frame: bytes | str, limit: int) -> bool:
-    if isinstance(frame, bytes) or len(frame) * 4 <= limit:
-        return len(frame) > limit
-    return len(frame.encode()) > limit

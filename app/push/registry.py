@@ -20,6 +20,7 @@ from app.bus.base import PushEvent
 from app.model.records import StoredEvent
 from app.push.buffers import ResumeBuffer
 from app.push.connection import CloseCode, Connection
+from app.push.feed import Feeds
 from app.push.index import Index
 from app.push.session import ExecutionStream, Session, taken_over, visible
 from app.push.size import fit, fit_logged
@@ -40,6 +41,7 @@ class Registry:
         self._tails = Tails()
         self._one_by_one: Index[str, str] = Index()  # subscribed pushRefs not on the tail
         self._held: Index[str, ExecutionStream] = Index()  # streams replaying the log
+        self.feeds = Feeds(settings)  # the runs feeds (SPEC §11)
 
     # ---- connections ----------------------------------------------------------------------
 
@@ -69,6 +71,7 @@ class Registry:
             self._off_tails(session)
             session.connection = None
             session.idle_since = now
+        self.feeds.drop(conn, now)
         stream = self.streams.pop(conn, None)
         if stream is not None:
             execution_id = stream.execution_id
@@ -89,7 +92,7 @@ class Registry:
 
     def connections(self) -> list[Connection]:
         live = [s.connection for s in self.sessions.values() if s.connection is not None]
-        return live + list(self.streams)
+        return live + list(self.streams) + list(self.feeds.streams)
 
     # ---- events ---------------------------------------------------------------------------
 
@@ -106,6 +109,8 @@ class Registry:
         if started_from is not None and started_from not in self._subscribers.get(execution_id, ()):
             self._started_from(started_from, fitted, now)
         for push_ref in list(self._one_by_one.get(execution_id, ())):
+            self._send(push_ref, fitted, now)
+        for push_ref in [*self.feeds.route(fitted, now, self._subscribers.get(execution_id, ()))]:
             self._send(push_ref, fitted, now)
         for stream in list(self._held.get(execution_id, ())):
             stream.sub.offer(fitted)
@@ -157,7 +162,7 @@ class Registry:
     def subscribe(self, conn: Connection, execution_id: str, after: int) -> None:
         """Start following ``execution_id`` from ``seq > after`` (replay mode until
         :meth:`replayed`: live events are held, so read the log after this call)."""
-        session = self._live_session(conn)
+        session = self.live_session(conn)
         if session is None:
             return
         self._part(session, execution_id)  # a run it started: now it replays instead
@@ -169,7 +174,7 @@ class Registry:
         self, conn: Connection, execution_id: str, logged: Sequence[StoredEvent], now: float
     ) -> None:
         """Emit the logged events (read after :meth:`subscribe`), then the held live ones."""
-        session = self._live_session(conn)
+        session = self.live_session(conn)
         sub = session.subscriptions.get(execution_id) if session else None
         if session is None or sub is None or not sub.replaying:
             return
@@ -181,7 +186,7 @@ class Registry:
             self._go_live(session, execution_id, sub)
 
     def unsubscribe(self, conn: Connection, execution_id: str) -> None:
-        session = self._live_session(conn)
+        session = self.live_session(conn)
         if session is not None:
             self._unsubscribe(session, execution_id)
 
@@ -225,6 +230,7 @@ class Registry:
             if session.connection is None and now - session.idle_since > max_age:
                 self._forget(session)
         self._tails.sweep()
+        self.feeds.sweep(now)
 
     def close_all(self, code: int, reason: str) -> None:
         """Close every connection after what is queued on it (shutdown)."""
@@ -237,7 +243,8 @@ class Registry:
         session = Session(push_ref, ResumeBuffer.of(self.settings), now)
         return self.sessions.setdefault(push_ref, session)
 
-    def _live_session(self, conn: Connection) -> Session | None:
+    def live_session(self, conn: Connection) -> Session | None:
+        """The session whose live connection ``conn`` still is."""
         session = self.sessions.get(conn.push_ref or "")
         return session if session is not None and session.connection is conn else None
 
@@ -288,6 +295,7 @@ class Registry:
         self._part(session, execution_id)
 
     def _forget(self, session: Session) -> None:
+        self.feeds.forget(session.push_ref)
         if session.connection is not None:
             session.connection.abort(CloseCode.NORMAL, "replaced by a newer connection")
             self._off_tails(session)

@@ -32,7 +32,7 @@ from app.model.records import StoredEvent
 
 log = logging.getLogger(__name__)
 
-#: Reads an execution's log after a ``seq`` (as :class:`app.push.hub.PushService` does).
+#: Reads an execution's log after a ``seq`` (as :class:`app.push.dispatcher.PushService` does).
 ReadLog = Callable[[str, int, str | None], Awaitable[list[StoredEvent]]]
 
 #: Executions remembered (open ones, and ended ones for late duplicates), the oldest forgotten.
@@ -44,6 +44,7 @@ class _Seen:
     last_seq: int
     push_ref: str | None
     owner: str | None
+    workflow_id: str | None = None
 
 
 class RemoteEvents:
@@ -114,7 +115,8 @@ class RemoteEvents:
             self._open.pop(execution_id, None)
             _remember(self._ended, execution_id, seq)
         else:
-            _remember(self._open, execution_id, _Seen(seq, event.push_ref, event.owner))
+            seen = _Seen(seq, event.push_ref, event.owner, event.workflow_id)
+            _remember(self._open, execution_id, seen)
         return True
 
     def _catch_up(self, execution_ids: Iterable[str]) -> None:
@@ -134,9 +136,11 @@ class RemoteEvents:
                 log.warning("catching up %s from the log failed", execution_id, exc_info=True)
                 continue
             for e in logged:
-                push_ref, owner = seen.push_ref, seen.owner
+                push_ref, owner, workflow_id = seen.push_ref, seen.owner, seen.workflow_id
                 self.on_event(
-                    PushEvent(execution_id, e.seq, e.type, e.payload, push_ref, False, owner)
+                    PushEvent(
+                        execution_id, e.seq, e.type, e.payload, push_ref, False, owner, workflow_id
+                    )
                 )
 
 

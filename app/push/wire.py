@@ -77,20 +77,38 @@ def sse_chunks(outs: Iterable[Outgoing], max_bytes: int, head: bytes = b"") -> I
 PONG: Final = Outgoing(messages.encoder.encode(messages.Pong()))
 
 
-def ack(command: str, execution_id: str) -> Outgoing:
-    data = messages.ReplyData(command=command, executionId=execution_id)
+def ack(
+    command: str, execution_id: str | None = None, *, workflow_id: str | None = None
+) -> Outgoing:
+    data = _subject(messages.ReplyData(command=command), execution_id, workflow_id)
     return Outgoing(messages.encoder.encode(messages.Ack(data=data)))
 
 
 def error(
-    code: str, message: str, *, command: str | None = None, execution_id: str | None = None
+    code: str,
+    message: str,
+    *,
+    command: str | None = None,
+    execution_id: str | None = None,
+    workflow_id: str | None = None,
 ) -> Outgoing:
     data = messages.ReplyData(code=code, message=message)
     if command is not None:
         data.command = command
+    return Outgoing(
+        messages.encoder.encode(messages.Error(data=_subject(data, execution_id, workflow_id)))
+    )
+
+
+def _subject(
+    data: messages.ReplyData, execution_id: str | None, workflow_id: str | None
+) -> messages.ReplyData:
+    """``data`` naming the execution or workflow a command was about."""
     if execution_id is not None:
         data.executionId = execution_id
-    return Outgoing(messages.encoder.encode(messages.Error(data=data)))
+    if workflow_id is not None:
+        data.workflowId = workflow_id
+    return data
 
 
 def resume_failed(last_event_id: int) -> Outgoing:

@@ -19,6 +19,8 @@ the worker ends it ``crashed`` (``executionFinished{crashed}`` logged and publis
 What Redis loses (a restart without persistence, a run stored while Redis was away) is
 queued again from the store, the source of truth (:mod:`app.queue.restore`).
 
+The stream itself, as this process's consumer reads it, is :mod:`app.queue.stream`.
+
 Cancel reaches the holder through the Redis channel :attr:`RedisQueue.control`: every
 consuming process subscribes its workers' ``cancel`` to it (``app/backends.py``).
 """
@@ -26,32 +28,28 @@ consuming process subscribes its workers' ``cancel`` to it (``app/backends.py``)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
 import socket
-from collections import deque
-from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from app.errors import BackendUnavailable
-from app.messages import encoder
 from app.model.limits import Claim
 from app.model.records import ExecutionRecord
 from app.model.status import ExecutionStatus, check_transition
 from app.queue.base import Admits, admit_all
-from app.queue.held_back import RECHECK_S, Entry, HeldBack
-from app.queue.restore import GROUP, QueuedRuns, Restorer
+from app.queue.held_back import RECHECK_S, HeldBack
+from app.queue.restore import QueuedRuns, Restorer
+from app.queue.stream import RunStream
 
 log = logging.getLogger(__name__)
 S = ExecutionStatus
-_decode = msgspec.json.Decoder(ExecutionRecord).decode
 #: Longest pause before a worker tries to take a run again after a failure.
 RETRY_S = 0.25
 #: How long the stopped heartbeat gets to end: a client library may lose a cancel request.
@@ -76,26 +74,26 @@ class RedisQueue:
         self._redis = redis
         self._store = store
         self._restorer = Restorer(redis, store=store, prefix=prefix, every_s=claim_idle_s)
-        self._stream = self._restorer.stream
-        self._queued = self._restorer.queued
+        self._beat_s = claim_idle_s / 5
+        consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._runs = RunStream(
+            redis,
+            restorer=self._restorer,
+            consumer=consumer,
+            claim_idle_ms=int(claim_idle_s * 1000),
+            beat_s=self._beat_s,
+        )
         #: The channel on which cancel requests reach the process holding the run.
         self.control = f"{prefix}:control"
-        self._consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        self._claim_idle_ms = int(claim_idle_s * 1000)
-        self._beat_s = claim_idle_s / 5
         #: Pause before taking a run again after a failure: short, to be back soon after Redis.
         self._retry_s = min(self._beat_s, RETRY_S)
         self._held: dict[str, str] = {}  # execution id -> entry id
         self._limits = HeldBack()
-        self._taken_over: deque[Entry] = deque()
-        self._next_takeover = 0.0
-        self._takeover_cursor = "0-0"
-        self._depth = 0
         self._beating: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         await self._restorer.create_group()
-        await self._refresh_depth()
+        await self._runs.refresh_depth()
         self._beating = asyncio.create_task(self._heartbeat(), name="redis-queue-heartbeat")
         return self
 
@@ -120,12 +118,9 @@ class RedisQueue:
         """Append the run to the stream. The bound is checked before the run is stored
         (``ExecutionService`` reads :meth:`qsize`), so a stored run is never refused; nor
         is it when Redis is unreachable: it is stored, and the sweep queues it."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xadd(self._stream, {"record": encoder.encode(record)})
-        pipe.sadd(self._queued, record.id)
         try:
-            await pipe.execute()
-            await self._refresh_depth()
+            await self._runs.add(record)
+            await self._runs.refresh_depth()
         except (RedisError, OSError):
             log.warning("Redis is unreachable: run %s is stored, queued once it is back", record.id)
 
@@ -149,7 +144,9 @@ class RedisQueue:
                 return record
 
     async def _take(self, admits: Admits) -> ExecutionRecord | None:
-        entry = await self._next()
+        # While runs are held back, wake up often enough to see a slot free up.
+        block_s = min(self._beat_s, RECHECK_S) if self._limits else self._beat_s
+        entry = await self._runs.next(block_s)
         if entry is None:
             return None
         entry_id, record, taken_over = entry
@@ -181,7 +178,7 @@ class RedisQueue:
             if claim is Claim.CLAIMED:
                 self._held[record.id] = entry_id
                 return record
-            await self._forget(entry_id, record.id)  # canceled while held back
+            await self._runs.forget(entry_id, record.id)  # canceled while held back
         return None
 
     def notify(self) -> None:
@@ -192,7 +189,7 @@ class RedisQueue:
         if entry_id is None:
             return
         try:
-            await self._forget(entry_id, execution_id)
+            await self._runs.forget(entry_id, execution_id)
         except (RedisError, OSError):  # its entry, if Redis kept it, is skipped once taken over
             log.warning("acknowledging run %s failed", execution_id, exc_info=True)
 
@@ -226,41 +223,9 @@ class RedisQueue:
 
     def qsize(self) -> int:
         """Runs queued and not yet taken by a worker, as last read from Redis."""
-        return self._depth
+        return self._runs.depth
 
     # ---- internals --------------------------------------------------------------------
-
-    async def _next(self) -> Entry | None:
-        """A taken-over entry, else a new one (waiting up to a fraction of claim_idle)."""
-        loop = asyncio.get_running_loop()
-        reply: Any = None
-        async with self._group_kept():
-            if not self._taken_over and loop.time() >= self._next_takeover:
-                self._next_takeover = loop.time() + self._beat_s
-                await self._take_over()
-            if self._taken_over:
-                return self._taken_over.popleft()
-            # While runs are held back, wake up often enough to see a slot free up.
-            block_s = min(self._beat_s, RECHECK_S) if self._limits else self._beat_s
-            reply = await self._redis.xreadgroup(  # RESP2: [[stream, [(id, fields)]]]
-                GROUP, self._consumer, {self._stream: ">"}, count=1, block=int(block_s * 1000)
-            )
-        if not reply:
-            return None
-        entry_id, fields = reply[0][1][0]
-        return _entry(entry_id, fields, taken_over=False)
-
-    async def _take_over(self) -> None:
-        """Claim the entries of processes that stopped heartbeating."""
-        reply = await self._redis.xautoclaim(
-            self._stream, GROUP, self._consumer, self._claim_idle_ms, self._takeover_cursor
-        )
-        cursor = reply[0]
-        self._takeover_cursor = cursor.decode() if isinstance(cursor, bytes) else cursor
-        entries = [_entry(key, fields, taken_over=True) for key, fields in reply[1] if fields]
-        if entries:
-            log.warning("took over %d runs from stopped workers", len(entries))
-        self._taken_over.extend(entries)
 
     async def _settle(
         self, entry_id: str, execution_id: str, taken_over: bool
@@ -272,52 +237,16 @@ class RedisQueue:
         if stored is not None and stored.status is S.RUNNING and execution_id not in self._held:
             self._held[execution_id] = entry_id  # acknowledged by done() once it is crashed
             return stored
-        await self._forget(entry_id, execution_id)
+        await self._runs.forget(entry_id, execution_id)
         return None
-
-    async def _forget(self, entry_id: str, execution_id: str) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xack(self._stream, GROUP, entry_id)
-        pipe.xdel(self._stream, entry_id)
-        pipe.srem(self._queued, execution_id)
-        await pipe.execute()
-
-    @contextlib.asynccontextmanager
-    async def _group_kept(self) -> AsyncIterator[None]:
-        """Redis lost the group (``NOGROUP``: restarted without persistence): recreate it
-        and queue again what it lost, then let the caller try again."""
-        try:
-            yield
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            self._takeover_cursor = "0-0"
-            await self._restorer.recreate()
-
-    async def _refresh_depth(self) -> None:
-        async with self._group_kept():
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.xlen(self._stream)
-            pipe.xpending(self._stream, GROUP)
-            length, pending = await pipe.execute()
-            self._depth = length - pending["pending"]
 
     async def _heartbeat(self) -> None:
         """Keep held entries fresh (a live holder is never taken over) and the depth known."""
         while True:
             await asyncio.sleep(self._beat_s)
             try:
-                entries: list[Any] = [*self._held.values(), *self._limits.entry_ids()]
-                if entries:
-                    await self._redis.xclaim(
-                        self._stream, GROUP, self._consumer, 0, entries, justid=True
-                    )
-                await self._refresh_depth()
+                await self._runs.keep([*self._held.values(), *self._limits.entry_ids()])
+                await self._runs.refresh_depth()
                 await self._restorer.sweep_if_due()
             except (RedisError, OSError):
                 log.warning("Redis queue heartbeat failed", exc_info=True)
-
-
-def _entry(entry_id: bytes | str, fields: dict[bytes, bytes], *, taken_over: bool) -> Entry:
-    key = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return key, _decode(fields[b"record"]), taken_over

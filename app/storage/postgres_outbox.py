@@ -1,5 +1,5 @@
-"""The webhook outbox on PostgreSQL (SPEC §11): table ``webhook_deliveries`` (migration 2 of
-:mod:`app.storage.postgres`), written with the group commit, claimed with row locks.
+"""The webhook outbox on PostgreSQL (SPEC §11): table ``webhook_deliveries`` (migration 5 of
+:mod:`app.storage.postgres_schema`), written with the group commit, claimed with row locks.
 
 Claims use ``FOR UPDATE SKIP LOCKED``: of the processes claiming at once, each row goes to
 one of them, which holds it for the lease (:class:`~app.storage.base.WebhookStore`).

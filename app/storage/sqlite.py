@@ -14,14 +14,15 @@ run's rows about as much again). A process that dies loses at most the staged no
 of that window, never a status a client was told about (SPEC §4 rule 6).
 
 A write that fails for want of space stays staged and is retried (:mod:`app.storage.health`);
-the WAL checkpoint runs on a thread of its own (:mod:`app.storage.wal`).
+the WAL checkpoint runs on a thread of its own (:mod:`app.storage.wal`). The schema is in
+:mod:`app.storage.sqlite_schema`, the run control (idempotency keys, retention) in
+:mod:`app.storage.sqlite_control`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import logging
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,87 +41,17 @@ from app.model.records import (
     StoredEvent,
 )
 from app.storage.health import StoreHealth, refusing, transient, unavailable
-from app.storage.sql_rows import (
-    FINISHED,
-    KEY_COLUMNS,
-    RETRY_OF_INDEX,
-    KeyRow,
-    json_object,
-    key_from_row,
-    key_row,
-    prune_count,
-    record_from_row,
-)
+from app.storage.sql_rows import KeyRow, json_object, key_row, record_from_row
 from app.storage.sql_rows import where as sql_where
-from app.storage.sqlite_outbox import INSERT_WEBHOOK, SqliteOutbox
+from app.storage.sqlite_batch import write_batch
+from app.storage.sqlite_control import delete_finished, find_key, prunable
+from app.storage.sqlite_outbox import SqliteOutbox
+from app.storage.sqlite_schema import open_database
 from app.storage.staging import SqlStaging, Staged
 from app.storage.wal import WalCheckpointer
 
-log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS executions (
-    id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, status TEXT NOT NULL,
-    created_at INTEGER NOT NULL, owner TEXT, body BLOB NOT NULL, workflow BLOB, retry_of TEXT);
-CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions (workflow_id, created_at);
-CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, created_at);
--- The list of every run, newest first, reads 50 rows, not the whole history (bench/history.py).
-CREATE INDEX IF NOT EXISTS executions_by_time ON executions (created_at, id);
--- A rowid table: its rows (whole push messages, often over 1 KB) are too big for WITHOUT ROWID.
-CREATE TABLE IF NOT EXISTS events (
-    execution_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, payload BLOB NOT NULL,
-    PRIMARY KEY (execution_id, seq));
--- The webhook outbox (SPEC §11): written in the transaction of the status it reports.
-CREATE TABLE IF NOT EXISTS webhooks (
-    id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, status TEXT NOT NULL, due INTEGER,
-    body BLOB NOT NULL, claimed_until INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS webhooks_due ON webhooks (status, due);
-CREATE INDEX IF NOT EXISTS webhooks_by_execution ON webhooks (execution_id);
-CREATE TABLE IF NOT EXISTS workflows (
-    id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    owner TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
-    execution_id TEXT NOT NULL, created_at INTEGER NOT NULL, answer BLOB NOT NULL,
-    PRIMARY KEY (owner, key));
-CREATE INDEX IF NOT EXISTS idempotency_keys_by_execution ON idempotency_keys (execution_id);
-"""
-
 #: How long staged writes may wait for others to share their transaction.
 FLUSH_DELAY_S = 0.005
-
-#: The workflow snapshot is written with the run's first row only (see app.sql_rows).
-_UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
-    status=excluded.status, body=excluded.body, workflow=coalesce(excluded.workflow, workflow)"""
-_FINISHED_IN = f"status IN ({','.join('?' * len(FINISHED))})"
-#: Runs, then their logs and keys, deleted by id (a JSON array: no limit on how many).
-_DELETE_RUNS = f"""DELETE FROM executions WHERE id IN (SELECT value FROM json_each(?))
-    AND {_FINISHED_IN} RETURNING id"""
-_DELETE_LOGS = (
-    "DELETE FROM events WHERE execution_id IN (SELECT value FROM json_each(?))",
-    "DELETE FROM idempotency_keys WHERE execution_id IN (SELECT value FROM json_each(?))",
-    "DELETE FROM webhooks WHERE execution_id IN (SELECT value FROM json_each(?))",
-)
-_UPSERT_KEY = f"INSERT OR REPLACE INTO idempotency_keys ({KEY_COLUMNS}) VALUES (?,?,?,?,?,?)"
-
-
-def _reclaim_space(db: sqlite3.Connection) -> None:
-    """Make deletes give space back to the file (``auto_vacuum=INCREMENTAL``, then
-    ``PRAGMA incremental_vacuum`` after each prune). A database made without it is
-    converted once, by a ``VACUUM`` (it rewrites the file)."""
-    if db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
-        return
-    db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-    if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-        log.info("converting the database to incremental vacuum: a one-time VACUUM")
-        db.execute("VACUUM")
-
-
-def _add_retry_of(db: sqlite3.Connection) -> None:
-    """Give a file made before retries existed its ``retry_of`` column (and index)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(executions)")}
-    if "retry_of" not in columns:
-        db.execute("ALTER TABLE executions ADD COLUMN retry_of TEXT")
-    db.execute(f"CREATE INDEX IF NOT EXISTS {RETRY_OF_INDEX}")
 
 
 class SqliteStore(SqlStaging, SqliteOutbox):
@@ -142,16 +73,7 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         self._wal = WalCheckpointer(self._path, self.health)
 
     async def __aenter__(self) -> Self:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self._path, isolation_level=None)
-        _reclaim_space(db)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA wal_autocheckpoint=0")  # see app.storage.wal
-        db.executescript(SCHEMA)
-        _add_retry_of(db)
-        self._db = db
+        self._db = open_database(self._path)
         if self._path != ":memory:":
             self._wal.start()
         return self
@@ -235,7 +157,7 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         self._committed = None
         try:
             if any(batch):
-                self._write(batch, keys)
+                write_batch(self.db, batch, keys)
                 self._wal.written()
                 self.health.wrote()
         except Exception as exc:
@@ -257,32 +179,19 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         self._schedule_flush(asyncio.get_running_loop().time() + delay)
         self._retrying = True  # from now on only that flush writes
 
-    def _write(self, batch: Staged, keys: list[KeyRow]) -> None:
-        db = self.db
-        db.execute("BEGIN")
-        try:
-            db.executemany(_UPSERT, batch.records)
-            db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", batch.events)
-            db.executemany(INSERT_WEBHOOK, batch.webhooks)
-            # A key replaced here had expired (save_keyed checked it on this thread).
-            db.executemany(_UPSERT_KEY, keys)
-            db.execute("COMMIT")  # in WAL mode the pages are written here: it can fail too
-        except BaseException:
-            if db.in_transaction:  # SQLITE_FULL, among others, has rolled it back already
-                db.execute("ROLLBACK")
-            raise
-
     # ---- executions ------------------------------------------------------------------
 
-    def _query_one(self, sql: str, *args: Any) -> Any:
+    def _reading(self) -> sqlite3.Connection:
+        """The connection, once everything staged is written (unless a retry is due)."""
         if not self._retrying:
             self._flush()
-        return self.db.execute(sql, args).fetchone()
+        return self.db
+
+    def _query_one(self, sql: str, *args: Any) -> Any:
+        return self._reading().execute(sql, args).fetchone()
 
     def _query_all(self, sql: str, *args: Any) -> builtins.list[Any]:
-        if not self._retrying:
-            self._flush()
-        return self.db.execute(sql, args).fetchall()
+        return self._reading().execute(sql, args).fetchall()
 
     async def save_keyed(
         self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
@@ -298,13 +207,7 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         return None
 
     async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
-        row = self._query_one(
-            f"SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE owner=? AND key=? AND created_at>=?",
-            owner,
-            key,
-            live_since,
-        )
-        return None if row is None else key_from_row(row)
+        return find_key(self._reading(), owner, key, live_since=live_since)
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
         row = self._query_one("SELECT body, workflow FROM executions WHERE id=?", execution_id)
@@ -337,38 +240,13 @@ class SqliteStore(SqlStaging, SqliteOutbox):
     async def prunable(
         self, *, created_before: int, keep: int | None, limit: int
     ) -> builtins.list[str]:
-        total, aged = self._query_one(
-            f"SELECT count(*), count(*) FILTER (WHERE created_at < ?) FROM executions "
-            f"WHERE {_FINISHED_IN}",
-            created_before,
-            *FINISHED,
-        )
-        count = min(limit, prune_count(total, aged, keep))
-        rows = self._query_all(
-            f"SELECT id FROM executions WHERE {_FINISHED_IN} ORDER BY created_at, id LIMIT ?",
-            *FINISHED,
-            count,
-        )
-        return [row[0] for row in rows]
+        return prunable(self._reading(), created_before=created_before, keep=keep, limit=limit)
 
     async def delete(self, execution_ids: Sequence[str]) -> int:
         self._flush()  # a staged write of these runs must not bring them back
-        db = self.db
-        db.execute("BEGIN")
-        try:
-            gone = db.execute(_DELETE_RUNS, (msgspec.json.encode(execution_ids), *FINISHED))
-            ids = msgspec.json.encode([row[0] for row in gone.fetchall()])
-            for statement in _DELETE_LOGS:
-                db.execute(statement, (ids,))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        # As a script: execute() steps a pragma once, which frees a single page. The file
-        # shrinks at the next checkpoint.
-        db.executescript("PRAGMA incremental_vacuum;")
+        count = delete_finished(self.db, execution_ids)
         self._wal.written()
-        return len(msgspec.json.decode(ids))
+        return count
 
     # ---- workflows -------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """The webhook outbox on SQLite (SPEC §11): table ``webhooks`` (in
-:data:`app.storage.sqlite.SCHEMA`), written with the group commit. One process uses the
+:data:`app.storage.sqlite_schema.SCHEMA`), written with the group commit. One process uses the
 file, so a claim needs no lock: it only keeps a row from being sent twice at once.
 """
 

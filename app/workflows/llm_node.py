@@ -2,7 +2,9 @@
 
 Parameters: ``model`` (``"fake"`` or ``"<provider>:<model>"``), ``prompt``, ``system``, and
 for ``fake`` its ``response`` and ``delay_ms``. ``prompt`` and ``system`` may name run state
-as ``{input.field}`` or ``{results.NodeName.field}`` (dotted paths go deeper).
+as ``{input.field}`` or ``{results.NodeName.field}`` (dotted paths go deeper). A chat history
+in the run input's ``messages`` (an AG-UI run's, SPEC §11) goes between ``system`` and
+``prompt``.
 
 The node calls the model like any LangGraph node would; LangGraph's ``messages`` stream
 mode carries its tokens, so nothing here emits anything. Its output is ``{"text",
@@ -21,7 +23,12 @@ from typing import Annotated, Any
 
 import msgspec
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    convert_to_messages,
+)
 
 from app.errors import problem
 from app.workflows.checks import NonEmpty, Problem, ValidationContext, check_value, join_path
@@ -61,7 +68,7 @@ class LlmNode:
 
         async def run(item: dict[str, Any], state: RunState) -> tuple[Any, int]:
             model = fake if params.model == FAKE else _provider_model(params.model)
-            answer = await model.ainvoke(_messages(params, state))
+            answer = await model.ainvoke(prompt_messages(params, state))
             return _output(answer), 0
 
         return run
@@ -94,12 +101,40 @@ def _provider_model(model: str) -> BaseChatModel:
     return chat
 
 
-def _messages(params: LlmParams, state: RunState) -> list[BaseMessage]:
+def prompt_messages(params: LlmParams, state: RunState) -> list[BaseMessage]:
+    """What the model is asked: ``system``, the run's chat history (:func:`chat_history`),
+    then ``prompt`` (left out when it renders empty: the history's last message asks)."""
     messages: list[BaseMessage] = []
     if params.system:
         messages.append(SystemMessage(render(params.system, state)))
-    messages.append(HumanMessage(render(params.prompt, state)))
+    messages += chat_history(state)
+    prompt = render(params.prompt, state)
+    if prompt or not messages:
+        messages.append(HumanMessage(prompt))
     return messages
+
+
+#: The roles of a chat history a chat model takes (AG-UI's activity and reasoning are not).
+_CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+#: AG-UI's camelCase message fields and their OpenAI-style names, which LangChain reads.
+_FIELDS = {"role": "role", "content": "content", "id": "id", "name": "name",
+           "toolCalls": "tool_calls", "toolCallId": "tool_call_id"}  # fmt: skip
+
+
+def chat_history(state: RunState) -> list[BaseMessage]:
+    """The run input's ``messages`` as chat messages: AG-UI's chat history (SPEC §11: an
+    AG-UI run puts its ``messages`` there), or any list of ``{"role", "content", ...}``
+    messages in the OpenAI form. Messages of other roles are left out."""
+    history = state.get("input", {}).get("messages")
+    if not isinstance(history, list):
+        return []
+    chat = [
+        {_FIELDS[k]: v for k, v in message.items() if k in _FIELDS}
+        | {"content": message.get("content") or ""}
+        for message in history
+        if isinstance(message, dict) and message.get("role") in _CHAT_ROLES
+    ]
+    return convert_to_messages(chat)
 
 
 def _output(answer: BaseMessage) -> dict[str, Any]:

@@ -174,6 +174,12 @@ export interface ExecutionWaitingData {
   graph_state?: { [key: string]: unknown };
 }
 
+/** ``limit``: how many of the latest runs the ``runsSnapshot`` lists (SPEC §11). */
+export interface FeedRef {
+  workflowId: string;
+  limit?: number;
+}
+
 /** ``ok``, or ``degraded`` with ``store`` saying why (the process still answers). */
 export interface Health {
   status: "degraded" | "ok";
@@ -277,6 +283,7 @@ export interface Readiness {
 export interface ReplyData {
   command?: string;
   executionId?: string;
+  workflowId?: string;
   code?: string;
   message?: string;
 }
@@ -324,6 +331,17 @@ export interface RunBody {
   webhook?: string | null;
 }
 
+export interface RunsSnapshot {
+  type: "runsSnapshot";
+  data: RunsSnapshotData;
+}
+
+/** The runs feed's first message (SPEC §11): the list DTOs of a workflow's latest runs, newest first. */
+export interface RunsSnapshotData {
+  workflowId: string;
+  items: ({ [key: string]: unknown })[];
+}
+
 export interface SourceData {
   previousNode: string;
   previousNodeOutput?: number;
@@ -349,6 +367,11 @@ export interface SubscribeExecution {
 export interface SubscribeRef {
   executionId: string;
   after?: number | null;
+}
+
+export interface SubscribeWorkflow {
+  type: "subscribe_workflow";
+  data: FeedRef;
 }
 
 /** n8n's ``Omit<ITaskData, 'data'>`` (``nodeExecuteAfter``) or ``ITaskData`` with ``data``. */
@@ -388,6 +411,11 @@ export interface TokenRequest {
 export interface UnsubscribeExecution {
   type: "unsubscribe_execution";
   data: ExecutionRef;
+}
+
+export interface UnsubscribeWorkflow {
+  type: "unsubscribe_workflow";
+  data: WorkflowRef;
 }
 
 /** One try of a delivery: the receiver's status code, or why there was none. */
@@ -436,6 +464,10 @@ export interface WorkflowNode {
   type_version?: number;
 }
 
+export interface WorkflowRef {
+  workflowId: string;
+}
+
 export interface WorkflowSettings {
   timeout_s?: number | null;
   max_concurrency?: number | null;
@@ -452,6 +484,7 @@ export type PushMessage =
   | ExecutionWaiting
   | ExecutionFinished
   | ExecutionRecovered
+  | RunsSnapshot
   | ResumeFailed
   | Pong
   | Ack
@@ -468,9 +501,17 @@ export type StreamMessage =
   | ExecutionFinished
   | ExecutionRecovered;
 
+export type FeedMessage =
+  | RunsSnapshot
+  | ExecutionStarted
+  | ExecutionWaiting
+  | ExecutionFinished;
+
 export type Command =
   | Heartbeat
   | Ping
   | SubscribeExecution
   | UnsubscribeExecution
-  | CancelExecution;
+  | CancelExecution
+  | SubscribeWorkflow
+  | UnsubscribeWorkflow;

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from app.http.reading import MAX_JSON_DEPTH
+from app.http.requests import MAX_JSON_DEPTH
 from app.main import create_app
 from app.model.cursor import MAX_CURSOR
 from app.settings import load_settings

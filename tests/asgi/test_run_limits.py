@@ -12,7 +12,7 @@ import pytest
 from starlette.applications import Starlette
 
 from app.bus.base import PushEvent
-from app.executions.workers import time_limit
+from app.executions.executor import time_limit
 from app.metrics import LoopLag
 from app.runtime import Runtime
 from app.settings import Settings

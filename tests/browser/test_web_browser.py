@@ -358,10 +358,12 @@ def test_after_a_drop_the_page_reconnects_and_resumes_from_its_last_id(
     server = serve(settings)
     server.create_workflow(stepwise("stepwise"))
     page = open_page()
-    proxy = DroppingProxy(forward=4, swallow=2)
+    # The page's first frames are its runs feed's: runsSnapshot (meta.id 1) and the ack.
+    proxy = DroppingProxy(forward=5, swallow=2)
     page.route_web_socket("**/agents/push*", proxy)
     go(page, server, "/#wf=stepwise")
     expect_live(page, "websocket")
+    expect(page.get_by_test_id("history-count")).to_have_text("0")
 
     page.get_by_test_id("run-button").click()
 
@@ -371,8 +373,8 @@ def test_after_a_drop_the_page_reconnects_and_resumes_from_its_last_id(
     assert "lastEventId=0" in proxy.urls[0]
     assert "lastEventId=4" in proxy.urls[1]  # the meta.id of the last message it got
     expect(page.get_by_test_id("connection-detail")).to_contain_text("resumed after close 4008")
-    ids = page.locator('[data-testid="activity-log"] .log-id').all_inner_texts()
-    assert sorted(ids, key=lambda i: int(i[1:])) == [f"#{n}" for n in range(1, 15)]  # no gap
+    ids = [i for i in page.locator('[data-testid="activity-log"] .log-id').all_inner_texts() if i]
+    assert sorted(ids, key=lambda i: int(i[1:])) == [f"#{n}" for n in range(1, 16)]  # no gap
     assert not page.locator('[data-type="resumeFailed"]').count()
 
 
@@ -415,6 +417,37 @@ def test_the_runs_table_opens_a_past_run_in_its_final_state(
     check = page.locator(f'{NODE}[data-node-name="Check"]')
     expect(check).to_contain_text("the check failed")
     expect(row).to_have_attribute("aria-current", "true")
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+def test_the_runs_table_follows_the_runs_feed_without_polling(
+    serve: Callable[..., Server],
+    examples: Settings,
+    open_page: Callable[..., Page],
+    transport: str,
+) -> None:
+    server = serve(examples)
+    older = server.run("linear")
+    server.wait_for_status(older, "success", within=WAIT_MS / 1000)
+    page = open_page(init_scripts=(BLOCK_WEBSOCKET,) if transport == "sse" else ())
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    go(page, server, "/#wf=linear")
+    expect_live(page, transport)
+    rows = page.get_by_test_id("history-row")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-execution-id", older)
+
+    started_elsewhere = server.run("linear")  # not from this page: only the feed tells it
+
+    row = page.locator(f'[data-testid="history-row"][data-execution-id="{started_elsewhere}"]')
+    expect(row).to_have_attribute("data-status", "success", timeout=WAIT_MS)
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_have_attribute("data-execution-id", started_elsewhere)
+    expect(row.locator("td").nth(4)).to_have_text("3/3")
+    assert not [url for url in requests if "/executions" in url], requests
+    feed = "/agents/workflows/linear/stream"
+    assert any(feed in url for url in requests) == (transport == "sse"), requests
 
 
 # ---- the push module on its own (app/http/static/push.js) ---------------------------------

@@ -350,7 +350,7 @@ async def test_a_stopped_holders_running_run_is_handed_to_another_process_to_end
     taken = await asyncio.wait_for(survivor.get(), 6)
     assert taken.id == run.id and taken.status is S.RUNNING  # as stored: to end crashed
     await survivor.done(run.id)
-    assert await survivor._redis.xlen(survivor._stream) == 0
+    assert await survivor._redis.xlen(survivor._runs.key) == 0
 
 
 async def test_a_run_a_stopped_process_never_started_runs_elsewhere(
@@ -360,7 +360,7 @@ async def test_a_run_a_stopped_process_never_started_runs_elsewhere(
     run = record()
     await store.save(run)
     await survivor.put(run)
-    stream = survivor._stream
+    stream = survivor._runs.key
     # A process reads the entry and dies before claiming it.
     await redis.xreadgroup("workers", "dead-process", {stream: ">"}, count=1)
     taken = await asyncio.wait_for(survivor.get(), 6)

@@ -15,7 +15,8 @@ import pytest
 from app.model.records import ExecutionRecord, IdempotencyKey, StoredEvent
 from app.model.status import ExecutionStatus
 from app.storage.memory import MemoryStore
-from app.storage.sqlite import SCHEMA, SqliteStore
+from app.storage.sqlite import SqliteStore
+from app.storage.sqlite_schema import SCHEMA
 from support.scaleout import postgres_store
 
 pytestmark = pytest.mark.timeout(30)

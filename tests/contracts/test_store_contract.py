@@ -25,7 +25,8 @@ from app.model.status import TRANSITIONS, ExecutionStatus, check_transition
 from app.model.webhooks import Attempt, WebhookDelivery
 from app.storage.base import ExecutionStore, WorkflowStore
 from app.storage.memory import MemoryStore
-from app.storage.sqlite import SCHEMA, SqliteStore
+from app.storage.sqlite import SqliteStore
+from app.storage.sqlite_schema import SCHEMA
 from support.scaleout import postgres_store
 
 pytestmark = pytest.mark.timeout(30)

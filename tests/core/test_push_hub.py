@@ -159,4 +159,5 @@ def test_metrics_text_is_prometheus_gauges() -> None:
         "# TYPE graphpush_push_connections gauge\ngraphpush_push_connections 1\n"
         "# TYPE graphpush_push_sessions gauge\ngraphpush_push_sessions 1\n"
         "# TYPE graphpush_push_execution_streams gauge\ngraphpush_push_execution_streams 0\n"
+        "# TYPE graphpush_push_feed_streams gauge\ngraphpush_push_feed_streams 0\n"
     )

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from app.errors import ValidationFailed
-from app.http.reading import decode_json
+from app.http.requests import decode_json
 
 
 class Limits(msgspec.Struct, forbid_unknown_fields=True):

@@ -117,6 +117,31 @@ async def test_a_worker_s_run_reaches_a_websocket_on_a_and_an_sse_stream_on_b(
     assert over_sse[0]["data"]["status"] in ("new", "running")  # B joined the run live
 
 
+async def test_the_runs_feed_on_a_and_b_follows_a_worker_s_run(
+    cluster: Cluster, a_and_b: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    a, b = a_and_b
+    workflow_id = await create_workflow(a, workflow(("delay", {"ms": 100})))
+    subscribe = {"type": "subscribe_workflow", "data": {"workflowId": workflow_id}}
+    async with (
+        connect(ws_url(cluster, 0, "feedA")) as ws,
+        b.stream("GET", f"/agents/workflows/{workflow_id}/stream") as response,
+        asyncio.timeout(20),
+    ):
+        await ws.send(msgspec.json.encode(subscribe).decode())
+        over_ws = [msgspec.json.decode(await ws.recv()) for _ in range(2)]
+        events = (e.json() async for e in sse_events(response) if e.data is not None)
+        over_sse = [await anext(events)]
+        execution_id = await run(b, workflow_id)
+        over_ws += [msgspec.json.decode(await ws.recv()) for _ in range(2)]
+        over_sse += [await anext(events) for _ in range(2)]
+    lifecycle = [("executionStarted", execution_id), ("executionFinished", execution_id)]
+    assert [m["type"] for m in over_ws[:2]] == ["runsSnapshot", "ack"]
+    assert over_sse[0]["type"] == "runsSnapshot"
+    for got in (over_ws[2:], over_sse[1:]):
+        assert [(m["type"], m["data"]["executionId"]) for m in got] == lifecycle
+
+
 async def test_cancel_sent_to_b_stops_a_run_held_by_a_worker(
     cluster: Cluster, a_and_b: tuple[httpx.AsyncClient, httpx.AsyncClient]
 ) -> None:

@@ -50,11 +50,6 @@ export class Api {
     return this.request("GET", `/agents/executions/${enc(executionId)}?include_data=true`);
   }
 
-  /** The newest `limit` executions of a workflow: `{items, total, ...}`. */
-  workflowExecutions(workflowId, limit) {
-    return this.request("GET", `/agents/workflows/${enc(workflowId)}/executions?limit=${limit}`);
-  }
-
   /** Start a run whose push messages go to `pushRef`; answers `{execution_id, ...}`. */
   run(workflowId, input, pushRef) {
     return this.request("POST", `/agents/workflows/${enc(workflowId)}/run`, { input, push_ref: pushRef });

@@ -32,7 +32,7 @@ function readInput(text) {
 /**
  * Wires the buttons and editors under `root` to the page state `page` (its workflow,
  * runs, followId, pushRef, runsRequested). `actions`: the Api, the Banner, and the page's
- * follow(id), paint(), refetchFollowed() and scheduleHistory().
+ * follow(id), paint() and refetchFollowed().
  */
 export class Controls {
   constructor(root, page, actions) {
@@ -93,7 +93,6 @@ export class Controls {
       const run = page.runs.of(accepted.execution_id);
       Object.assign(run, { workflowId: workflow.id, pushRef: page.pushRef });
       if (page.followId !== run.id) actions.follow(run.id);
-      actions.scheduleHistory();
     } catch (error) {
       actions.banner.show(`Could not start the run: ${error.message}`);
     } finally {
@@ -111,7 +110,6 @@ export class Controls {
       const run = page.runs.of(accepted.execution_id);
       Object.assign(run, { workflowId: page.workflow?.id ?? null, pushRef: page.pushRef });
       if (page.followId !== run.id) actions.follow(run.id);
-      actions.scheduleHistory();
     } finally {
       page.runsRequested -= 1;
     }

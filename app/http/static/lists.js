@@ -47,27 +47,49 @@ export class WorkflowList {
   }
 }
 
-/** The runs table (`GET .../executions` page); `onOpen(executionId)` when a row is clicked. */
+/**
+ * The runs table of one workflow, kept by its runs feed (SPEC §11): a `runsSnapshot`
+ * replaces the rows, a lifecycle message updates (or adds) its run's row. `onOpen(executionId)`
+ * when a row is clicked.
+ */
 export class HistoryTable {
-  constructor(body, count, { onOpen }) {
+  constructor(body, count, { onOpen, limit = 20 }) {
     this.body = body;
     this.count = count;
     this.onOpen = onOpen;
+    this.limit = limit;
+    this.items = []; // list DTOs, newest first
   }
 
   clear() {
+    this.items = [];
     this.body.replaceChildren();
   }
 
-  render(page) {
-    const count = page.total > page.items.length ? `latest ${page.items.length} of ${page.total}` : page.total;
-    this.count.textContent = String(count);
-    if (!page.items.length) {
+  /** Show `items` (list DTOs, newest first), as a `runsSnapshot` has them. */
+  render(items) {
+    this.items = items.slice(0, this.limit);
+    this.count.textContent = String(this.items.length);
+    if (!this.items.length) {
       const empty = el("td", { colspan: 5, class: "muted empty", text: "No runs yet. Press Run." });
       this.body.replaceChildren(el("tr", {}, empty));
       return;
     }
-    this.body.replaceChildren(...page.items.map((dto) => this.row(dto)));
+    this.body.replaceChildren(...this.items.map((dto) => this.row(dto)));
+  }
+
+  /** Fold a lifecycle message of a run of `workflowId` into its row; true if a row changed. */
+  apply(message, workflowId) {
+    const data = message.data ?? {};
+    let dto = this.items.find((item) => item.execution_id === data.executionId);
+    if (!dto && message.type === "executionStarted" && data.workflowId === workflowId) {
+      dto = { execution_id: data.executionId, workflow_id: workflowId, created_at: data.startedAt };
+      this.items.unshift(dto);
+    }
+    if (!dto) return false;
+    Object.assign(dto, liveFields(message, dto));
+    this.render(this.items);
+    return true;
   }
 
   row(dto) {
@@ -120,4 +142,25 @@ export class HistoryTable {
       else row.removeAttribute("aria-current");
     }
   }
+}
+
+/** What a lifecycle message says of a run's row: status, times, node counts. */
+function liveFields(message, dto) {
+  const data = message.data;
+  const fields = {};
+  if (message.type === "executionStarted") {
+    Object.assign(fields, { status: "running", started_at: data.startedAt, retry_of: data.retryOf ?? null });
+  }
+  if (message.type === "executionWaiting") fields.status = "waiting";
+  if (message.type === "executionFinished") {
+    const started = Date.parse(dto.started_at ?? "");
+    // The stored duration comes with the next snapshot; until then, the one seen here.
+    Object.assign(fields, { status: data.status, duration_ms: started ? Math.max(0, Date.now() - started) : null });
+  }
+  const state = data.graph_state;
+  if (state?.nodes) {
+    const summary = { nodes_total: Object.keys(state.nodes).length, nodes_completed: state.completed_nodes?.length ?? 0 };
+    fields.summary = { ...(dto.summary ?? {}), ...summary };
+  }
+  return fields;
 }

@@ -9,6 +9,7 @@ import { Api } from "./api.js";
 import { GraphView } from "./canvas.js";
 import { Controls } from "./controls.js";
 import { $ } from "./dom.js";
+import { followRuns } from "./feed.js";
 import { HistoryTable, WorkflowList } from "./lists.js";
 import { ActivityLog, NodePanel, RunBar } from "./panels.js";
 import { PushConnection, followExecution, randomPushRef } from "./push.js";
@@ -30,8 +31,9 @@ const page = {
   followId: null, // the execution drawn on the canvas
   selectedNode: null,
   runsRequested: 0, // POST .../run requests not answered yet
-  history: [],
-  historyTimer: null,
+  stopRuns: null, // stops the runs feed of the selected workflow
+  runsWaiting: false, // the runs feed starts once the WebSocket is live
+  adopting: null, // the workflow whose first runs snapshot is awaited
   stopWatching: null,
   pollTimer: null,
   toolsFor: null, // the finished run the retry panel and the scrubber were loaded for
@@ -64,7 +66,7 @@ const push = new PushConnection({
   onMessage: onPush,
   onState: onConnection,
 });
-const controls = new Controls(document, page, { api, banner, follow, paint, refetchFollowed, scheduleHistory });
+const controls = new Controls(document, page, { api, banner, follow, paint, refetchFollowed });
 const tools = {
   retry: new RetryPanel(document, { onRetry: (id, body) => controls.retry(id, body) }),
   time: new TimeTravel(document, { api, onFrame: showFrame }),
@@ -76,11 +78,13 @@ function onPush(message) {
   views.log.add(message);
   const data = message.data ?? {};
   if (message.type === "resumeFailed") {
-    // The server's buffer no longer covers the gap: REST has the truth (SPEC §5.4).
+    // The server's buffer no longer covers the gap: REST has the truth (SPEC §5.4), and the
+    // runs feed starts again from a snapshot (its subscription may be gone with the buffer).
     refetchFollowed();
-    scheduleHistory();
+    followWorkflowRuns();
     return;
   }
+  onRunsFeed(message);
   if (!data.executionId || ["ack", "error", "pong"].includes(message.type)) return;
   const run = page.runs.apply(message);
   // A fast run can start (even finish) before its POST answers: follow it from its first message.
@@ -88,8 +92,13 @@ function onPush(message) {
   if (message.type === "executionStarted" && ours && page.followId !== run.id) follow(run.id);
   if (run.id === page.followId) paint();
   if (message.type === "executionRecovered" && run.id === page.followId) refetchFollowed();
-  if (LIFECYCLE.has(message.type) && (!run.workflowId || run.workflowId === page.workflow?.id)) {
-    scheduleHistory();
+}
+
+/** A message of the runs feed (SPEC §11): it keeps the runs table, without polling. */
+function onRunsFeed(message) {
+  if (message.type === "runsSnapshot") onRunsSnapshot(message.data);
+  else if (LIFECYCLE.has(message.type) && views.history.apply(message, page.workflow?.id)) {
+    views.history.mark(page.followId);
   }
 }
 
@@ -99,6 +108,7 @@ function onConnection(connection) {
     banner.askForKey(connection.drop.reason || "an API key is required");
   }
   if (connection.state !== "live") startPolling();
+  else if (page.runsWaiting) followWorkflowRuns();
 }
 
 // While the push channel is down, poll the followed run so the page never lies for long.
@@ -218,27 +228,31 @@ function watch(executionId) {
   }
 }
 
-function scheduleHistory() {
-  clearTimeout(page.historyTimer);
-  page.historyTimer = setTimeout(loadHistory, 200);
+/** (Re)start the runs feed of the selected workflow: a snapshot, then live lifecycle messages. */
+function followWorkflowRuns() {
+  page.stopRuns?.();
+  page.stopRuns = null;
+  const workflow = page.workflow;
+  // On a WebSocket the feed rides the page's own connection: wait until it is live.
+  page.runsWaiting = Boolean(workflow) && push.transport === "websocket" && !push.live;
+  if (workflow && !page.runsWaiting) {
+    page.stopRuns = followRuns(workflow.id, { push, token, onMessage: onRunsFeed });
+  }
 }
 
-async function loadHistory() {
+function onRunsSnapshot({ workflowId, items }) {
   const workflow = page.workflow;
-  if (!workflow) return;
-  try {
-    const answer = await api.workflowExecutions(workflow.id, 20);
-    if (page.workflow !== workflow) return;
-    page.history = answer.items;
-    for (const dto of answer.items) {
-      const run = page.runs.get(dto.execution_id);
-      if (run && !ACTIVE.has(dto.status)) run.durationMs = dto.duration_ms;
-    }
-    views.runBar.tick(page.runs.get(page.followId));
-    views.history.render(answer);
-    views.history.mark(page.followId);
-  } catch (error) {
-    banner.show(`Could not load the runs: ${error.message}`);
+  if (!workflow || workflowId !== workflow.id) return;
+  for (const dto of items) {
+    const run = page.runs.get(dto.execution_id);
+    if (run && !ACTIVE.has(dto.status)) run.durationMs = dto.duration_ms;
+  }
+  views.runBar.tick(page.runs.get(page.followId));
+  views.history.render(items);
+  views.history.mark(page.followId);
+  if (page.adopting === workflow) {
+    page.adopting = null;
+    adoptLatest(workflow, items[0]);
   }
 }
 
@@ -253,16 +267,15 @@ function selectWorkflow(workflowId) {
   testid("workflow-meta").textContent = `${workflow.id} · ${workflow.nodes.length} nodes`;
   document.title = `${workflow.name} · graphpush`;
   controls.showInput(workflow);
-  page.history = [];
+  page.adopting = workflow;
   views.history.clear();
   views.graph.draw(workflow);
   follow(null);
-  loadHistory().then(() => adoptLatest(workflow));
+  followWorkflowRuns();
 }
 
 /** On selecting a workflow: follow its newest run if still active, and reuse its input. */
-function adoptLatest(workflow) {
-  const latest = page.history[0];
+function adoptLatest(workflow, latest) {
   if (!latest || page.workflow !== workflow) return;
   controls.adoptInput(workflow, latest.input);
   if (ACTIVE.has(latest.status) && !page.followId) openRun(latest.execution_id);
@@ -272,7 +285,7 @@ function adoptLatest(workflow) {
 
 async function boot() {
   testid("push-ref").textContent = page.pushRef;
-  testid("history-refresh").addEventListener("click", loadHistory);
+  testid("history-refresh").addEventListener("click", followWorkflowRuns);
   testid("activity-clear").addEventListener("click", () => views.log.clear());
   setInterval(() => views.runBar.tick(page.runs.get(page.followId)), 250);
   push.start();

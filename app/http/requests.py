@@ -1,5 +1,5 @@
-"""Reading a JSON request body: its size and media type, then its decoding against a
-Struct with every problem named (SPEC §3)."""
+"""Reading a REST request: its JSON body (size, media type and nesting limits, decoded to
+a schema with every problem named) and its caller (SPEC §3, §11)."""
 
 from __future__ import annotations
 
@@ -9,27 +9,18 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 
-from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from app.model.cursor import parse_integer
+from app.errors import BadRequest, ValidationFailed
+from app.http.auth import authenticate
+from app.http.body import read_json_body
+from app.model.access import Caller
+from app.model.records import JsonObject
 from app.runtime import runtime
 from app.workflows.checks import check_value
 
 
 async def read_body(request: Request) -> bytes:
     """The request body, refusing what is over ``max_body_bytes`` (413) or not JSON (415)."""
-    limit = runtime(request).settings.max_body_bytes
-    declared = parse_integer(request.headers.get("content-length", ""))
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the body is over the {limit}-byte limit")
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if body.strip() and content_type != "application/json" and not content_type.endswith("+json"):
-        raise UnsupportedMediaType(f"expected application/json, got {content_type}")
-    return bytes(body)
+    return await read_json_body(request, runtime(request).settings.max_body_bytes)
 
 
 #: How deep a body's arrays and objects may nest (the body itself is level 1). A value is
@@ -87,3 +78,24 @@ def _deeper_than(value: Any, limit: int) -> bool:
         children = container.values() if isinstance(container, dict) else container
         stack += [(c, depth + 1) for c in children if isinstance(c, dict | list)]
     return False
+
+
+async def json_body(request: Request) -> JsonObject:
+    """The body as a JSON object, decoded once (the workflow parser takes it as it is)."""
+    body = await read_body(request)
+    if not body.strip():
+        raise BadRequest("a JSON body is required")
+    decoded: JsonObject = decode_json(body, dict[str, Any])
+    return decoded
+
+
+def caller_of(request: Request) -> Caller:
+    """Who makes the request: an API key's owner or a scoped token (401 for neither)."""
+    return authenticate(request, runtime(request).settings)
+
+
+def key_owner(request: Request) -> str | None:
+    """The caller's owner, for a call that needs an API key (a token is 403)."""
+    caller = caller_of(request)
+    caller.require_key()
+    return caller.owner

@@ -1,0 +1,91 @@
+"""``Cancellation``: how runs are canceled — one run, the runs a bulk cancel names, and the
+older runs of a concurrency key that a run's strategy replaces (SPEC §10).
+
+Every canceled run ends with its one ``executionFinished{canceled}``, produced by the
+:class:`~app.executions.workers.ExecutionManager` of the process that ends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from app.errors import IllegalTransition, NotFound, ValidationFailed, problem
+from app.executions.retention import forget
+from app.executions.workers import ExecutionManager
+from app.model.records import ExecutionQuery, ExecutionRecord
+from app.model.status import ExecutionStatus, check_transition
+from app.queue.base import EVERYTHING, ExecutionQueue
+from app.storage.base import ExecutionStore
+
+S = ExecutionStatus
+#: The statuses of runs not finished, which a cancel ends.
+UNFINISHED = (S.NEW, S.RUNNING, S.WAITING)
+#: The freshest view of a run of an owner (``ExecutionService.get_execution``).
+Get = Callable[[str, str | None], Awaitable[ExecutionRecord]]
+
+
+class Cancellation:
+    def __init__(
+        self,
+        *,
+        store: ExecutionStore,
+        queue: ExecutionQueue,
+        manager: ExecutionManager,
+        checkpointer: BaseCheckpointSaver[Any] | None,
+        get: Get,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._manager = manager
+        self._checkpointer = checkpointer
+        self._get = get
+
+    async def cancel(self, execution_id: str, owner: str | None = None) -> ExecutionRecord:
+        """See :meth:`ExecutionService.cancel_execution
+        <app.executions.service.ExecutionService.cancel_execution>`."""
+        record = await self._get(execution_id, owner)
+        if self._manager.cancel(execution_id):
+            return record
+        check_transition(record.status, S.CANCELED)
+        if await self._queue.cancel(record):  # else held by another process: it ends it there
+            await self._manager.end(record, S.CANCELED)
+        return record
+
+    async def cancel_many(
+        self,
+        *,
+        workflow_id: str | None,
+        statuses: Sequence[ExecutionStatus] | None,
+        owner: str | None,
+    ) -> int:
+        """See :meth:`ExecutionService.cancel_executions
+        <app.executions.service.ExecutionService.cancel_executions>`."""
+        if workflow_id is None and statuses is None:
+            raise ValidationFailed(
+                "name the runs to cancel",
+                [problem("", "expected at least one of workflow_id, status")],
+            )
+        canceled = 0
+        for status in dict.fromkeys(statuses or UNFINISHED):
+            query = ExecutionQuery(
+                workflow_id=workflow_id, status=status, owner=owner, limit=EVERYTHING
+            )
+            page = await self._store.list(query)
+            for record in page.items:
+                with contextlib.suppress(IllegalTransition, NotFound):
+                    await self.cancel(record.id, owner)
+                    canceled += 1
+        return canceled
+
+    async def replace(self, execution_id: str, delete: bool) -> None:
+        """End an older run of a concurrency key ``canceled`` (SPEC §10 ``interrupt``), and
+        wait until that is published; with ``delete`` (``rollback``) it is then deleted."""
+        with contextlib.suppress(IllegalTransition, NotFound):  # it ended meanwhile
+            await self.cancel(execution_id)
+        await self._manager.wait_ended(execution_id)
+        if delete:
+            await forget(self._store, self._checkpointer, [execution_id])

@@ -1,0 +1,73 @@
+"""The embedded store's run control (SPEC §10): idempotency keys and retention.
+
+Each function runs on the store's connection, on the event loop's thread; the store has
+flushed its staged writes first, so they are seen.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+import msgspec
+
+from app.model.records import IdempotencyKey
+from app.storage.sql_rows import FINISHED, KEY_COLUMNS, key_from_row, prune_count
+
+_SELECT_KEY = (
+    f"SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE owner=? AND key=? AND created_at>=?"
+)
+_FINISHED_IN = f"status IN ({','.join('?' * len(FINISHED))})"
+#: Runs, then their logs, keys and webhook deliveries, deleted by id (a JSON array: no
+#: limit on how many).
+_DELETE_RUNS = f"""DELETE FROM executions WHERE id IN (SELECT value FROM json_each(?))
+    AND {_FINISHED_IN} RETURNING id"""
+_DELETE_LOGS = (
+    "DELETE FROM events WHERE execution_id IN (SELECT value FROM json_each(?))",
+    "DELETE FROM idempotency_keys WHERE execution_id IN (SELECT value FROM json_each(?))",
+    "DELETE FROM webhooks WHERE execution_id IN (SELECT value FROM json_each(?))",
+)
+
+
+def find_key(
+    db: sqlite3.Connection, owner: str, key: str, *, live_since: int
+) -> IdempotencyKey | None:
+    """The key ``owner`` gave, if it was claimed at or after ``live_since``."""
+    row = db.execute(_SELECT_KEY, (owner, key, live_since)).fetchone()
+    return None if row is None else key_from_row(row)
+
+
+def prunable(
+    db: sqlite3.Connection, *, created_before: int, keep: int | None, limit: int
+) -> list[str]:
+    """:meth:`~app.storage.base.ExecutionStore.prunable`: finished runs, oldest first."""
+    total, aged = db.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE created_at < ?) FROM executions "
+        f"WHERE {_FINISHED_IN}",
+        (created_before, *FINISHED),
+    ).fetchone()
+    count = min(limit, prune_count(total, aged, keep))
+    rows = db.execute(
+        f"SELECT id FROM executions WHERE {_FINISHED_IN} ORDER BY created_at, id LIMIT ?",
+        (*FINISHED, count),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def delete_finished(db: sqlite3.Connection, execution_ids: Sequence[str]) -> int:
+    """Delete the finished runs of ``execution_ids`` with their logs, keys and webhook
+    deliveries in one transaction, then give their pages back to the file; how many runs."""
+    db.execute("BEGIN")
+    try:
+        gone = db.execute(_DELETE_RUNS, (msgspec.json.encode(execution_ids), *FINISHED))
+        ids = msgspec.json.encode([row[0] for row in gone.fetchall()])
+        for statement in _DELETE_LOGS:
+            db.execute(statement, (ids,))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    # As a script: execute() steps a pragma once, which frees a single page. The file
+    # shrinks at the next checkpoint.
+    db.executescript("PRAGMA incremental_vacuum;")
+    return len(msgspec.json.decode(ids))

@@ -1,0 +1,75 @@
+"""The embedded store's schema: its tables, and how a file is opened and brought up to
+date (files made by older versions gain what they lack)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+from app.storage.sql_rows import RETRY_OF_INDEX
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, status TEXT NOT NULL,
+    created_at INTEGER NOT NULL, owner TEXT, body BLOB NOT NULL, workflow BLOB, retry_of TEXT);
+CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions (workflow_id, created_at);
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, created_at);
+-- The list of every run, newest first, reads 50 rows, not the whole history (bench/history.py).
+CREATE INDEX IF NOT EXISTS executions_by_time ON executions (created_at, id);
+-- A rowid table: its rows (whole push messages, often over 1 KB) are too big for WITHOUT ROWID.
+CREATE TABLE IF NOT EXISTS events (
+    execution_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, payload BLOB NOT NULL,
+    PRIMARY KEY (execution_id, seq));
+-- The webhook outbox (SPEC §11): written in the transaction of the status it reports.
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, status TEXT NOT NULL, due INTEGER,
+    body BLOB NOT NULL, claimed_until INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS webhooks_due ON webhooks (status, due);
+CREATE INDEX IF NOT EXISTS webhooks_by_execution ON webhooks (execution_id);
+CREATE TABLE IF NOT EXISTS workflows (
+    id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    owner TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    execution_id TEXT NOT NULL, created_at INTEGER NOT NULL, answer BLOB NOT NULL,
+    PRIMARY KEY (owner, key));
+CREATE INDEX IF NOT EXISTS idempotency_keys_by_execution ON idempotency_keys (execution_id);
+"""
+
+
+def open_database(path: str) -> sqlite3.Connection:
+    """Open (creating the file and its directory) the database at ``path`` in autocommit
+    mode, in WAL mode without automatic checkpoints (:mod:`app.storage.wal` runs them), with
+    the :data:`SCHEMA`."""
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    _reclaim_space(db)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA wal_autocheckpoint=0")  # see app.storage.wal
+    db.executescript(SCHEMA)
+    _add_retry_of(db)
+    return db
+
+
+def _reclaim_space(db: sqlite3.Connection) -> None:
+    """Make deletes give space back to the file (``auto_vacuum=INCREMENTAL``, then
+    ``PRAGMA incremental_vacuum`` after each prune). A database made without it is
+    converted once, by a ``VACUUM`` (it rewrites the file)."""
+    if db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+        return
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        log.info("converting the database to incremental vacuum: a one-time VACUUM")
+        db.execute("VACUUM")
+
+
+def _add_retry_of(db: sqlite3.Connection) -> None:
+    """Give a file made before retries existed its ``retry_of`` column (and index)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(executions)")}
+    if "retry_of" not in columns:
+        db.execute("ALTER TABLE executions ADD COLUMN retry_of TEXT")
+    db.execute(f"CREATE INDEX IF NOT EXISTS {RETRY_OF_INDEX}")
