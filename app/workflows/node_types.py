@@ -76,7 +76,9 @@ class NodeType(Protocol):
     :class:`Capabilities`): ``fan_in`` (the compiler joins its inputs and hands it their
     merged outputs), ``pauses`` (it may call ``interrupt()``, so its runs keep a
     checkpoint) and ``silent`` (it never streams tokens or progress, SPEC §8: a workflow of
-    silent nodes runs without LangGraph's ``messages`` and ``custom`` modes).
+    silent nodes runs without LangGraph's ``messages`` and ``custom`` modes, and reads
+    nothing of its LangGraph config: such a run has no ``thread_id`` there unless it keeps
+    a checkpoint or is traced).
     """
 
     def outputs(self, parameters: dict[str, Any]) -> int: ...
