@@ -55,7 +55,7 @@ class RunExecutor:
     async def _emit(self, record: ExecutionRecord, events: list[StoredEvent]) -> None:
         """Append ``events`` to the log with the record they updated, then publish them.
         The stored record thus always matches its log (what recovery relies on)."""
-        self._store.stage(record, events)
+        self._store.stage_live(record, events)
         for event in events:
             await self._bus.publish(push_event(record, event))
 

@@ -198,7 +198,7 @@ class ExecutionManager:
             event = recorder.execution_waiting()
         else:
             event = recorder.execution_finished(status.value)
-        self.store.stage(record, [event])
+        self.store.stage_live(record, [event])
         announced = self._outbox.deliveries(record) if self._outbox else []
         self.store.stage_webhooks(announced)  # right after: the same transaction
         self._spawn(self._publish_durable(record, event, bool(announced)))

@@ -57,6 +57,14 @@ class ExecutionStore(WebhookStore, Protocol):
         """Queue a write of ``record`` (whole) and of ``events`` appended to its log."""
         ...
 
+    def stage_live(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        """``stage``, except that ``record`` may be written as it is when its write is
+        taken rather than as it is now: its owner changes it only in the same step (no
+        ``await`` between) as a ``stage_live`` of it with the entries that log the change,
+        so the stored record always matches its stored log. A running execution is staged
+        at each of its events this way, and encoded once per commit."""
+        ...
+
     def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
         """Queue ``events`` appended to the log of ``execution_id`` (record unchanged)."""
         ...

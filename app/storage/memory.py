@@ -58,6 +58,9 @@ class MemoryStore:
         self._records[record.id] = encoder.encode(record)
         self.stage_events(record.id, events)
 
+    def stage_live(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        self.stage(record, events)  # nothing waits for a commit here: a copy now
+
     def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
         log = self._events.setdefault(execution_id, [])
         for event in events:  # a re-staged seq replaces its entry, as SQLite's primary key does

@@ -33,12 +33,10 @@ _record_decoder = msgspec.json.Decoder(ExecutionRecord)
 json_object = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def record_row(record: ExecutionRecord, staged: RecordRow | None = None) -> RecordRow:
-    """The row to write for ``record``; ``staged`` is its row still waiting to be written,
-    whose snapshot carries over (a first write must not lose it to a later one)."""
-    workflow = encoder.encode(record.workflow) if record.last_seq == 0 else None
-    if workflow is None and staged is not None:
-        workflow = staged[6]
+def record_row(record: ExecutionRecord, carried: bytes | None = None) -> RecordRow:
+    """The row to write for ``record``; ``carried`` is the workflow snapshot of its row
+    still waiting to be written (a first write must not lose it to a later one)."""
+    workflow = encoder.encode(record.workflow) if record.last_seq == 0 else carried
     return (
         record.id,
         record.workflow_id,

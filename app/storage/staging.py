@@ -7,12 +7,17 @@ before it is written replaces the earlier version, until the store's writer take
 staged row as one batch (:meth:`SqlStaging.take_staged`) and commits it in one transaction.
 Webhook outbox rows staged with them (SPEC §11) go in the same batch, hence the same
 transaction as the status they report.
+
+A record staged with ``stage`` is encoded at once (a copy of it as it was then); one staged
+with ``stage_live`` is encoded when the batch is taken, so a running execution staged at
+each of its events is encoded once per commit, not once per event.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from app.model.records import ExecutionRecord, StoredEvent
@@ -28,15 +33,35 @@ class Staged(NamedTuple):
     webhooks: list[WebhookRow]
 
 
+@dataclass(slots=True)
+class _Live:
+    """A record staged live, and the workflow snapshot of the row it replaced (if any)."""
+
+    record: ExecutionRecord
+    carried: bytes | None
+
+
 class SqlStaging(ABC):
     def __init__(self) -> None:
-        self._records: dict[str, RecordRow] = {}
+        self._records: dict[str, RecordRow | _Live] = {}
         self._events: dict[tuple[str, int], EventRow] = {}
         self._webhooks: list[WebhookRow] = []
 
     def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
-        self._records[record.id] = record_row(record, self._records.get(record.id))
+        self._records[record.id] = record_row(record, self._carried(record.id))
         self.stage_events(record.id, events)
+
+    def stage_live(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
+        self._records[record.id] = _Live(record, self._carried(record.id))
+        self.stage_events(record.id, events)
+
+    def _carried(self, execution_id: str) -> bytes | None:
+        """The workflow snapshot of the record row staged for ``execution_id``, if any: a
+        first write must not lose it to a later one."""
+        staged = self._records.get(execution_id)
+        if staged is None:
+            return None
+        return staged.carried if isinstance(staged, _Live) else staged[6]
 
     def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
         for e in events:
@@ -63,14 +88,20 @@ class SqlStaging(ABC):
         return bool(self._records or self._events or self._webhooks)
 
     def take_staged(self) -> Staged:
-        """Every staged row, in staging order, now no longer staged."""
-        batch = Staged(list(self._records.values()), list(self._events.values()), self._webhooks)
+        """Every staged row, in staging order, now no longer staged (live records encoded
+        as they are now)."""
+        records = [
+            record_row(row.record, row.carried) if isinstance(row, _Live) else row
+            for row in self._records.values()
+        ]
+        batch = Staged(records, list(self._events.values()), self._webhooks)
         self._records, self._events, self._webhooks = {}, {}, []
         return batch
 
     def restage(self, batch: Staged) -> None:
         """Put back the rows a failed write took with :meth:`take_staged` (before anything
         else is staged)."""
-        self._records = {row[0]: row for row in batch.records} | self._records
+        restaged: dict[str, RecordRow | _Live] = {row[0]: row for row in batch.records}
+        self._records = restaged | self._records
         self._events = {row[:2]: row for row in batch.events} | self._events
         self._webhooks = batch.webhooks + self._webhooks

@@ -141,6 +141,23 @@ async def test_a_record_keeps_its_first_workflow_through_later_writes(store: Sto
     assert (got.status, got.last_seq) == (S.RUNNING, 3)
 
 
+async def test_a_record_staged_live_is_stored_as_its_last_stage_left_it(store: Store) -> None:
+    running = record(workflow={"name": "first"})
+    store.stage(running)  # its first write, with the workflow snapshot, not yet committed
+    for seq in (1, 2):
+        running.status, running.last_seq = S.RUNNING, seq
+        running.graph_state = {"completed_nodes": [f"n{seq}"]}
+        store.stage_live(running, events(seq))
+
+    await store.commit()
+
+    got = await store.get(running.id)
+    assert got is not None
+    assert (got.status, got.last_seq, got.graph_state) == (S.RUNNING, 2, running.graph_state)
+    assert got.workflow == {"name": "first"}
+    assert [e.seq for e in await store.read_events(running.id)] == [1, 2]
+
+
 async def test_staging_copies_the_record_at_the_time_of_the_call(store: Store) -> None:
     staged = record()
     store.stage(staged)
