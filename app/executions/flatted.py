@@ -16,6 +16,8 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def stringify(value: Any) -> str:
+    if isinstance(value, dict) and not value:  # a fresh run's run data: every run has one
+        return "[{}]"
     table: list[Any] = []
     by_id: dict[int, str] = {}
     by_string: dict[str, str] = {}
