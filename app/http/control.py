@@ -4,7 +4,6 @@ finished run, and cancel many runs at once. Declared like every route
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Final
 
 from app.errors import (
@@ -36,7 +35,6 @@ from app.http.schemas import (
     RetryBody,
     RunAccepted,
 )
-from app.model.records import ExecutionRecord
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
 
@@ -66,24 +64,16 @@ async def retry_execution(call: Call) -> Reply:
     """
     retry: RetryBody = call.body or RetryBody()
     push_ref = retry.push_ref or call.request.headers.get("push-ref")
-    service = runtime(call.request).service
-
-    def build() -> Awaitable[ExecutionRecord]:
-        return service.new_retry(
-            call.path("execution_id"),
-            from_node=retry.from_node,
-            saved=retry.workflow == "saved",
-            state=retry.state,
-            input=retry.input,
-            push_ref=push_ref,
-            owner=call.owner,
-        )
-
-    answer, replayed = await service.accept(
-        build,
+    answer, replayed = await runtime(call.request).service.retry_execution(
+        call.path("execution_id"),
         accepted_body(call.request, call.owner),
-        owner=call.owner,
         idempotency=idempotency(call.request, retry, push_ref),
+        from_node=retry.from_node,
+        saved=retry.workflow == "saved",
+        state=retry.state,
+        input=retry.input,
+        push_ref=push_ref,
+        owner=call.owner,
     )
     return accepted_response(answer, replayed)
 

@@ -4,7 +4,6 @@ a run need an API key."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Final
 
 from app.errors import (
@@ -31,7 +30,7 @@ from app.http.operation import (
 )
 from app.http.params import WORKFLOW_PATH
 from app.http.schemas import RunAccepted, RunBody, StoredWorkflow, WorkflowList
-from app.model.records import ExecutionRecord, JsonObject
+from app.model.records import JsonObject
 from app.runtime import runtime
 from app.workflows.schema import Workflow
 
@@ -128,24 +127,16 @@ async def run_workflow(call: Call) -> Reply:
     """
     run: RunBody = call.body or RunBody()
     push_ref = run.push_ref or call.request.headers.get("push-ref")
-    service = runtime(call.request).service
-
-    def build() -> Awaitable[ExecutionRecord]:
-        return service.new_run(
-            call.path("workflow_id"),
-            input=run.input,
-            push_ref=push_ref,
-            owner=call.owner,
-            concurrency_key=run.concurrency_key,
-            webhook=run.webhook,
-        )
-
-    answer, replayed = await service.accept(
-        build,
+    answer, replayed = await runtime(call.request).service.run_workflow(
+        call.path("workflow_id"),
         accepted_body(call.request, call.owner),
-        owner=call.owner,
         idempotency=idempotency(call.request, run, push_ref),
         strategy=run.multitask_strategy,
+        input=run.input,
+        push_ref=push_ref,
+        owner=call.owner,
+        concurrency_key=run.concurrency_key,
+        webhook=run.webhook,
     )
     return accepted_response(answer, replayed)
 
