@@ -9,17 +9,13 @@ from typing import Final
 from app.errors import (
     BackendUnavailable,
     Conflict,
-    IdempotencyKeyReused,
-    InvalidIdempotencyKey,
-    NotFound,
-    QueueFull,
     RetryFromNodeUnsupported,
 )
 from app.http.idempotency import accepted_body, accepted_response, idempotency
 from app.http.operation import (
-    IDEMPOTENCY_KEY,
     IDEMPOTENT_REPLAYED,
-    PUSH_REF_HEADER,
+    RUN_START_ERRORS,
+    RUN_START_HEADERS,
     Answer,
     Body,
     Call,
@@ -44,16 +40,8 @@ from app.runtime import runtime
     f"{EXECUTION_PATH}/retry",
     Answer(202, "the new run is stored and queued", RunAccepted, headers=(IDEMPOTENT_REPLAYED,)),
     body=Body(RetryBody),
-    headers=(PUSH_REF_HEADER, IDEMPOTENCY_KEY),
-    errors=(
-        NotFound,
-        Conflict,
-        RetryFromNodeUnsupported,
-        InvalidIdempotencyKey,
-        IdempotencyKeyReused,
-        QueueFull,
-        BackendUnavailable,
-    ),
+    headers=RUN_START_HEADERS,
+    errors=(*RUN_START_ERRORS, Conflict, RetryFromNodeUnsupported),
 )
 async def retry_execution(call: Call) -> Reply:
     """Retry a finished run as a new one (409 while it is new, running or waiting).

@@ -10,17 +10,14 @@ from app.errors import (
     BackendUnavailable,
     ConcurrencyConflict,
     Conflict,
-    IdempotencyKeyReused,
-    InvalidIdempotencyKey,
     NotFound,
-    QueueFull,
     WebhookUrlRefused,
 )
 from app.http.idempotency import accepted_body, accepted_response, idempotency
 from app.http.operation import (
-    IDEMPOTENCY_KEY,
     IDEMPOTENT_REPLAYED,
-    PUSH_REF_HEADER,
+    RUN_START_ERRORS,
+    RUN_START_HEADERS,
     Answer,
     Body,
     Call,
@@ -107,16 +104,8 @@ async def delete_workflow(call: Call) -> None:
     f"{WORKFLOW}/run",
     Answer(202, "the run is stored and queued", RunAccepted, headers=(IDEMPOTENT_REPLAYED,)),
     body=Body(RunBody),
-    headers=(PUSH_REF_HEADER, IDEMPOTENCY_KEY),
-    errors=(
-        NotFound,
-        ConcurrencyConflict,
-        WebhookUrlRefused,
-        InvalidIdempotencyKey,
-        IdempotencyKeyReused,
-        QueueFull,
-        BackendUnavailable,
-    ),
+    headers=RUN_START_HEADERS,
+    errors=(*RUN_START_ERRORS, ConcurrencyConflict, WebhookUrlRefused),
 )
 async def run_workflow(call: Call) -> Reply:
     """Queue a run of a workflow.
