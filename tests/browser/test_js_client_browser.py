@@ -10,20 +10,10 @@ from typing import Any
 
 import msgspec
 from playwright.sync_api import Page
-from test_web_browser import (
-    GATED_WEBSOCKET,
-    DroppingProxy,
-    blank_page,
-    browser,
-    examples,
-    open_page,
-    stepwise,
-)
 
 from app.settings import Settings
 from support.app import Server
-
-__all__ = ["browser", "examples", "open_page"]  # the fixtures of the canvas tests, shared
+from support.browser import GATED_WEBSOCKET, DroppingProxy, blank_page, stepwise
 
 CLIENT = Path(__file__).resolve().parents[2] / "clients" / "js"
 
