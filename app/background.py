@@ -20,6 +20,10 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+#: How long a canceled task that awaits a client library (redis-py) gets to end: one was
+#: seen to lose a cancel request that came as its call completed.
+CANCEL_WAIT_S = 2.0
+
 
 class Background:
     """The running tasks of one owner; :meth:`aclose` cancels them and waits for them."""
@@ -41,12 +45,14 @@ class Background:
         """How many of the tasks are still running."""
         return len(self._tasks)
 
-    async def aclose(self) -> None:
-        """Cancel every running task and wait until each has ended."""
+    async def aclose(self, timeout_s: float | None = None) -> None:
+        """Cancel every running task and wait until each has ended, or for ``timeout_s`` at
+        most (:data:`CANCEL_WAIT_S` where a client library may lose a cancel request)."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -69,3 +69,24 @@ async def test_every_goes_on_after_a_turn_that_raises(caplog: pytest.LogCaptureF
     assert turns[:3] == [0, 1, 2]
     failed = [r.getMessage() for r in caplog.records if r.name == "test.background"]
     assert failed == ["pruning failed; next try in 0 s"]
+
+
+async def test_aclose_with_a_timeout_leaves_a_task_that_swallowed_its_cancel() -> None:
+    tasks = Background(log)
+    release = asyncio.Event()
+
+    async def stubborn() -> None:  # as a client call that lost the cancel request
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await release.wait()
+
+    task = tasks.start(stubborn())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        await tasks.aclose(timeout_s=0.01)
+    assert not task.done()
+    assert len(tasks) == 1
+    release.set()
+    async with asyncio.timeout(5):
+        await asyncio.wait([task])
