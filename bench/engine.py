@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +104,28 @@ async def paired(
     }
 
 
-async def main(args: argparse.Namespace) -> None:
+@dataclass
+class Engine:
+    """``ExecutionService`` on SQLite with its bus: side (b) of the bench."""
+
+    service: ExecutionService
+    workflows: WorkflowService
+    #: The execution id of every ``executionFinished`` published.
+    finished: asyncio.Queue[str]
+
+    async def workflow(self, size: int) -> dict[str, Any]:
+        """A stored ``chain(size)`` workflow, compiled and warmed up by 5 runs."""
+        workflow = await self.workflows.create(chain(size))
+        await self.runs(workflow["id"], 5)
+        return workflow
+
+    async def runs(self, workflow_id: str, runs: int) -> Round:
+        return await through_service(self.service, self.finished, workflow_id, runs)
+
+
+@contextlib.asynccontextmanager
+async def engine() -> AsyncIterator[Engine]:
+    """An :class:`Engine` on a fresh SQLite file, shut down at the end."""
     with tempfile.TemporaryDirectory() as folder:
         settings = load_settings({"data_dir": folder, "queue_bound": 1_000_000}, environ={})
         store = SqliteStore(Path(folder) / "bench.sqlite")
@@ -130,22 +153,28 @@ async def main(args: argparse.Namespace) -> None:
                 runner=LangGraphRunner(),
             )
             await service.start()
-            rows = []
-            for size in (3, 20):
-                workflow = await workflows.create(chain(size))
-                runs = args.runs if size == 3 else max(args.runs // 5, 10)
-                await through_service(service, finished, workflow["id"], 5)  # compile + warm up
-                found = await paired(
-                    lambda w=workflow, n=runs: plain_langgraph(w, n),
-                    lambda w=workflow["id"], n=runs: through_service(service, finished, w, n),
-                    args.rounds,
-                )
-                report("engine", f"{size}-node", runs=runs, load=os.getloadavg(), **found)
-                rows.append(_row(size, found))
-            await service.shutdown()
-        header = ["workflow", "plain ainvoke runs/s", "graphpush runs/s", "ratio (pairs)"]
-        header += ["plain CPU µs/run", "graphpush CPU µs/run", "CPU ratio (pairs)"]
-        note(table(rows, header))
+            try:
+                yield Engine(service, workflows, finished)
+            finally:
+                await service.shutdown()
+
+
+async def main(args: argparse.Namespace) -> None:
+    rows = []
+    async with engine() as ours:
+        for size in (3, 20):
+            workflow = await ours.workflow(size)
+            runs = args.runs if size == 3 else max(args.runs // 5, 10)
+            found = await paired(
+                lambda w=workflow, n=runs: plain_langgraph(w, n),
+                lambda w=workflow["id"], n=runs: ours.runs(w, n),
+                args.rounds,
+            )
+            report("engine", f"{size}-node", runs=runs, load=os.getloadavg(), **found)
+            rows.append(_row(size, found))
+    header = ["workflow", "plain ainvoke runs/s", "graphpush runs/s", "ratio (pairs)"]
+    header += ["plain CPU µs/run", "graphpush CPU µs/run", "CPU ratio (pairs)"]
+    note(table(rows, header))
 
 
 def _row(size: int, found: dict[str, Any]) -> list[str]:

@@ -1,0 +1,100 @@
+"""The engine bench's two sides counted in CPU instructions per run (valgrind's callgrind),
+a measure the machine's load does not move.
+
+    python -m bench.engine_instructions [--runs 100] [--sizes 3 20] [--slowdown 50]
+
+For each workflow size it runs itself twice under ``valgrind --tool=callgrind``: once for
+plain ``ainvoke`` on the graph graphpush compiles, once for runs queued through
+``ExecutionService`` on SQLite (``bench.engine``'s sides). Only the measured runs execute
+inside ``functools.reduce``, the function callgrind collects in (``--toggle-collect``), so
+imports, setup and the warm-up runs are not counted. Valgrind runs the process about 50
+times slower, which would shrink the store's group commits (their delays are wall time):
+``--slowdown`` scales those delays so as many runs share a commit as at full speed.
+Instructions leave out the kernel's time (SQLite's write system calls), which CPU time
+(``bench.engine``) includes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from app.executions import workers
+from app.storage import sqlite
+from bench.engine import Round, engine, plain_langgraph
+from bench.harness import note, report, table
+
+SIDES = ("plain", "graphpush")
+
+
+def measured(side: str, size: int, runs: int) -> None:
+    """Warm ``side`` up, then run ``runs`` runs inside ``functools.reduce``."""
+    loop = asyncio.new_event_loop()
+    stack = contextlib.AsyncExitStack()
+    try:
+        ours = loop.run_until_complete(stack.enter_async_context(engine()))
+        workflow = loop.run_until_complete(ours.workflow(size))
+        loop.run_until_complete(plain_langgraph(workflow, 5))
+
+        def work() -> Round:
+            if side == "plain":
+                return loop.run_until_complete(plain_langgraph(workflow, runs))
+            return loop.run_until_complete(ours.runs(workflow["id"], runs))
+
+        functools.reduce(lambda _, __: work(), [0, 0])
+    finally:
+        loop.run_until_complete(stack.aclose())
+        loop.close()
+
+
+def count(side: str, size: int, runs: int, slowdown: float) -> float:
+    """Instructions per run of ``side`` (a child process under callgrind)."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "callgrind.out"
+        command = ["valgrind", "--tool=callgrind", "--collect-atstart=no"]
+        command += ["--toggle-collect=functools_reduce", f"--callgrind-out-file={out}"]
+        command += [sys.executable, "-m", "bench.engine_instructions", "--child", side]
+        command += ["--runs", str(runs), "--sizes", str(size), "--slowdown", str(slowdown)]
+        subprocess.run(command, check=True, capture_output=True)
+        for line in out.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1]) / runs
+    raise RuntimeError("callgrind wrote no totals")
+
+
+def main(args: argparse.Namespace) -> None:
+    if args.child:
+        sqlite.FLUSH_DELAY_S *= args.slowdown
+        workers.LINGER_S *= args.slowdown
+        measured(args.child, args.sizes[0], args.runs)
+        return
+    rows = []
+    for size in args.sizes:
+        runs = args.runs if size == 3 else max(args.runs // 5, 10)
+        plain, ours = (count(side, size, runs, args.slowdown) for side in SIDES)
+        found = {"plain_per_run": plain, "graphpush_per_run": ours, "ratio": plain / ours}
+        report("engine_instructions", f"{size}-node", runs=runs, load=os.getloadavg(), **found)
+        rows.append(
+            [f"{size}-node", f"{plain / 1e6:.2f} M", f"{ours / 1e6:.2f} M", f"{plain / ours:.3f}"]
+        )
+    note(table(rows, ["workflow", "plain ainvoke / run", "graphpush / run", "ratio"]))
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3, 20])
+    parser.add_argument("--slowdown", type=float, default=50.0)
+    parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse())
