@@ -78,6 +78,11 @@ class LangGraphRunner:
     """:class:`GraphRunner` on ``Pregel.astream`` with ``stream_mode="tasks"`` (plus
     ``messages`` and ``custom`` when the workflow may stream)."""
 
+    def __init__(self, *, traced: bool | None = None) -> None:
+        """``traced``: whether runs are traced to LangSmith; by default, what LangSmith's
+        settings (its environment variables) say when the runner is made."""
+        self._traced = bool(tracing_is_enabled()) if traced is None else traced
+
     async def stream(
         self,
         compiled: CompiledWorkflow,
@@ -88,7 +93,7 @@ class LangGraphRunner:
         resuming: bool = False,
         state: dict[str, Any] | None = None,
     ) -> AsyncIterator[RunnerEvent]:
-        config = run_config(compiled, thread_id)
+        config = run_config(compiled, thread_id, traced=self._traced)
         key = compiled.input_key
         payload: Any = {key: input or {}, **(state or {})} if key else input or {}
         if resuming:
@@ -111,8 +116,8 @@ class LangGraphRunner:
                 yield event
 
 
-def run_config(compiled: CompiledWorkflow, thread_id: str) -> Any:
-    """LangGraph's config for one run of ``compiled``.
+def run_config(compiled: CompiledWorkflow, thread_id: str, *, traced: bool) -> Any:
+    """LangGraph's config for one run of ``compiled`` (``traced``: to LangSmith).
 
     ``configurable.thread_id`` names the run's checkpoints, and a node's own code (a
     registered graph, a ``python`` or ``llm`` node) or a LangSmith trace may read it. A graph
@@ -120,7 +125,7 @@ def run_config(compiled: CompiledWorkflow, thread_id: str) -> Any:
     for it and runs without it: LangGraph would copy it into every task's metadata and
     callback manager, ~4% of the CPU of a 3-node run (``bench/README.md``)."""
     config: dict[str, Any] = {"recursion_limit": compiled.recursion_limit}
-    if compiled.graph.checkpointer or compiled.streams or tracing_is_enabled():
+    if compiled.graph.checkpointer or compiled.streams or traced:
         config["configurable"] = {"thread_id": thread_id}
     return config
 

@@ -7,7 +7,6 @@ from typing import Any, TypedDict
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_config
 from langgraph.graph import START, StateGraph
-from langsmith import tracing_context
 
 from app.executions.runner import LangGraphRunner, TaskFinished, run_config
 from app.workflows.builtin_nodes import builtin_registry
@@ -50,7 +49,7 @@ async def test_a_registered_graphs_node_reads_the_run_id_as_its_thread() -> None
 def test_a_silent_workflow_without_checkpointer_runs_without_a_thread() -> None:
     silent = compiled(chain(node("Start"), node("Set", "set", values={"k": 1})))
 
-    assert run_config(silent, "run-1") == {"recursion_limit": 50}
+    assert run_config(silent, "run-1", traced=False) == {"recursion_limit": 50}
 
 
 def test_a_thread_is_kept_for_checkpoints_user_code_and_traces() -> None:
@@ -58,7 +57,7 @@ def test_a_thread_is_kept_for_checkpoints_user_code_and_traces() -> None:
     code = compiled(chain(node("Start"), node("Code", "python", function="json:dumps")))
     silent = compiled(chain(node("Start"), node("Set", "set", values={"k": 1})))
 
-    with tracing_context(enabled=True):
-        traced = run_config(silent, "run-1")
-    for config in (run_config(waits, "run-1"), run_config(code, "run-1"), traced):
+    configs = [run_config(w, "run-1", traced=False) for w in (waits, code)]
+    configs.append(run_config(silent, "run-1", traced=True))
+    for config in configs:
         assert config["configurable"] == {"thread_id": "run-1"}
