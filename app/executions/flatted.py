@@ -7,7 +7,7 @@ as a string; numbers, booleans and null stay inline. ``stringify({})`` is ``"[{}
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 from app.model.records import ExecutionRecord
 
@@ -16,8 +16,6 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def stringify(value: Any) -> str:
-    if isinstance(value, dict) and not value:  # a fresh run's run data: every run has one
-        return "[{}]"
     table: list[Any] = []
     by_id: dict[int, str] = {}
     by_string: dict[str, str] = {}
@@ -50,6 +48,10 @@ def stringify(value: Any) -> str:
         out.append(_dumps(flat))
         index += 1
     return "[" + ",".join(out) + "]"
+
+
+#: ``flattedRunData`` of a run with no prior run data (every fresh run): ``"[{}]"``.
+NO_RUN_DATA: Final = stringify({})
 
 
 def prior_run_data(record: ExecutionRecord) -> dict[str, Any]:

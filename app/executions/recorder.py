@@ -16,7 +16,7 @@ import msgspec
 
 from app import messages as m
 from app.clock import iso, now_ms
-from app.executions.flatted import prior_run_data, stringify
+from app.executions.flatted import NO_RUN_DATA, prior_run_data, stringify
 from app.executions.graph_state import GraphState
 from app.executions.node_errors import node_operation_error
 from app.executions.pacing import Flush
@@ -87,7 +87,7 @@ class RunRecorder:
             startedAt=iso(record.started_at),
             workflowId=record.workflow_id,
             workflowName=record.workflow_name,
-            flattedRunData=stringify((record.outputs and prior_run_data(record)) or {}),
+            flattedRunData=stringify(prior_run_data(record)) if record.outputs else NO_RUN_DATA,
             graph_state=self._snapshot(),
         )
         if record.retry_of is not None:
