@@ -3,7 +3,11 @@ trigger → set → set workflow with 1, 8 and 64 clients, graphpush (a real ser
 history on) over WebSocket and SSE, vs n8n 2.41.1 (manual runs, WebSocket push) and vs
 ``langgraph dev`` (its SSE runs API) with ``--peers``.
 
-    python -m bench.e2e [--peers] [--quick] [--rounds 5] [--clients 1 8 64] [--scale 1]
+    python -m bench.e2e [--peers] [--baseline CHECKOUT] [--quick] [--rounds 5]
+                        [--clients 1 8 64] [--scale 1]
+
+``--baseline`` serves another source tree of graphpush beside this one (WebSocket rounds,
+paired like the peers'): how a change moves runs/s, latency and server CPU per run.
 
 Method (also in bench/README.md):
 
@@ -159,6 +163,9 @@ def ratios(ours: list[dict[str, float]], theirs: list[dict[str, float]]) -> dict
         "runs_per_s": summary([o["runs_per_s"] / t["runs_per_s"] for o, t in pairs]),
         "finished_p50": summary([t["finished_p50_ms"] / o["finished_p50_ms"] for o, t in pairs]),
         "first_p50": summary([t["first_p50_ms"] / o["first_p50_ms"] for o, t in pairs]),
+        "server_cpu": summary(
+            [t["server_cpu_ms_per_run"] / o["server_cpu_ms_per_run"] for o, t in pairs]
+        ),
     }
 
 
@@ -174,6 +181,7 @@ def row(clients: int, target: str, result: dict[str, Any]) -> list[str]:
         f"{med['server_cpu_ms_per_run']:.2f}",
         f"{ratio['runs_per_s']['median']:,.1f}x" if ratio else "",
         f"{ratio['finished_p50']['median']:,.1f}x" if ratio else "",
+        f"{ratio['server_cpu']['median']:,.2f}x" if ratio else "",
         str(result["runs_per_s"]["rounds"]),
     ]
 
@@ -218,6 +226,10 @@ def main(args: argparse.Namespace) -> None:
             "graphpush-ws": {**spec, "transport": "ws"},
             "graphpush-sse": {**spec, "transport": "sse"},
         }
+        if args.baseline:  # another checkout of graphpush, side by side (paired rounds)
+            baseline = {"PYTHONPATH": str(Path(args.baseline).resolve())}
+            other = stack.enter_context(e2e_peers.graphpush(workflow, env=baseline))
+            servers["baseline-ws"] = {"kind": "graphpush", **other, "transport": "ws"}
         if args.peers:
             servers["n8n"] = {"kind": "n8n", **stack.enter_context(e2e_peers.n8n(scratch))}
             lg = stack.enter_context(e2e_peers.langgraph(scratch))
@@ -237,7 +249,7 @@ def main(args: argparse.Namespace) -> None:
                 report("e2e", case, clients=clients, peers=peers, load=os.getloadavg(), **result)
     header = ["clients", "server", "runs/s", "POST→first p50 / p99 ms"]
     header += ["POST→finished p50 / p99 ms", "server CPU ms/run", "graphpush WS ÷ this, runs/s"]
-    header += ["this ÷ graphpush WS, finished p50", "rounds"]
+    header += ["this ÷ graphpush WS, finished p50", "this ÷ graphpush WS, server CPU", "rounds"]
     rows = [row(c, t, r) for (t, c), r in results.items()]
     note(table(rows, header))
     note("\n".join(goals(results)))
@@ -249,10 +261,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--scale", type=float, default=1.0, help="round lengths times this")
+    parser.add_argument(
+        "--baseline", metavar="CHECKOUT", help="also a graphpush served from this source tree"
+    )
     parser.add_argument("--quick", action="store_true", help="graphpush only, well under 1 min")
     args = parser.parse_args(argv)
     if args.quick:
-        args.peers, args.rounds, args.clients = False, 1, [1, 8]
+        args.peers, args.baseline, args.rounds, args.clients = False, None, 1, [1, 8]
     return args
 
 
