@@ -28,7 +28,7 @@ from pathlib import Path
 
 from app.executions import workers
 from app.storage import sqlite
-from bench.engine import Round, engine, plain_langgraph
+from bench.engine import Round, engine, plain_graph, plain_langgraph
 from bench.harness import note, report, table
 
 SIDES = ("plain", "graphpush")
@@ -41,11 +41,12 @@ def measured(side: str, size: int, runs: int) -> None:
     try:
         ours = loop.run_until_complete(stack.enter_async_context(engine()))
         workflow = loop.run_until_complete(ours.workflow(size))
-        loop.run_until_complete(plain_langgraph(workflow, 5))
+        graph = plain_graph(workflow)
+        loop.run_until_complete(plain_langgraph(graph, 5))
 
         def work() -> Round:
             if side == "plain":
-                return loop.run_until_complete(plain_langgraph(workflow, runs))
+                return loop.run_until_complete(plain_langgraph(graph, runs))
             return loop.run_until_complete(ours.runs(workflow["id"], runs))
 
         functools.reduce(lambda _, __: work(), [0, 0])
