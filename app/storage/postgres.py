@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.errors import Conflict
 from app.messages import encoder
-from app.model.limits import Claim, key_scope, max_concurrency
+from app.model.limits import Claim, KeyScope, key_scope, max_concurrency
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -45,11 +45,13 @@ from app.storage.postgres_control import (
     delete_finished,
     find_key,
     prunable,
+    take_key,
 )
 from app.storage.postgres_outbox import PostgresOutbox
 from app.storage.postgres_schema import migrate, schema_lock
 from app.storage.sql_rows import (
     json_object,
+    key_runs_sql,
     record_from_row,
     record_row,
 )
@@ -174,15 +176,28 @@ class PostgresStore(SqlStaging, PostgresOutbox):
             return await (await conn.execute(sql, args)).fetchall()
 
     async def save_keyed(
-        self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
+        self,
+        record: ExecutionRecord,
+        key: IdempotencyKey | None,
+        *,
+        live_since: int = 0,
+        alone: bool = False,
     ) -> IdempotencyKey | None:
         # One transaction of its own, outside the group commit: a lost race must not fail
-        # the batch of other runs (claim_key says how a race between processes ends).
+        # the batch of other runs (claim_key and take_key say how a race between processes
+        # ends; a ConcurrencyConflict rolls back the key claimed before it).
         async with self._pool.connection() as conn, conn.transaction():
-            first = await claim_key(conn, key, live_since=live_since)
+            first = None if key is None else await claim_key(conn, key, live_since=live_since)
             if first is None:
+                scope = key_scope(record)
+                if alone and scope is not None:
+                    await take_key(conn, scope)
                 await upsert(conn, Staged([record_row(record)], [], []))
         return first
+
+    async def key_runs(self, key: KeyScope) -> builtins.list[str]:
+        owner, name = key
+        return [row[0] for row in await self._fetch(key_runs_sql("%s"), name, owner)]
 
     async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
         async with self._reading() as conn:

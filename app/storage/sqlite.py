@@ -31,7 +31,8 @@ from typing import Any, Self
 
 import msgspec
 
-from app.errors import BackendUnavailable, Conflict
+from app.errors import BackendUnavailable, ConcurrencyConflict, Conflict
+from app.model.limits import KeyScope, key_scope
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -41,7 +42,7 @@ from app.model.records import (
     StoredEvent,
 )
 from app.storage.health import StoreHealth, refusing, transient, unavailable
-from app.storage.sql_rows import KeyRow, json_object, key_row, record_from_row
+from app.storage.sql_rows import KeyRow, json_object, key_row, key_runs_sql, record_from_row
 from app.storage.sql_rows import where as sql_where
 from app.storage.sqlite_batch import write_batch
 from app.storage.sqlite_control import delete_finished, find_key, prunable
@@ -194,17 +195,34 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         return self._reading().execute(sql, args).fetchall()
 
     async def save_keyed(
-        self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
+        self,
+        record: ExecutionRecord,
+        key: IdempotencyKey | None,
+        *,
+        live_since: int = 0,
+        alone: bool = False,
     ) -> IdempotencyKey | None:
-        # The look-up flushes what is staged, and nothing runs between it and the staging
+        # The look-ups flush what is staged, and nothing runs between them and the staging
         # below (no await): this process is the file's one writer, so a race is decided here.
-        first = await self.get_key(key.owner, key.key, live_since=live_since)
-        if first is not None:
-            return first
-        self._keys.append(key_row(key))
+        if key is not None:
+            first = find_key(self._reading(), key.owner, key.key, live_since=live_since)
+            if first is not None:
+                return first
+        scope = key_scope(record)
+        if alone and scope is not None and (holders := self._key_runs(scope)):
+            raise ConcurrencyConflict.taken(scope[1], holders[0])
+        if key is not None:
+            self._keys.append(key_row(key))
         self.stage(record)
         await self.commit()
         return None
+
+    async def key_runs(self, key: KeyScope) -> builtins.list[str]:
+        return self._key_runs(key)
+
+    def _key_runs(self, key: KeyScope) -> builtins.list[str]:
+        owner, name = key
+        return [row[0] for row in self._query_all(key_runs_sql("?"), name, owner)]
 
     async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
         return find_key(self._reading(), owner, key, live_since=live_since)
