@@ -87,7 +87,11 @@ class Cancellation:
         canceled = 0
         for status in dict.fromkeys(statuses or UNFINISHED):
             query = ExecutionQuery(
-                workflow_id=workflow_id, status=status, owner=owner, limit=EVERYTHING
+                workflow_id=workflow_id,
+                status=status,
+                owner=owner,
+                limit=EVERYTHING,
+                snapshots=False,
             )
             page = await self._store.list(query)
             for record in page.items:

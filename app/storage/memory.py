@@ -171,6 +171,8 @@ class MemoryStore:
         ]
         records.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         page = list(itertools.islice(records, query.offset, query.offset + query.limit))
+        if not query.snapshots:
+            page = [msgspec.structs.replace(r, workflow={}) for r in page]
         return ExecutionPage(page, len(records))
 
     async def read_events(

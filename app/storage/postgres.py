@@ -220,8 +220,9 @@ class PostgresStore(SqlStaging, PostgresOutbox):
     async def list(self, query: ExecutionQuery) -> ExecutionPage:
         where, args = sql_where(query, "%s")
         total = await self._fetch(f"SELECT count(*) FROM executions{where}", *args)
+        snapshot = "workflow" if query.snapshots else "NULL"
         rows = await self._fetch(
-            f"SELECT body, workflow FROM executions{where} "
+            f"SELECT body, {snapshot} FROM executions{where} "
             "ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
             *args,
             query.limit,

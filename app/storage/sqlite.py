@@ -234,8 +234,9 @@ class SqliteStore(SqlStaging, SqliteOutbox):
     async def list(self, query: ExecutionQuery) -> ExecutionPage:
         where, args = sql_where(query, "?")
         total = self._query_one(f"SELECT count(*) FROM executions{where}", *args)
+        snapshot = "workflow" if query.snapshots else "NULL"
         rows = self._query_all(
-            f"SELECT body, workflow FROM executions{where} "
+            f"SELECT body, {snapshot} FROM executions{where} "
             "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
             *args,
             query.limit,

@@ -295,6 +295,17 @@ async def test_list_sees_the_latest_status_of_a_record(store: Store) -> None:
     assert (await store.list(ExecutionQuery(status=S.NEW))).total == 0
 
 
+async def test_a_page_without_snapshots_leaves_the_workflow_out(store: Store) -> None:
+    row = record(workflow={"id": "wf", "nodes": []})
+    await store.save(row)
+
+    [shown] = (await store.list(ExecutionQuery(snapshots=False))).items
+    [full] = (await store.list(ExecutionQuery())).items
+
+    assert shown.workflow == {} and shown.id == row.id
+    assert full.workflow == {"id": "wf", "nodes": []}
+
+
 # ---- status changes (as the workers make them: check, then write the whole record) ----
 
 
