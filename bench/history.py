@@ -1,6 +1,7 @@
 """History size vs run latency (SPEC §10 retention): runs/s, POST→``executionFinished``
-latency and ``GET /agents/executions?limit=50`` latency on SQLite with an empty history,
-with 100,000 finished runs kept, and after a prune down to ``history_max_count``.
+latency and ``GET /agents/executions?limit=50`` latency (and one workflow's page) on SQLite
+with an empty history, with 100,000 finished runs kept, and after a prune down to
+``history_max_count``.
 
     python -m bench.history [--history 100000] [--keep 10000] [--quick]
 
@@ -135,14 +136,16 @@ class Bench:
         await asyncio.gather(*(self._ended(execution_id) for execution_id, _ in posted))
         return runs / (time.perf_counter() - began)
 
-    async def list_ms(self, requests: int) -> tuple[list[float], list[float], Pauses]:
+    async def list_ms(
+        self, requests: int, path: str = "/agents/executions"
+    ) -> tuple[list[float], list[float], Pauses]:
         """Client and server times of ``requests`` list requests, and the GC pauses."""
         samples = []
         self.server.samples.clear()
         with Pauses() as pauses:
             for _ in range(requests):
                 began = time.perf_counter()
-                response = await self.client.get("/agents/executions?limit=50")
+                response = await self.client.get(f"{path}?limit=50")
                 samples.append((time.perf_counter() - began) * 1000)
                 assert response.status_code == 200, response.text
         return samples, list(self.server.samples), pauses
@@ -186,6 +189,10 @@ async def measure(bench: Bench, case: str, args: argparse.Namespace) -> list[str
     load = os.getloadavg()[0]
     # full pages of 50, even with no history
     listing, server, pauses = await bench.list_ms(args.lists)
+    # one workflow's runs: a filtered total (as with API keys: one owner's runs)
+    _, of_workflow, _ = await bench.list_ms(
+        args.lists, f"/agents/workflows/{WORKFLOW['id']}/executions"
+    )
     total = (await bench.client.get("/agents/executions?limit=1")).json()["total"]
     size_mib = _file_mib(bench.runtime.settings.sqlite_path)
     fields: dict[str, Any] = {
@@ -194,6 +201,10 @@ async def measure(bench: Bench, case: str, args: argparse.Namespace) -> list[str
         "load_1min": [load, os.getloadavg()[0]],
         "list_ms": {"p50": percentile(listing, 0.5), "p99": percentile(listing, 0.99)},
         "list_server_ms": {"p50": percentile(server, 0.5), "p99": percentile(server, 0.99)},
+        "workflow_list_server_ms": {
+            "p50": percentile(of_workflow, 0.5),
+            "p99": percentile(of_workflow, 0.99),
+        },
         "gc_pauses_while_listing": {"count": pauses.count, "longest_ms": pauses.longest},
         "post_to_finished_ms": {"p50": percentile(latency, 0.5), "p99": percentile(latency, 0.99)},
         "runs_per_s": rate,
@@ -205,6 +216,7 @@ async def measure(bench: Bench, case: str, args: argparse.Namespace) -> list[str
         f"{size_mib:.1f}",
         f"{fields['list_ms']['p50']:.2f} / {fields['list_ms']['p99']:.2f}",
         f"{fields['list_server_ms']['p50']:.2f} / {fields['list_server_ms']['p99']:.2f}",
+        f"{percentile(of_workflow, 0.5):.2f} / {percentile(of_workflow, 0.99):.2f}",
         f"{fields['post_to_finished_ms']['p50']:.2f} / {fields['post_to_finished_ms']['p99']:.2f}",
         f"{rate:.0f}",
     ]
@@ -233,6 +245,7 @@ async def main(args: argparse.Namespace) -> None:
         "file MiB",
         "list p50 / p99 ms",
         "in the server",
+        "one workflow's, in the server",
         "POST→finished p50 / p99 ms",
     ]
     note(table(rows, [*header, "runs/s"]))

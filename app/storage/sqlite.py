@@ -46,6 +46,7 @@ from app.storage.sql_rows import KeyRow, json_object, key_row, key_runs_sql, rec
 from app.storage.sql_rows import where as sql_where
 from app.storage.sqlite_batch import write_batch
 from app.storage.sqlite_control import delete_finished, find_key, prunable
+from app.storage.sqlite_counts import total_sql
 from app.storage.sqlite_outbox import SqliteOutbox
 from app.storage.sqlite_schema import open_database
 from app.storage.staging import SqlStaging, Staged
@@ -233,7 +234,8 @@ class SqliteStore(SqlStaging, SqliteOutbox):
 
     async def list(self, query: ExecutionQuery) -> ExecutionPage:
         where, args = sql_where(query, "?")
-        total = self._query_one(f"SELECT count(*) FROM executions{where}", *args)
+        counted = total_sql(where, retry_of=query.retry_of is not None)
+        total = self._query_one(counted, *args)
         snapshot = "workflow" if query.snapshots else "NULL"
         rows = self._query_all(
             f"SELECT body, {snapshot} FROM executions{where} "

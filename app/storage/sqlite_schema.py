@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from app.storage.sql_rows import RETRY_OF_INDEX, UNFINISHED_INDEXES, UNFINISHED_SQL
+from app.storage.sqlite_counts import add_counts
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def open_database(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA wal_autocheckpoint=0")  # see app.storage.wal
     db.executescript(SCHEMA)
     _add_columns(db)
+    add_counts(db)
     return db
 
 
