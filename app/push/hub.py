@@ -33,7 +33,7 @@ from app.model.status import FINISHED
 from app.push import wire
 from app.push.connection import CloseCode, Connection
 from app.push.dispatcher import CommandDispatcher, PushService
-from app.push.feed import WorkflowRuns
+from app.push.feed import Feeds, WorkflowRuns
 from app.push.registry import Registry
 from app.push.remote import RemoteEvents
 from app.push.runs_feed import RunsFeed
@@ -59,7 +59,8 @@ class PushHub:
     ) -> None:
         self.settings = settings
         self.close_timeout_s = close_timeout_s
-        self.registry = Registry(settings)
+        self._feeds = Feeds(settings)
+        self.registry = Registry(settings, forgotten=self._feeds.forget)
         self._bus = bus
         self._service = service
         #: The bus subscriber (and its ``on_gap``) when the bus is shared by API instances.
@@ -71,7 +72,7 @@ class PushHub:
         )
         self._clock = clock
         #: The runs feed (SPEC §11); ``runs`` reads its snapshots.
-        self.runs_feed = RunsFeed(self.registry, runs, clock)
+        self.runs_feed = RunsFeed(self.registry, self._feeds, runs, clock)
         self._commands = CommandDispatcher(
             registry=self.registry,
             service=service,
@@ -102,7 +103,8 @@ class PushHub:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        self.registry.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        for conn in list(self._live):
+            conn.close(CloseCode.GOING_AWAY, "server shutting down")
         if self._live:
             self._all_gone.clear()
             try:
@@ -127,7 +129,9 @@ class PushHub:
     def on_event(self, event: PushEvent) -> None:
         """The bus subscriber: route one event (synchronously; it never waits for a client)."""
         now = self._clock()
-        self.registry.route(event, now)
+        routed = self.registry.route(event, now)
+        if routed is not None:
+            self.runs_feed.route(routed, now)
         self._maybe_sweep(now)
 
     def has(self, push_ref: str) -> bool:
@@ -204,7 +208,9 @@ class PushHub:
 
     def disconnect(self, conn: Connection) -> None:
         """Forget ``conn``; idempotent, and harmless to a newer connection of its pushRef."""
-        self.registry.deregister(conn, self._clock())
+        now = self._clock()
+        self.registry.deregister(conn, now)
+        self._feeds.drop(conn, now)
         self._live.discard(conn)
         if not self._live:
             self._all_gone.set()
@@ -219,7 +225,7 @@ class PushHub:
             "push_connections": len(self._live),
             "push_sessions": len(self.registry.sessions),
             "push_execution_streams": len(self.registry.streams),
-            "push_feed_streams": len(self.registry.feeds.streams),
+            "push_feed_streams": len(self._feeds.streams),
         }
 
     def metrics_text(self) -> str:
@@ -249,3 +255,4 @@ class PushHub:
         if now - self._last_sweep >= self._sweep_every:
             self._last_sweep = now
             self.registry.sweep(now)
+            self._feeds.sweep(now)

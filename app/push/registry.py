@@ -14,13 +14,12 @@ message on its own. :meth:`Registry.sweep` forgets sessions idle for the buffer'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from app.bus.base import PushEvent
 from app.model.records import StoredEvent
 from app.push.buffers import ResumeBuffer
 from app.push.connection import CloseCode, Connection
-from app.push.feed import Feeds
 from app.push.index import Index
 from app.push.session import ExecutionStream, Session, taken_over, visible
 from app.push.size import fit, fit_logged
@@ -32,8 +31,11 @@ from app.settings import Settings
 class Registry:
     """All sessions and execution streams of one process. Times are monotonic seconds."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, forgotten: Callable[[str], None] = lambda push_ref: None
+    ) -> None:
         self.settings = settings
+        self._forgotten = forgotten  # called with a pushRef whose session goes
         self.sessions: dict[str, Session] = {}
         self.streams: dict[Connection, ExecutionStream] = {}
         self._stream_index: Index[str, ExecutionStream] = Index()
@@ -41,7 +43,6 @@ class Registry:
         self._tails = Tails()
         self._one_by_one: Index[str, str] = Index()  # subscribed pushRefs not on the tail
         self._held: Index[str, ExecutionStream] = Index()  # streams replaying the log
-        self.feeds = Feeds(settings)  # the runs feeds (SPEC §11)
 
     # ---- connections ----------------------------------------------------------------------
 
@@ -71,7 +72,6 @@ class Registry:
             self._off_tails(session)
             session.connection = None
             session.idle_since = now
-        self.feeds.drop(conn, now)
         stream = self.streams.pop(conn, None)
         if stream is not None:
             execution_id = stream.execution_id
@@ -90,33 +90,33 @@ class Registry:
         """The executions subscribed to or streamed by a connection here."""
         return self._subscribers.keys() | self._stream_index.keys()
 
-    def connections(self) -> list[Connection]:
-        live = [s.connection for s in self.sessions.values() if s.connection is not None]
-        return live + list(self.streams) + list(self.feeds.streams)
+    def subscribers(self, execution_id: str) -> Collection[str]:
+        """The pushRefs subscribed to ``execution_id``."""
+        return self._subscribers.get(execution_id, ())
 
     # ---- events ---------------------------------------------------------------------------
 
-    def route(self, event: PushEvent, now: float) -> None:
-        """Deliver one event from the bus to everyone who should get it."""
+    def route(self, event: PushEvent, now: float) -> PushEvent | None:
+        """Deliver one event from the bus to everyone who should get it; returns it as
+        delivered (after the size rule), None when it was dropped."""
         fitted = fit(event, self.settings.max_message_bytes)
         if fitted is None:
-            return
+            return None
         if fitted.broadcast:
             self._broadcast(fitted, now)
-            return
+            return fitted
         execution_id = fitted.execution_id
         started_from = fitted.push_ref
         if started_from is not None and started_from not in self._subscribers.get(execution_id, ()):
             self._started_from(started_from, fitted, now)
         for push_ref in list(self._one_by_one.get(execution_id, ())):
-            self._send(push_ref, fitted, now)
-        for push_ref in [*self.feeds.route(fitted, now, self._subscribers.get(execution_id, ()))]:
-            self._send(push_ref, fitted, now)
+            self.deliver(push_ref, fitted, now)
         for stream in list(self._held.get(execution_id, ())):
             stream.sub.offer(fitted)
         self._append((execution_id, None), fitted, now)
         if started_from is not None:
             self._append((execution_id, started_from), fitted, now)
+        return fitted
 
     def _append(self, key: TailKey, event: PushEvent, now: float) -> None:
         finished = self._tails.append(key, event, now)
@@ -130,9 +130,10 @@ class Registry:
         if conn is None or not conn.open or not visible(event, session.owner, session.scope):
             session.offer(event, now)
         elif session.tails is None or (event.execution_id, push_ref) not in session.tails:
-            self._join(session, (event.execution_id, push_ref), 0)
+            session.join(self._tails, (event.execution_id, push_ref), 0)
 
-    def _send(self, push_ref: str, event: PushEvent, now: float) -> None:
+    def deliver(self, push_ref: str, event: PushEvent, now: float) -> None:
+        """Queue ``event`` on the session of ``push_ref``, on its own."""
         session = self.sessions.get(push_ref) or self._session(push_ref, now)
         session.offer(event, now)
         sub = session.subscriptions.get(event.execution_id)
@@ -165,7 +166,7 @@ class Registry:
         session = self.live_session(conn)
         if session is None:
             return
-        self._part(session, execution_id)  # a run it started: now it replays instead
+        session.part(self._tails, execution_id)  # a run it started: now it replays instead
         session.subscriptions[execution_id] = Subscription(after)
         self._subscribers.add(execution_id, session.push_ref)
         self._one_by_one.add(execution_id, session.push_ref)
@@ -230,12 +231,6 @@ class Registry:
             if session.connection is None and now - session.idle_since > max_age:
                 self._forget(session)
         self._tails.sweep()
-        self.feeds.sweep(now)
-
-    def close_all(self, code: int, reason: str) -> None:
-        """Close every connection after what is queued on it (shutdown)."""
-        for conn in self.connections():
-            conn.close(code, reason)
 
     # ---- internals ------------------------------------------------------------------------
 
@@ -248,31 +243,12 @@ class Registry:
         session = self.sessions.get(conn.push_ref or "")
         return session if session is not None and session.connection is conn else None
 
-    def _join(self, session: Session, key: TailKey, floor: int) -> None:
-        """Follow the tail ``key`` on the session's live connection."""
-        assert session.connection is not None
-        self._tails.get_or_make(key).join(
-            session.push_ref, session.connection, session.buffer, floor
-        )
-        if session.tails is None:
-            session.tails = set()
-        session.tails.add(key)
-
-    def _part(self, session: Session, execution_id: str) -> None:
-        """Stop following ``execution_id`` by tail, as subscriber and as the run's pushRef."""
-        for key in ((execution_id, None), (execution_id, session.push_ref)):
-            if session.tails is not None and key in session.tails:
-                session.tails.discard(key)
-                tail = self._tails.get(key)
-                if tail is not None:
-                    tail.leave(session.push_ref)
-
     def _go_live(self, session: Session, execution_id: str, sub: Subscription) -> None:
         """A subscription that has replayed follows the tail while the connection lives."""
         if session.connection is None or not session.connection.open:
             return
         self._one_by_one.discard(execution_id, session.push_ref)
-        self._join(session, (execution_id, None), sub.last_seq)
+        session.join(self._tails, (execution_id, None), sub.last_seq)
 
     def _off_tails(self, session: Session) -> None:
         """The session's connection goes: its subscriptions get messages one by one."""
@@ -292,10 +268,10 @@ class Registry:
         session.subscriptions.pop(execution_id, None)
         self._subscribers.discard(execution_id, session.push_ref)
         self._one_by_one.discard(execution_id, session.push_ref)
-        self._part(session, execution_id)
+        session.part(self._tails, execution_id)
 
     def _forget(self, session: Session) -> None:
-        self.feeds.forget(session.push_ref)
+        self._forgotten(session.push_ref)
         if session.connection is not None:
             session.connection.abort(CloseCode.NORMAL, "replaced by a newer connection")
             self._off_tails(session)

@@ -7,33 +7,51 @@ runs and hands it, with the live events held meanwhile, to :class:`~app.push.fee
 - ``unsubscribe_workflow``: the session stops following it; always acked.
 - a feed stream (SSE): resumed from the workflow's feed log when it covers the cursor,
   else a snapshot and live events.
+
+Live events come through :meth:`RunsFeed.route`, after the registry has routed them: a
+session that follows the workflow and gets the run's messages no other way (it neither
+started the run nor subscribed to it) gets the lifecycle messages on its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from app.bus.base import PushEvent
 from app.errors import NotFound
 from app.messages import JsonObject, SubscribeWorkflow, UnsubscribeWorkflow
 from app.model.access import Caller
 from app.push import wire
 from app.push.commands import answer
 from app.push.connection import Connection
-from app.push.feed import RunsPage, WorkflowRuns
+from app.push.feed import Feeds, RunsPage, WorkflowRuns
 from app.push.registry import Registry
 
 
 class RunsFeed:
     """``runs`` reads the snapshots and starts runs (None: there are none here; every
-    follow answers ``not_found``)."""
+    follow answers ``not_found``). Make ``registry`` with ``forgotten=feeds.forget``."""
 
     def __init__(
-        self, registry: Registry, runs: WorkflowRuns | None, clock: Callable[[], float]
+        self,
+        registry: Registry,
+        feeds: Feeds,
+        runs: WorkflowRuns | None,
+        clock: Callable[[], float],
     ) -> None:
         self._registry = registry
-        self._feeds = registry.feeds
+        self._feeds = feeds
         self._runs = runs
         self._clock = clock
+
+    def route(self, event: PushEvent, now: float) -> None:
+        """Log ``event`` for the feed streams and send it to the sessions that follow its
+        workflow (call after the registry routed it: the pushRefs it reached are left out)."""
+        if event.broadcast:
+            return
+        direct = self._registry.subscribers(event.execution_id)
+        for push_ref in [*self._feeds.route(event, now, direct)]:
+            self._registry.deliver(push_ref, event, now)
 
     async def receive(
         self, conn: Connection, command: SubscribeWorkflow | UnsubscribeWorkflow

@@ -20,6 +20,7 @@ from app.push import wire
 from app.push.buffers import ResumeBuffer
 from app.push.connection import CloseCode, Connection
 from app.push.subscription import Subscription
+from app.push.tail import TailKey, Tails
 
 
 def visible(event: PushEvent, owner: str | None, scope: Scope | None = None) -> bool:
@@ -63,7 +64,7 @@ class Session:
         self.subscriptions: dict[str, Subscription] = {}
         self.idle_since = now
         #: The keys of the tails it follows (made when needed: most sessions sit idle).
-        self.tails: set[tuple[str, str | None]] | None = None
+        self.tails: set[TailKey] | None = None
 
     def offer(self, event: PushEvent, now: float) -> None:
         """Send a live ``event`` (through its subscription, if any)."""
@@ -84,6 +85,23 @@ class Session:
     def emit(self, events: Iterable[PushEvent], now: float, *, backlog: bool = False) -> None:
         for event in events:
             self._emit_one(event, now, backlog=backlog)
+
+    def join(self, tails: Tails, key: TailKey, floor: int) -> None:
+        """Follow the tail ``key`` on the live connection, from ``seq > floor``."""
+        assert self.connection is not None
+        tails.get_or_make(key).join(self.push_ref, self.connection, self.buffer, floor)
+        if self.tails is None:
+            self.tails = set()
+        self.tails.add(key)
+
+    def part(self, tails: Tails, execution_id: str) -> None:
+        """Stop following ``execution_id`` by tail, as subscriber and as the run's pushRef."""
+        for key in ((execution_id, None), (execution_id, self.push_ref)):
+            if self.tails is not None and key in self.tails:
+                self.tails.discard(key)
+                tail = tails.get(key)
+                if tail is not None:
+                    tail.leave(self.push_ref)
 
     def resume(self, conn: Connection, last_id: int, now: float) -> None:
         """Queue on ``conn`` what it missed after ``last_id``, or ``resumeFailed``."""
