@@ -40,21 +40,16 @@ from app.model.records import (
 from app.model.status import ExecutionStatus
 from app.storage.postgres_batch import upsert
 from app.storage.postgres_control import (
-    claim_key,
     claim_limited,
     delete_finished,
     find_key,
+    key_runs,
     prunable,
-    take_key,
+    store_new,
 )
 from app.storage.postgres_outbox import PostgresOutbox
 from app.storage.postgres_schema import migrate, schema_lock
-from app.storage.sql_rows import (
-    json_object,
-    key_runs_sql,
-    record_from_row,
-    record_row,
-)
+from app.storage.sql_rows import json_object, page_sql, record_from_row
 from app.storage.sql_rows import where as sql_where
 from app.storage.staging import SqlStaging, Staged
 
@@ -184,20 +179,13 @@ class PostgresStore(SqlStaging, PostgresOutbox):
         alone: bool = False,
     ) -> IdempotencyKey | None:
         # One transaction of its own, outside the group commit: a lost race must not fail
-        # the batch of other runs (claim_key and take_key say how a race between processes
-        # ends; a ConcurrencyConflict rolls back the key claimed before it).
+        # the batch of other runs (store_new says how a race between processes ends).
         async with self._pool.connection() as conn, conn.transaction():
-            first = None if key is None else await claim_key(conn, key, live_since=live_since)
-            if first is None:
-                scope = key_scope(record)
-                if alone and scope is not None:
-                    await take_key(conn, scope)
-                await upsert(conn, Staged([record_row(record)], [], []))
-        return first
+            return await store_new(conn, record, key, live_since=live_since, alone=alone)
 
     async def key_runs(self, key: KeyScope) -> builtins.list[str]:
-        owner, name = key
-        return [row[0] for row in await self._fetch(key_runs_sql("%s"), name, owner)]
+        async with self._reading() as conn:
+            return await key_runs(conn, key)
 
     async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
         async with self._reading() as conn:
@@ -220,14 +208,7 @@ class PostgresStore(SqlStaging, PostgresOutbox):
     async def list(self, query: ExecutionQuery) -> ExecutionPage:
         where, args = sql_where(query, "%s")
         total = await self._fetch(f"SELECT count(*) FROM executions{where}", *args)
-        snapshot = "workflow" if query.snapshots else "NULL"
-        rows = await self._fetch(
-            f"SELECT body, {snapshot} FROM executions{where} "
-            "ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
-            *args,
-            query.limit,
-            query.offset,
-        )
+        rows = await self._fetch(page_sql(query, where, "%s"), *args, query.limit, query.offset)
         return ExecutionPage([record_from_row(*r) for r in rows], int(total[0][0]))
 
     async def read_events(

@@ -17,8 +17,9 @@ from typing import Any
 import psycopg
 
 from app.errors import ConcurrencyConflict, Conflict
-from app.model.limits import Claim, KeyScope
+from app.model.limits import Claim, KeyScope, key_scope
 from app.model.records import ExecutionRecord, IdempotencyKey
+from app.storage.postgres_batch import upsert
 from app.storage.sql_rows import (
     FINISHED,
     KEY_COLUMNS,
@@ -27,7 +28,9 @@ from app.storage.sql_rows import (
     key_row,
     key_runs_sql,
     prune_count,
+    record_row,
 )
+from app.storage.staging import Staged
 
 #: ``pg_advisory_xact_lock`` key of claims of runs with concurrency limits.
 CLAIM_LOCK = 0x67726170687076
@@ -147,6 +150,33 @@ async def delete_finished(conn: Connection, execution_ids: Sequence[str]) -> int
     deliveries; how many."""
     row = await (await conn.execute(_DELETE_RUNS, (list(execution_ids), FINISHED))).fetchone()
     return int(row[0]) if row else 0
+
+
+async def store_new(
+    conn: Connection,
+    record: ExecutionRecord,
+    key: IdempotencyKey | None,
+    *,
+    live_since: int,
+    alone: bool,
+) -> IdempotencyKey | None:
+    """:meth:`~app.storage.base.ExecutionStore.save_keyed` in the caller's transaction:
+    :func:`claim_key`, then (``alone``) :func:`take_key`, then the run; a
+    :class:`ConcurrencyConflict` rolls back the key claimed before it."""
+    first = None if key is None else await claim_key(conn, key, live_since=live_since)
+    if first is None:
+        scope = key_scope(record)
+        if alone and scope is not None:
+            await take_key(conn, scope)
+        await upsert(conn, Staged([record_row(record)], [], []))
+    return first
+
+
+async def key_runs(conn: Connection, key: KeyScope) -> list[str]:
+    """:meth:`~app.storage.base.ExecutionStore.key_runs`."""
+    owner, name = key
+    rows = await (await conn.execute(key_runs_sql("%s"), (name, owner))).fetchall()
+    return [row[0] for row in rows]
 
 
 async def take_key(conn: Connection, scope: KeyScope) -> None:

@@ -100,6 +100,16 @@ def where(query: ExecutionQuery, placeholder: str) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
+def page_sql(query: ExecutionQuery, where: str, placeholder: str) -> str:
+    """The rows ``(body, workflow snapshot or NULL)`` of a page, newest first; its
+    arguments are ``where``'s, then limit and offset."""
+    snapshot = "workflow" if query.snapshots else "NULL"
+    return (
+        f"SELECT body, {snapshot} FROM executions{where} "
+        f"ORDER BY created_at DESC, id DESC LIMIT {placeholder} OFFSET {placeholder}"
+    )
+
+
 def key_row(key: IdempotencyKey) -> KeyRow:
     return (key.owner, key.key, key.fingerprint, key.execution_id, key.created_at, key.answer)
 

@@ -31,8 +31,8 @@ from typing import Any, Self
 
 import msgspec
 
-from app.errors import BackendUnavailable, ConcurrencyConflict, Conflict
-from app.model.limits import KeyScope, key_scope
+from app.errors import BackendUnavailable, Conflict
+from app.model.limits import KeyScope
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -42,12 +42,11 @@ from app.model.records import (
     StoredEvent,
 )
 from app.storage.health import StoreHealth, refusing, transient, unavailable
-from app.storage.sql_rows import KeyRow, json_object, key_row, key_runs_sql, record_from_row
-from app.storage.sql_rows import where as sql_where
+from app.storage.sql_rows import KeyRow, json_object, key_row, record_from_row
 from app.storage.sqlite_batch import write_batch
-from app.storage.sqlite_control import delete_finished, find_key, prunable
-from app.storage.sqlite_counts import total_sql
+from app.storage.sqlite_control import admit_new, delete_finished, find_key, key_runs, prunable
 from app.storage.sqlite_outbox import SqliteOutbox
+from app.storage.sqlite_pages import list_page
 from app.storage.sqlite_schema import open_database
 from app.storage.staging import SqlStaging, Staged
 from app.storage.wal import WalCheckpointer
@@ -205,25 +204,16 @@ class SqliteStore(SqlStaging, SqliteOutbox):
     ) -> IdempotencyKey | None:
         # The look-ups flush what is staged, and nothing runs between them and the staging
         # below (no await): this process is the file's one writer, so a race is decided here.
-        if key is not None:
-            first = find_key(self._reading(), key.owner, key.key, live_since=live_since)
-            if first is not None:
-                return first
-        scope = key_scope(record)
-        if alone and scope is not None and (holders := self._key_runs(scope)):
-            raise ConcurrencyConflict.taken(scope[1], holders[0])
-        if key is not None:
-            self._keys.append(key_row(key))
-        self.stage(record)
-        await self.commit()
-        return None
+        first = admit_new(self._reading(), record, key, live_since=live_since, alone=alone)
+        if first is None:
+            if key is not None:
+                self._keys.append(key_row(key))
+            self.stage(record)
+            await self.commit()
+        return first
 
     async def key_runs(self, key: KeyScope) -> builtins.list[str]:
-        return self._key_runs(key)
-
-    def _key_runs(self, key: KeyScope) -> builtins.list[str]:
-        owner, name = key
-        return [row[0] for row in self._query_all(key_runs_sql("?"), name, owner)]
+        return key_runs(self._reading(), key)
 
     async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
         return find_key(self._reading(), owner, key, live_since=live_since)
@@ -233,18 +223,7 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         return None if row is None else record_from_row(*row)
 
     async def list(self, query: ExecutionQuery) -> ExecutionPage:
-        where, args = sql_where(query, "?")
-        counted = total_sql(where, retry_of=query.retry_of is not None)
-        total = self._query_one(counted, *args)
-        snapshot = "workflow" if query.snapshots else "NULL"
-        rows = self._query_all(
-            f"SELECT body, {snapshot} FROM executions{where} "
-            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-            *args,
-            query.limit,
-            query.offset,
-        )
-        return ExecutionPage([record_from_row(*r) for r in rows], int(total[0]))
+        return list_page(self._reading(), query)
 
     async def read_events(
         self, execution_id: str, after: int = 0, limit: int | None = None

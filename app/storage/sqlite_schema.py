@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from app.storage.sql_rows import RETRY_OF_INDEX, UNFINISHED_INDEXES, UNFINISHED_SQL
-from app.storage.sqlite_counts import add_counts
+from app.storage.sqlite_pages import add_counts
 
 log = logging.getLogger(__name__)
 
