@@ -24,7 +24,7 @@ class RunsList:
 
     async def latest_runs(self, workflow_id: str, limit: int, owner: str | None) -> RunsPage:
         await self._service.workflows.get(workflow_id)  # NotFound for an unknown workflow
-        query = ExecutionQuery(workflow_id=workflow_id, owner=owner, limit=limit)
+        query = ExecutionQuery(workflow_id=workflow_id, owner=owner, limit=limit, snapshots=False)
         page = await self._service.list_executions(query)
         items = [msgspec.to_builtins(execution_dto(record)) for record in page.items]
         return RunsPage(items, {record.id: record.last_seq for record in page.items})
