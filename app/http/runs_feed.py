@@ -35,7 +35,9 @@ class RunsList:
         among the :data:`PAGE` runs created before it), at most :data:`SCANNED` runs."""
         found: list[RunRef] = []
         for offset in range(0, SCANNED, PAGE):
-            query = ExecutionQuery(workflow_id=workflow_id, limit=PAGE, offset=offset)
+            query = ExecutionQuery(
+                workflow_id=workflow_id, limit=PAGE, offset=offset, snapshots=False
+            )
             records = (await self._service.list_executions(query)).items
             found += [
                 RunRef(r.id, r.push_ref, r.owner)
