@@ -17,7 +17,9 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def startup_frozen() -> Iterator[None]:
-    """Freeze every object tracked now (``gc.freeze``) until the block ends."""
+    """Collect, then freeze every object still tracked (``gc.freeze``) until the block ends
+    (the garbage of start-up is not kept alive frozen)."""
+    gc.collect()
     gc.freeze()
     try:
         yield
