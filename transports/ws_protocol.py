@@ -24,7 +24,7 @@ the app sends ``websocket.send`` and ``websocket.close`` messages.
 An idle connection holds less than under uvicorn's protocol: the inbox of received events
 and the "transport takes writes" flag make no deque or future until they hold or wait for
 something (an ``asyncio.Queue`` and an ``asyncio.Event`` cost about 4 KiB per connection),
-and the handshake's request and response go once the handshake is complete.
+and the handshake's request and response go once the handshake is complete (about 3 KiB).
 """
 
 from __future__ import annotations
@@ -154,11 +154,18 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
         if message["type"] != DRAIN:  # type: ignore[comparison-overlap]
             await super().send(message)
             if message["type"] == "websocket.accept" and self.handshake_complete:
-                del self.request, self.response  # not read again once the handshake is done
+                self._forget_handshake()
             return
         await self.writable.wait()  # set again by resume_writing or connection_lost
         if self.disconnected:
             raise ClientDisconnected()
+
+    def _forget_handshake(self) -> None:
+        """Nothing reads the handshake's request and response once it is done (the scope has
+        its own headers); websockets' parser keeps the request for the connection's life,
+        so its headers are emptied."""
+        self.request.headers.clear()
+        del self.request, self.response
 
     def write_now(self, outs: Sequence[Outgoing]) -> int:
         """Write frames of ``outs`` while the transport takes writes; how many were written."""
