@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import Mapping
+
+from app.background import Background
+
+log = logging.getLogger("graphpush.metrics")
 
 
 def prometheus(gauges: Mapping[str, float], counters: Mapping[str, float] | None = None) -> str:
@@ -30,20 +34,17 @@ class LoopLag:
 
     def __init__(self, interval_s: float = 0.1) -> None:
         self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = Background(log)
         #: The lag of the last wake-up, and the largest since the last :meth:`gauges`.
         self.last_s = 0.0
         self.max_s = 0.0
 
     async def __aenter__(self) -> LoopLag:
-        self._task = asyncio.create_task(self._measure(), name="loop-lag")
+        self._tasks.start(self._measure(), name="loop-lag")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._tasks.aclose()
 
     async def _measure(self) -> None:
         loop = asyncio.get_running_loop()

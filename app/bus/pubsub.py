@@ -20,13 +20,13 @@ from typing import Any, Self
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.background import CANCEL_WAIT_S, Background
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes], None]
 Gap = Callable[[], None]
 
-#: How long a stopped task gets to end: a client library may lose a cancel request.
-STOP_TIMEOUT_S = 2.0
 #: Pause between attempts to reach Redis again after the connection was lost.
 RETRY_S = 0.25
 
@@ -39,7 +39,7 @@ class PubSub:
         self._pubsub: Any = redis.pubsub(ignore_subscribe_messages=True)
         self._handlers: dict[str, Handler] = {}
         self._gaps: dict[str, Gap] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._listening = Background(log)
 
     async def __aenter__(self) -> Self:
         return self
@@ -50,9 +50,7 @@ class PubSub:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            await stop(self._task)
-            self._task = None
+        await self._listening.aclose(CANCEL_WAIT_S)
         await self._pubsub.aclose()
 
     async def subscribe(self, channel: str, handler: Handler, *, on_gap: Gap | None = None) -> None:
@@ -63,8 +61,8 @@ class PubSub:
         if on_gap is not None:
             self._gaps[channel] = on_gap
         await self._pubsub.subscribe(channel)
-        if self._task is None:
-            self._task = asyncio.create_task(self._listen(), name="redis-pubsub")
+        if not self._listening:
+            self._listening.start(self._listen(), name="redis-pubsub")
 
     async def _listen(self) -> None:
         while True:
@@ -100,9 +98,3 @@ class PubSub:
             self._handlers[channel](data)
         except Exception:  # one bad message must not stop the listener
             log.exception("handling a message on %s failed", channel)
-
-
-async def stop(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it, for at most :data:`STOP_TIMEOUT_S`."""
-    task.cancel()
-    await asyncio.wait([task], timeout=STOP_TIMEOUT_S)

@@ -38,8 +38,9 @@ from typing import Self
 import msgspec
 from redis.asyncio import Redis
 
+from app.background import CANCEL_WAIT_S, Background
 from app.bus.base import Gap, PushEvent, Subscriber, Subscribers
-from app.bus.pubsub import PubSub, stop
+from app.bus.pubsub import PubSub
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,14 @@ class RedisBus:
         self._outbox: deque[PushEvent] = deque()
         self._wake = asyncio.Event()
         self._sending = False
-        self._sender: asyncio.Task[None] | None = None
+        self._sender = Background(log)
 
     async def __aenter__(self) -> Self:
         if self._listen is not None:  # confirmed when this returns: nothing after is missed
             await self._listen.subscribe(
                 self._channel, self._received, on_gap=self._subscribers.gap
             )
-        self._sender = asyncio.create_task(self._send(), name="redis-bus-send")
+        self._sender.start(self._send(), name="redis-bus-send")
         return self
 
     async def __aexit__(
@@ -107,9 +108,7 @@ class RedisBus:
                 while self._outbox or self._sending:
                     self._wake.set()
                     await asyncio.sleep(0.005)
-        if self._sender is not None:
-            await stop(self._sender)
-            self._sender = None
+        await self._sender.aclose(CANCEL_WAIT_S)
 
     # ---- EventBus ---------------------------------------------------------------------
 

@@ -203,10 +203,14 @@ Handler = Callable[[GraphpushClient, argparse.Namespace, Console], int]
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        return serve(args)
-    if args.command == "worker":
-        return worker(args)
+    try:
+        if args.command == "serve":
+            return serve(args)
+        if args.command == "worker":
+            return worker(args)
+    except UsageError as exc:
+        _fail(str(exc))
+        return USAGE
     handler: Handler = args.handler
     url = args.url or os.environ.get("GRAPHPUSH_URL") or DEFAULT_URL
     api_key = args.api_key or os.environ.get("GRAPHPUSH_API_KEY") or None

@@ -33,7 +33,7 @@ from app.cli.live import (
 )
 from app.cli.process import tune_gc
 from app.cli.tracker import RunTracker
-from app.settings import load_settings
+from app.settings import Settings, load_settings
 from transports.websocket import uvicorn_options
 
 #: Exit code for bad usage or input.
@@ -50,29 +50,14 @@ class UsageError(Exception):
 def serve(args: argparse.Namespace) -> int:
     from app.main import create_app
 
-    try:
-        settings = load_settings(
-            {
-                "host": args.host,
-                "port": args.port,
-                "data_dir": args.data_dir,
-                "workers": args.workers,
-                "database": args.database,
-                "database_url": args.database_url,
-                "redis_url": args.redis_url,
-            }
-        )
-    except msgspec.ValidationError as exc:
-        print(f"graphpush: bad setting: {exc}", file=sys.stderr)
-        return USAGE
+    options = ("host", "port", "data_dir", "workers", "database", "database_url", "redis_url")
+    settings = _settings(args, *options)
     loopback = settings.host in ("127.0.0.1", "localhost", "::1")
     if settings.api_keys == () and not loopback and not _truthy_env("GRAPHPUSH_ALLOW_OPEN"):
-        print(
-            "graphpush: refusing to listen beyond loopback without API keys; set "
-            "GRAPHPUSH_API_KEYS, or GRAPHPUSH_ALLOW_OPEN=1 to do it anyway",
-            file=sys.stderr,
+        raise UsageError(
+            "refusing to listen beyond loopback without API keys; set "
+            "GRAPHPUSH_API_KEYS, or GRAPHPUSH_ALLOW_OPEN=1 to do it anyway"
         )
-        return USAGE
     app = create_app(settings)
     tune_gc()
     uvicorn.run(
@@ -83,6 +68,15 @@ def serve(args: argparse.Namespace) -> int:
         **uvicorn_options(settings),
     )
     return OK
+
+
+def _settings(args: argparse.Namespace, *options: str) -> Settings:
+    """The settings, these command-line options over the environment's; raises
+    :class:`UsageError` for a bad value."""
+    try:
+        return load_settings({name: getattr(args, name) for name in options})
+    except msgspec.ValidationError as exc:
+        raise UsageError(f"bad setting: {exc}") from None
 
 
 def _truthy_env(name: str) -> bool:
@@ -245,20 +239,9 @@ def _show_execution(client: GraphpushClient, args: argparse.Namespace, console: 
 def worker(args: argparse.Namespace) -> int:
     from app.worker import serve_worker
 
-    try:
-        settings = load_settings(
-            {
-                "workers": args.workers,
-                "database_url": args.database_url,
-                "redis_url": args.redis_url,
-            }
-        )
-    except msgspec.ValidationError as exc:
-        print(f"graphpush: bad setting: {exc}", file=sys.stderr)
-        return USAGE
+    settings = _settings(args, "workers", "database_url", "redis_url")
     if not settings.redis_url:
-        print("graphpush: a worker needs --redis-url and --database-url", file=sys.stderr)
-        return USAGE
+        raise UsageError("a worker needs --redis-url and --database-url")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     serve_worker(settings)
     return OK

@@ -8,13 +8,13 @@ every ``prune_interval_s``; ``graphpush executions prune`` asks for a prune at o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from app.background import Background, every
 from app.clock import now_ms
 from app.settings import Settings
 from app.storage.base import ExecutionStore
@@ -55,7 +55,7 @@ class Pruner:
         self.clock = clock
         #: Runs deleted by retention since start (``/metrics``).
         self.pruned_total = 0
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = Background(log)
 
     async def prune(self, *, dry_run: bool = False) -> int:
         """Delete the finished runs past retention, oldest first, in batches; how many were
@@ -80,29 +80,18 @@ class Pruner:
         return await forget(self.store, self.checkpointer, execution_ids)
 
     async def __aenter__(self) -> Pruner:
-        self._task = asyncio.create_task(self._every(), name="pruner")
+        turns = every(
+            self.settings.prune_interval_s, self._turn, log=log, what="pruning the history"
+        )
+        self._tasks.start(turns, name="pruner")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._tasks.aclose()
 
-    async def _every(self) -> None:
-        while True:
-            try:
-                pruned = await self.prune()
-            except Exception:  # a store that is down now may be up at the next turn
-                log.exception("pruning the history failed; next try in %.0f s", self._interval)
-            else:
-                if pruned:
-                    log.info("pruned %d finished runs", pruned)
-            await asyncio.sleep(self._interval)
-
-    @property
-    def _interval(self) -> float:
-        return self.settings.prune_interval_s
+    async def _turn(self) -> None:
+        if pruned := await self.prune():
+            log.info("pruned %d finished runs", pruned)
 
     def counters(self) -> dict[str, float]:
         return {"executions_pruned_total": self.pruned_total}

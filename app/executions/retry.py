@@ -22,6 +22,7 @@ from app.model.records import ExecutionRecord, JsonObject, RetryPlan
 from app.model.status import ExecutionStatus
 from app.workflows.compiler import CompiledWorkflow
 from app.workflows.edges import join_sources
+from app.workflows.schema import reachable
 
 
 def default_from_node(original: ExecutionRecord) -> str | None:
@@ -141,13 +142,7 @@ def _downstream(compiled: CompiledWorkflow, start: str) -> set[str]:
     for target, incoming in compiled.predecessors.items():
         for source, _ in incoming:
             successors[source].append(target)
-    seen, todo = {start}, [start]
-    while todo:
-        for target in successors[todo.pop()]:
-            if target not in seen:
-                seen.add(target)
-                todo.append(target)
-    return seen
+    return reachable(start, successors)
 
 
 def _check_from_node(original: ExecutionRecord, compiled: CompiledWorkflow, name: str) -> None:

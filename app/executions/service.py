@@ -11,7 +11,7 @@ It queues, reads, cancels and resumes runs: new runs are made by
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Unpack
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -128,33 +128,48 @@ class ExecutionService:
         await self._admission.enqueue(record)
         return record
 
+    async def run_workflow(
+        self,
+        workflow_id: str,
+        answer: Callable[[ExecutionRecord], bytes],
+        *,
+        idempotency: Idempotency | None = None,
+        strategy: Strategy = "enqueue",
+        **options: Unpack[RunOptions],
+    ) -> tuple[bytes, bool]:
+        """Queue a new run of ``workflow_id`` (:meth:`new_run`) under SPEC §10's run control:
+        ``answer`` of it and False, or the first answer and True for a repeated
+        ``idempotency`` key (nothing starts); see :meth:`Admission.accept
+        <app.executions.admission.Admission.accept>` for what it raises."""
+        return await self._admission.accept(
+            functools.partial(self.new_run, workflow_id, **options),
+            answer,
+            owner=options.get("owner"),
+            idempotency=idempotency,
+            strategy=strategy,
+        )
+
     async def new_run(self, workflow_id: str, **options: Unpack[RunOptions]) -> ExecutionRecord:
         """A ``new`` run of ``workflow_id``, neither stored nor queued; its ``webhook`` URL,
         if given, gets its completion webhooks (SPEC §11)."""
         return await self._factory.run(workflow_id, **options)
 
-    async def accept(
+    async def retry_execution(
         self,
-        build: Callable[[], Awaitable[ExecutionRecord]],
+        execution_id: str,
         answer: Callable[[ExecutionRecord], bytes],
         *,
-        owner: str | None,
         idempotency: Idempotency | None = None,
-        strategy: Strategy = "enqueue",
+        **options: Unpack[RetryOptions],
     ) -> tuple[bytes, bool]:
-        """Queue the run ``build`` makes, under SPEC §10's run control; see
-        :meth:`app.executions.admission.Admission.accept`."""
+        """Queue a retry of a finished run (:meth:`new_retry`), as :meth:`run_workflow`
+        queues a run."""
         return await self._admission.accept(
-            build, answer, owner=owner, idempotency=idempotency, strategy=strategy
+            functools.partial(self.new_retry, execution_id, **options),
+            answer,
+            owner=options.get("owner"),
+            idempotency=idempotency,
         )
-
-    async def retry_execution(
-        self, execution_id: str, **options: Unpack[RetryOptions]
-    ) -> ExecutionRecord:
-        """Queue a retry of a finished run: :meth:`new_retry`, stored and queued."""
-        record = await self.new_retry(execution_id, **options)
-        await self._admission.enqueue(record)
-        return record
 
     async def new_retry(
         self, execution_id: str, **options: Unpack[RetryOptions]

@@ -4,23 +4,18 @@ finished run, and cancel many runs at once. Declared like every route
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Final
 
 from app.errors import (
     BackendUnavailable,
     Conflict,
-    IdempotencyKeyReused,
-    InvalidIdempotencyKey,
-    NotFound,
-    QueueFull,
     RetryFromNodeUnsupported,
 )
 from app.http.idempotency import accepted_body, accepted_response, idempotency
 from app.http.operation import (
-    IDEMPOTENCY_KEY,
     IDEMPOTENT_REPLAYED,
-    PUSH_REF_HEADER,
+    RUN_START_ERRORS,
+    RUN_START_HEADERS,
     Answer,
     Body,
     Call,
@@ -36,7 +31,6 @@ from app.http.schemas import (
     RetryBody,
     RunAccepted,
 )
-from app.model.records import ExecutionRecord
 from app.model.status import ExecutionStatus
 from app.runtime import runtime
 
@@ -46,16 +40,8 @@ from app.runtime import runtime
     f"{EXECUTION_PATH}/retry",
     Answer(202, "the new run is stored and queued", RunAccepted, headers=(IDEMPOTENT_REPLAYED,)),
     body=Body(RetryBody),
-    headers=(PUSH_REF_HEADER, IDEMPOTENCY_KEY),
-    errors=(
-        NotFound,
-        Conflict,
-        RetryFromNodeUnsupported,
-        InvalidIdempotencyKey,
-        IdempotencyKeyReused,
-        QueueFull,
-        BackendUnavailable,
-    ),
+    headers=RUN_START_HEADERS,
+    errors=(*RUN_START_ERRORS, Conflict, RetryFromNodeUnsupported),
 )
 async def retry_execution(call: Call) -> Reply:
     """Retry a finished run as a new one (409 while it is new, running or waiting).
@@ -66,24 +52,16 @@ async def retry_execution(call: Call) -> Reply:
     """
     retry: RetryBody = call.body or RetryBody()
     push_ref = retry.push_ref or call.request.headers.get("push-ref")
-    service = runtime(call.request).service
-
-    def build() -> Awaitable[ExecutionRecord]:
-        return service.new_retry(
-            call.path("execution_id"),
-            from_node=retry.from_node,
-            saved=retry.workflow == "saved",
-            state=retry.state,
-            input=retry.input,
-            push_ref=push_ref,
-            owner=call.owner,
-        )
-
-    answer, replayed = await service.accept(
-        build,
+    answer, replayed = await runtime(call.request).service.retry_execution(
+        call.path("execution_id"),
         accepted_body(call.request, call.owner),
-        owner=call.owner,
         idempotency=idempotency(call.request, retry, push_ref),
+        from_node=retry.from_node,
+        saved=retry.workflow == "saved",
+        state=retry.state,
+        input=retry.input,
+        push_ref=push_ref,
+        owner=call.owner,
     )
     return accepted_response(answer, replayed)
 

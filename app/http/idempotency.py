@@ -44,12 +44,13 @@ def idempotency(request: Request, body: Any, push_ref: str | None) -> Idempotenc
 
 
 def accepted_body(request: Request, owner: str | None) -> Callable[[ExecutionRecord], bytes]:
-    """The 202 body of a run request for the run it queued; the run's pushRef, if any, is
-    expected by the push core from now on (its messages reach it even across a gap)."""
+    """The 202 body of a run request for the run it queued; the run is expected by the push
+    core from now on: its messages reach its pushRef, if any, and its workflow's runs feed
+    even across a gap of the shared bus."""
 
     def answer(record: ExecutionRecord) -> bytes:
-        if record.push_ref is not None:
-            runtime(request).hub.shared.expect(record.id, record.push_ref, owner)
+        shared = runtime(request).hub.shared
+        shared.expect(record.id, record.push_ref, owner, record.workflow_id)
         return encoder.encode(run_accepted(record))
 
     return answer

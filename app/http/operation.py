@@ -26,10 +26,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.errors import (
+    BackendUnavailable,
     BadRequest,
     Forbidden,
     GraphpushError,
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+    NotFound,
     PayloadTooLarge,
+    QueueFull,
     TokenRejected,
     Unauthorized,
     UnsupportedMediaType,
@@ -72,6 +77,17 @@ IDEMPOTENCY_KEY: Final = Header(
 #: Set on the 202 that repeats the first answer to an ``Idempotency-Key``.
 IDEMPOTENT_REPLAYED: Final = Header(
     "Idempotent-Replayed", "true when this is the first answer, replayed", {"enum": ["true"]}
+)
+#: The request headers of every route that starts a run.
+RUN_START_HEADERS: Final = (PUSH_REF_HEADER, IDEMPOTENCY_KEY)
+#: The errors of every route that starts a run, besides its own: what it starts from is not
+#: found, its ``Idempotency-Key`` is refused, the queue is full or a backend is down.
+RUN_START_ERRORS: Final[tuple[type[GraphpushError], ...]] = (
+    NotFound,
+    InvalidIdempotencyKey,
+    IdempotencyKeyReused,
+    QueueFull,
+    BackendUnavailable,
 )
 
 

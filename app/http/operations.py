@@ -1,5 +1,7 @@
 """The operator's routes: liveness (``/healthz``), readiness (``/readyz``) and Prometheus
-metrics (``/metrics``); see docs/deploy.md."""
+metrics (``/metrics``); see docs/deploy.md. The probes are open, for orchestrators that
+send no credentials; ``/metrics`` is REST like the rest (SPEC §5: an API key when keys are
+set), since it tells how busy the service is."""
 
 from __future__ import annotations
 
@@ -49,11 +51,10 @@ async def readyz(call: Call) -> Readiness:
     "GET",
     "/metrics",
     Answer(200, "Prometheus text", str, "text/plain; version=0.0.4"),
-    access="public",
     tag="operations",
 )
 async def metrics(call: Call) -> str:
-    """Prometheus metrics."""
+    """Prometheus metrics (an API key when keys are set; the probes stay open)."""
     rt = runtime(call.request)
     lag = prometheus(rt.loop_lag.gauges()) if rt.loop_lag else ""
     pruned = prometheus({}, rt.pruner.counters()) if rt.pruner else ""

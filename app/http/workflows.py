@@ -4,24 +4,20 @@ a run need an API key."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Final
 
 from app.errors import (
     BackendUnavailable,
     ConcurrencyConflict,
     Conflict,
-    IdempotencyKeyReused,
-    InvalidIdempotencyKey,
     NotFound,
-    QueueFull,
     WebhookUrlRefused,
 )
 from app.http.idempotency import accepted_body, accepted_response, idempotency
 from app.http.operation import (
-    IDEMPOTENCY_KEY,
     IDEMPOTENT_REPLAYED,
-    PUSH_REF_HEADER,
+    RUN_START_ERRORS,
+    RUN_START_HEADERS,
     Answer,
     Body,
     Call,
@@ -31,7 +27,7 @@ from app.http.operation import (
 )
 from app.http.params import WORKFLOW_PATH
 from app.http.schemas import RunAccepted, RunBody, StoredWorkflow, WorkflowList
-from app.model.records import ExecutionRecord, JsonObject
+from app.model.records import JsonObject
 from app.runtime import runtime
 from app.workflows.schema import Workflow
 
@@ -108,16 +104,8 @@ async def delete_workflow(call: Call) -> None:
     f"{WORKFLOW}/run",
     Answer(202, "the run is stored and queued", RunAccepted, headers=(IDEMPOTENT_REPLAYED,)),
     body=Body(RunBody),
-    headers=(PUSH_REF_HEADER, IDEMPOTENCY_KEY),
-    errors=(
-        NotFound,
-        ConcurrencyConflict,
-        WebhookUrlRefused,
-        InvalidIdempotencyKey,
-        IdempotencyKeyReused,
-        QueueFull,
-        BackendUnavailable,
-    ),
+    headers=RUN_START_HEADERS,
+    errors=(*RUN_START_ERRORS, ConcurrencyConflict, WebhookUrlRefused),
 )
 async def run_workflow(call: Call) -> Reply:
     """Queue a run of a workflow.
@@ -128,24 +116,16 @@ async def run_workflow(call: Call) -> Reply:
     """
     run: RunBody = call.body or RunBody()
     push_ref = run.push_ref or call.request.headers.get("push-ref")
-    service = runtime(call.request).service
-
-    def build() -> Awaitable[ExecutionRecord]:
-        return service.new_run(
-            call.path("workflow_id"),
-            input=run.input,
-            push_ref=push_ref,
-            owner=call.owner,
-            concurrency_key=run.concurrency_key,
-            webhook=run.webhook,
-        )
-
-    answer, replayed = await service.accept(
-        build,
+    answer, replayed = await runtime(call.request).service.run_workflow(
+        call.path("workflow_id"),
         accepted_body(call.request, call.owner),
-        owner=call.owner,
         idempotency=idempotency(call.request, run, push_ref),
         strategy=run.multitask_strategy,
+        input=run.input,
+        push_ref=push_ref,
+        owner=call.owner,
+        concurrency_key=run.concurrency_key,
+        webhook=run.webhook,
     )
     return accepted_response(answer, replayed)
 

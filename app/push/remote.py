@@ -74,11 +74,18 @@ class RemoteEvents:
         self._subscribed = True
         return bus.subscribe(self.on_event, on_gap=self.on_gap)
 
-    def expect(self, execution_id: str, push_ref: str | None, owner: str | None) -> None:
+    def expect(
+        self,
+        execution_id: str,
+        push_ref: str | None,
+        owner: str | None,
+        workflow_id: str | None,
+    ) -> None:
         """A run queued through this instance: a gap catches it up from its start until its
-        end is routed here (nothing to do unless this instance is on a shared bus)."""
+        end is routed here, to its pushRef and to its workflow's runs feed (nothing to do
+        unless this instance is on a shared bus)."""
         if self._subscribed and execution_id not in self._open | self._ended.keys():
-            _remember(self._open, execution_id, _Seen(0, push_ref, owner))
+            _remember(self._open, execution_id, _Seen(0, push_ref, owner, workflow_id))
 
     def on_event(self, event: PushEvent) -> None:
         """The bus subscriber."""
@@ -91,7 +98,7 @@ class RemoteEvents:
     def on_gap(self) -> None:
         """The bus may have missed events: catch up every open execution from the log."""
         for execution_id in self._followed():
-            self.expect(execution_id, None, None)
+            self.expect(execution_id, None, None, None)
         log.info("catching up %d executions from the log", len(self._open))
         self._catch_up(list(self._open))
 

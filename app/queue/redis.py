@@ -39,6 +39,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.background import CANCEL_WAIT_S, Background
 from app.errors import BackendUnavailable
 from app.model.limits import Claim
 from app.model.records import ExecutionRecord
@@ -52,8 +53,6 @@ log = logging.getLogger(__name__)
 S = ExecutionStatus
 #: Longest pause before a worker tries to take a run again after a failure.
 RETRY_S = 0.25
-#: How long the stopped heartbeat gets to end: a client library may lose a cancel request.
-STOP_TIMEOUT_S = 2.0
 
 
 class Claims(QueuedRuns, Protocol):
@@ -89,12 +88,12 @@ class RedisQueue:
         self._retry_s = min(self._beat_s, RETRY_S)
         self._held: dict[str, str] = {}  # execution id -> entry id
         self._limits = HeldBack()
-        self._beating: asyncio.Task[None] | None = None
+        self._beating = Background(log)
 
     async def __aenter__(self) -> Self:
         await self._restorer.create_group()
         await self._runs.refresh_depth()
-        self._beating = asyncio.create_task(self._heartbeat(), name="redis-queue-heartbeat")
+        self._beating.start(self._heartbeat(), name="redis-queue-heartbeat")
         return self
 
     async def __aexit__(
@@ -107,10 +106,7 @@ class RedisQueue:
 
     async def aclose(self) -> None:
         """Stop refreshing held entries (they are taken over once idle, as a dead process's)."""
-        if self._beating is not None:
-            self._beating.cancel()
-            await asyncio.wait([self._beating], timeout=STOP_TIMEOUT_S)
-            self._beating = None
+        await self._beating.aclose(CANCEL_WAIT_S)
 
     # ---- ExecutionQueue ---------------------------------------------------------------
 

@@ -10,11 +10,14 @@ checkpointed again as soon as space returns.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
+from app.background import Background
 from app.storage.health import StoreHealth
+
+log = logging.getLogger(__name__)
 
 #: How often the WAL is checkpointed into the database file (when something was written).
 CHECKPOINT_INTERVAL_S = 0.5
@@ -30,10 +33,10 @@ class WalCheckpointer:
         self._pending = False
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
         self._db: sqlite3.Connection | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._ticking = Background(log)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="sqlite-checkpoint")
+        self._ticking.start(self._loop(), name="sqlite-checkpoint")
 
     def written(self) -> None:
         self._pending = True
@@ -61,11 +64,8 @@ class WalCheckpointer:
         self._db.execute(f"PRAGMA wal_checkpoint({mode})")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._ticking:  # started (its loop never ends by itself): stop it, empty the WAL
+            await self._ticking.aclose()
             await self._run("TRUNCATE")
         if self._db is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)

@@ -26,6 +26,7 @@ from typing import Final, Self
 import httpx
 from standardwebhooks import Webhook
 
+from app.background import Background
 from app.clock import now_ms
 from app.model.webhooks import Attempt, WebhookDelivery
 from app.settings import Settings
@@ -64,13 +65,14 @@ class WebhookSender:
         self._signer = Webhook(settings.webhook_secret)
         # No redirects, no proxies from the environment (one would defeat the address pin).
         self._client = httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False, trust_env=False)
-        self._sending: set[asyncio.Task[None]] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Background(log)
+        #: The deliveries being sent.
+        self._sending = Background(log)
 
     async def __aenter__(self) -> Self:
         if self._settings.redis_url is None:  # the only sender of this store
             await self._store.release_webhook_claims()
-        self._task = asyncio.create_task(self._run(), name="webhook-sender")
+        self._loop.start(self._run(), name="webhook-sender")
         return self
 
     async def __aexit__(
@@ -79,10 +81,8 @@ class WebhookSender:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tasks = [t for t in (self._task, *self._sending) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._loop.aclose()  # first: it starts no delivery after this
+        await self._sending.aclose()
         await self._client.aclose()
 
     async def _run(self) -> None:
@@ -96,9 +96,7 @@ class WebhookSender:
                 except Exception:
                     log.exception("claiming webhook deliveries failed")
             for delivery in claimed:
-                task = asyncio.create_task(self._deliver(delivery))
-                self._sending.add(task)
-                task.add_done_callback(self._sent)
+                self._sending.start(self._deliver(delivery)).add_done_callback(self._sent)
             if len(claimed) < free or free <= 0:  # nothing more is due now
                 await self._outbox.wait(POLL_S)
 
@@ -110,7 +108,6 @@ class WebhookSender:
             await asyncio.sleep(DEFER_STEP_S)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
         self._outbox.committed()  # a slot is free: look for more at once
 
     async def _deliver(self, delivery: WebhookDelivery) -> None:

@@ -6,7 +6,7 @@ returns is safe to hand to :func:`app.workflows.compiler.compile_workflow`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import msgspec
@@ -236,7 +236,7 @@ def _graph_problems(workflow: Workflow) -> list[Problem]:
             problem("connections", f"cycle {' -> '.join(cycle)} needs settings.recursion_limit")
             for cycle in _cycles(entry, successors)
         ]
-    reached = _reachable(entry, successors)
+    reached = reachable(entry, successors)
     problems += [
         problem(f"nodes[{i}]", f"{name!r} is not reachable from the entry {entry!r}")
         for i, name in enumerate(names)
@@ -253,10 +253,11 @@ def _no_single_root(workflow: Workflow) -> str:
     return f"several nodes have no incoming connection ({listed}): name one in 'entry'"
 
 
-def _reachable(entry: str, successors: dict[str, list[str]]) -> set[str]:
+def reachable(entry: str, successors: Mapping[str, Sequence[str]]) -> set[str]:
+    """``entry`` and every node reachable from it over ``successors`` (node -> targets)."""
     seen, stack = {entry}, [entry]
     while stack:
-        for target in successors[stack.pop()]:
+        for target in successors.get(stack.pop(), ()):
             if target not in seen:
                 seen.add(target)
                 stack.append(target)

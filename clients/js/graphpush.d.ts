@@ -91,6 +91,7 @@ export interface ChannelOptions {
   lastEventId?: number | null;
   /** How long to stay on the SSE fallback before trying a WebSocket again (ms). */
   wsRetryMs?: number;
+  /** Reads the channel instead of a loop: loops then get what comes from the first one on. */
   onMessage?: (message: Received) => void;
   onState?: (state: ConnectionState) => void;
   onClose?: (reason: CloseReason) => void;

@@ -25,8 +25,8 @@ export class GraphpushError extends Error {
 
 /**
  * Messages as an async iterator: what is pushed before next() is asked for waits in order.
- * It is fed from its creation on (the first iteration), so nothing is missed between two
- * loops; with `keep`, leaving a loop (break) keeps it, and the next loop goes on from there.
+ * It is fed from its creation on; with `keep`, leaving a loop (break) keeps it, and the next
+ * loop goes on from there, so nothing is missed between two loops.
  */
 class Inbox {
   constructor(onDone, keep = false) {
@@ -202,10 +202,14 @@ export class Graphpush {
   }
 }
 
-/** One run's stream, as an async iterator and as `onMessage`; close() stops it. */
+/**
+ * One run's stream, as an async iterator or as `onMessage`; close() stops it. Without
+ * `onMessage`, the first loop gets every message from the start, however late it begins.
+ */
 export class ExecutionFollower {
   constructor(client, executionId, { after, onMessage }) {
     this.outlet = new Outlet(onMessage);
+    this.first = onMessage ? null : this.outlet.iterator();
     this.stop = followExecution(executionId, {
       after,
       token: client.token,
@@ -223,7 +227,9 @@ export class ExecutionFollower {
   }
 
   [Symbol.asyncIterator]() {
-    return this.outlet.iterator();
+    const first = this.first;
+    this.first = null;
+    return first ?? this.outlet.iterator();
   }
 }
 
@@ -233,9 +239,12 @@ export class ExecutionFollower {
  *
  * Options: `pushRef` (default: a new one), `transport` ("auto", "ws", "sse"), `lastEventId`
  * (resume after it), `wsRetryMs`; callbacks `onMessage(message)`, `onState(state)` and
- * `onClose(reason)` (why a connection ended, typed). Iterate it with `for await`: from the
- * first loop on, messages wait for the next loop (nothing is missed between two loops); the
- * iteration ends when the channel goes offline for good (a final close, or close()).
+ * `onClose(reason)` (why a connection ended, typed). Read it with `for await` or with
+ * `onMessage`. Without `onMessage`, messages wait for a loop from the channel's creation on:
+ * a run's first messages, which may come while `run()` is still answering, are not missed,
+ * nor what comes between two loops (with `onMessage`, loops get what comes from the first
+ * one on). The iteration ends when the channel goes offline for good (a final close, or
+ * close()).
  */
 export class PushChannel {
   constructor(client, options = {}) {
@@ -246,7 +255,8 @@ export class PushChannel {
     this.onClose = onClose ?? (() => {});
     this.pending = new Map(); // "command:executionId" -> {resolve, reject}
     this.followers = new Map(); // executionId -> stop, while on SSE
-    this.inbox = null; // kept from the first iteration on, until the channel ends
+    // Every loop reads this one inbox; fed from now on unless onMessage reads the channel.
+    this.inbox = onMessage ? null : this.outlet.iterator(true);
     this.state = null;
     this.connection = new PushConnection({
       pushRef: pushRef ?? randomPushRef(),

@@ -511,6 +511,19 @@ async def test_without_a_valid_key_the_api_answers_401(
         assert error_body(response)["code"] == "unauthorized"
 
 
+async def test_with_keys_metrics_need_one_and_the_probes_stay_open(
+    keyed_client: httpx.AsyncClient,
+) -> None:
+    refused = await keyed_client.get("/metrics")
+    assert refused.status_code == 401
+    assert error_body(refused)["code"] == "unauthorized"
+    metrics = await keyed_client.get("/metrics", headers=key("k2"))
+    assert metrics.status_code == 200
+    assert "graphpush_queue_depth" in metrics.text
+    for probe in ("/healthz", "/readyz"):
+        assert (await keyed_client.get(probe)).status_code == 200, probe
+
+
 async def test_a_key_sees_and_cancels_only_its_own_executions(
     keyed_client: httpx.AsyncClient,
 ) -> None:

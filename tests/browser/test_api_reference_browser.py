@@ -7,13 +7,10 @@ from collections.abc import Callable
 
 import httpx
 from playwright.sync_api import Page, expect
-from test_web_browser import browser, open_page
 
 from app.settings import Settings
 from support.app import Server
 from support.npm import installed
-
-__all__ = ["browser", "open_page"]  # the fixtures of the canvas tests, shared
 
 
 def test_docs_renders_every_operation_offline(

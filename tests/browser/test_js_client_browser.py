@@ -10,20 +10,10 @@ from typing import Any
 
 import msgspec
 from playwright.sync_api import Page
-from test_web_browser import (
-    GATED_WEBSOCKET,
-    DroppingProxy,
-    blank_page,
-    browser,
-    examples,
-    open_page,
-    stepwise,
-)
 
 from app.settings import Settings
 from support.app import Server
-
-__all__ = ["browser", "examples", "open_page"]  # the fixtures of the canvas tests, shared
+from support.browser import GATED_WEBSOCKET, DroppingProxy, blank_page, stepwise
 
 CLIENT = Path(__file__).resolve().parents[2] / "clients" / "js"
 
@@ -205,3 +195,41 @@ def test_a_second_loop_over_the_channel_gets_what_came_between_the_loops(
         }"""
     )
     assert [message_id for _, message_id in got] == list(range(15, 29)), got
+
+
+def test_a_first_loop_gets_what_came_after_connect_before_it_started(
+    serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
+) -> None:
+    # The README's order: connect(), await run(), then loop. A run's messages can arrive
+    # while run()'s answer is still being read: they wait for the loop.
+    server = serve(settings)
+    server.create_workflow(stepwise("stepwise"))
+    page = open_page()
+    blank_page(page, server)
+    page.evaluate(
+        """async () => {
+          const { Graphpush } = await import("/static/graphpush.js");
+          window.__states = [];
+          window.__channel = new Graphpush().connect({
+            pushRef: "client-early",
+            onState: (s) => window.__states.push(s.state),
+          });
+        }"""
+    )
+    _wait(page, "window.__states.includes('live')")
+    execution_id = server.run("stepwise", push_ref="client-early")
+    server.wait_for_status(execution_id, "success")  # all of it arrives before the loop
+    _wait(page, "window.__channel.lastEventId === 14")
+    page.evaluate(
+        """() => {
+          window.__ids = [];
+          (async () => {
+            for await (const m of window.__channel) {
+              window.__ids.push(m.meta.id);
+              if (m.type === "executionFinished") break;
+            }
+          })();
+        }"""
+    )
+    _wait(page, "window.__ids.length >= 14")
+    assert page.evaluate("window.__ids") == list(range(1, 15))

@@ -3,64 +3,29 @@
 These drive the page as a newcomer would: pick a workflow, press Run, watch the nodes light
 up, cancel a slow run; and they prove the push client's promises: binary frames decoded,
 SSE fallback when no WebSocket can be had, resume from the last id after a drop, and a REST
-refetch when the server can no longer resume. Skipped only off CI when Chromium or
-Playwright is missing; with ``CI=true`` a missing browser fails the run.
+refetch when the server can no longer resume. The browser fixtures are in conftest.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import msgspec
 import pytest
+from playwright.sync_api import Page, expect
 
-from app.settings import Settings, load_settings
+from app.settings import Settings
 from support.app import Server
+from support.browser import GATED_WEBSOCKET, WAIT_MS, DroppingProxy, blank_page, stepwise
 from support.engine import chain, node
-
-try:
-    from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
-except ImportError:  # checked by the browser fixture, which skips or fails
-    sync_playwright = None
 
 pytestmark = pytest.mark.timeout(60)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-#: Every wait in the browser is bounded by this (milliseconds).
-WAIT_MS = 10_000
 NODE = '[data-testid="node"]'
-
-#: Records every change of a node's data-status (the value it left), to prove that nodes
-#: light up one step at a time.
-RECORD_STATUSES = """
-window.__statuses = [];
-new MutationObserver((records) => {
-  for (const r of records) {
-    const t = r.target;
-    if (t.dataset && t.dataset.testid === "node") {
-      window.__statuses.push([t.dataset.nodeName, r.oldValue]);
-    }
-  }
-}).observe(document, {
-  subtree: true, attributes: true, attributeOldValue: true, attributeFilter: ["data-status"],
-});
-"""
 
 #: A WebSocket that never opens, as behind a proxy that refuses upgrades.
 BLOCK_WEBSOCKET = """
@@ -78,61 +43,6 @@ window.WebSocket = class BlockedWebSocket extends EventTarget {
   close() {}
 };
 """
-
-
-def _executable() -> Path | None:
-    if CHROMIUM.exists():
-        return CHROMIUM
-    found = shutil.which("chromium")
-    return Path(found) if found else None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = _executable()
-    missing = [
-        name
-        for name, absent in (("chromium", executable is None), ("playwright", not sync_playwright))
-        if absent
-    ]
-    if missing:
-        message = f"{' and '.join(missing)} missing: run scripts/setup"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests must run in CI, but {message}", pytrace=False)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(executable), args=CHROMIUM_ARGS, timeout=WAIT_MS
-        )
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def examples(tmp_path: Path) -> Settings:
-    return load_settings({"data_dir": tmp_path, "load_examples": True}, environ={})
-
-
-@pytest.fixture
-def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
-    """New pages (each in its own context) that fail the test on any script error."""
-    contexts = []
-    errors: list[str] = []
-
-    def open_(*, init_scripts: tuple[str, ...] = ()) -> Page:
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        for script in (RECORD_STATUSES, *init_scripts):
-            page.add_init_script(script)
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
-    assert not errors, errors
 
 
 def go(page: Page, server: Server, path: str) -> None:
@@ -309,49 +219,6 @@ def test_a_waiting_run_is_resumed_from_the_page(
     expect(page.get_by_test_id("waiting-panel")).to_be_hidden()
 
 
-class DroppingProxy:
-    """Stands between the page and ``/agents/push``: on the first connection it forwards
-    ``forward`` messages, swallows the next ``swallow`` (the server counts them as sent),
-    then closes the page side with 4008 as a slow consumer would be. Later connections
-    pass through."""
-
-    def __init__(self, *, forward: int, swallow: int) -> None:
-        self.forward = forward
-        self.swallow = swallow
-        self.urls: list[str] = []
-
-    def __call__(self, ws: WebSocketRoute) -> None:
-        self.urls.append(ws.url)
-        server = ws.connect_to_server()
-        if len(self.urls) > 1:
-            return  # connected without handlers: frames pass through both ways
-        seen = 0
-
-        def from_server(message: str | bytes) -> None:
-            nonlocal seen
-            seen += 1
-            if seen <= self.forward:
-                ws.send(message)
-            elif seen == self.forward + self.swallow:
-                ws.close(code=4008, reason="slow consumer: outbound buffer full")
-                server.close()
-
-        server.on_message(from_server)
-        ws.on_message(server.send)
-
-
-def stepwise(workflow_id: str) -> dict[str, Any]:
-    """Messages keep coming for a while: 4 nodes, two of them 300 ms delays (14 messages)."""
-    return chain(
-        node("Start"),
-        node("Fetch", "delay", ms=300),
-        node("Think", "delay", ms=300),
-        node("Reply", "set", values={"done": True}),
-        name=workflow_id,
-        id=workflow_id,
-    )
-
-
 def test_after_a_drop_the_page_reconnects_and_resumes_from_its_last_id(
     serve: Callable[..., Server], settings: Settings, open_page: Callable[..., Page]
 ) -> None:
@@ -454,14 +321,6 @@ def test_the_runs_table_follows_the_runs_feed_without_polling(
 
 STATIC_DIR = Path(__file__).parents[2] / "app" / "http" / "static"
 
-#: A blank page's WebSocket that fails (connection refused) until ``__allowWebSocket`` is set.
-GATED_WEBSOCKET = """
-window.__allowWebSocket = false;
-window.WebSocket = class GatedWebSocket extends WebSocket {
-  constructor(url) { super(window.__allowWebSocket ? url : "ws://127.0.0.1:9/"); }
-};
-"""
-
 #: Starts a PushConnection in the blank page; its messages and states are recorded.
 START_PUSH = """
 async ({ pushRef, options }) => {
@@ -477,14 +336,6 @@ async ({ pushRef, options }) => {
   push.start();
 }
 """
-
-
-def blank_page(page: Page, server: Server) -> None:
-    """Open a same-origin page with nothing of the canvas in it: the health check's JSON.
-    (A page Playwright fulfils itself counts as public to Chromium, which then blocks its
-    connections to the loopback server.)"""
-    page.goto(server.url + "/healthz")
-    assert page.evaluate("document.scripts.length") == 0
 
 
 def wait_for_type(page: Page, message_type: str) -> None:

@@ -72,10 +72,19 @@ async def test_a_gap_after_a_reconnect_is_read_back_from_the_log_in_order() -> N
 
 async def test_a_run_queued_here_and_ended_unseen_during_a_gap_is_caught_up_whole() -> None:
     instance = Instance()
-    instance.remote.expect("e1", "held", "o")  # queued through this instance, never seen
+    instance.remote.expect("e1", "held", "o", "w1")  # queued through this instance, never seen
     instance.remote.on_gap()
     await eventually(lambda: instance.seqs() == [1, 2, 3, 4])
-    assert {(e.push_ref, e.owner) for e in instance.routed} == {("held", "o")}
+    # With its workflow: the runs feed of w1 routes by it (SPEC §11).
+    assert {(e.push_ref, e.owner, e.workflow_id) for e in instance.routed} == {("held", "o", "w1")}
+
+
+async def test_a_run_queued_here_without_a_push_ref_reaches_its_workflow_after_a_gap() -> None:
+    instance = Instance()
+    instance.remote.expect("e1", None, "o", "w1")  # e.g. followed on the runs feed only
+    instance.remote.on_gap()
+    await eventually(lambda: instance.seqs() == [1, 2, 3, 4])
+    assert {(e.push_ref, e.workflow_id) for e in instance.routed} == {(None, "w1")}
 
 
 async def test_an_event_after_a_skipped_seq_waits_for_the_log() -> None:

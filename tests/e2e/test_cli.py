@@ -494,3 +494,24 @@ def test_the_terminal_view_draws_nodes_their_times_and_a_progress_bar() -> None:
     assert re.search(r"B +● running +\d+ ms…", text)
     assert re.search(r"C +○ pending", text)
     assert re.search(r"━+.* 1/3 nodes ● running \d+\.\d s", text)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["serve", "--host", "0.0.0.0"], "refusing to listen beyond loopback without API keys"),
+        (["serve"], "bad setting: "),  # GRAPHPUSH_HISTORY_MAX_COUNT=many
+        (["worker"], "a worker needs --redis-url and --database-url"),
+    ],
+)
+def test_serve_and_worker_refuse_bad_settings_with_exit_code_2(
+    argv: list[str],
+    says: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("GRAPHPUSH_API_KEYS", "GRAPHPUSH_ALLOW_OPEN", "GRAPHPUSH_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GRAPHPUSH_HISTORY_MAX_COUNT", "many" if argv == ["serve"] else "0")
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"graphpush: {says}")

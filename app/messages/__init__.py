@@ -1,0 +1,125 @@
+"""Push messages: what the server sends and the commands it reads (SPEC §4, §5, §8, §11).
+
+- :mod:`.execution` — n8n's execution messages, field for field as ``@n8n/api-types``.
+- :mod:`.connection` — graphpush's own connection messages (snapshots, ``resumeFailed``,
+  replies).
+- :mod:`.commands` — inbound WebSocket commands and their decoder.
+- :mod:`.encoding` — the one encoder.
+
+Every name is importable from ``app.messages``; the API documents (``app.http.asyncapi``) and
+the TypeScript types are generated from these Structs.
+"""
+
+from __future__ import annotations
+
+from app.messages.commands import (
+    CancelExecution,
+    Command,
+    CommandType,
+    ExecutionRef,
+    FeedRef,
+    Heartbeat,
+    Ping,
+    SubscribeExecution,
+    SubscribeRef,
+    SubscribeWorkflow,
+    UnsubscribeExecution,
+    UnsubscribeWorkflow,
+    WorkflowRef,
+    command_decoder,
+)
+from app.messages.connection import (
+    Ack,
+    Error,
+    ExecutionSnapshot,
+    ExecutionSnapshotData,
+    Pong,
+    ReplyData,
+    ResumeFailed,
+    ResumeFailedData,
+    RunsSnapshot,
+    RunsSnapshotData,
+)
+from app.messages.encoding import (
+    encode,
+    encoder,
+)
+from app.messages.execution import (
+    BINARY_TYPES,
+    TERMINAL,
+    TRIMMED_ITEM,
+    ExecutionFinished,
+    ExecutionFinishedData,
+    ExecutionMessage,
+    ExecutionRecovered,
+    ExecutionRecoveredData,
+    ExecutionStarted,
+    ExecutionStartedData,
+    ExecutionWaiting,
+    ExecutionWaitingData,
+    JsonObject,
+    NodeExecuteAfter,
+    NodeExecuteAfterData,
+    NodeExecuteAfterDataMessageData,
+    NodeExecuteAfterMessageData,
+    NodeExecuteBefore,
+    NodeExecuteBeforeData,
+    NodeExecuteStream,
+    NodeExecuteStreamData,
+    SourceData,
+    TaskResultData,
+    TaskStartedData,
+)
+
+__all__ = [
+    "BINARY_TYPES",
+    "TERMINAL",
+    "TRIMMED_ITEM",
+    "Ack",
+    "CancelExecution",
+    "Command",
+    "CommandType",
+    "Error",
+    "ExecutionFinished",
+    "ExecutionFinishedData",
+    "ExecutionMessage",
+    "ExecutionRecovered",
+    "ExecutionRecoveredData",
+    "ExecutionRef",
+    "ExecutionSnapshot",
+    "ExecutionSnapshotData",
+    "ExecutionStarted",
+    "ExecutionStartedData",
+    "ExecutionWaiting",
+    "ExecutionWaitingData",
+    "FeedRef",
+    "Heartbeat",
+    "JsonObject",
+    "NodeExecuteAfter",
+    "NodeExecuteAfterData",
+    "NodeExecuteAfterDataMessageData",
+    "NodeExecuteAfterMessageData",
+    "NodeExecuteBefore",
+    "NodeExecuteBeforeData",
+    "NodeExecuteStream",
+    "NodeExecuteStreamData",
+    "Ping",
+    "Pong",
+    "ReplyData",
+    "ResumeFailed",
+    "ResumeFailedData",
+    "RunsSnapshot",
+    "RunsSnapshotData",
+    "SourceData",
+    "SubscribeExecution",
+    "SubscribeRef",
+    "SubscribeWorkflow",
+    "TaskResultData",
+    "TaskStartedData",
+    "UnsubscribeExecution",
+    "UnsubscribeWorkflow",
+    "WorkflowRef",
+    "command_decoder",
+    "encode",
+    "encoder",
+]
