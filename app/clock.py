@@ -3,6 +3,7 @@ time-ordered ids."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 
@@ -13,7 +14,13 @@ def now_ms() -> int:
 
 def iso(ms: int) -> str:
     """``1795631870207`` -> ``"2026-11-25T18:37:50.207Z"``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+    return f"{_second(ms // 1000)}.{ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    # A page of runs formats six times per run, mostly seconds it formatted before.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def new_id() -> str:

@@ -100,6 +100,14 @@ class ConcurrencyConflict(Conflict):
 
     code = "concurrency_conflict"
 
+    @classmethod
+    def taken(cls, key: str, holder: str) -> ConcurrencyConflict:
+        """The 409 for a run whose ``key`` the unfinished run ``holder`` has."""
+        return cls(
+            f"a run with concurrency_key {key!r} is not finished",
+            [problem("concurrency_key", f"taken by execution {holder}")],
+        )
+
 
 class PayloadTooLarge(GraphpushError):
     status = 413

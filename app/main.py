@@ -9,6 +9,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from app.backends import open_backends
+from app.collector import startup_frozen
 from app.executions.retention import Pruner
 from app.executions.service import ExecutionService
 from app.http.api import OPERATIONS, api_routes
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             app.state.push = push = PushState(settings, hub, service, Pumps(settings))
             await service.start()
             stack.push_async_callback(service.shutdown)
+            stack.enter_context(startup_frozen())
             # The server calls it when it starts to stop, before it waits for open streams.
             yield {SERVER_STOPPING: push.pumps.shut_down}
 

@@ -83,27 +83,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.redis_url and not self.database_url:
             raise ValueError("redis_url needs database_url: every process must share one store")
-        if self.claim_idle_s <= 0:
-            raise ValueError("claim_idle_s must be positive")
+        problem = _out_of_range(self)
+        if problem is not None:
+            raise ValueError(problem)
         self._check_webhooks()
-        if self.idempotency_ttl_s <= 0:
-            raise ValueError("idempotency_ttl_s must be positive")
-        if self.history_max_age_s < 0 or self.history_max_count < 0:
-            raise ValueError("history_max_age_s and history_max_count must be 0 (no limit) or more")
-        if self.prune_interval_s <= 0:
-            raise ValueError("prune_interval_s must be positive")
-        if self.execution_timeout_s < 0:
-            raise ValueError("execution_timeout_s must be 0 (no limit) or positive")
-        if self.stream_flush_ms < 0:
-            raise ValueError("stream_flush_ms must not be negative")
 
     def _check_webhooks(self) -> None:
         if self.webhook_secret is not None and not _is_webhook_secret(self.webhook_secret):
             raise ValueError("webhook_secret must be whsec_ followed by a base64 key")
         if any(delay < 0 for delay in self.webhook_retry_schedule_s):
             raise ValueError("webhook_retry_schedule_s cannot hold a negative delay")
-        if self.webhook_concurrency < 1:
-            raise ValueError("webhook_concurrency must be at least 1")
 
     @property
     def sqlite_path(self) -> Path:
@@ -112,6 +101,43 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def checkpoint_path(self) -> Path:
         return self.data_dir / "checkpoints.sqlite"
+
+
+#: Settings in seconds that only mean something above 0.
+_POSITIVE = frozenset({"claim_idle_s", "idempotency_ttl_s", "prune_interval_s", "ping_interval_s"})
+
+#: The least value of each other numeric setting; ``0`` is allowed only where it means
+#: something (no limit, none, at once).
+_AT_LEAST: dict[str, int] = {
+    "workers": 0,  # an API instance that runs nothing
+    "queue_bound": 1,
+    "max_body_bytes": 1,
+    "shutdown_timeout_s": 0,  # cancel running executions at once
+    "execution_timeout_s": 0,  # no limit
+    "history_max_age_s": 0,  # no age limit
+    "history_max_count": 0,  # no count limit
+    "default_recursion_limit": 1,
+    "stream_flush_ms": 0,  # every chunk at once
+    "max_message_bytes": 1,
+    "resume_buffer_count": 0,  # nothing kept for resume
+    "resume_buffer_age_s": 0,
+    "connection_buffer_bytes": 1,
+    "max_inbound_frame_bytes": 1,
+    "webhook_concurrency": 1,
+}
+
+
+def _out_of_range(settings: Settings) -> str | None:
+    """Why a numeric setting of ``settings`` is meaningless, naming it; None if none is."""
+    if not 1 <= settings.port <= 65535:
+        return f"port must be from 1 to 65535, not {settings.port}"
+    for name in sorted(_POSITIVE):
+        if getattr(settings, name) <= 0:
+            return f"{name} must be positive, not {getattr(settings, name)}"
+    for name, low in _AT_LEAST.items():
+        if getattr(settings, name) < low:
+            return f"{name} must be {low} or more, not {getattr(settings, name)}"
+    return None
 
 
 def _is_webhook_secret(value: str) -> bool:

@@ -16,6 +16,7 @@ import signal
 from contextlib import AsyncExitStack
 
 from app.backends import open_backends
+from app.collector import startup_frozen
 from app.settings import Settings
 
 log = logging.getLogger("graphpush.worker")
@@ -28,6 +29,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         service = await backends.service(settings)
         await service.start()
         stack.push_async_callback(service.shutdown)
+        stack.enter_context(startup_frozen())
         log.info("worker ready: %d workers on %s", settings.workers, settings.redis_prefix)
         await stop.wait()
         log.info("worker stopping: running executions get %.0f s", settings.shutdown_timeout_s)

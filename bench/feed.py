@@ -17,7 +17,7 @@ import time
 from app import messages as m
 from app.bus.base import PushEvent
 from app.push.connection import Connection
-from app.push.feed import RunsPage
+from app.push.feed import RunRef, RunsPage
 from app.push.hub import PushHub
 from app.settings import Settings
 from bench.harness import note, report, rounds, table
@@ -39,6 +39,9 @@ class _NoService:
 class _NoRuns:
     async def latest_runs(self, workflow_id: str, limit: int, owner: str | None) -> RunsPage:
         return RunsPage([], {})
+
+    async def started_since(self, workflow_id: str, since_ms: int) -> list[RunRef]:
+        return []  # the in-process bus has no gap
 
     async def start_run(self, workflow_id: str, input: object, owner: str | None) -> str:
         raise NotImplementedError

@@ -1,18 +1,23 @@
 """History size vs run latency (SPEC §10 retention): runs/s, POST→``executionFinished``
-latency and ``GET /agents/executions?limit=50`` latency on SQLite with an empty history,
-with 100,000 finished runs kept, and after a prune down to ``history_max_count``.
+latency and ``GET /agents/executions?limit=50`` latency (and one workflow's page) on SQLite
+with an empty history, with 100,000 finished runs kept, and after a prune down to
+``history_max_count``.
 
     python -m bench.history [--history 100000] [--keep 10000] [--quick]
 
 The app runs in-process with its lifespan (requests through httpx's ASGI transport, no
-socket), so the numbers are the server's own. The history is seeded straight into the
-store: copies of one real finished run (record, workflow snapshot and event log).
+socket). A list request is timed twice: by the client (with httpx's own work) and inside
+the server (from the ASGI call to the last body byte sent), and the garbage collector's
+pauses during the listing are counted. The history is seeded straight into the store:
+copies of one real finished run (record, workflow snapshot and event log).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +25,7 @@ from typing import Any, cast
 
 import httpx
 import msgspec
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.bus.base import PushEvent
 from app.main import create_app
@@ -44,10 +50,53 @@ WORKFLOW = {
 SEED_BATCH = 5_000
 
 
+class ServerTime:
+    """The app, timing each HTTP request from its call to its last body byte sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.samples: list[float] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        began = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self.samples.append((time.perf_counter() - began) * 1000)
+
+        await self.app(scope, receive, timed)
+
+
+class Pauses:
+    """The garbage collector's pauses while ``with`` it: count and longest, per generation."""
+
+    def __init__(self) -> None:
+        self.longest: dict[int, float] = {}
+        self.count: dict[int, int] = {}
+        self._began = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        generation, ms = info["generation"], (time.perf_counter() - self._began) * 1000
+        self.count[generation] = self.count.get(generation, 0) + 1
+        self.longest[generation] = max(self.longest.get(generation, 0.0), ms)
+
+    def __enter__(self) -> Pauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 class Bench:
-    def __init__(self, runtime: Runtime, client: httpx.AsyncClient) -> None:
+    def __init__(self, runtime: Runtime, client: httpx.AsyncClient, server: ServerTime) -> None:
         self.runtime = runtime
         self.client = client
+        self.server = server
         #: When each run's ``executionFinished`` was published (it may come before the 202).
         self.finished: dict[str, asyncio.Future[float]] = {}
         runtime.bus.subscribe(self._on_event)
@@ -87,14 +136,19 @@ class Bench:
         await asyncio.gather(*(self._ended(execution_id) for execution_id, _ in posted))
         return runs / (time.perf_counter() - began)
 
-    async def list_ms(self, requests: int) -> list[float]:
+    async def list_ms(
+        self, requests: int, path: str = "/agents/executions"
+    ) -> tuple[list[float], list[float], Pauses]:
+        """Client and server times of ``requests`` list requests, and the GC pauses."""
         samples = []
-        for _ in range(requests):
-            began = time.perf_counter()
-            response = await self.client.get("/agents/executions?limit=50")
-            samples.append((time.perf_counter() - began) * 1000)
-            assert response.status_code == 200, response.text
-        return samples
+        self.server.samples.clear()
+        with Pauses() as pauses:
+            for _ in range(requests):
+                began = time.perf_counter()
+                response = await self.client.get(f"{path}?limit=50")
+                samples.append((time.perf_counter() - began) * 1000)
+                assert response.status_code == 200, response.text
+        return samples, list(self.server.samples), pauses
 
     async def seed(self, count: int) -> None:
         """Add ``count`` finished runs, older than any run so far, as copies of a real one."""
@@ -132,22 +186,37 @@ async def measure(bench: Bench, case: str, args: argparse.Namespace) -> list[str
     await bench.latency_ms(10)  # warm up: compile, caches
     latency = await bench.latency_ms(args.runs)
     rate = await bench.runs_per_s(args.burst)
-    listing = await bench.list_ms(args.lists)  # full pages of 50, even with no history
+    load = os.getloadavg()[0]
+    # full pages of 50, even with no history
+    listing, server, pauses = await bench.list_ms(args.lists)
+    # one workflow's runs: a filtered total (as with API keys: one owner's runs)
+    _, of_workflow, _ = await bench.list_ms(
+        args.lists, f"/agents/workflows/{WORKFLOW['id']}/executions"
+    )
     total = (await bench.client.get("/agents/executions?limit=1")).json()["total"]
     size_mib = _file_mib(bench.runtime.settings.sqlite_path)
     fields: dict[str, Any] = {
         "runs_kept": total,
         "database_mib": round(size_mib, 1),
+        "load_1min": [load, os.getloadavg()[0]],
         "list_ms": {"p50": percentile(listing, 0.5), "p99": percentile(listing, 0.99)},
+        "list_server_ms": {"p50": percentile(server, 0.5), "p99": percentile(server, 0.99)},
+        "workflow_list_server_ms": {
+            "p50": percentile(of_workflow, 0.5),
+            "p99": percentile(of_workflow, 0.99),
+        },
+        "gc_pauses_while_listing": {"count": pauses.count, "longest_ms": pauses.longest},
         "post_to_finished_ms": {"p50": percentile(latency, 0.5), "p99": percentile(latency, 0.99)},
         "runs_per_s": rate,
     }
     report("history", case, **fields)
     return [
-        case,
+        f"{case} (load {load:.1f})",
         f"{total:,}",
         f"{size_mib:.1f}",
         f"{fields['list_ms']['p50']:.2f} / {fields['list_ms']['p99']:.2f}",
+        f"{fields['list_server_ms']['p50']:.2f} / {fields['list_server_ms']['p99']:.2f}",
+        f"{percentile(of_workflow, 0.5):.2f} / {percentile(of_workflow, 0.99):.2f}",
         f"{fields['post_to_finished_ms']['p50']:.2f} / {fields['post_to_finished_ms']['p99']:.2f}",
         f"{rate:.0f}",
     ]
@@ -158,18 +227,27 @@ async def main(args: argparse.Namespace) -> None:
         settings = _settings(folder, args)
         app = create_app(settings)
         async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
+            server = ServerTime(app)
+            transport = httpx.ASGITransport(app=server)
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
                 await client.post("/agents/workflows", json=WORKFLOW)
                 runtime = cast(Runtime, app.state.runtime)
-                bench = Bench(runtime, client)
+                bench = Bench(runtime, client, server)
                 rows = [await measure(bench, "empty history", args)]
                 began = time.perf_counter()
                 await bench.seed(args.history)
                 note(f"seeded {args.history:,} runs in {time.perf_counter() - began:.1f} s")
                 rows.append(await measure(bench, f"{args.history:,} runs kept", args))
                 rows.append(await _pruned(runtime, bench, args))
-    header = ["history", "runs", "file MiB", "list p50 / p99 ms", "POST→finished p50 / p99 ms"]
+    header = [
+        "history (load 1 min)",
+        "runs",
+        "file MiB",
+        "list p50 / p99 ms",
+        "in the server",
+        "one workflow's, in the server",
+        "POST→finished p50 / p99 ms",
+    ]
     note(table(rows, [*header, "runs/s"]))
 
 

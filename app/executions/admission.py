@@ -9,6 +9,14 @@ older is deleted).
 
 Every run is queued through :meth:`Admission.enqueue`: stored durably first, then queued,
 its queue slot reserved before it is stored.
+
+A strategy acts on the unfinished runs of the key that the store holds (every API
+instance's, and this process's staged ones) and on those this instance accepted before and
+is still storing. Two requests of one key racing on two instances are ordered by the
+store: of two ``reject`` requests, or a ``reject`` and a run stored before it, the store
+decides (``save_keyed(alone=True)``: a PostgreSQL lock of the key), so exactly one is
+stored; a run of another strategy stored at the same moment as a ``reject`` one may be
+stored alongside it, and then waits its turn (the key's order is the runs' ``created_at``).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from typing import Literal
 from app.clock import now_ms
 from app.errors import ConcurrencyConflict, IdempotencyKeyReused, QueueFull, problem
 from app.executions.concurrency import Gate
+from app.model.limits import key_scope
 from app.model.records import ExecutionRecord, IdempotencyKey
 from app.queue.base import ExecutionQueue
 from app.settings import Settings
@@ -54,6 +63,8 @@ class Admission:
         self._gate = gate
         self._replace = replace
         self._reserved = 0
+        #: Runs accepted here and not answered yet, in order of acceptance.
+        self._accepting: dict[str, ExecutionRecord] = {}
 
     async def accept(
         self,
@@ -77,9 +88,13 @@ class Admission:
             first = await self._store.get_key(scope, idempotency.key, live_since=live_since)
         if first is None:
             record = await build()
-            await self._make_room(record, strategy)
-            key = None if idempotency is None else _key(record, scope, idempotency, answer)
-            first = await self.enqueue(record, key, live_since)
+            self._accepting[record.id] = record
+            try:
+                await self._make_room(record, strategy)
+                key = None if idempotency is None else _key(record, scope, idempotency, answer)
+                first = await self.enqueue(record, key, live_since, alone=strategy == "reject")
+            finally:
+                del self._accepting[record.id]
             if first is None:
                 return key.answer if key else answer(record), False
         assert idempotency is not None
@@ -91,19 +106,28 @@ class Admission:
         return first.answer, True
 
     async def enqueue(
-        self, record: ExecutionRecord, key: IdempotencyKey | None = None, live_since: int = 0
+        self,
+        record: ExecutionRecord,
+        key: IdempotencyKey | None = None,
+        live_since: int = 0,
+        *,
+        alone: bool = False,
     ) -> IdempotencyKey | None:
         """Store ``record`` durably (with ``key`` in the same transaction), then queue it;
         the queue slot is reserved first so a stored run is never refused by the queue.
-        Returns the key stored first instead, storing nothing, if another request won."""
-        self._gate.queued(record)  # now: a later request of its key sees it
+        Returns the key stored first instead, storing nothing, if another request won.
+        ``alone``: raise :class:`ConcurrencyConflict` instead if an unfinished run of its
+        concurrency key is stored (decided by the store, whichever instance stored it)."""
+        self._gate.queued(record)  # now: a later run of its key queues behind it
         self._reserve()
         try:
-            if key is None:
+            if key is None and not alone:
                 first = None
                 await self._store.save(record)
             else:
-                first = await self._store.save_keyed(record, key, live_since=live_since)
+                first = await self._store.save_keyed(
+                    record, key, live_since=live_since, alone=alone
+                )
         except BaseException:
             self._gate.forget([record])
             raise
@@ -123,16 +147,25 @@ class Admission:
 
     async def _make_room(self, record: ExecutionRecord, strategy: Strategy) -> None:
         """Apply ``strategy`` to the unfinished runs of ``record``'s concurrency key."""
-        older = self._gate.holders(record)
-        if not older or strategy == "enqueue":
+        if strategy == "enqueue":
             return
-        if strategy == "reject":
-            raise ConcurrencyConflict(
-                f"a run with concurrency_key {record.concurrency_key!r} is not finished",
-                [problem("concurrency_key", f"taken by execution {older[0]}")],
-            )
+        older = await self._older(record)
+        if older and strategy == "reject":
+            raise ConcurrencyConflict.taken(record.concurrency_key or "", older[0])
         for execution_id in older:
             await self._replace(execution_id, strategy == "rollback")
+
+    async def _older(self, record: ExecutionRecord) -> list[str]:
+        """The unfinished runs of ``record``'s key: those stored (by any instance), then
+        those accepted here before it and not stored yet, oldest first."""
+        scope = key_scope(record)
+        if scope is None:
+            return []
+        stored = await self._store.key_runs(scope)
+        accepted = list(self._accepting)
+        before = accepted[: accepted.index(record.id)] if record.id in accepted else accepted
+        local = [i for i in before if key_scope(self._accepting[i]) == scope]
+        return [i for i in dict.fromkeys([*stored, *local]) if i != record.id]
 
 
 def _key(

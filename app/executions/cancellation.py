@@ -2,18 +2,27 @@
 older runs of a concurrency key that a run's strategy replaces (SPEC §10).
 
 Every canceled run ends with its one ``executionFinished{canceled}``, produced by the
-:class:`~app.executions.workers.ExecutionManager` of the process that ends it.
+:class:`~app.executions.workers.ExecutionManager` of the process that ends it. A run that
+another process holds is ended there: a replaced run is then watched in the store until it
+has ended (its terminal message stored with its status).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from app.errors import IllegalTransition, NotFound, ValidationFailed, problem
+from app.errors import (
+    BackendUnavailable,
+    IllegalTransition,
+    NotFound,
+    ValidationFailed,
+    problem,
+)
 from app.executions.retention import forget
 from app.executions.workers import ExecutionManager
 from app.model.records import ExecutionQuery, ExecutionRecord
@@ -24,6 +33,8 @@ from app.storage.base import ExecutionStore
 S = ExecutionStatus
 #: The statuses of runs not finished, which a cancel ends.
 UNFINISHED = (S.NEW, S.RUNNING, S.WAITING)
+#: How often the store is read while another process ends a replaced run.
+POLL_S = 0.02
 #: The freshest view of a run of an owner (``ExecutionService.get_execution``).
 Get = Callable[[str, str | None], Awaitable[ExecutionRecord]]
 
@@ -37,8 +48,12 @@ class Cancellation:
         manager: ExecutionManager,
         checkpointer: BaseCheckpointSaver[Any] | None,
         get: Get,
+        replace_wait_s: float,
     ) -> None:
+        """``replace_wait_s``: how long a replaced run held by another process may take to
+        end (that process may have died: its runs end ``crashed`` once taken over)."""
         self._store = store
+        self._replace_wait_s = replace_wait_s
         self._queue = queue
         self._manager = manager
         self._checkpointer = checkpointer
@@ -72,7 +87,11 @@ class Cancellation:
         canceled = 0
         for status in dict.fromkeys(statuses or UNFINISHED):
             query = ExecutionQuery(
-                workflow_id=workflow_id, status=status, owner=owner, limit=EVERYTHING
+                workflow_id=workflow_id,
+                status=status,
+                owner=owner,
+                limit=EVERYTHING,
+                snapshots=False,
             )
             page = await self._store.list(query)
             for record in page.items:
@@ -87,5 +106,17 @@ class Cancellation:
         with contextlib.suppress(IllegalTransition, NotFound):  # it ended meanwhile
             await self.cancel(execution_id)
         await self._manager.wait_ended(execution_id)
+        await self._wait_stored_end(execution_id)
         if delete:
             await forget(self._store, self._checkpointer, [execution_id])
+
+    async def _wait_stored_end(self, execution_id: str) -> None:
+        """Return once the run is stored finished (or is gone): ended by another process."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._replace_wait_s
+        while (record := await self._store.get(execution_id)) and not record.status.finished:
+            if loop.time() >= deadline:
+                raise BackendUnavailable(
+                    f"execution {execution_id} did not end within {self._replace_wait_s:g} s"
+                )
+            await asyncio.sleep(POLL_S)

@@ -2,9 +2,11 @@
 bounds its running runs, and a ``concurrency_key`` lets one run at a time hold it, from
 start until it finishes (also while it waits), first come first served.
 
-The :class:`Gate` is the embedded queue's view (one process): the queue hands a worker the
-oldest run the gate admits, so a run held back keeps its place and never blocks runs of
-other workflows or keys.
+The :class:`Gate` is one process's view: the embedded queue hands a worker the oldest run
+the gate admits, so a run held back keeps its place and never blocks runs of other
+workflows or keys. On a shared queue (``keys=False``) other processes start and end runs
+too: the gate then only bounds this process's own running runs (a quick first check), and
+the store's claim decides (:mod:`app.queue.redis`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ class Gate:
     start), :meth:`started` when a worker takes it, :meth:`stopped` when it pauses or ends.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, keys: bool = True) -> None:
+        #: Whether this process sees every run of a key (the embedded queue).
+        self._track_keys = keys
         self._running: Counter[str] = Counter()
         #: Runs started here and not stopped since: execution id -> workflow id.
         self._started: dict[str, str] = {}
@@ -33,15 +37,10 @@ class Gate:
 
     def queued(self, record: ExecutionRecord) -> None:
         scope = key_scope(record)
-        if scope is not None:
+        if scope is not None and self._track_keys:
             holders = self._keys.setdefault(scope, [])
             if record.id not in holders:
                 holders.append(record.id)
-
-    def holders(self, record: ExecutionRecord) -> list[str]:
-        """The unfinished runs of ``record``'s key other than itself, oldest first."""
-        scope = key_scope(record)
-        return [i for i in self._keys.get(scope, ()) if i != record.id] if scope else []
 
     def admits(self, record: ExecutionRecord) -> bool:
         """Whether ``record`` may start now."""

@@ -88,6 +88,7 @@ class ExecutionService:
             manager=self.manager,
             checkpointer=checkpointer,
             get=self.get_execution,
+            replace_wait_s=2 * settings.claim_idle_s + settings.shutdown_timeout_s,
         )
         self._admission = Admission(
             settings=settings,

@@ -78,7 +78,7 @@ class ExecutionManager:
         #: Runs ended by this process, by final status (``/metrics``).
         self.finished: Counter[str] = Counter()
         #: What a queued run waits for before it may start (SPEC §10).
-        self.gate = Gate()
+        self.gate = Gate(keys=not queue.shared)
 
     @property
     def active_count(self) -> int:  # a gauge of /metrics

@@ -108,6 +108,7 @@ def _page_query(call: Call, workflow_id: str | None) -> ExecutionQuery:
         retry_of=call.query["retry_of"],
         limit=call.query["limit"],
         offset=call.query["offset"],
+        snapshots=False,
     )
 
 

@@ -53,15 +53,20 @@ def _duration(record: ExecutionRecord) -> int | None:
 
 def _summary(record: ExecutionRecord, duration: int | None) -> ExecutionSummary:
     runs = record.run_data
-    last = max(
-        ((name, r["execution_index"]) for name, rs in runs.items() for r in rs),
-        key=lambda p: p[1],
-        default=(None, -1),
-    )[0]
+    # One pass over the node runs (a page builds 50 of these): the node that ran last,
+    # and how many nodes failed.
+    last, last_index, failed = None, -1, 0
+    for name, node_runs in runs.items():
+        node_failed = False
+        for run in node_runs:
+            if run["execution_index"] > last_index:
+                last, last_index = name, run["execution_index"]
+            node_failed = node_failed or run["status"] == "error"
+        failed += node_failed
     return ExecutionSummary(
         nodes_total=len(record.graph_state.get("nodes", {})) or len(runs),
         nodes_completed=len(record.graph_state.get("completed_nodes", [])),
-        nodes_failed=sum(1 for rs in runs.values() if any(r["status"] == "error" for r in rs)),
+        nodes_failed=failed,
         duration_ms=duration,
         last_node_executed=last,
         events=record.last_seq,

@@ -96,6 +96,9 @@ class ExecutionQuery(msgspec.Struct, frozen=True, kw_only=True):
     retry_of: str | None = None
     limit: int = 20
     offset: int = 0
+    #: With each run's workflow snapshot (what it needs to execute); a page shown to a
+    #: client leaves it out (``workflow`` is then ``{}``): it is not in the DTO.
+    snapshots: bool = True
 
 
 class ExecutionPage(msgspec.Struct, frozen=True):

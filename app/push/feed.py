@@ -46,6 +46,14 @@ class RunsPage(NamedTuple):
     seen: dict[str, int]
 
 
+class RunRef(NamedTuple):
+    """A run as the push core needs it to route the messages of its log."""
+
+    execution_id: str
+    push_ref: str | None
+    owner: str | None
+
+
 class WorkflowRuns(Protocol):
     """What the push core asks of the engine about a workflow's runs: the runs feed's
     snapshots, and a run to start (AG-UI). Each raises :class:`~app.errors.NotFound` for an
@@ -53,6 +61,11 @@ class WorkflowRuns(Protocol):
 
     async def latest_runs(self, workflow_id: str, limit: int, owner: str | None) -> RunsPage:
         """The latest ``limit`` runs of ``workflow_id`` that ``owner`` may see (None: all)."""
+        ...
+
+    async def started_since(self, workflow_id: str, since_ms: int) -> list[RunRef]:
+        """The runs of ``workflow_id`` of every owner whose log began at ``since_ms`` (epoch
+        ms) or later (they started then, or ended unstarted), newest first."""
         ...
 
     async def start_run(self, workflow_id: str, input: JsonObject, owner: str | None) -> str:
@@ -164,6 +177,10 @@ class Feeds:
             followers.pop(push_ref, None)
             if not followers:
                 del self._sessions[workflow_id]
+
+    def followed(self) -> set[str]:
+        """The workflows a session or a stream follows here."""
+        return self._sessions.keys() | {w for w, log in self._logs.items() if log.streams}
 
     def forget(self, push_ref: str) -> None:
         """``push_ref`` follows nothing any more (its session is gone)."""

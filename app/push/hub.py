@@ -69,6 +69,8 @@ class PushHub:
             holds=self.registry.sessions.__contains__,
             followed=self.registry.followed,
             read=service.read_events,
+            workflows=self._feeds.followed,
+            started_since=runs.started_since if runs is not None else None,
         )
         self._clock = clock
         #: The runs feed (SPEC §11); ``runs`` reads its snapshots.

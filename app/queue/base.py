@@ -30,6 +30,10 @@ def admit_all(record: ExecutionRecord) -> bool:
 
 
 class ExecutionQueue(Protocol):
+    #: True when other processes take runs from this queue too: the store's claim then
+    #: decides the concurrency limits (SPEC §10), not one process's view.
+    shared: bool
+
     async def put(self, record: ExecutionRecord) -> None:
         """Queue a stored ``new`` run; raises :class:`QueueFull` past the bound."""
         ...
@@ -77,6 +81,8 @@ class LocalQueue:
     It lives and dies with the process: :meth:`restore` hands runs left ``running`` by the
     previous process to the workers (to end them ``crashed``), then queues the ``new`` ones
     again, oldest first; ``waiting`` runs wait on."""
+
+    shared = False
 
     def __init__(self, bound: int, *, store: StoredRuns) -> None:
         self._bound = bound

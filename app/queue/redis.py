@@ -67,6 +67,8 @@ class RedisQueue:
     """:class:`~app.queue.base.ExecutionQueue` on the stream ``<prefix>:runs``; ``async with``
     makes sure the stream and its group exist and starts the heartbeat."""
 
+    shared = True
+
     def __init__(
         self, redis: Redis, *, store: Claims, prefix: str, claim_idle_s: float = 30.0
     ) -> None:

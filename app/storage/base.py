@@ -12,6 +12,7 @@ import builtins
 from collections.abc import Sequence
 from typing import Protocol
 
+from app.model.limits import KeyScope
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -83,11 +84,25 @@ class ExecutionStore(WebhookStore, Protocol):
         ...
 
     async def save_keyed(
-        self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
+        self,
+        record: ExecutionRecord,
+        key: IdempotencyKey | None,
+        *,
+        live_since: int = 0,
+        alone: bool = False,
     ) -> IdempotencyKey | None:
-        """Store ``record`` (a new run) and ``key`` in one transaction, unless the owner's
-        key of that name created at or after ``live_since`` is stored: then store nothing
-        and return that key. Of two racing calls (any processes), exactly one stores."""
+        """Store ``record`` (a new run) and ``key`` (if any) in one transaction, unless the
+        owner's key of that name created at or after ``live_since`` is stored: then store
+        nothing and return that key. Of two racing calls (any processes), exactly one
+        stores. With ``alone``, store nothing either while an unfinished run of the
+        record's concurrency key is stored: raise
+        :class:`~app.errors.ConcurrencyConflict`; of two racing such calls for one key
+        (any processes), exactly one stores."""
+        ...
+
+    async def key_runs(self, key: KeyScope) -> builtins.list[str]:
+        """The ids of the unfinished (``new``, ``running``, ``waiting``) runs of the
+        concurrency ``key`` (in its scope), oldest first."""
         ...
 
     async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:

@@ -14,8 +14,9 @@ from typing import Self
 
 import msgspec
 
-from app.errors import Conflict
+from app.errors import ConcurrencyConflict, Conflict
 from app.messages import encoder
+from app.model.limits import KeyScope, key_scope
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -103,13 +104,32 @@ class MemoryStore:
         return None
 
     async def save_keyed(
-        self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
+        self,
+        record: ExecutionRecord,
+        key: IdempotencyKey | None,
+        *,
+        live_since: int = 0,
+        alone: bool = False,
     ) -> IdempotencyKey | None:
-        first = await self.get_key(key.owner, key.key, live_since=live_since)
-        if first is None:
+        if key is not None and (
+            first := await self.get_key(key.owner, key.key, live_since=live_since)
+        ):
+            return first
+        scope = key_scope(record)
+        if alone and scope is not None and (holders := await self.key_runs(scope)):
+            raise ConcurrencyConflict.taken(scope[1], holders[0])
+        if key is not None:
             self._keys[key.owner, key.key] = key
-            self.stage(record)
-        return first
+        self.stage(record)
+        return None
+
+    async def key_runs(self, key: KeyScope) -> builtins.list[str]:
+        unfinished = sorted(
+            (r.created_at, r.id)
+            for r in map(_decode, self._records.values())
+            if not r.status.finished and key_scope(r) == key
+        )
+        return [execution_id for _, execution_id in unfinished]
 
     async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
         found = self._keys.get((owner, key))
@@ -151,6 +171,8 @@ class MemoryStore:
         ]
         records.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         page = list(itertools.islice(records, query.offset, query.offset + query.limit))
+        if not query.snapshots:
+            page = [msgspec.structs.replace(r, workflow={}) for r in page]
         return ExecutionPage(page, len(records))
 
     async def read_events(

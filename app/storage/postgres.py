@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.errors import Conflict
 from app.messages import encoder
-from app.model.limits import Claim, key_scope, max_concurrency
+from app.model.limits import Claim, KeyScope, key_scope, max_concurrency
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -40,19 +40,16 @@ from app.model.records import (
 from app.model.status import ExecutionStatus
 from app.storage.postgres_batch import upsert
 from app.storage.postgres_control import (
-    claim_key,
     claim_limited,
     delete_finished,
     find_key,
+    key_runs,
     prunable,
+    store_new,
 )
 from app.storage.postgres_outbox import PostgresOutbox
 from app.storage.postgres_schema import migrate, schema_lock
-from app.storage.sql_rows import (
-    json_object,
-    record_from_row,
-    record_row,
-)
+from app.storage.sql_rows import json_object, page_sql, record_from_row
 from app.storage.sql_rows import where as sql_where
 from app.storage.staging import SqlStaging, Staged
 
@@ -174,15 +171,21 @@ class PostgresStore(SqlStaging, PostgresOutbox):
             return await (await conn.execute(sql, args)).fetchall()
 
     async def save_keyed(
-        self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
+        self,
+        record: ExecutionRecord,
+        key: IdempotencyKey | None,
+        *,
+        live_since: int = 0,
+        alone: bool = False,
     ) -> IdempotencyKey | None:
         # One transaction of its own, outside the group commit: a lost race must not fail
-        # the batch of other runs (claim_key says how a race between processes ends).
+        # the batch of other runs (store_new says how a race between processes ends).
         async with self._pool.connection() as conn, conn.transaction():
-            first = await claim_key(conn, key, live_since=live_since)
-            if first is None:
-                await upsert(conn, Staged([record_row(record)], [], []))
-        return first
+            return await store_new(conn, record, key, live_since=live_since, alone=alone)
+
+    async def key_runs(self, key: KeyScope) -> builtins.list[str]:
+        async with self._reading() as conn:
+            return await key_runs(conn, key)
 
     async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
         async with self._reading() as conn:
@@ -205,13 +208,7 @@ class PostgresStore(SqlStaging, PostgresOutbox):
     async def list(self, query: ExecutionQuery) -> ExecutionPage:
         where, args = sql_where(query, "%s")
         total = await self._fetch(f"SELECT count(*) FROM executions{where}", *args)
-        rows = await self._fetch(
-            f"SELECT body, workflow FROM executions{where} "
-            "ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
-            *args,
-            query.limit,
-            query.offset,
-        )
+        rows = await self._fetch(page_sql(query, where, "%s"), *args, query.limit, query.offset)
         return ExecutionPage([record_from_row(*r) for r in rows], int(total[0][0]))
 
     async def read_events(

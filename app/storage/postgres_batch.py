@@ -11,9 +11,10 @@ from app.storage.postgres_outbox import INSERT_WEBHOOKS
 from app.storage.staging import Staged
 
 _UPSERT_RECORDS = """
-INSERT INTO executions (id, workflow_id, status, created_at, owner, body, workflow, retry_of)
+INSERT INTO executions (
+    id, workflow_id, status, created_at, owner, body, workflow, retry_of, concurrency_key)
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[],
-                     %s::bytea[], %s::bytea[], %s::text[])
+                     %s::bytea[], %s::bytea[], %s::text[], %s::text[])
 ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body,
     workflow = coalesce(excluded.workflow, executions.workflow)"""
 _UPSERT_EVENTS = """

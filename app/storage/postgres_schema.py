@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from app.storage.sql_rows import RETRY_OF_INDEX
+from app.storage.sql_rows import RETRY_OF_INDEX, UNFINISHED_INDEXES, UNFINISHED_SQL
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,15 @@ MIGRATIONS: tuple[str, ...] = (
         position bigserial NOT NULL);
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, due);
     CREATE INDEX webhook_deliveries_by_execution ON webhook_deliveries (execution_id);
+    """,
+    # 6: run control (SPEC §10) asks for the unfinished runs of a workflow and of a
+    # concurrency key: a column for the key, and indexes of the unfinished runs only.
+    f"""
+    ALTER TABLE executions ADD COLUMN concurrency_key text;
+    UPDATE executions SET concurrency_key = convert_from(body, 'UTF8')::jsonb ->> 'concurrency_key'
+    WHERE {UNFINISHED_SQL};
+    CREATE INDEX {UNFINISHED_INDEXES[0]};
+    CREATE INDEX {UNFINISHED_INDEXES[1]};
     """,
 )
 #: ``pg_advisory_lock`` key held while the schema (ours, the checkpointer's) is migrated.

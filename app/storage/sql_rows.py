@@ -1,9 +1,10 @@
 """How execution records map to SQL rows, shared by the SQLite and PostgreSQL stores.
 
 An ``executions`` row is ``(id, workflow_id, status, created_at, owner, body, workflow,
-retry_of)``: ``body`` is the record without its workflow snapshot, and ``workflow`` the
-snapshot, written with the run's first row only (later writes pass ``None`` and keep the
-stored one); the other columns are copies of record fields that queries filter on.
+retry_of, concurrency_key)``: ``body`` is the record without its workflow snapshot, and
+``workflow`` the snapshot, written with the run's first row only (later writes pass
+``None`` and keep the stored one); the other columns are copies of record fields that
+queries filter on.
 """
 
 from __future__ import annotations
@@ -17,13 +18,38 @@ from app.model.records import ExecutionQuery, ExecutionRecord, IdempotencyKey
 from app.model.status import ExecutionStatus
 from app.model.webhooks import WebhookDelivery, decode_delivery
 
-RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None, str | None]
+RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None, str | None, str | None]
 #: A log entry's row: ``(execution_id, seq, type, payload)``.
 EventRow = tuple[str, int, str, bytes]
 
 #: The index behind ``GET /agents/executions?retry_of=`` in both SQL stores. PostgreSQL's
 #: released migration 2 uses it: never change it, add a migration.
 RETRY_OF_INDEX = "executions_by_retry_of ON executions (retry_of) WHERE retry_of IS NOT NULL"
+#: The statuses of runs not finished: those that hold (or wait for) their concurrency key.
+UNFINISHED = ("new", "running", "waiting")
+#: The SQL predicate of the unfinished runs, the same text in both stores' partial indexes
+#: and in the queries that use them (SQLite matches a partial index by its terms).
+UNFINISHED_SQL = "status IN ('new', 'running', 'waiting')"
+#: The partial indexes behind run control (SPEC §10): a workflow's unfinished runs (its
+#: running count, its oldest queued runs) and a concurrency key's, oldest first. They hold
+#: only unfinished runs, so their size does not grow with the history.
+UNFINISHED_INDEXES = (
+    f"executions_unfinished ON executions (workflow_id, created_at, id) WHERE {UNFINISHED_SQL}",
+    "executions_unfinished_by_key ON executions (concurrency_key, created_at, id) "
+    f"WHERE concurrency_key IS NOT NULL AND {UNFINISHED_SQL}",
+)
+
+
+def key_runs_sql(placeholder: str) -> str:
+    """The ids of the unfinished runs of a concurrency key (arguments: key, owner or
+    ``""``), oldest first."""
+    p = placeholder
+    return (
+        f"SELECT id FROM executions WHERE concurrency_key = {p} AND coalesce(owner, '') = {p} "
+        f"AND {UNFINISHED_SQL} ORDER BY created_at, id"
+    )
+
+
 #: An ``idempotency_keys`` row: ``(owner, key, fingerprint, execution_id, created_at, answer)``.
 KeyRow = tuple[str, str, str, str, int, bytes]
 #: The columns of :data:`KeyRow`, in order.
@@ -48,6 +74,7 @@ def record_row(record: ExecutionRecord, staged: RecordRow | None = None) -> Reco
         encoder.encode(msgspec.structs.replace(record, workflow={})),
         workflow,
         record.retry_of,
+        record.concurrency_key,
     )
 
 
@@ -71,6 +98,16 @@ def where(query: ExecutionQuery, placeholder: str) -> tuple[str, list[Any]]:
             clauses.append(f"{column}={placeholder}")
             args.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def page_sql(query: ExecutionQuery, where: str, placeholder: str) -> str:
+    """The rows ``(body, workflow snapshot or NULL)`` of a page, newest first; its
+    arguments are ``where``'s, then limit and offset."""
+    snapshot = "workflow" if query.snapshots else "NULL"
+    return (
+        f"SELECT body, {snapshot} FROM executions{where} "
+        f"ORDER BY created_at DESC, id DESC LIMIT {placeholder} OFFSET {placeholder}"
+    )
 
 
 def key_row(key: IdempotencyKey) -> KeyRow:

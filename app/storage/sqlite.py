@@ -32,6 +32,7 @@ from typing import Any, Self
 import msgspec
 
 from app.errors import BackendUnavailable, Conflict
+from app.model.limits import KeyScope
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
@@ -42,10 +43,10 @@ from app.model.records import (
 )
 from app.storage.health import StoreHealth, refusing, transient, unavailable
 from app.storage.sql_rows import KeyRow, json_object, key_row, record_from_row
-from app.storage.sql_rows import where as sql_where
 from app.storage.sqlite_batch import write_batch
-from app.storage.sqlite_control import delete_finished, find_key, prunable
+from app.storage.sqlite_control import admit_new, delete_finished, find_key, key_runs, prunable
 from app.storage.sqlite_outbox import SqliteOutbox
+from app.storage.sqlite_pages import list_page
 from app.storage.sqlite_schema import open_database
 from app.storage.staging import SqlStaging, Staged
 from app.storage.wal import WalCheckpointer
@@ -194,17 +195,25 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         return self._reading().execute(sql, args).fetchall()
 
     async def save_keyed(
-        self, record: ExecutionRecord, key: IdempotencyKey, *, live_since: int
+        self,
+        record: ExecutionRecord,
+        key: IdempotencyKey | None,
+        *,
+        live_since: int = 0,
+        alone: bool = False,
     ) -> IdempotencyKey | None:
-        # The look-up flushes what is staged, and nothing runs between it and the staging
+        # The look-ups flush what is staged, and nothing runs between them and the staging
         # below (no await): this process is the file's one writer, so a race is decided here.
-        first = await self.get_key(key.owner, key.key, live_since=live_since)
-        if first is not None:
-            return first
-        self._keys.append(key_row(key))
-        self.stage(record)
-        await self.commit()
-        return None
+        first = admit_new(self._reading(), record, key, live_since=live_since, alone=alone)
+        if first is None:
+            if key is not None:
+                self._keys.append(key_row(key))
+            self.stage(record)
+            await self.commit()
+        return first
+
+    async def key_runs(self, key: KeyScope) -> builtins.list[str]:
+        return key_runs(self._reading(), key)
 
     async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
         return find_key(self._reading(), owner, key, live_since=live_since)
@@ -214,16 +223,7 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         return None if row is None else record_from_row(*row)
 
     async def list(self, query: ExecutionQuery) -> ExecutionPage:
-        where, args = sql_where(query, "?")
-        total = self._query_one(f"SELECT count(*) FROM executions{where}", *args)
-        rows = self._query_all(
-            f"SELECT body, workflow FROM executions{where} "
-            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-            *args,
-            query.limit,
-            query.offset,
-        )
-        return ExecutionPage([record_from_row(*r) for r in rows], int(total[0]))
+        return list_page(self._reading(), query)
 
     async def read_events(
         self, execution_id: str, after: int = 0, limit: int | None = None

@@ -10,8 +10,10 @@ from app.storage.sqlite_outbox import INSERT_WEBHOOK
 from app.storage.staging import Staged
 
 #: The workflow snapshot is written with the run's first row only (see app.sql_rows).
-_UPSERT = """INSERT INTO executions VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET
-    status=excluded.status, body=excluded.body, workflow=coalesce(excluded.workflow, workflow)"""
+_UPSERT = """INSERT INTO executions (
+    id, workflow_id, status, created_at, owner, body, workflow, retry_of, concurrency_key)
+VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET status=excluded.status,
+    body=excluded.body, workflow=coalesce(excluded.workflow, workflow)"""
 #: A key replaced here had expired (``save_keyed`` checked it on this thread).
 _UPSERT_KEY = f"INSERT OR REPLACE INTO idempotency_keys ({KEY_COLUMNS}) VALUES (?,?,?,?,?,?)"
 

@@ -1,4 +1,5 @@
-"""The embedded store's run control (SPEC §10): idempotency keys and retention.
+"""The embedded store's run control (SPEC §10): idempotency keys, the runs of a
+concurrency key, and retention.
 
 Each function runs on the store's connection, on the event loop's thread; the store has
 flushed its staged writes first, so they are seen.
@@ -11,8 +12,10 @@ from collections.abc import Sequence
 
 import msgspec
 
-from app.model.records import IdempotencyKey
-from app.storage.sql_rows import FINISHED, KEY_COLUMNS, key_from_row, prune_count
+from app.errors import ConcurrencyConflict
+from app.model.limits import KeyScope, key_scope
+from app.model.records import ExecutionRecord, IdempotencyKey
+from app.storage.sql_rows import FINISHED, KEY_COLUMNS, key_from_row, key_runs_sql, prune_count
 
 _SELECT_KEY = (
     f"SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE owner=? AND key=? AND created_at>=?"
@@ -35,6 +38,35 @@ def find_key(
     """The key ``owner`` gave, if it was claimed at or after ``live_since``."""
     row = db.execute(_SELECT_KEY, (owner, key, live_since)).fetchone()
     return None if row is None else key_from_row(row)
+
+
+def key_runs(db: sqlite3.Connection, key: KeyScope) -> list[str]:
+    """:meth:`~app.storage.base.ExecutionStore.key_runs`."""
+    owner, name = key
+    return [row[0] for row in db.execute(key_runs_sql("?"), (name, owner))]
+
+
+def admit_new(
+    db: sqlite3.Connection,
+    record: ExecutionRecord,
+    key: IdempotencyKey | None,
+    *,
+    live_since: int,
+    alone: bool,
+) -> IdempotencyKey | None:
+    """What :meth:`~app.storage.base.ExecutionStore.save_keyed` decides before it stores:
+    the live key stored first, if any (then store nothing); with ``alone``,
+    :class:`ConcurrencyConflict` while an unfinished run of ``record``'s concurrency key
+    is stored."""
+    if key is not None:
+        first = find_key(db, key.owner, key.key, live_since=live_since)
+        if first is not None:
+            return first
+    scope = key_scope(record)
+    holders = key_runs(db, scope) if alone and scope is not None else []
+    if scope is not None and holders:
+        raise ConcurrencyConflict.taken(scope[1], holders[0])
+    return None
 
 
 def prunable(

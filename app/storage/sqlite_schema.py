@@ -7,14 +7,16 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from app.storage.sql_rows import RETRY_OF_INDEX
+from app.storage.sql_rows import RETRY_OF_INDEX, UNFINISHED_INDEXES, UNFINISHED_SQL
+from app.storage.sqlite_pages import add_counts
 
 log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
     id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, status TEXT NOT NULL,
-    created_at INTEGER NOT NULL, owner TEXT, body BLOB NOT NULL, workflow BLOB, retry_of TEXT);
+    created_at INTEGER NOT NULL, owner TEXT, body BLOB NOT NULL, workflow BLOB, retry_of TEXT,
+    concurrency_key TEXT);
 CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions (workflow_id, created_at);
 CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, created_at);
 -- The list of every run, newest first, reads 50 rows, not the whole history (bench/history.py).
@@ -51,7 +53,8 @@ def open_database(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA wal_autocheckpoint=0")  # see app.storage.wal
     db.executescript(SCHEMA)
-    _add_retry_of(db)
+    _add_columns(db)
+    add_counts(db)
     return db
 
 
@@ -67,9 +70,17 @@ def _reclaim_space(db: sqlite3.Connection) -> None:
         db.execute("VACUUM")
 
 
-def _add_retry_of(db: sqlite3.Connection) -> None:
-    """Give a file made before retries existed its ``retry_of`` column (and index)."""
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Give a file made by an older version the columns (and indexes) it lacks: ``retry_of``
+    and ``concurrency_key`` (copied from the bodies of its unfinished runs)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(executions)")}
     if "retry_of" not in columns:
         db.execute("ALTER TABLE executions ADD COLUMN retry_of TEXT")
-    db.execute(f"CREATE INDEX IF NOT EXISTS {RETRY_OF_INDEX}")
+    if "concurrency_key" not in columns:
+        db.execute("ALTER TABLE executions ADD COLUMN concurrency_key TEXT")
+        db.execute(
+            "UPDATE executions SET concurrency_key = "
+            f"json_extract(CAST(body AS TEXT), '$.concurrency_key') WHERE {UNFINISHED_SQL}"
+        )
+    for index in (RETRY_OF_INDEX, *UNFINISHED_INDEXES):
+        db.execute(f"CREATE INDEX IF NOT EXISTS {index}")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from app.errors import ConcurrencyConflict
 from app.model.records import ExecutionRecord, IdempotencyKey, StoredEvent
 from app.model.status import ExecutionStatus
 from app.storage.memory import MemoryStore
@@ -120,6 +121,59 @@ async def test_a_key_survives_reopening_the_store(reopener: Any) -> None:
     await store.save_keyed(run, key_of(run), live_since=0)
     await store.close()
     assert await (await reopener()).get_key("", "k", live_since=0) == key_of(run)
+
+
+# ---- concurrency keys ----------------------------------------------------------------------
+
+
+async def test_key_runs_are_the_unfinished_runs_of_a_key_in_its_scope_oldest_first(
+    store: Any,
+) -> None:
+    runs = [
+        record(concurrency_key="k", status=S.WAITING),
+        record(concurrency_key="k", status=S.SUCCESS),
+        record(concurrency_key="k", status=S.NEW),
+        record(concurrency_key="k", status=S.RUNNING, owner="alice"),
+        record(concurrency_key="other", status=S.NEW),
+        record(status=S.NEW),
+        record(concurrency_key="k", status=S.CANCELED),
+        record(concurrency_key="k", status=S.RUNNING),
+    ]
+    for run in reversed(runs):  # stored in another order than created
+        await store.save(run)
+
+    assert await store.key_runs(("", "k")) == [runs[0].id, runs[2].id, runs[7].id]
+    assert await store.key_runs(("alice", "k")) == [runs[3].id]
+    assert await store.key_runs(("", "none")) == []
+
+
+async def test_a_run_stored_alone_is_refused_while_its_key_is_taken(store: Any) -> None:
+    done, holder = record(concurrency_key="k", status=S.SUCCESS), record(concurrency_key="k")
+    await store.save(done)
+    assert await store.save_keyed(holder, None, alone=True) is None
+    late = record(concurrency_key="k")
+
+    with pytest.raises(ConcurrencyConflict) as refused:
+        await store.save_keyed(late, key_of(late), live_since=0, alone=True)
+
+    assert holder.id in refused.value.details[0]["message"]
+    assert await store.get(late.id) is None
+    assert await store.get_key("", "k", live_since=0) is None  # the key claimed is undone
+    assert await store.save_keyed(record(concurrency_key="j"), None, alone=True) is None
+
+
+async def test_a_sqlite_file_from_before_keys_gains_the_keys_of_its_unfinished_runs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite"
+    queued = record(concurrency_key="k")
+    async with SqliteStore(path) as store:
+        await store.save(queued)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("DROP INDEX executions_unfinished_by_key")
+        db.execute("ALTER TABLE executions DROP COLUMN concurrency_key")
+    async with SqliteStore(path) as store:
+        assert await store.key_runs(("", "k")) == [queued.id]
 
 
 # ---- retention ---------------------------------------------------------------------------

@@ -295,6 +295,54 @@ async def test_list_sees_the_latest_status_of_a_record(store: Store) -> None:
     assert (await store.list(ExecutionQuery(status=S.NEW))).total == 0
 
 
+async def test_totals_follow_status_changes_and_deletes(store: Store) -> None:
+    rows = [record(workflow_id="a", owner="o1"), record(workflow_id="a"), record()]
+    for row in rows:
+        await store.save(row)
+    for status in (S.RUNNING, S.RUNNING, S.SUCCESS):  # an unchanged status counts once
+        rows[0].status = status
+        store.stage(rows[0])
+    await store.save(rows[1])  # written again, as it was
+    await store.delete([rows[0].id])  # finished: deleted
+    await store.delete([rows[1].id])  # new: kept
+
+    async def total(**filters: Any) -> int:
+        return (await store.list(ExecutionQuery(**filters))).total
+
+    assert await total() == 2
+    assert await total(workflow_id="a") == 1
+    assert await total(workflow_id="a", status=S.NEW) == 1
+    assert await total(status=S.SUCCESS) == 0
+    assert await total(owner="o1") == 0
+
+
+async def test_a_sqlite_file_from_before_counts_counts_its_runs(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    async with SqliteStore(path) as store:
+        for row in (record(workflow_id="a"), record(workflow_id="a"), record(status=S.ERROR)):
+            await store.save(row)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(
+            "DROP TABLE execution_counts; DROP TRIGGER executions_counted; "
+            "DROP TRIGGER executions_uncounted; DROP TRIGGER executions_recounted;"
+        )
+    async with SqliteStore(path) as store:
+        await store.save(record(workflow_id="a"))
+        assert (await store.list(ExecutionQuery(workflow_id="a"))).total == 3
+        assert (await store.list(ExecutionQuery(status=S.ERROR))).total == 1
+
+
+async def test_a_page_without_snapshots_leaves_the_workflow_out(store: Store) -> None:
+    row = record(workflow={"id": "wf", "nodes": []})
+    await store.save(row)
+
+    [shown] = (await store.list(ExecutionQuery(snapshots=False))).items
+    [full] = (await store.list(ExecutionQuery())).items
+
+    assert shown.workflow == {} and shown.id == row.id
+    assert full.workflow == {"id": "wf", "nodes": []}
+
+
 # ---- status changes (as the workers make them: check, then write the whole record) ----
 
 

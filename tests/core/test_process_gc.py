@@ -1,13 +1,16 @@
-"""What ``graphpush serve`` sets for its process's garbage collector (app/cli/process.py)."""
+"""The garbage collector: the thresholds ``graphpush serve`` sets for its process
+(app/cli/process.py), and what the app freezes once started (app/collector.py)."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
 
 from app.cli.process import GC_THRESHOLDS, tune_gc
+from app.collector import startup_frozen
 
 
 @pytest.fixture
@@ -19,9 +22,26 @@ def restored_gc() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("restored_gc")
-def test_serve_freezes_what_exists_and_raises_the_thresholds() -> None:
-    gc.unfreeze()
-    before = gc.get_freeze_count()
+def test_serve_raises_the_thresholds() -> None:
     tune_gc()
     assert gc.get_threshold() == GC_THRESHOLDS
-    assert gc.get_freeze_count() > before
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only a collection frees it
+
+
+@pytest.mark.usefixtures("restored_gc")
+def test_what_exists_at_start_is_frozen_until_the_app_stops() -> None:
+    gc.unfreeze()
+    gc.disable()
+    try:
+        garbage = weakref.ref(_Node())
+        assert garbage() is not None
+        with startup_frozen():
+            assert garbage() is None  # collected, not kept alive frozen
+            assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.enable()

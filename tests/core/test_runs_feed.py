@@ -12,7 +12,7 @@ from app.bus.base import LocalEventBus, PushEvent
 from app.errors import Forbidden, NotFound
 from app.model.access import Caller, Scope
 from app.push.connection import Connection
-from app.push.feed import RunsPage, snapshot_message
+from app.push.feed import RunRef, RunsPage, snapshot_message
 from app.push.hub import PushHub
 from app.push.wire import sse_chunks, ws_frame
 from app.settings import Settings
@@ -37,6 +37,9 @@ class FakeRuns:
             self.during()
         mine = [(i, s) for i, s, o in self.items if owner is None or o == owner][:limit]
         return RunsPage([i for i, _ in mine], {i["execution_id"]: s for i, s in mine})
+
+    async def started_since(self, workflow_id: str, since_ms: int) -> list[RunRef]:
+        raise AssertionError("asked only after a gap, which an in-process bus never has")
 
 
 def make_hub() -> tuple[PushHub, LocalEventBus, FakeRuns]:

@@ -2,11 +2,15 @@
 Redis of the test's own that is killed and restarted empty (no persistence) with runs in
 flight, queued and posted meanwhile; then PostgreSQL connections dropped under load
 (``pg_terminate_backend``). Every run accepted ends, each with one terminal message, and
-every client gets it."""
+every client gets it. Then one API instance of two cut off from Redis while runs of a
+workflow its client follows (SPEC §11) are queued through the other: once back, the
+follower gets each run's lifecycle messages, in order and once."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import secrets
 import time
 from collections import Counter
@@ -24,6 +28,7 @@ from support.engine import chain, node
 from support.push import decode
 from support.redis_server import redis_server
 from support.scaleout import POSTGRES_URL, fresh_schema
+from support.tcp_proxy import tcp_proxy
 from support.wait import eventually
 
 pytestmark = pytest.mark.timeout(150)
@@ -146,3 +151,74 @@ async def test_postgres_connections_dropped_under_load_leave_no_run_behind(tmp_p
         print(f"\n{dropped} connections dropped; runs ended {dict(statuses)}")
     finally:
         cluster.stop()
+
+
+LIFECYCLE = {"executionStarted", "executionWaiting", "executionFinished"}
+
+
+async def lifecycles(ws: ClientConnection, ended: set[str]) -> dict[str, list[str]]:
+    """The lifecycle messages on ``ws`` by execution id, until each of ``ended`` has its
+    ``executionFinished``, then 0.5 s more (a duplicate would come then)."""
+    got: dict[str, list[str]] = {}
+
+    def take(message: dict[str, Any]) -> None:
+        if message["type"] in LIFECYCLE:
+            got.setdefault(message["data"]["executionId"], []).append(message["type"])
+
+    try:
+        async with asyncio.timeout(20):
+            while not all(TERMINAL in got.get(e, ()) for e in ended):
+                take(decode(await ws.recv()))
+    except TimeoutError:
+        raise AssertionError(f"the feed did not end {ended}: {got}") from None
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(0.5):
+            while True:
+                take(decode(await ws.recv()))
+    return got
+
+
+async def test_a_feed_follower_gets_the_runs_begun_elsewhere_while_its_instance_was_cut_off(
+    tmp_path: Path,
+) -> None:
+    with redis_server(tmp_path) as server, tcp_proxy(("127.0.0.1", server.port)) as proxy:
+        cluster = Cluster(tmp_path, redis_url=server.url)
+        try:
+            cluster.start_api()  # the one runs are queued through
+            cluster.start_api(redis_url=f"redis://127.0.0.1:{proxy.port}/0")  # the follower's
+            cluster.start_worker(workers=1)
+            cluster.wait_ready()
+            queuing, following = cluster.urls
+            async with (
+                httpx.AsyncClient(base_url=queuing, timeout=10) as api,
+                httpx.AsyncClient(base_url=following, timeout=10) as cut_off,
+                connect(following.replace("http", "ws") + "/agents/push?pushRef=follower") as ws,
+            ):
+                fast = await create_workflow(api, chain(node("Start"), node("S", "set", values={})))
+                slow = chain(node("Start"), node("W", "delay", ms=1500))
+                workflow_id = await create_workflow(api, slow)
+                follow = {"type": "subscribe_workflow", "data": {"workflowId": workflow_id}}
+                await ws.send(json.dumps(follow))
+                assert decode(await ws.recv())["type"] == "runsSnapshot"
+                assert decode(await ws.recv())["type"] == "ack"
+                before = await run(api, workflow_id)
+                assert (await lifecycles(ws, {before}))[before] == ["executionStarted", TERMINAL]
+
+                proxy.cut()
+                await ready(cut_off, 503)
+                other = await run(api, fast)  # another workflow: not the follower's
+                begun = await run(api, workflow_id)  # begins and ends while it is cut off
+                await wait_for_status(api, begun, "success")
+                await wait_for_status(api, other, "success")
+                straddling = await run(api, workflow_id)  # begins now, ends after the restore
+                await wait_for_status(api, straddling, "running")
+
+                proxy.restore()
+                await ready(cut_off, 200)
+                got = await lifecycles(ws, {begun, straddling})
+                assert got == {
+                    begun: ["executionStarted", TERMINAL],
+                    straddling: ["executionStarted", TERMINAL],
+                }, got
+        finally:
+            cluster.stop()

@@ -515,3 +515,18 @@ def test_serve_and_worker_refuse_bad_settings_with_exit_code_2(
     monkeypatch.setenv("GRAPHPUSH_HISTORY_MAX_COUNT", "many" if argv == ["serve"] else "0")
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith(f"graphpush: {says}")
+
+
+@pytest.mark.parametrize("given_by", ["flag", "environment"])
+def test_serve_refuses_a_port_out_of_range_instead_of_wrapping_it(
+    given_by: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GRAPHPUSH_PORT", raising=False)
+    argv = ["serve"]
+    if given_by == "flag":
+        argv += ["--port", "70000"]
+    else:
+        monkeypatch.setenv("GRAPHPUSH_PORT", "70000")
+    assert main(argv) == 2
+    said = "graphpush: bad setting: port must be from 1 to 65535, not 70000"
+    assert capsys.readouterr().err.startswith(said)

@@ -58,9 +58,11 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def start_api(self) -> None:
+    def start_api(self, *, redis_url: str | None = None) -> None:
+        """An API instance; ``redis_url``: its own way to the cluster's Redis (a proxy)."""
         port = free_port()
-        self._spawn(f"api-{port}", "serve", "--port", str(port), "--workers", "0")
+        options = ["--redis-url", redis_url] if redis_url else []
+        self._spawn(f"api-{port}", "serve", "--port", str(port), "--workers", "0", *options)
         self.urls.append(f"http://127.0.0.1:{port}")
 
     def start_worker(self, workers: int = 2) -> subprocess.Popen[bytes]:
