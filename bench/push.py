@@ -312,7 +312,7 @@ def main(args: argparse.Namespace) -> None:
                     rows.append(_case("websocket", count, bench.websocket(count)))
                 for count in args.sse:
                     rows.append(_case("sse", count, bench.sse(count)))
-        for kind in ("ws", "sse"):
+        for kind in ("ws", "sse") if args.idle else ():
             per = idle_memory(kind, args.idle, clients)
             report("push", f"idle-{kind}", connections=args.idle, bytes_per_connection=per)
             rows.append([f"idle {kind} x{args.idle}", f"{per / 1024:.1f} KiB/conn", "", "", ""])

@@ -304,7 +304,7 @@ async def _obey(groups: dict[str, list[Client]], group: str, command: str, args:
         return await _collect(clients, *args)
     elif command == "close":
         for client in groups.pop(group, []):
-            if client.transport is not None:
+            if client.transport is not None and not client.transport.is_closing():
                 client.transport.close()
         await asyncio.sleep(0.05)
     return None

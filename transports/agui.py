@@ -51,7 +51,7 @@ class _AguiEncoder:
         self.run = run
         self.conn = conn
 
-    def __call__(self, batch: list[Outgoing], max_bytes: int, head: bytes) -> Iterator[bytes]:
-        yield head + self.run.encode(batch)
+    def __call__(self, batch: list[Outgoing], max_bytes: int, head: bytes) -> Iterator[list[bytes]]:
+        yield [head, self.run.encode(batch)]
         if self.run.done:
             self.conn.close(CloseCode.NORMAL, "run ended")

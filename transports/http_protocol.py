@@ -9,9 +9,10 @@
   ends the response now: the last chunk is written behind what the transport already
   holds, without waiting for it to drain, the connection is closed, and it is aborted if
   the peer has not taken it within :data:`END_GRACE_S` (a peer that stopped reading).
-- **Writing without a task switch.** ``...[END_NOW]["write_now"](data)`` writes one body
-  chunk of a started response at once if the transport takes writes (returns 1) or not at
-  all (returns 0); ``await ...["drain"](message)`` (any message) waits until it takes
+- **Writing without a task switch.** ``...[END_NOW]["write_now"](pieces)`` writes one body
+  chunk, given as a sequence of byte strings (written with one ``writelines``, not joined
+  first), of a started response at once if the transport takes writes (returns 1) or not
+  at all (returns 0); ``await ...["drain"](message)`` (any message) waits until it takes
   writes again. An event stream's backlog goes out in the same call that took it, instead
   of one awaited ``http.response.body`` per chunk (bench/README.md). Both raise uvicorn's
   ``ClientDisconnected`` once the peer is gone or the response is over.
@@ -23,7 +24,7 @@ an ordinary last ``http.response.body``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Final
 
@@ -58,15 +59,16 @@ class StoppingHttpProtocol(HttpToolsProtocol):
             }
             self.scope.setdefault("extensions", {})[END_NOW] = extension
 
-    def _write_now(self, cycle: RequestResponseCycle, data: bytes) -> int:
+    def _write_now(self, cycle: RequestResponseCycle, pieces: Sequence[bytes]) -> int:
         if cycle.disconnected or cycle.response_complete or not cycle.response_started:
             raise ClientDisconnected()
         if self.flow.write_paused:
             return 0
         if cycle.chunked_encoding:
-            self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            size = sum(map(len, pieces))
+            self.transport.writelines([b"%x\r\n" % size, *pieces, b"\r\n"])
         else:
-            self.transport.write(data)
+            self.transport.writelines(pieces)
         return 1
 
     async def _drain(self, cycle: RequestResponseCycle, message: Message) -> None:

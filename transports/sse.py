@@ -24,7 +24,7 @@ request's (the disconnect listener) and one timer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from typing import Final, TypedDict
 
@@ -36,7 +36,7 @@ from starlette.types import Receive, Scope, Send
 from app.errors import GraphpushError, NotAcceptable
 from app.http.errors import error_response
 from app.push.admission import accepts_event_stream
-from app.push.wire import SSE_OK, SSE_PING, Outgoing, sse_chunks
+from app.push.wire import SSE_OK, SSE_PING, Outgoing, sse_pieces
 from app.settings import Settings
 from transports.handshake import admit_feed, admit_push, admit_stream
 from transports.http_protocol import END_NOW
@@ -48,7 +48,7 @@ class StreamExtension(TypedDict):
     """The extension of :mod:`transports.http_protocol`."""
 
     end_now: Callable[[], None]
-    write_now: Callable[[bytes], int]
+    write_now: Callable[[Sequence[bytes]], int]
     drain: Send
 
 
@@ -107,8 +107,9 @@ async def stream_endpoint(request: Request) -> Response:
     return EventStream(pump, rt.settings, on_close=lambda: rt.hub.disconnect(conn))
 
 
-#: Lays out a batch as SSE chunks of about ``max_bytes``, after ``head`` (:func:`sse_chunks`).
-Encode = Callable[[list[Outgoing], int, bytes], Iterable[bytes]]
+#: Lays out a batch as SSE chunks of about ``max_bytes``, after ``head``, each chunk a
+#: sequence of pieces written in one go (:func:`~app.push.wire.sse_pieces`).
+Encode = Callable[[list[Outgoing], int, bytes], Iterable[Sequence[bytes]]]
 
 
 async def feed_endpoint(request: Request) -> Response:
@@ -145,7 +146,7 @@ class EventStream(Response):
         pump: Pump,
         settings: Settings,
         on_close: Callable[[], None],
-        encode: Encode = sse_chunks,
+        encode: Encode = sse_pieces,
     ) -> None:
         self.pump = pump
         self.on_close = on_close
@@ -199,11 +200,11 @@ class _SsePeer:
             if self._ping_timer is not None:
                 self._ping_timer.cancel()
 
-    async def _write(self, chunk: bytes) -> None:
+    async def _write(self, chunk: Sequence[bytes]) -> None:
         """Write ``chunk`` at once if the socket takes it, else once it drains."""
         pump, direct = self.pump, self.direct
         if direct is None:
-            body = {"type": "http.response.body", "body": chunk, "more_body": True}
+            body = {"type": "http.response.body", "body": b"".join(chunk), "more_body": True}
             await pump.write(self.send, body)
             return
         while not pump.write_now(direct["write_now"], chunk):

@@ -6,7 +6,8 @@
 - :mod:`~app.push.buffers` — the per-pushRef resume buffer
 - :mod:`~app.push.subscription` — replay-then-live merge by ``seq``
 - :mod:`~app.push.session` — a pushRef's session, an execution stream
-- :mod:`~app.push.registry` — routing: who receives which message
+- :mod:`~app.push.registry` — routing an execution's messages: who receives which
+- :mod:`~app.push.feed`, :mod:`~app.push.runs_feed` — the runs feed: who follows which workflow
 - :mod:`~app.push.index` — sets of followers by execution
 - :mod:`~app.push.size` — the 5 MiB rule
 - :mod:`~app.push.commands` — inbound frames → commands or error replies

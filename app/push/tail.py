@@ -18,7 +18,10 @@ heaps ordered by them, checked after each append; the others are looked at once 
 :data:`SCAN_BYTES` the tail grows, which is before any of them can get there.
 
 The tail keeps only what an open segment still needs: a closed segment holds its own
-slice, and the resume buffers hold the events themselves.
+slice, and the resume buffers hold the events themselves. An execution stream's items are
+the same for every stream (their ids are the ``seq``): the tail makes each one once, with
+its SSE event, when the first stream takes it, and every stream's segment is a slice of
+them.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING, Final
 from app.bus.base import PushEvent
 from app.messages import BINARY_TYPES, TERMINAL
 from app.push.connection import OVERHEAD_BYTES, CloseCode
-from app.push.wire import Outgoing
+from app.push.wire import Outgoing, stream_item
 
 if TYPE_CHECKING:
     from app.push.buffers import ResumeBuffer
@@ -72,8 +75,8 @@ class Lane:
 class Segment:
     """A run of a tail's messages queued on one connection, open while it may still grow."""
 
-    __slots__ = ("closed", "cut_at", "events", "first_id", "lane", "press_at", "start",
-                 "start_bytes", "watched")  # fmt: skip
+    __slots__ = ("closed", "cut_at", "events", "first_id", "items", "lane", "press_at",
+                 "start", "start_bytes", "watched")  # fmt: skip
 
     def __init__(self, lane: Lane, start: int, start_bytes: int) -> None:
         self.lane = lane
@@ -83,6 +86,7 @@ class Segment:
         self.watched = False  # in the tail's heaps
         self.closed = False
         self.events: list[PushEvent] = []
+        self.items: list[Outgoing] = []  # a stream's, shared (:meth:`Tail.streamed`)
         self.first_id: int | None = None
 
     def watch(self, cut_at: int, press_at: int) -> None:
@@ -98,19 +102,23 @@ class Segment:
         """Stop growing: take the messages, give them their ids; returns their bytes."""
         tail, lane = self.lane.tail, self.lane
         nbytes = self.nbytes
-        self.events = tail.events[self.start - tail.base :]
         self.closed = True
         tail.opened.discard(self)
         if lane.active:
             tail.idle.append(lane)
+        if lane.ids is None:
+            self.items = tail.streamed(self.start)
+            return nbytes
+        self.events = tail.events[self.start - tail.base :]
         self.first_id = lane.commit(self.events, nbytes - OVERHEAD_BYTES * len(self.events))
         return nbytes
 
     def outgoing(self) -> list[Outgoing]:
         """The closed segment as the transport's items, each with its id."""
-        events, self.events = self.events, []  # a closed segment may wait in a heap
         if self.first_id is None:
-            return [Outgoing(e.payload, False, e.seq) for e in events]
+            items, self.items = self.items, []  # a closed segment may wait in a heap
+            return items
+        events, self.events = self.events, []
         return [
             Outgoing(e.payload, e.type in BINARY_TYPES, i)
             for i, e in enumerate(events, self.first_id)
@@ -120,13 +128,14 @@ class Segment:
 class Tail:
     """The messages of one execution since its oldest open segment, and its lanes."""
 
-    __slots__ = ("_cut", "_ends", "_press", "_scan_at", "_trim_at", "base", "events", "idle",
-                 "lanes", "last_seq", "now", "opened")  # fmt: skip
+    __slots__ = ("_cut", "_ends", "_items", "_press", "_scan_at", "_trim_at", "base", "events",
+                 "idle", "lanes", "last_seq", "now", "opened")  # fmt: skip
 
     def __init__(self) -> None:
         self.events: list[PushEvent] = []
         self.base = 0  # the absolute index of events[0]
         self._ends = [0]  # _ends[i]: the counted bytes of every message before events[i]
+        self._items: list[Outgoing] = []  # _items[i]: events[i] as a stream's item, if made
         self.last_seq = 0
         self.now = 0.0
         self.lanes: dict[object, Lane] = {}
@@ -182,6 +191,14 @@ class Tail:
         if len(self.events) >= self._trim_at:
             self._trim()
 
+    def streamed(self, start: int) -> list[Outgoing]:
+        """The messages from the absolute index ``start`` on as an execution stream's items,
+        each made once for every stream (:func:`~app.push.wire.stream_item`)."""
+        items = self._items
+        for event in self.events[len(items) :]:
+            items.append(stream_item(event.seq, event.payload))
+        return items[start - self.base :]
+
     def watch(self, segment: Segment) -> None:
         """Cut ``segment``'s connection off once the tail passes ``segment.cut_at`` bytes, and
         wake it once the tail reaches ``segment.press_at``, unless the segment closes first."""
@@ -234,6 +251,7 @@ class Tail:
         if drop:
             del self.events[:drop]
             del self._ends[:drop]
+            del self._items[:drop]  # its prefix: still events[i] at _items[i]
             self.base = low
         self._trim_at = max(TRIM_AT, 2 * len(self.events))
 

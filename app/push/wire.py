@@ -3,13 +3,14 @@
 The core produces :class:`Outgoing` items: the message's JSON bytes (encoded once and shared
 by every connection), whether WebSocket must send it as a binary frame, and its cursor id.
 A transport turns them into frames with :func:`ws_frame` (``"meta":{"id":N}`` spliced in
-beside ``type`` and ``data``) or :func:`sse_chunks` (``id:`` + ``data:`` lines); neither
-re-encodes the JSON.
+beside ``type`` and ``data``) or :func:`sse_pieces` (``id:`` + ``data:`` lines); neither
+re-encodes the JSON. An execution stream's items are the same for every reader (its ids are
+the ``seq``): :func:`stream_item` makes each one once, its SSE event laid out with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
 import msgspec
@@ -28,6 +29,8 @@ class Outgoing(msgspec.Struct, frozen=True, gc=False):
     payload: bytes
     binary: bool = False
     event_id: int | None = None
+    #: Its whole SSE event, when the item is shared by every reader (:func:`stream_item`).
+    sse: bytes | None = None
 
 
 #: Comment lines SSE sends first and as keep-alive pings (SPEC §5.1).
@@ -53,23 +56,40 @@ def ws_spliced(out: Outgoing) -> tuple[bytes | memoryview, bytes]:
     return memoryview(out.payload)[:-1], b',"meta":{"id":%d}}' % out.event_id
 
 
-def sse_chunks(outs: Iterable[Outgoing], max_bytes: int, head: bytes = b"") -> Iterator[bytes]:
+def stream_item(seq: int, payload: bytes) -> Outgoing:
+    """A message of an execution stream (its id: the ``seq``), with its SSE event made once
+    for every stream that reads it."""
+    return Outgoing(payload, False, seq, b"".join(_sse_event(payload, seq)))
+
+
+def _sse_event(payload: bytes, event_id: int | None) -> Sequence[bytes]:
+    if event_id is None:
+        return (b"data: ", payload, b"\n\n")
+    return (b"id: %d\ndata: " % event_id, payload, b"\n\n")
+
+
+def sse_pieces(
+    outs: Iterable[Outgoing], max_bytes: int, head: bytes = b""
+) -> Iterator[list[bytes]]:
     """``head`` then ``outs`` as SSE events, in chunks of whole events that end once they
-    reach ``max_bytes``, each made when it is asked for: a transport that writes them one by
-    one holds one chunk at a time, never a copy of the whole backlog."""
-    parts, size = [head], len(head)
+    reach ``max_bytes``, each a list of pieces to write in one go (the payloads and shared
+    events are not copied), made when it is asked for: a transport that writes them one by
+    one holds one chunk at a time, never the whole backlog."""
+    parts, size = [head] if head else [], len(head)
     for out in outs:
-        if out.event_id is not None:
-            line = b"id: %d\n" % out.event_id
-            parts.append(line)
-            size += len(line)
-        parts += (b"data: ", out.payload, b"\n\n")
-        size += len(out.payload) + 8
+        for piece in (out.sse,) if out.sse is not None else _sse_event(out.payload, out.event_id):
+            parts.append(piece)
+            size += len(piece)
         if size >= max_bytes:
-            yield b"".join(parts)
+            yield parts
             parts, size = [], 0
     if size:
-        yield b"".join(parts)
+        yield parts
+
+
+def sse_chunks(outs: Iterable[Outgoing], max_bytes: int, head: bytes = b"") -> Iterator[bytes]:
+    """:func:`sse_pieces`, each chunk joined."""
+    return (b"".join(parts) for parts in sse_pieces(outs, max_bytes, head))
 
 
 # ---- connection-level messages (no id: they are not part of the resumable stream) ----------

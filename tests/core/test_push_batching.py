@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from websockets.frames import Frame, Opcode
 
 from app.push.connection import OVERHEAD_BYTES, Connection
 from app.push.wire import Outgoing
-from transports.ws_protocol import frame_header
+from transports.ws_protocol import _Flag, _Inbox, frame_header
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 65535, 65536, 70000])
@@ -28,3 +30,27 @@ def test_the_transport_is_woken_again_when_the_queue_passes_a_quarter_of_the_bou
     assert len(wakeups) == 2 and conn.pressing
     conn.data_to_send()
     assert not conn.pressing
+
+
+async def test_the_lean_inbox_hands_events_over_in_order_to_a_waiting_reader() -> None:
+    inbox = _Inbox()
+    assert inbox.empty() and inbox.qsize() == 0
+    reader = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)  # the reader waits: nothing is queued
+    inbox.put_nowait({"type": "websocket.connect"})
+    inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+    assert inbox.qsize() == 2
+    assert await asyncio.wait_for(reader, 5) == {"type": "websocket.connect"}
+    assert await inbox.get() == {"type": "websocket.disconnect", "code": 1000}
+    assert inbox.empty()
+
+
+async def test_the_lean_flag_is_set_when_made_and_wakes_every_waiter() -> None:
+    flag = _Flag()
+    assert flag.is_set() and await flag.wait()
+    flag.clear()
+    waiters = [asyncio.ensure_future(flag.wait()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    flag.set()
+    assert await asyncio.wait_for(asyncio.gather(*waiters), 5) == [True, True]
