@@ -257,7 +257,7 @@ class Operation:
     async def _read_body(self, request: Request) -> Any:
         assert self.body is not None
         raw = await read_body(request)
-        if not raw.strip():
+        if not raw:  # no body at all; whitespace alone is not JSON (400 from the decoder)
             if self.body.required:
                 raise BadRequest("a JSON body is required")
             return None

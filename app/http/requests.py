@@ -13,7 +13,6 @@ from app.errors import BadRequest, ValidationFailed
 from app.http.auth import authenticate
 from app.http.body import read_json_body
 from app.model.access import Caller
-from app.model.records import JsonObject
 from app.runtime import runtime
 from app.workflows.checks import check_value
 
@@ -78,15 +77,6 @@ def _deeper_than(value: Any, limit: int) -> bool:
         children = container.values() if isinstance(container, dict) else container
         stack += [(c, depth + 1) for c in children if isinstance(c, dict | list)]
     return False
-
-
-async def json_body(request: Request) -> JsonObject:
-    """The body as a JSON object, decoded once (the workflow parser takes it as it is)."""
-    body = await read_body(request)
-    if not body.strip():
-        raise BadRequest("a JSON body is required")
-    decoded: JsonObject = decode_json(body, dict[str, Any])
-    return decoded
 
 
 def caller_of(request: Request) -> Caller:

@@ -172,6 +172,18 @@ async def test_a_workflow_body_must_be_a_json_object(
     assert (await client.get("/agents/workflows")).json()["total"] == 0
 
 
+async def test_an_optional_body_may_be_left_out_but_whitespace_is_not_json(
+    client: httpx.AsyncClient,
+) -> None:
+    json_type = {"content-type": "application/json"}
+    empty = await client.post("/agents/executions/prune", content=b"", headers=json_type)
+    blank = await client.post("/agents/executions/prune", content=b"\n\n", headers=json_type)
+
+    assert empty.status_code == 200, empty.text
+    assert blank.status_code == 400
+    assert error_body(blank)["code"] == "bad_request"
+
+
 async def test_a_body_that_is_not_json_is_an_unsupported_media_type(
     client: httpx.AsyncClient,
 ) -> None:
