@@ -9,7 +9,7 @@ queries filter on.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -19,6 +19,8 @@ from app.model.status import ExecutionStatus
 from app.model.webhooks import WebhookDelivery, decode_delivery
 
 RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None, str | None, str | None]
+#: Where a :data:`RecordRow` holds the run's workflow snapshot.
+SNAPSHOT_COLUMN: Final = 6
 #: A log entry's row: ``(execution_id, seq, type, payload)``.
 EventRow = tuple[str, int, str, bytes]
 

@@ -22,7 +22,14 @@ from typing import NamedTuple
 
 from app.model.records import ExecutionRecord, StoredEvent
 from app.model.webhooks import WebhookDelivery
-from app.storage.sql_rows import EventRow, RecordRow, WebhookRow, record_row, webhook_row
+from app.storage.sql_rows import (
+    SNAPSHOT_COLUMN,
+    EventRow,
+    RecordRow,
+    WebhookRow,
+    record_row,
+    webhook_row,
+)
 
 
 class Staged(NamedTuple):
@@ -61,7 +68,7 @@ class SqlStaging(ABC):
         staged = self._records.get(execution_id)
         if staged is None:
             return None
-        return staged.carried if isinstance(staged, _Live) else staged[6]
+        return staged.carried if isinstance(staged, _Live) else staged[SNAPSHOT_COLUMN]
 
     def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
         for e in events:
