@@ -5,8 +5,9 @@
 Each streams one core connection: an initial ``:ok`` comment, then everything queued on the
 connection as ``id: N`` + ``data: <json>`` events, in chunks of about
 :data:`~transports.pump.CHUNK_BYTES` per write, written by the pacer's pass that took
-them while the socket takes writes (:mod:`transports.pacer`, :mod:`transports.http_protocol`:
-no task switch per write), else by the stream's task once the socket drains (a peer that stops reading holds one chunk, not its backlog), comment
+them while the socket takes writes (:mod:`transports.pacer`,
+:mod:`transports.http_protocol`: no task switch per write), else by the stream's task once
+the socket drains (a peer that stops reading holds one chunk, not its backlog), comment
 pings every ``ping_interval_s``, headers ``Cache-Control: no-cache`` and
 ``X-Accel-Buffering: no``. The stream ends when the core closes the connection (execution
 finished, replaced, shutdown) or aborts it (slow consumer: the stream just ends, at once,
