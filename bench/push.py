@@ -198,26 +198,30 @@ Round = Callable[[], dict[str, float]]
 
 class Meter:
     """A server process's CPU time and write system calls (``/proc/<pid>/io``'s ``syscw``),
-    which the machine's load moves far less than the wall clock: what one round cost the
-    server, per client."""
+    and the client processes' CPU time, which the machine's load moves far less than the
+    wall clock: what one round cost each side."""
 
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self._cpu = self._writes = 0.0
+    def __init__(self, pid: int, clients: Clients) -> None:
+        self.server = psutil.Process(pid)
+        self.clients = [psutil.Process(p.pid) for p in clients.processes]
+        self._start = (0.0, 0.0, 0.0)
 
     def start(self) -> None:
-        self._cpu, self._writes = self._now()
+        self._start = self._now()
 
     def per_client(self, clients: int) -> dict[str, float]:
-        cpu, writes = self._now()
+        cpu, writes, client_cpu = (b - a for a, b in zip(self._start, self._now(), strict=True))
         return {
-            "server_cpu_ms": 1000 * (cpu - self._cpu),
-            "writes_per_client": (writes - self._writes) / clients,
+            "server_cpu_ms": 1000 * cpu,
+            "writes_per_client": writes / clients,
+            "client_cpu_ms": 1000 * client_cpu,
         }
 
-    def _now(self) -> tuple[float, float]:
-        times = self.process.cpu_times()
-        return times.user + times.system, float(self.process.io_counters().write_count)
+    def _now(self) -> tuple[float, float, float]:
+        times = self.server.cpu_times()
+        writes = float(self.server.io_counters().write_count)
+        client_cpu = sum(sum(c.cpu_times()[:2]) for c in self.clients)
+        return times.user + times.system, writes, client_cpu
 
 
 class Bench:
@@ -229,7 +233,7 @@ class Bench:
 
     def __init__(self, host: str, pid: int, clients: Clients, args: argparse.Namespace) -> None:
         self.host = host
-        self.meter = Meter(pid)
+        self.meter = Meter(pid, clients)
         self.clients = clients
         self.args = args
         self.api = Api(host)
@@ -341,7 +345,7 @@ def main(args: argparse.Namespace) -> None:
             bench = Bench(host, ours.pid, clients, args)
             with server(push_servers.raw_websockets, bench.frames()) as (raw_host, raw):
                 assert raw.pid is not None
-                bench.raw_host, bench.raw_meter = raw_host, Meter(raw.pid)
+                bench.raw_host, bench.raw_meter = raw_host, Meter(raw.pid, clients)
                 for count in args.ws:
                     rows.append(_case("websocket", count, bench.websocket(count)))
                 for count in args.sse:
@@ -349,7 +353,7 @@ def main(args: argparse.Namespace) -> None:
         for kind in ("ws", "sse") if args.idle else ():
             per = idle_memory(kind, args.idle, clients)
             report("push", f"idle-{kind}", connections=args.idle, bytes_per_connection=per)
-            rows.append([f"idle {kind} x{args.idle}", f"{per / 1024:.1f} KiB/conn", *[""] * 5])
+            rows.append([f"idle {kind} x{args.idle}", f"{per / 1024:.1f} KiB/conn", *[""] * 6])
     finally:
         clients.close()
     header = [
@@ -358,6 +362,7 @@ def main(args: argparse.Namespace) -> None:
         "raw websockets msg/s",
         "ratio",
         "server CPU ms: graphpush / raw",
+        "clients' CPU ms: graphpush / raw",
         "writes per client: graphpush / raw",
         "rounds",
     ]
@@ -375,6 +380,7 @@ def _case(transport: str, count: int, result: dict[str, Any]) -> list[str]:
         f"{raw['msgs_per_s']['median']:,.0f}",
         f"{result['ratio']['median']:.2f}",
         f"{ours['server_cpu_ms']['median']:.0f} / {raw['server_cpu_ms']['median']:.0f}",
+        f"{ours['client_cpu_ms']['median']:.0f} / {raw['client_cpu_ms']['median']:.0f}",
         f"{ours['writes_per_client']['median']:.1f} / {raw['writes_per_client']['median']:.1f}",
         str(result["ratio"]["rounds"]),
     ]

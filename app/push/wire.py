@@ -5,7 +5,9 @@ by every connection), whether WebSocket must send it as a binary frame, and its 
 A transport turns them into frames with :func:`ws_frame` (``"meta":{"id":N}`` spliced in
 beside ``type`` and ``data``) or :func:`sse_pieces` (``id:`` + ``data:`` lines); neither
 re-encodes the JSON. An execution stream's items are the same for every reader (its ids are
-the ``seq``): :func:`stream_item` makes each one once, its SSE event laid out with it.
+the ``seq``): :func:`stream_item` makes each one once, its SSE event laid out with it. A
+batch that several connections send as it is, the same messages with the same ids, is a
+:class:`Shared` list, which keeps each transport's layout of it once it is made.
 """
 
 from __future__ import annotations
@@ -31,6 +33,21 @@ class Outgoing(msgspec.Struct, frozen=True, gc=False):
     event_id: int | None = None
     #: Its whole SSE event, when the item is shared by every reader (:func:`stream_item`).
     sse: bytes | None = None
+
+
+class Shared(list[Outgoing]):
+    """Items that several connections send as they are (the same messages with the same
+    ids), so a transport lays them out once for all of them and keeps the bytes here
+    (``ws``: WebSocket frames; ``sse``: SSE events). ``nbytes``: their payloads' bytes.
+    Nobody changes the list once it is handed out."""
+
+    __slots__ = ("nbytes", "sse", "ws")
+
+    def __init__(self, items: Iterable[Outgoing]) -> None:
+        super().__init__(items)
+        self.nbytes = sum(len(out.payload) for out in self)
+        self.ws: bytes | None = None
+        self.sse: bytes | None = None
 
 
 #: Comment lines SSE sends first and as keep-alive pings (SPEC §5.1).
