@@ -69,6 +69,16 @@ def frame_header(payload_length: int, binary: bool) -> bytes:
     return _LONG.pack(first, 127, payload_length)
 
 
+def frames(outs: Sequence[Outgoing]) -> bytes:
+    """The frames of ``outs`` back to back (``meta.id`` spliced in), as written without
+    per-message deflate."""
+    pieces: list[Piece] = []
+    for out in outs:
+        body, tail = ws_spliced(out)
+        pieces += (frame_header(len(body) + len(tail), out.binary), body, tail)
+    return b"".join(pieces)
+
+
 class _Inbox(asyncio.Queue[ASGIReceiveEvent]):
     """The protocol's queue of received ASGI events, for its one reader (the app's
     ``receive``): a deque only while events wait, a future only while the reader does."""
@@ -177,7 +187,7 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
             if not self.writable.is_set():
                 return 0
             if outs.ws is None:  # laid out once for every connection that sends it
-                outs.ws = b"".join([piece for out in outs for piece in self._frame(out)])
+                outs.ws = frames(outs)
             self.transport.write(outs.ws)
             return len(outs)
         written, pieces, size = 0, list[Piece](), 0

@@ -85,16 +85,29 @@ def _sse_event(payload: bytes, event_id: int | None) -> Sequence[bytes]:
     return (b"id: %d\ndata: " % event_id, payload, b"\n\n")
 
 
+def _event_pieces(out: Outgoing) -> Sequence[bytes]:
+    return (out.sse,) if out.sse is not None else _sse_event(out.payload, out.event_id)
+
+
 def sse_pieces(
     outs: Iterable[Outgoing], max_bytes: int, head: bytes = b""
 ) -> Iterator[list[bytes]]:
     """``head`` then ``outs`` as SSE events, in chunks of whole events that end once they
     reach ``max_bytes``, each a list of pieces to write in one go (the payloads and shared
     events are not copied), made when it is asked for: a transport that writes them one by
-    one holds one chunk at a time, never the whole backlog."""
+    one holds one chunk at a time, never the whole backlog. A :class:`Shared` batch smaller
+    than a chunk is laid out once for every connection that sends it."""
+    if isinstance(outs, Shared) and outs.nbytes < max_bytes:
+        if outs.sse is None:
+            outs.sse = b"".join([piece for out in outs for piece in _event_pieces(out)])
+        if head:
+            yield [head, outs.sse]
+        elif outs:
+            yield [outs.sse]
+        return
     parts, size = [head] if head else [], len(head)
     for out in outs:
-        for piece in (out.sse,) if out.sse is not None else _sse_event(out.payload, out.event_id):
+        for piece in _event_pieces(out):
             parts.append(piece)
             size += len(piece)
         if size >= max_bytes:
