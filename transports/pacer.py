@@ -12,6 +12,14 @@ sends everything that piled up meanwhile in one write per connection, and writin
 most about half of the loop's time. A lone connection (a canvas watching its run) is
 written at the next loop iteration, never held back, and so is one whose queue is
 :attr:`~app.push.connection.Connection.pressing`.
+
+Bursts: a run followed by many connections publishes far faster than they can be sent and
+read (62 messages in ~10 ms, to 1,000 sockets). When the messages published since the last
+pass, times the connections waiting for the next one, reach :data:`BURST`, the publisher
+waits (:meth:`Pacer.published`, the in-process bus's ``pace``) for a pass that runs at once:
+the run's messages then go out in bursts that the clients take in stride, a few writes per
+connection per run, instead of all at once after it ends. A slow client never holds a pass
+(its rest waits in its own task), so it never holds the run either.
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ from typing import Final, Protocol
 
 #: The shortest pause after a pass that wrote several connections (the latency it may add).
 MIN_TURN_S: Final = 0.002
+#: How many deliveries (messages published since the last pass, times connections waiting for
+#: the next) a publisher may leave unwritten before it waits for the pass.
+BURST: Final = 8192
 
 
 class Writer(Protocol):
@@ -39,6 +50,8 @@ class Pacer:
         self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self._soon = False  # the pass asked for runs at the next loop iteration
         self._not_before = 0.0  # the loop time before which a paced pass does not start
+        self._published = 0  # messages published since the last pass
+        self._passed: asyncio.Future[None] | None = None  # done when the next pass has run
 
     def ready(self, writer: Writer, *, urgent: bool = False) -> None:
         """Write ``writer`` at the next pass; ``urgent``: at the next loop iteration even
@@ -54,11 +67,30 @@ class Pacer:
         else:
             self._handle, self._soon = loop.call_at(self._not_before, self._pass), False
 
+    def published(self) -> asyncio.Future[None] | None:
+        """A message was published: None, or, once the messages published since the last
+        pass would reach :data:`BURST` deliveries, a future done when the next pass (made
+        to run at once) has written them, for the publisher to wait on. So a run followed
+        by many connections does not outrun what they are sent: its messages go out in
+        bursts the clients take in stride, not all at once after it ends."""
+        self._published += 1
+        if self._passed is None:
+            if self._published * len(self._ready) < BURST:
+                return None
+            self._passed = asyncio.get_running_loop().create_future()
+            if self._handle is not None and not self._soon:
+                self._handle.cancel()
+                self._handle = None
+            if self._handle is None:
+                self._handle, self._soon = asyncio.get_running_loop().call_soon(self._pass), True
+        return self._passed
+
     def leave(self, writer: Writer) -> None:
         self._ready.pop(writer, None)
 
     def _pass(self) -> None:
         self._handle = None
+        self._published = 0
         ready, self._ready = self._ready, {}
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -68,3 +100,6 @@ class Pacer:
         if wrote > 1:
             ended = loop.time()
             self._not_before = ended + max(MIN_TURN_S, ended - started)
+        passed, self._passed = self._passed, None
+        if passed is not None:
+            passed.set_result(None)
