@@ -92,14 +92,16 @@ class Pacer:
         self._handle = None
         self._published = 0
         ready, self._ready = self._ready, {}
+        passed, self._passed = self._passed, None
         loop = asyncio.get_running_loop()
         started = loop.time()
         wrote = 0
-        for writer in ready:
-            wrote += writer.flush()
+        try:
+            for writer in ready:
+                wrote += writer.flush()
+        finally:  # a publisher never waits for a pass that failed
+            if passed is not None:
+                passed.set_result(None)
         if wrote > 1:
             ended = loop.time()
             self._not_before = ended + max(MIN_TURN_S, ended - started)
-        passed, self._passed = self._passed, None
-        if passed is not None:
-            passed.set_result(None)
