@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from transports.pacer import BURST, MIN_TURN_S, Pacer
+from transports.pacer import BURST, BURST_MESSAGES, MIN_TURN_S, Pacer
 
 
 class Log(list[tuple[str, float]]):
@@ -115,19 +115,29 @@ async def test_a_publisher_goes_on_while_its_messages_wait_for_few_connections()
 
 
 @pytest.mark.timeout(5)
+async def test_a_pass_over_very_many_connections_writes_several_messages_to_each() -> None:
+    pacer, log = Pacer(), Log()
+    for i in range(2 * BURST):
+        pacer.ready(Writer(log, f"follower {i}"))
+    waits = [pacer.published() for _ in range(BURST_MESSAGES)]
+    assert set(waits[:-1]) == {None} and waits[-1] is not None
+    await asyncio.wait_for(waits[-1], 2)
+
+
+@pytest.mark.timeout(5)
 async def test_a_publisher_waits_for_a_pass_at_once_when_a_burst_is_due() -> None:
     pacer, log = Pacer(), Log()
     pacer.ready(Writer(log, "a", busy_s=0.05))
     pacer.ready(Writer(log, "b", busy_s=0.05))
     await _settle(log, 2)  # passes are paced for about 0.1 s now
     ended = asyncio.get_running_loop().time()
-    followers = BURST // 4
+    followers = BURST // BURST_MESSAGES
     for i in range(followers):
         pacer.ready(Writer(log, f"follower {i}"))
-    waits = [pacer.published() for _ in range(4)]
-    assert waits[:3] == [None, None, None] and waits[3] is not None
-    assert pacer.published() is waits[3]  # one pass for every publisher that waits
-    await asyncio.wait_for(waits[3], 2)
+    waits = [pacer.published() for _ in range(BURST_MESSAGES)]
+    assert set(waits[:-1]) == {None} and waits[-1] is not None
+    assert pacer.published() is waits[-1]  # one pass for every publisher that waits
+    await asyncio.wait_for(waits[-1], 2)
     assert len(log) == 2 + followers
     assert log[-1][1] - ended < 0.05  # not held back by the pacing
     assert pacer.published() is None  # counted again from the pass on
