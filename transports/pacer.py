@@ -75,9 +75,9 @@ class Pacer:
         """A message was published: None, or, once the messages published since the last
         pass would reach :data:`BURST` deliveries (and :data:`BURST_MESSAGES`), a future
         done when the next pass (made to run at once) has written them, for the publisher to
-        wait on. So a run followed
-        by many connections does not outrun what they are sent: its messages go out in
-        bursts the clients take in stride, not all at once after it ends."""
+        wait on. So a run followed by many connections does not outrun what they are sent:
+        its messages go out in bursts the clients take in stride, not all at once after it
+        ends."""
         self._published += 1
         if self._passed is None:
             published = self._published
