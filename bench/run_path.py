@@ -4,7 +4,7 @@ bus, the push hub) until the run's ``executionFinished`` is published, in CPU ti
 or in CPU instructions per run (valgrind's callgrind, which the machine's load does not
 move).
 
-    python -m bench.run_path [--runs 2000] [--clients 1 8] [--rounds 5]
+    python -m bench.run_path [--runs 2000] [--clients 1 8] [--rounds 5] [--quick]
     python -m bench.run_path --instructions [--runs 300] [--clients 1 8]
 
 What ``bench.e2e`` measures around it (uvicorn's parsing, the push writes, the client) is
@@ -178,7 +178,7 @@ async def cpu(args: argparse.Namespace) -> list[list[str]]:
                 "runs_per_s": summary([r[0] for r in rounds]),
                 "cpu_us_per_run": summary([r[1] for r in rounds]),
             }
-            report("run_path", f"{clients} clients", runs=args.runs, load=os.getloadavg(), **found)
+            report("run_path", f"clients-x{clients}", runs=args.runs, load=os.getloadavg(), **found)
             med = {k: v["median"] for k, v in found.items()}
             rows.append([str(clients), f"{med['runs_per_s']:.0f}", f"{med['cpu_us_per_run']:.0f}"])
     return rows
@@ -196,7 +196,7 @@ def main(args: argparse.Namespace) -> None:
     rows = []
     for clients in args.clients:
         per_run = instructions(args.runs, clients, args.slowdown)
-        report("run_path_instructions", f"{clients} clients", runs=args.runs, per_run=per_run)
+        report("run_path_instructions", f"clients-x{clients}", runs=args.runs, per_run=per_run)
         rows.append([str(clients), f"{per_run / 1e6:.2f} M"])
     note(table(rows, ["clients", "instructions / run"]))
 
@@ -209,7 +209,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--instructions", action="store_true")
     parser.add_argument("--slowdown", type=float, default=50.0)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="CPU time, 1 short round")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.instructions, args.runs, args.rounds = False, 200, 1
     if args.runs is None:
         args.runs = 300 if args.instructions or args.child else 2000
     return args
