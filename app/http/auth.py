@@ -101,7 +101,12 @@ def credential(conn: HTTPConnection) -> str:
     header = conn.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     given = value.strip() if scheme.lower() == "bearer" else ""
-    return given or conn.query_params.get("token", "") or conn.cookies.get("graphpush-token", "")
+    if given:
+        return given
+    # Parsed only when present: most requests carry neither a query string nor cookies.
+    if conn.scope.get("query_string") and (token := conn.query_params.get("token")):
+        return token
+    return conn.cookies.get("graphpush-token", "") if "cookie" in conn.headers else ""
 
 
 def authenticate(conn: HTTPConnection, settings: Settings) -> Caller:

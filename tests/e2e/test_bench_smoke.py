@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
     [
         ("bench.push", {"websocket-x1", "websocket-x50", "sse-x50", "idle-ws", "idle-sse"}),
         ("bench.engine", {"3-node", "20-node"}),
+        ("bench.run_path", {"clients-x1", "clients-x8"}),
         ("bench.history", {"empty history", "2,000 runs kept", "prune", "pruned to 500"}),
         ("bench.idle", {"ws-x100", "sse-x100"}),
         (
