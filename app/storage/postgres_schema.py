@@ -16,7 +16,12 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from app.storage.sql_rows import RETRY_OF_INDEX, UNFINISHED_INDEXES, UNFINISHED_SQL
+from app.storage.sql_rows import (
+    RETRY_OF_INDEX,
+    UNFINISHED_BY_KEY_INDEX,
+    UNFINISHED_BY_WORKFLOW_INDEX,
+    UNFINISHED_SQL,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +65,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE executions ADD COLUMN concurrency_key text;
     UPDATE executions SET concurrency_key = convert_from(body, 'UTF8')::jsonb ->> 'concurrency_key'
     WHERE {UNFINISHED_SQL};
-    CREATE INDEX {UNFINISHED_INDEXES[0]};
-    CREATE INDEX {UNFINISHED_INDEXES[1]};
+    CREATE INDEX {UNFINISHED_BY_WORKFLOW_INDEX};
+    CREATE INDEX {UNFINISHED_BY_KEY_INDEX};
     """,
 )
 #: ``pg_advisory_lock`` key held while the schema (ours, the checkpointer's) is migrated.

@@ -176,6 +176,28 @@ async def test_a_sqlite_file_from_before_keys_gains_the_keys_of_its_unfinished_r
         assert await store.key_runs(("", "k")) == [queued.id]
 
 
+async def test_a_sqlite_file_from_before_loses_the_index_of_each_workflows_unfinished_runs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite"
+    queued = record(concurrency_key="k")
+    async with SqliteStore(path) as store:
+        await store.save(queued)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE INDEX executions_unfinished ON executions (workflow_id, created_at, id) "
+            "WHERE status IN ('new', 'running', 'waiting')"
+        )
+    async with SqliteStore(path) as store:
+        queued.status = ExecutionStatus.RUNNING
+        await store.save(queued)
+        assert await store.key_runs(("", "k")) == [queued.id]
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert "executions_unfinished" not in indexes
+    assert "executions_unfinished_by_key" in indexes
+
+
 # ---- retention ---------------------------------------------------------------------------
 
 S = ExecutionStatus
