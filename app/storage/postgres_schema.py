@@ -68,6 +68,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX {UNFINISHED_BY_WORKFLOW_INDEX};
     CREATE INDEX {UNFINISHED_BY_KEY_INDEX};
     """,
+    # 7: the event log as a row per run per group commit (app.storage.log_rows), read in
+    # the order of ``position``; each entry of the old log becomes a row of its own.
+    """
+    CREATE TABLE execution_log (
+        execution_id text NOT NULL, last_seq integer NOT NULL, entries bytea NOT NULL,
+        position bigserial NOT NULL);
+    CREATE INDEX execution_log_by_run ON execution_log (execution_id, last_seq);
+    INSERT INTO execution_log (execution_id, last_seq, entries)
+    SELECT execution_id, seq, convert_to('[[' || seq || ',' || to_json(type)::text || ',', 'UTF8')
+        || payload || convert_to(']]', 'UTF8')
+    FROM execution_events ORDER BY execution_id, seq;
+    DROP TABLE execution_events;
+    """,
 )
 #: ``pg_advisory_lock`` key held while the schema (ours, the checkpointer's) is migrated.
 SCHEMA_LOCK = 0x67726170687075

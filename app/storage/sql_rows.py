@@ -21,8 +21,6 @@ from app.model.webhooks import WebhookDelivery, decode_delivery
 RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None, str | None, str | None]
 #: Where a :data:`RecordRow` holds the run's workflow snapshot.
 SNAPSHOT_COLUMN: Final = 6
-#: A log entry's row: ``(execution_id, seq, type, payload)``.
-EventRow = tuple[str, int, str, bytes]
 
 #: The index behind ``GET /agents/executions?retry_of=`` in both SQL stores. PostgreSQL's
 #: released migration 2 uses it: never change it, add a migration.

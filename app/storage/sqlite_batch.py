@@ -23,7 +23,7 @@ def write_batch(db: sqlite3.Connection, batch: Staged, keys: list[KeyRow]) -> No
     db.execute("BEGIN")
     try:
         db.executemany(_UPSERT, batch.records)
-        db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", batch.events)
+        db.executemany("INSERT INTO event_log VALUES (?,?,?)", batch.logs)
         db.executemany(INSERT_WEBHOOK, batch.webhooks)
         db.executemany(_UPSERT_KEY, keys)
         db.execute("COMMIT")  # in WAL mode the pages are written here: it can fail too

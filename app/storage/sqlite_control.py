@@ -26,7 +26,7 @@ _FINISHED_IN = f"status IN ({','.join('?' * len(FINISHED))})"
 _DELETE_RUNS = f"""DELETE FROM executions WHERE id IN (SELECT value FROM json_each(?))
     AND {_FINISHED_IN} RETURNING id"""
 _DELETE_LOGS = (
-    "DELETE FROM events WHERE execution_id IN (SELECT value FROM json_each(?))",
+    "DELETE FROM event_log WHERE execution_id IN (SELECT value FROM json_each(?))",
     "DELETE FROM idempotency_keys WHERE execution_id IN (SELECT value FROM json_each(?))",
     "DELETE FROM webhooks WHERE execution_id IN (SELECT value FROM json_each(?))",
 )

@@ -21,10 +21,12 @@ CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions (workflow_id, cr
 CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, created_at);
 -- The list of every run, newest first, reads 50 rows, not the whole history (bench/history.py).
 CREATE INDEX IF NOT EXISTS executions_by_time ON executions (created_at, id);
--- A rowid table: its rows (whole push messages, often over 1 KB) are too big for WITHOUT ROWID.
-CREATE TABLE IF NOT EXISTS events (
-    execution_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, payload BLOB NOT NULL,
-    PRIMARY KEY (execution_id, seq));
+-- The runs' event logs, a row per run per group commit (app.storage.log_rows). Rows are
+-- read in rowid order, which is the order they were written: a new rowid is above every
+-- rowid in the table.
+CREATE TABLE IF NOT EXISTS event_log (
+    execution_id TEXT NOT NULL, last_seq INTEGER NOT NULL, entries BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS event_log_by_run ON event_log (execution_id, last_seq);
 -- The webhook outbox (SPEC §11): written in the transaction of the status it reports.
 CREATE TABLE IF NOT EXISTS webhooks (
     id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, status TEXT NOT NULL, due INTEGER,
@@ -54,8 +56,28 @@ def open_database(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA wal_autocheckpoint=0")  # see app.storage.wal
     db.executescript(SCHEMA)
     _add_columns(db)
+    _move_events(db)
     add_counts(db)
     return db
+
+
+#: The log of older versions (table ``events``, a row per entry) moved into ``event_log``:
+#: each entry becomes a row of its own, its message byte for byte.
+_MOVE_EVENTS = """
+INSERT INTO event_log (execution_id, last_seq, entries)
+    SELECT execution_id, seq, CAST(
+        '[[' || seq || ',' || json_quote(type) || ',' || CAST(payload AS TEXT) || ']]' AS BLOB)
+    FROM events ORDER BY execution_id, seq;
+DROP TABLE events;
+"""
+
+
+def _move_events(db: sqlite3.Connection) -> None:
+    """Move the log of a file made by an older version into ``event_log``, once."""
+    old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'")
+    if old.fetchone() is not None:
+        log.info("moving the event log to a row per run and commit: a one-time copy")
+        db.executescript(f"BEGIN; {_MOVE_EVENTS} COMMIT;")
 
 
 def _reclaim_space(db: sqlite3.Connection) -> None:

@@ -402,6 +402,15 @@ async def test_read_events_returns_the_log_after_n_in_order(store: Store) -> Non
     assert await store.read_events("missing") == []
 
 
+async def test_read_events_starts_inside_what_one_commit_logged(store: Store) -> None:
+    row = record()
+    await store.save(row, events(1, 2, 3))
+    await store.save(row, events(4, 5))
+
+    assert await store.read_events(row.id, 2) == events(3, 4, 5)
+    assert await store.read_events(row.id, 1, limit=3) == events(2, 3, 4)
+
+
 async def test_a_restaged_seq_replaces_its_log_entry(store: Store) -> None:
     row = record()
     await store.save(row, events(1, 2, 3))
