@@ -6,10 +6,10 @@ each push message as it was logged, byte for byte (every entry of the log is a p
 message, a JSON object). ``last_seq`` is the greatest ``seq`` of the row, so the rows that
 hold the entries after ``n`` are those with ``last_seq > n``.
 
-A run's 11 messages of a 3-node run thus take two to four rows instead of 11: each row
-costs the database a b-tree insert, an index entry and the binding of its parameters. An
-entry staged again after its row was written (a ``seq`` logged anew) is written in a later
-row, and readers take the entry of the row written last.
+A run's messages thus take a row per commit the run spans instead of a row each (a 3-node
+run logs 11), and each row costs the database a b-tree insert, an index entry and the
+binding of its parameters. An entry staged again after its row was written (a ``seq``
+logged anew) is written in a later row, and readers take the entry of the row written last.
 """
 
 from __future__ import annotations
