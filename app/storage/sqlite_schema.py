@@ -7,7 +7,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from app.storage.sql_rows import RETRY_OF_INDEX, UNFINISHED_BY_KEY_INDEX, UNFINISHED_SQL
+from app.storage.sql_rows import RETRY_OF_INDEX, UNFINISHED_SQL, UNFINISHED_TERMS
 from app.storage.sqlite_pages import add_counts
 
 log = logging.getLogger(__name__)
@@ -92,16 +92,24 @@ def _reclaim_space(db: sqlite3.Connection) -> None:
         db.execute("VACUUM")
 
 
+#: The index of a concurrency key's unfinished runs (SPEC §10), oldest first; the query of
+#: ``app.storage.sqlite_control.key_runs`` repeats its predicate, term for term.
+KEY_INDEX = (
+    "executions_key_unfinished ON executions (concurrency_key, created_at, id) "
+    f"WHERE concurrency_key IS NOT NULL AND {UNFINISHED_TERMS}"
+)
+
+
 def _add_columns(db: sqlite3.Connection) -> None:
     """Give a file made by an older version the columns (and indexes) it lacks: ``retry_of``
     and ``concurrency_key`` (copied from the bodies of its unfinished runs); and drop the
-    index of each workflow's unfinished runs that older versions made.
+    indexes of unfinished runs that older versions made with ``status IN`` three constants
+    (:data:`~app.storage.sql_rows.UNFINISHED_TERMS`).
 
-    Nothing asks SQLite for that index: one process uses the file, and it holds each
-    workflow's running count in memory (PostgreSQL's claims use it). Yet every write that
-    moved a run's status maintained it, at a third of the write's CPU instructions: SQLite
-    evaluates its predicate, ``status IN`` three constants, by building a temporary b-tree.
-    (The index of a concurrency key's runs tests ``concurrency_key IS NOT NULL`` first.)"""
+    The index of each workflow's unfinished runs is gone for good: one process uses the
+    file and holds each workflow's running count in memory (PostgreSQL's claims use it),
+    yet every write that moved a run's status maintained it, at a third of the write's CPU
+    instructions (the temporary b-tree of its ``IN``)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(executions)")}
     if "retry_of" not in columns:
         db.execute("ALTER TABLE executions ADD COLUMN retry_of TEXT")
@@ -111,6 +119,7 @@ def _add_columns(db: sqlite3.Connection) -> None:
             "UPDATE executions SET concurrency_key = "
             f"json_extract(CAST(body AS TEXT), '$.concurrency_key') WHERE {UNFINISHED_SQL}"
         )
-    for index in (RETRY_OF_INDEX, UNFINISHED_BY_KEY_INDEX):
-        db.execute(f"CREATE INDEX IF NOT EXISTS {index}")
     db.execute("DROP INDEX IF EXISTS executions_unfinished")
+    db.execute("DROP INDEX IF EXISTS executions_unfinished_by_key")
+    for index in (RETRY_OF_INDEX, KEY_INDEX):
+        db.execute(f"CREATE INDEX IF NOT EXISTS {index}")
