@@ -9,6 +9,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from app.backends import open_backends
+from app.bus.base import LocalEventBus
 from app.collector import startup_frozen
 from app.executions.retention import Pruner
 from app.executions.service import ExecutionService
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
                 pruner,
             )
             app.state.push = push = PushState(settings, hub, service, Pumps(settings))
+            if isinstance(bus, LocalEventBus):  # the engine shares the loop with the writers
+                bus.pace = push.pumps.pacer.published
             await service.start()
             stack.push_async_callback(service.shutdown)
             stack.enter_context(startup_frozen())

@@ -196,6 +196,34 @@ def measure(stamps: list[float], times: list[list[float]], finished: int) -> dic
 Round = Callable[[], dict[str, float]]
 
 
+class Meter:
+    """A server process's CPU time and write system calls (``/proc/<pid>/io``'s ``syscw``),
+    and the client processes' CPU time, which the machine's load moves far less than the
+    wall clock: what one round cost each side."""
+
+    def __init__(self, pid: int, clients: Clients) -> None:
+        self.server = psutil.Process(pid)
+        self.clients = [psutil.Process(p.pid) for p in clients.processes]
+        self._start = (0.0, 0.0, 0.0)
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def per_client(self, clients: int) -> dict[str, float]:
+        cpu, writes, client_cpu = (b - a for a, b in zip(self._start, self._now(), strict=True))
+        return {
+            "server_cpu_ms": 1000 * cpu,
+            "writes_per_client": writes / clients,
+            "client_cpu_ms": 1000 * client_cpu,
+        }
+
+    def _now(self) -> tuple[float, float, float]:
+        times = self.server.cpu_times()
+        writes = float(self.server.io_counters().write_count)
+        client_cpu = sum(sum(c.cpu_times()[:2]) for c in self.clients)
+        return times.user + times.system, writes, client_cpu
+
+
 class Bench:
     """The graphpush server, the ceiling server, the client processes, and the cases.
 
@@ -203,14 +231,16 @@ class Bench:
     groups stay connected side by side), so that each ratio compares two runs made under the
     same conditions: this machine is shared, and its load moves absolute numbers a lot."""
 
-    def __init__(self, host: str, clients: Clients, args: argparse.Namespace) -> None:
+    def __init__(self, host: str, pid: int, clients: Clients, args: argparse.Namespace) -> None:
         self.host = host
+        self.meter = Meter(pid, clients)
         self.clients = clients
         self.args = args
         self.api = Api(host)
         self.chain = self.api.create({**chain(NODES), "id": "chain20"})
         self.gate = self.api.create(GATE)
         self.raw_host = ""
+        self.raw_meter: Meter | None = None
 
     def frames(self) -> list[push_servers.Frame]:
         """The frames graphpush sends for one run of the workflow (to give the ceiling)."""
@@ -253,9 +283,11 @@ class Bench:
         target = self.api.run(self.chain)
         subscribe(target)
         self.clients.call("expect", "graphpush", MESSAGES)
+        self.meter.start()
         self.api.cancel(gate)
         times, finished = self.clients.collect("graphpush", self.args.timeout)
-        return measure(self.api.stamps(target), times, finished)
+        cost = self.meter.per_client(len(times))
+        return measure(self.api.stamps(target), times, finished) | cost
 
     def _paired(self, ours: Round, count: int) -> dict[str, Any]:
         self.clients.open("raw", "ws", self.raw_host, [f"/raw{i}" for i in range(count)])
@@ -263,10 +295,14 @@ class Bench:
             with connect(f"ws://{self.raw_host}/control") as control:
 
                 def raw() -> dict[str, float]:
+                    assert self.raw_meter is not None
                     self.clients.call("expect", "raw", MESSAGES)
+                    self.raw_meter.start()
                     control.send("go")
                     stamps = msgspec.json.decode(control.recv(timeout=60))
-                    return measure(stamps, *self.clients.collect("raw", self.args.timeout))
+                    times, finished = self.clients.collect("raw", self.args.timeout)
+                    cost = self.raw_meter.per_client(len(times))
+                    return measure(stamps, times, finished) | cost
 
                 for _ in range(self.args.warmup):
                     ours(), raw()
@@ -304,10 +340,12 @@ def main(args: argparse.Namespace) -> None:
     clients = Clients()
     rows: list[list[str]] = []
     try:
-        with server(push_servers.graphpush, not args.default_gc) as (host, _):
-            bench = Bench(host, clients, args)
-            with server(push_servers.raw_websockets, bench.frames()) as (raw_host, _):
-                bench.raw_host = raw_host
+        with server(push_servers.graphpush, not args.default_gc) as (host, ours):
+            assert ours.pid is not None
+            bench = Bench(host, ours.pid, clients, args)
+            with server(push_servers.raw_websockets, bench.frames()) as (raw_host, raw):
+                assert raw.pid is not None
+                bench.raw_host, bench.raw_meter = raw_host, Meter(raw.pid, clients)
                 for count in args.ws:
                     rows.append(_case("websocket", count, bench.websocket(count)))
                 for count in args.sse:
@@ -315,10 +353,19 @@ def main(args: argparse.Namespace) -> None:
         for kind in ("ws", "sse") if args.idle else ():
             per = idle_memory(kind, args.idle, clients)
             report("push", f"idle-{kind}", connections=args.idle, bytes_per_connection=per)
-            rows.append([f"idle {kind} x{args.idle}", f"{per / 1024:.1f} KiB/conn", "", "", ""])
+            rows.append([f"idle {kind} x{args.idle}", f"{per / 1024:.1f} KiB/conn", *[""] * 6])
     finally:
         clients.close()
-    header = ["case", "graphpush msg/s (p50/p99 ms)", "raw websockets msg/s", "ratio", "rounds"]
+    header = [
+        "case",
+        "graphpush msg/s (p50/p99 ms)",
+        "raw websockets msg/s",
+        "ratio",
+        "server CPU ms: graphpush / raw",
+        "clients' CPU ms: graphpush / raw",
+        "writes per client: graphpush / raw",
+        "rounds",
+    ]
     note(table(rows, header))
 
 
@@ -332,6 +379,9 @@ def _case(transport: str, count: int, result: dict[str, Any]) -> list[str]:
         f"{ours['msgs_per_s']['median']:,.0f} {latency}",
         f"{raw['msgs_per_s']['median']:,.0f}",
         f"{result['ratio']['median']:.2f}",
+        f"{ours['server_cpu_ms']['median']:.0f} / {raw['server_cpu_ms']['median']:.0f}",
+        f"{ours['client_cpu_ms']['median']:.0f} / {raw['client_cpu_ms']['median']:.0f}",
+        f"{ours['writes_per_client']['median']:.1f} / {raw['writes_per_client']['median']:.1f}",
         str(result["ratio"]["rounds"]),
     ]
 

@@ -1,70 +1,105 @@
-"""The turns of the writers of one app's connections.
+"""The flush passes of one app's connections.
 
-Pacing: a writer that has just written waits for the :class:`Pacer`'s next turn before it
-writes again, and then sends everything that piled up meanwhile in one write. Under fan-out
-the writes, not the messages, are what costs (a system call and a task switch each): if
-every burst of messages woke every writer for one small write, 1,000 writers would keep the
-event loop busy and starve the engine that publishes, which then publishes even fewer
-messages per write. A quiet connection writes at once; a busy one at most once per turn,
-and only while other connections write too: a lone canvas watching its run is never held
-back (pacing it only added the turn to its latency).
+One loop callback, a *pass*, writes every connection that has something queued: each
+connection's backlog goes to its socket in one call, in the same callback as every other
+connection's, with no task switch per connection or per write (a connection's task only
+wakes when its socket is full, to wait for it to drain, or when the connection ends).
+
+Pacing: under fan-out the writes, not the messages, are what costs (a system call each). A
+pass that wrote more than one connection is followed by a pause at least as long as it
+took (and :data:`MIN_TURN_S`), in which the engine that publishes runs: the next pass then
+sends everything that piled up meanwhile in one write per connection, and writing takes at
+most about half of the loop's time. A lone connection (a canvas watching its run) is
+written at the next loop iteration, never held back, and so is one whose queue is
+:attr:`~app.push.connection.Connection.pressing`.
+
+Bursts: a run followed by many connections publishes far faster than they can be sent and
+read (62 messages in ~10 ms, to 1,000 sockets). When the messages published since the last
+pass, times the connections waiting for the next one, reach :data:`BURST`, the publisher
+waits (:meth:`Pacer.published`, the in-process bus's ``pace``) for a pass that runs at once:
+the run's messages then go out in bursts that the clients take in stride, a few writes per
+connection per run, instead of all at once after it ends. A slow client never holds a pass
+(its rest waits in its own task), so it never holds the run either.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Final, Protocol
 
-#: The shortest pause between two writes of one connection (the latency it may add).
+#: The shortest pause after a pass that wrote several connections (the latency it may add).
 MIN_TURN_S: Final = 0.002
+#: How many deliveries (messages published since the last pass, times connections waiting for
+#: the next) a publisher may leave unwritten before it waits for the pass.
+BURST: Final = 8192
 
 
 class Writer(Protocol):
-    """What the pacer paces: a connection's writer, told when its turn has come."""
+    """What a pass writes: one connection's pump."""
 
-    def turn(self) -> None: ...
+    def flush(self) -> bool:
+        """Write what is queued if the connection's writer is free; did it write?"""
 
 
 class Pacer:
-    """The turns of one app's writers: each turn starts at least as long after the
-    previous one as writing took since then (and :data:`MIN_TURN_S`), so writing takes at
-    most about half of the loop's time while the rest goes to the engine and routing."""
+    """The passes of one app's writers: :meth:`ready` asks for one, :meth:`leave` forgets a
+    writer that is done."""
 
     def __init__(self) -> None:
-        self._resting: set[Writer] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self._spent = 0.0
-        #: The writers that wrote in the current window of :data:`MIN_TURN_S`.
-        self._writers: set[Writer] = set()
-        self._window_end = 0.0
+        self._ready: dict[Writer, None] = {}  # in the order they became ready
+        self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._soon = False  # the pass asked for runs at the next loop iteration
+        self._not_before = 0.0  # the loop time before which a paced pass does not start
+        self._published = 0  # messages published since the last pass
+        self._passed: asyncio.Future[None] | None = None  # done when the next pass has run
 
-    def spent(self, writer: Writer, seconds: float) -> None:
-        """Count a write of ``writer`` and the time it spent writing."""
-        self._spent += seconds
-        now = time.monotonic()
-        if now >= self._window_end:
-            self._writers.clear()
-            self._window_end = now + MIN_TURN_S
-        self._writers.add(writer)
+    def ready(self, writer: Writer, *, urgent: bool = False) -> None:
+        """Write ``writer`` at the next pass; ``urgent``: at the next loop iteration even
+        while passes are paced."""
+        self._ready[writer] = None
+        if self._handle is not None and (self._soon or not urgent):
+            return
+        loop = asyncio.get_running_loop()
+        if self._handle is not None:
+            self._handle.cancel()
+        if urgent or loop.time() >= self._not_before:
+            self._handle, self._soon = loop.call_soon(self._pass), True
+        else:
+            self._handle, self._soon = loop.call_at(self._not_before, self._pass), False
 
-    def crowded(self) -> bool:
-        """Did more than one connection write lately? Only then do writers take turns."""
-        return len(self._writers) > 1 and time.monotonic() < self._window_end
-
-    def rest(self, writer: Writer) -> None:
-        """Call ``writer.turn()`` at the next turn."""
-        self._resting.add(writer)
-        if self._timer is None:
-            delay, self._spent = max(MIN_TURN_S, self._spent), 0.0
-            self._timer = asyncio.get_running_loop().call_later(delay, self._turn)
+    def published(self) -> asyncio.Future[None] | None:
+        """A message was published: None, or, once the messages published since the last
+        pass would reach :data:`BURST` deliveries, a future done when the next pass (made
+        to run at once) has written them, for the publisher to wait on. So a run followed
+        by many connections does not outrun what they are sent: its messages go out in
+        bursts the clients take in stride, not all at once after it ends."""
+        self._published += 1
+        if self._passed is None:
+            if self._published * len(self._ready) < BURST:
+                return None
+            self._passed = asyncio.get_running_loop().create_future()
+            if self._handle is not None and not self._soon:
+                self._handle.cancel()
+                self._handle = None
+            if self._handle is None:
+                self._handle, self._soon = asyncio.get_running_loop().call_soon(self._pass), True
+        return self._passed
 
     def leave(self, writer: Writer) -> None:
-        self._resting.discard(writer)
-        self._writers.discard(writer)
+        self._ready.pop(writer, None)
 
-    def _turn(self) -> None:
-        self._timer = None
-        resting, self._resting = self._resting, set()
-        for writer in resting:
-            writer.turn()
+    def _pass(self) -> None:
+        self._handle = None
+        self._published = 0
+        ready, self._ready = self._ready, {}
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        wrote = 0
+        for writer in ready:
+            wrote += writer.flush()
+        if wrote > 1:
+            ended = loop.time()
+            self._not_before = ended + max(MIN_TURN_S, ended - started)
+        passed, self._passed = self._passed, None
+        if passed is not None:
+            passed.set_result(None)

@@ -8,11 +8,15 @@ the reader). The connection is deregistered however it ends, then, unless the pe
 ended with its close code (WebSocket close frame, end of the SSE body).
 
 The core calls :meth:`Pump.wake` (the ``wakeup`` callback) when it queued bytes or changed
-the connection's state; the writer loops on :meth:`Pump.next_batch` and sends each batch
-with :meth:`Pump.write` (or :meth:`Pump.write_now`). When the core aborts the connection
-(slow consumer, replaced, frame too big, a write that blocked too long), :meth:`wake`
-cancels the writer, so a write blocked on a full socket stops at once. Writes are paced by
-the app's :class:`~transports.pacer.Pacer`.
+the connection's state; the pump then asks the app's :class:`~transports.pacer.Pacer` for
+a pass, which takes what is queued (:meth:`Pump.flush`) and writes it with the peer's
+:data:`Flush`, a write that never waits, while the writer's task sleeps in
+:meth:`Pump.next_batch`. That task only wakes for what a pass could not do: the rest of a
+batch the socket did not take (it waits for the socket to drain with :meth:`Pump.write`,
+then writes it), every batch of a peer that has no such write (another server), and the
+end. When the core aborts the connection (slow consumer, replaced, frame too big, a write
+that blocked too long), :meth:`wake` cancels the writer, so a write blocked on a full
+socket stops at once.
 
 :class:`Pumps` is the lifespan-owned side: the pacer every writer of the app shares, and
 the server's shutdown, which reaches every open connection through it.
@@ -21,10 +25,10 @@ the server's shutdown, which reaches every open connection through it.
 from __future__ import annotations
 
 import asyncio
-import time
+import enum
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from typing import Final, Protocol, TypeVar
+from typing import Final, Literal, Protocol
 
 from starlette.types import Message, Send
 
@@ -32,8 +36,6 @@ from app.push.connection import CloseCode, Connection
 from app.push.wire import Outgoing
 from app.settings import Settings
 from transports.pacer import Pacer
-
-_T = TypeVar("_T")
 
 #: What one write hands the transport at most, besides one message larger than this: a
 #: peer that stops reading leaves the transport holding about this much (and its buffer's
@@ -44,6 +46,19 @@ CHUNK_BYTES: Final = 256 * 1024
 def write_timeout_s(settings: Settings) -> float:
     """How long one write may block before the peer counts as gone (two missed pings)."""
     return max(10.0, 2 * settings.ping_interval_s)
+
+
+#: A peer's write that never waits: it writes a batch while the socket takes it and returns
+#: True, or returns False once the socket is full, keeping the rest, which its writer writes
+#: once :meth:`Pump.next_batch` returns (waiting for the socket to drain first).
+Flush = Callable[[list[Outgoing]], bool]
+
+
+class _Nothing(enum.Enum):
+    NOTHING = enum.auto()
+
+
+NOTHING: Final = _Nothing.NOTHING
 
 
 class Peer(Protocol):
@@ -92,22 +107,22 @@ class Pumps:
 
 
 class Pump:
-    """Wakes a connection's writer, paces and times its writes, and cuts it off when the
-    core aborts the connection. Call :meth:`stop` when the writer is done."""
+    """Hands a connection's queue to the pacer's passes, wakes its writer for what they
+    cannot write, and cuts it off when the core aborts the connection. Call :meth:`stop`
+    when the writer is done."""
 
     __slots__ = (
         "_cancel",
         "_cancelled",
         "_conn",
+        "_direct",
+        "_handed",
         "_pacer",
         "_poked",
         "_pumps",
-        "_ready",
-        "_resting",
         "_waiter",
         "_watchdog",
         "_write_started",
-        "_wrote",
         "peer_left",
         "write_timeout_s",
     )
@@ -120,11 +135,11 @@ class Pump:
         self._cancel: Callable[[], object] | None = None
         self._cancelled = False
         self._conn: Connection | None = None
-        self._ready = False  # an asyncio.Event costs ~1 KiB per idle connection
+        self._direct: Flush | None = None
+        #: What the next :meth:`next_batch` returns: a batch, None (the end) or a failure.
+        self._handed: list[Outgoing] | BaseException | Literal[_Nothing.NOTHING] | None = NOTHING
         self._waiter: asyncio.Future[None] | None = None
         self._poked = False
-        self._wrote = False
-        self._resting = False
         self._write_started: float | None = None
         self._watchdog: asyncio.TimerHandle | None = None
 
@@ -141,12 +156,15 @@ class Pump:
 
     def wake(self) -> None:
         conn = self._conn
-        if not self._resting or conn is None or conn.pressing or not conn.open:
-            self._set_ready()
-        if conn is not None and conn.aborted and self._cancel is not None:
-            cancel, self._cancel = self._cancel, None
-            self._cancelled = True
-            cancel()
+        if conn is None:
+            return
+        if conn.aborted:
+            if self._cancel is not None:
+                cancel, self._cancel = self._cancel, None
+                self._cancelled = True
+                cancel()
+            return
+        self._pacer.ready(self, urgent=conn.pressing)
 
     async def run(self, peer: Peer, on_close: Callable[[], None]) -> None:
         """The connection's whole life (see the module docstring); ``on_close`` deregisters
@@ -193,47 +211,57 @@ class Pump:
         finally:
             self._cancel = None
 
-    def turn(self) -> None:
-        """The pacer's turn: a resting writer may write again."""
-        self._resting = False
-        self._set_ready()
-
     def poke(self) -> None:
-        """Make :meth:`next_batch` return even with nothing queued (e.g. a ping is due)."""
+        """Have the next pass write even with nothing queued (e.g. a ping is due)."""
         self._poked = True
-        self._set_ready()
+        self._pacer.ready(self)
 
-    async def next_batch(self) -> list[Outgoing] | None:
-        """Everything queued, waiting for some if needed (``[]`` after :meth:`poke`); None
-        once closed and flushed. After a write, waits for the pacer's next turn first,
-        unless the queue is :attr:`~app.push.connection.Connection.pressing`."""
+    async def next_batch(self, direct: Flush | None = None) -> list[Outgoing] | None:
+        """What the writer must write itself, waiting for it; None once the connection is
+        closed and flushed. With ``direct``, the passes write every batch with it, and this
+        returns ``[]`` when the writer must write the rest ``direct`` kept, or must write
+        after :meth:`poke` with nothing queued; without, it returns every batch."""
+        self._direct = direct
+        self._pacer.ready(self)  # what was queued meanwhile goes at the next pass
+        while self._handed is NOTHING:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        handed, self._handed = self._handed, NOTHING
+        if isinstance(handed, BaseException):
+            raise handed
+        return handed
+
+    def flush(self) -> bool:
+        """The pass's part (:class:`~transports.pacer.Writer`): if the writer waits in
+        :meth:`next_batch`, take what is queued and write it, or hand it what it must write
+        itself. Did it write?"""
+        if self._waiter is None or self._handed is not NOTHING:
+            return False  # starting, or writing a rest: next_batch asks for a pass again
         conn = self.conn
-        if self._wrote:
-            self._wrote = False
-            if self._pacer.crowded():
-                self._resting = True
-                self._pacer.rest(self)
-        while True:
-            if self._resting and (conn.pressing or not conn.open):
-                self._resting = False
-                self._pacer.leave(self)
-            if not self._resting:
-                batch = conn.data_to_send()
-                if batch or self._poked:
-                    self._poked = False
-                    return batch
-                if not conn.open:
-                    return None
-            if not self._ready:
-                self._waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
-            self._ready = False
+        batch = conn.data_to_send()
+        poked, self._poked = self._poked, False
+        direct = self._direct
+        if direct is None or not batch:
+            if batch or poked:
+                self._hand(batch)
+            elif not conn.open:
+                self._hand(None)
+            return False
+        try:
+            if not direct(batch):
+                self._hand([])
+        except Exception as exc:  # uvicorn's ClientDisconnected among them: the task's end
+            self._hand(exc)
+            return False
+        if not conn.open:
+            self._pacer.ready(self)  # the end, once nothing more is queued
+        return True
 
-    def _set_ready(self) -> None:
-        self._ready = True
+    def _hand(self, handed: list[Outgoing] | BaseException | None) -> None:
+        self._handed = handed
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -244,31 +272,13 @@ class Pump:
         One watchdog timer per connection checks the write in progress, instead of a
         timeout scope around every write: that scope cost more than the write itself."""
         loop = asyncio.get_running_loop()
-        started = self._write_started = loop.time()
+        self._write_started = loop.time()
         if self._watchdog is None:
             self._watchdog = loop.call_later(self.write_timeout_s, self._check)
-        # A write that waited for the socket to drain gave the loop back meanwhile: charging
-        # that wait to the pacer held every writer back as long (seconds, for a client that
-        # stopped reading; bench/slow_consumer.py). Only a write that never yielded counts.
-        yielded: list[bool] = []
-        marker = loop.call_soon(yielded.append, True)
         try:
             await send(message)
         finally:
-            marker.cancel()
             self._write_started = None
-            self._wrote = True
-            self._pacer.spent(self, 0.0 if yielded else loop.time() - started)
-
-    def write_now(self, write: Callable[[_T], int], data: _T) -> int:
-        """``write(data)``, a write that never blocks: it writes what the socket takes at once
-        and returns how much (of the caller's units); the caller waits for the rest."""
-        started = time.monotonic()
-        written = write(data)
-        if written:
-            self._wrote = True
-            self._pacer.spent(self, time.monotonic() - started)
-        return written
 
     def stop(self) -> None:
         """Disarm the watchdog and leave the pacer (the writer is done)."""

@@ -4,9 +4,10 @@
 
 Each streams one core connection: an initial ``:ok`` comment, then everything queued on the
 connection as ``id: N`` + ``data: <json>`` events, in chunks of about
-:data:`~transports.pump.CHUNK_BYTES` per write, written in the call that took them while
-the socket takes writes (:mod:`transports.http_protocol`; no task switch per write), else
-once it drains (a peer that stops reading holds one chunk, not its backlog), comment
+:data:`~transports.pump.CHUNK_BYTES` per write, written by the pacer's pass that took
+them while the socket takes writes (:mod:`transports.pacer`,
+:mod:`transports.http_protocol`: no task switch per write), else by the stream's task once
+the socket drains (a peer that stops reading holds one chunk, not its backlog), comment
 pings every ``ping_interval_s``, headers ``Cache-Control: no-cache`` and
 ``X-Accel-Buffering: no``. The stream ends when the core closes the connection (execution
 finished, replaced, shutdown) or aborts it (slow consumer: the stream just ends, at once,
@@ -24,8 +25,9 @@ request's (the disconnect listener) and one timer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
+from itertools import chain
 from typing import Final, TypedDict
 
 import anyio
@@ -163,7 +165,7 @@ class EventStream(Response):
 class _SsePeer:
     """One stream's reads (only the client leaving) and writes, run by :meth:`Pump.run`."""
 
-    __slots__ = ("_ping_due", "_ping_timer", "direct", "pump", "receive", "response", "send")
+    __slots__ = ("_head", "_ping_timer", "_rest", "direct", "pump", "receive", "response", "send")
 
     def __init__(self, response: EventStream, scope: Scope, receive: Receive, send: Send) -> None:
         self.response = response
@@ -171,7 +173,8 @@ class _SsePeer:
         self.pump = response.pump
         self.receive = receive
         self.send = send
-        self._ping_due = False
+        self._head = b""  # comments that go before the next events (``:ok``, a ping)
+        self._rest: Iterator[Sequence[bytes]] | None = None  # chunks a pass could not write
         self._ping_timer: asyncio.TimerHandle | None = None
 
     async def read(self) -> bool:
@@ -183,22 +186,36 @@ class _SsePeer:
         pump, send = self.pump, self.send
         start = {"type": "http.response.start", "status": 200, "headers": self.response.raw_headers}
         await pump.write(send, start)
-        head = SSE_OK
+        self._head = SSE_OK
         pump.poke()  # the ``:ok`` goes out at once, with whatever is already queued
         self._arm_ping()
+        direct = self.flush if self.direct is not None else None
         try:
-            while (batch := await pump.next_batch()) is not None:
-                if self._ping_due:
-                    self._ping_due = False
-                    head += SSE_PING
+            while (batch := await pump.next_batch(direct)) is not None:
+                chunks, self._rest = self._rest or self._chunks(batch), None
                 # each chunk waits for the socket to drain: a stalled peer holds one chunk
                 # in the transport, not the whole batch
-                for chunk in self.response.encode(batch, CHUNK_BYTES, head):
+                for chunk in chunks:
                     await self._write(chunk)
-                head = b""
         finally:
             if self._ping_timer is not None:
                 self._ping_timer.cancel()
+
+    def flush(self, batch: list[Outgoing]) -> bool:
+        """A pass's write (:data:`~transports.pump.Flush`): whole chunks while the socket
+        takes them."""
+        assert self.direct is not None
+        write_now = self.direct["write_now"]
+        chunks = self._chunks(batch)
+        for chunk in chunks:
+            if not write_now(chunk):
+                self._rest = chain((chunk,), chunks)
+                return False
+        return True
+
+    def _chunks(self, batch: list[Outgoing]) -> Iterator[Sequence[bytes]]:
+        head, self._head = self._head, b""
+        return iter(self.response.encode(batch, CHUNK_BYTES, head))
 
     async def _write(self, chunk: Sequence[bytes]) -> None:
         """Write ``chunk`` at once if the socket takes it, else once it drains."""
@@ -207,7 +224,7 @@ class _SsePeer:
             body = {"type": "http.response.body", "body": b"".join(chunk), "more_body": True}
             await pump.write(self.send, body)
             return
-        while not pump.write_now(direct["write_now"], chunk):
+        while not direct["write_now"](chunk):
             await pump.write(direct["drain"], {})
 
     async def end(self, code: int, reason: str) -> None:
@@ -225,6 +242,6 @@ class _SsePeer:
             self._ping_timer = loop.call_later(self.response.ping_interval_s, self._ping)
 
     def _ping(self) -> None:
-        self._ping_due = True
+        self._head += SSE_PING
         self.pump.poke()
         self._arm_ping()

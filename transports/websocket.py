@@ -108,7 +108,7 @@ class PushEndpoint:
 class _WebSocketPeer:
     """One connection's reads and writes, run by :meth:`Pump.run`."""
 
-    __slots__ = ("frames", "hub", "pump", "receive", "send")
+    __slots__ = ("frames", "hub", "pump", "receive", "rest", "send")
 
     def __init__(
         self, scope: Scope, receive: Receive, send: Send, hub: PushHub, pump: Pump
@@ -118,6 +118,7 @@ class _WebSocketPeer:
         self.frames: FramesExtension | None = scope.get("extensions", {}).get(SEND_FRAMES)
         self.hub = hub
         self.pump = pump
+        self.rest: list[Outgoing] = []  # what a pass's write left for the socket to drain
 
     async def read(self) -> bool:
         conn = self.pump.conn
@@ -133,15 +134,25 @@ class _WebSocketPeer:
     async def write(self) -> None:
         pump, frames = self.pump, self.frames
         await self.send({"type": "websocket.accept"})
-        while (batch := await pump.next_batch()) is not None:
-            if frames is None:
+        if frames is None:
+            while (batch := await pump.next_batch()) is not None:
                 for out in batch:
                     await pump.write(self.send, _message(out))
-                continue
-            written = pump.write_now(frames["write_now"], batch)
-            while written < len(batch):  # the socket is full: wait, then write the rest
+            return
+        while await pump.next_batch(self.flush) is not None:
+            rest, self.rest = self.rest, []
+            while rest:  # the socket was full: wait, then write the rest
                 await pump.write(self.send, {"type": DRAIN})
-                written += pump.write_now(frames["write_now"], batch[written:])
+                rest = rest[frames["write_now"](rest) :]
+
+    def flush(self, batch: list[Outgoing]) -> bool:
+        """A pass's write (:data:`~transports.pump.Flush`)."""
+        assert self.frames is not None
+        written = self.frames["write_now"](batch)
+        if written == len(batch):
+            return True
+        self.rest = batch[written:]
+        return False
 
     async def end(self, code: int, reason: str) -> None:
         if self.frames is None:

@@ -12,7 +12,9 @@ Under this protocol (``ws=`` in :func:`transports.websocket.uvicorn_options`) th
   than everything else a message needs (bench/README.md), so a backlog costs a few calls
   instead of one per message; a large payload is handed to the transport as it is, a view
   of the bytes every connection shares. So a connection holds at most the transport's
-  buffer (its high-water mark), one chunk and one frame, however slowly its peer reads.
+  buffer (its high-water mark), one chunk and one frame, however slowly its peer reads. A
+  :class:`~app.push.wire.Shared` batch (the same messages with the same ids as other
+  connections send) smaller than a chunk is laid out once and written whole by each.
 - ``close_now(code, reason)`` writes the close frame at once, behind what the transport
   already holds, without waiting for it to drain, and aborts the transport if the peer has
   not answered it within :data:`CLOSE_GRACE_S` (a peer that stopped reading).
@@ -41,7 +43,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from app.push.wire import Outgoing, ws_frame, ws_spliced
+from app.push.wire import Outgoing, Shared, ws_frame, ws_spliced
 from transports.pump import CHUNK_BYTES
 
 SEND_FRAMES: Final = "graphpush.websocket.send_frames"
@@ -65,6 +67,16 @@ def frame_header(payload_length: int, binary: bool) -> bytes:
     if payload_length < 1 << 16:
         return _MEDIUM.pack(first, 126, payload_length)
     return _LONG.pack(first, 127, payload_length)
+
+
+def frames(outs: Sequence[Outgoing]) -> bytes:
+    """The frames of ``outs`` back to back (``meta.id`` spliced in), as written without
+    per-message deflate."""
+    pieces: list[Piece] = []
+    for out in outs:
+        body, tail = ws_spliced(out)
+        pieces += (frame_header(len(body) + len(tail), out.binary), body, tail)
+    return b"".join(pieces)
 
 
 class _Inbox(asyncio.Queue[ASGIReceiveEvent]):
@@ -171,6 +183,13 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
         """Write frames of ``outs`` while the transport takes writes; how many were written."""
         if self.disconnected or self.close_sent or self.conn.state is not State.OPEN:
             raise ClientDisconnected()
+        if isinstance(outs, Shared) and outs.nbytes < CHUNK_BYTES and not self.conn.extensions:
+            if not self.writable.is_set():
+                return 0
+            if outs.ws is None:  # laid out once for every connection that sends it
+                outs.ws = frames(outs)
+            self.transport.write(outs.ws)
+            return len(outs)
         written, pieces, size = 0, list[Piece](), 0
         for out in outs:
             if not self.writable.is_set():  # changes only when a write fills the buffer

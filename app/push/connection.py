@@ -184,11 +184,15 @@ class Connection:
 
     def data_to_send(self) -> list[Outgoing]:
         """Everything queued, in order; the queue is empty afterwards. The batch counts
-        against the bound until the next call (see the module docstring)."""
+        against the bound until the next call (see the module docstring). A batch of one
+        segment is the segment's list, which other connections may send too: the caller
+        must not change it."""
         self.settle()
         items, self._outbox = self._outbox, []
         self._unsent_bytes = self._queued_bytes - self._backlog_bytes
         self._queued_bytes = self._backlog_bytes = 0
+        if len(items) == 1 and not isinstance(items[0], Outgoing):
+            return items[0].outgoing()
         out: list[Outgoing] = []
         for item in items:
             if isinstance(item, Outgoing):

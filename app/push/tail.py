@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Final
 from app.bus.base import PushEvent
 from app.messages import BINARY_TYPES, TERMINAL
 from app.push.connection import OVERHEAD_BYTES, CloseCode
-from app.push.wire import Outgoing, stream_item
+from app.push.wire import Outgoing, Shared, stream_item
 
 if TYPE_CHECKING:
     from app.push.buffers import ResumeBuffer
@@ -75,8 +75,8 @@ class Lane:
 class Segment:
     """A run of a tail's messages queued on one connection, open while it may still grow."""
 
-    __slots__ = ("closed", "cut_at", "events", "first_id", "items", "lane", "press_at",
-                 "start", "start_bytes", "watched")  # fmt: skip
+    __slots__ = ("closed", "cut_at", "items", "lane", "press_at", "start", "start_bytes",
+                 "watched")  # fmt: skip
 
     def __init__(self, lane: Lane, start: int, start_bytes: int) -> None:
         self.lane = lane
@@ -85,9 +85,7 @@ class Segment:
         self.cut_at = self.press_at = 0
         self.watched = False  # in the tail's heaps
         self.closed = False
-        self.events: list[PushEvent] = []
-        self.items: list[Outgoing] = []  # a stream's, shared (:meth:`Tail.streamed`)
-        self.first_id: int | None = None
+        self.items: list[Outgoing] = []  # once closed
 
     def watch(self, cut_at: int, press_at: int) -> None:
         self.cut_at, self.press_at = cut_at, press_at
@@ -109,33 +107,32 @@ class Segment:
         if lane.ids is None:
             self.items = tail.streamed(self.start)
             return nbytes
-        self.events = tail.events[self.start - tail.base :]
-        self.first_id = lane.commit(self.events, nbytes - OVERHEAD_BYTES * len(self.events))
+        events = tail.events[self.start - tail.base :]
+        first_id = lane.ids.extend(events, tail.now, nbytes - OVERHEAD_BYTES * len(events))
+        self.items = tail.numbered(self.start, first_id)
         return nbytes
 
     def outgoing(self) -> list[Outgoing]:
-        """The closed segment as the transport's items, each with its id."""
-        if self.first_id is None:
-            items, self.items = self.items, []  # a closed segment may wait in a heap
-            return items
-        events, self.events = self.events, []
-        return [
-            Outgoing(e.payload, e.type in BINARY_TYPES, i)
-            for i, e in enumerate(events, self.first_id)
-        ]
+        """The closed segment as the transport's items, each with its id: a
+        :class:`~app.push.wire.Shared` list, the same for every connection that took the
+        same messages with the same ids."""
+        items, self.items = self.items, []  # a closed segment may wait in a heap
+        return items
 
 
 class Tail:
     """The messages of one execution since its oldest open segment, and its lanes."""
 
-    __slots__ = ("_cut", "_ends", "_items", "_press", "_scan_at", "_trim_at", "base", "events",
-                 "idle", "lanes", "last_seq", "now", "opened")  # fmt: skip
+    __slots__ = ("_cut", "_ends", "_items", "_press", "_scan_at", "_taken", "_trim_at", "base",
+                 "events", "idle", "lanes", "last_seq", "now", "opened")  # fmt: skip
 
     def __init__(self) -> None:
         self.events: list[PushEvent] = []
         self.base = 0  # the absolute index of events[0]
         self._ends = [0]  # _ends[i]: the counted bytes of every message before events[i]
         self._items: list[Outgoing] = []  # _items[i]: events[i] as a stream's item, if made
+        #: What segments closed since the last message took, by (start, first id or None).
+        self._taken: dict[tuple[int, int | None], Shared] = {}
         self.last_seq = 0
         self.now = 0.0
         self.lanes: dict[object, Lane] = {}
@@ -175,6 +172,8 @@ class Tail:
                 return
             self.last_seq = event.seq
         self.now = now
+        if self._taken:
+            self._taken.clear()  # a segment closed from now on ends at this message
         index = self.base + len(self.events)
         start_bytes = self.total
         self.events.append(event)
@@ -191,13 +190,29 @@ class Tail:
         if len(self.events) >= self._trim_at:
             self._trim()
 
-    def streamed(self, start: int) -> list[Outgoing]:
+    def streamed(self, start: int) -> Shared:
         """The messages from the absolute index ``start`` on as an execution stream's items,
-        each made once for every stream (:func:`~app.push.wire.stream_item`)."""
-        items = self._items
-        for event in self.events[len(items) :]:
-            items.append(stream_item(event.seq, event.payload))
-        return items[start - self.base :]
+        each made once for every stream (:func:`~app.push.wire.stream_item`), in one list
+        for every stream that takes the same ones."""
+        shared = self._taken.get((start, None))
+        if shared is None:
+            items = self._items
+            for event in self.events[len(items) :]:
+                items.append(stream_item(event.seq, event.payload))
+            shared = self._taken[start, None] = Shared(items[start - self.base :])
+        return shared
+
+    def numbered(self, start: int, first_id: int) -> Shared:
+        """The messages from the absolute index ``start`` on with the ids from ``first_id``
+        on, in one list for every connection that takes the same ones with the same ids."""
+        shared = self._taken.get((start, first_id))
+        if shared is None:
+            events = self.events[start - self.base :]
+            shared = self._taken[start, first_id] = Shared(
+                Outgoing(e.payload, e.type in BINARY_TYPES, i)
+                for i, e in enumerate(events, first_id)
+            )
+        return shared
 
     def watch(self, segment: Segment) -> None:
         """Cut ``segment``'s connection off once the tail passes ``segment.cut_at`` bytes, and

@@ -5,7 +5,9 @@ by every connection), whether WebSocket must send it as a binary frame, and its 
 A transport turns them into frames with :func:`ws_frame` (``"meta":{"id":N}`` spliced in
 beside ``type`` and ``data``) or :func:`sse_pieces` (``id:`` + ``data:`` lines); neither
 re-encodes the JSON. An execution stream's items are the same for every reader (its ids are
-the ``seq``): :func:`stream_item` makes each one once, its SSE event laid out with it.
+the ``seq``): :func:`stream_item` makes each one once, its SSE event laid out with it. A
+batch that several connections send as it is, the same messages with the same ids, is a
+:class:`Shared` list, which keeps each transport's layout of it once it is made.
 """
 
 from __future__ import annotations
@@ -31,6 +33,21 @@ class Outgoing(msgspec.Struct, frozen=True, gc=False):
     event_id: int | None = None
     #: Its whole SSE event, when the item is shared by every reader (:func:`stream_item`).
     sse: bytes | None = None
+
+
+class Shared(list[Outgoing]):
+    """Items that several connections send as they are (the same messages with the same
+    ids), so a transport lays them out once for all of them and keeps the bytes here
+    (``ws``: WebSocket frames; ``sse``: SSE events). ``nbytes``: their payloads' bytes.
+    Nobody changes the list once it is handed out."""
+
+    __slots__ = ("nbytes", "sse", "ws")
+
+    def __init__(self, items: Iterable[Outgoing]) -> None:
+        super().__init__(items)
+        self.nbytes = sum(len(out.payload) for out in self)
+        self.ws: bytes | None = None
+        self.sse: bytes | None = None
 
 
 #: Comment lines SSE sends first and as keep-alive pings (SPEC §5.1).
@@ -68,16 +85,29 @@ def _sse_event(payload: bytes, event_id: int | None) -> Sequence[bytes]:
     return (b"id: %d\ndata: " % event_id, payload, b"\n\n")
 
 
+def _event_pieces(out: Outgoing) -> Sequence[bytes]:
+    return (out.sse,) if out.sse is not None else _sse_event(out.payload, out.event_id)
+
+
 def sse_pieces(
     outs: Iterable[Outgoing], max_bytes: int, head: bytes = b""
 ) -> Iterator[list[bytes]]:
     """``head`` then ``outs`` as SSE events, in chunks of whole events that end once they
     reach ``max_bytes``, each a list of pieces to write in one go (the payloads and shared
     events are not copied), made when it is asked for: a transport that writes them one by
-    one holds one chunk at a time, never the whole backlog."""
+    one holds one chunk at a time, never the whole backlog. A :class:`Shared` batch smaller
+    than a chunk is laid out once for every connection that sends it."""
+    if isinstance(outs, Shared) and outs.nbytes < max_bytes:
+        if outs.sse is None:
+            outs.sse = b"".join([piece for out in outs for piece in _event_pieces(out)])
+        if head:
+            yield [head, outs.sse]
+        elif outs:
+            yield [outs.sse]
+        return
     parts, size = [head] if head else [], len(head)
     for out in outs:
-        for piece in (out.sse,) if out.sse is not None else _sse_event(out.payload, out.event_id):
+        for piece in _event_pieces(out):
             parts.append(piece)
             size += len(piece)
         if size >= max_bytes:
