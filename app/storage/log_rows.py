@@ -37,10 +37,6 @@ _encode: Final = msgspec.json.Encoder().encode
 _decode: Final = msgspec.json.Decoder(list[LogEntry]).decode
 
 
-def log_entry(event: StoredEvent) -> LogEntry:
-    return LogEntry(event.seq, event.type, msgspec.Raw(event.payload))
-
-
 def log_row(execution_id: str, entries: dict[int, LogEntry]) -> LogRow:
     """The row of a run's entries (by ``seq``, in staging order) written by one commit."""
     return execution_id, max(entries), _encode(list(entries.values()))

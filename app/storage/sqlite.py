@@ -96,7 +96,10 @@ class SqliteStore(SqlStaging, SqliteOutbox):
     # ---- group commit ----------------------------------------------------------------
 
     def _staged(self) -> None:
-        self._schedule_flush(asyncio.get_running_loop().time() + FLUSH_DELAY_S)
+        # A flush scheduled already is due within FLUSH_DELAY_S (no commit lingers longer):
+        # a running execution stages at each of its events.
+        if self._flush_handle is None:
+            self._schedule_flush(asyncio.get_running_loop().time() + FLUSH_DELAY_S)
 
     def _schedule_flush(self, due: float) -> None:
         if self._retrying:
@@ -122,7 +125,7 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         loop = asyncio.get_running_loop()
         if self._committed is None:
             self._committed = loop.create_future()
-        self._schedule_flush(loop.time() + linger_s)
+        self._schedule_flush(loop.time() + min(linger_s, FLUSH_DELAY_S))
         await asyncio.shield(self._committed)
 
     async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:

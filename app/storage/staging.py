@@ -21,9 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from msgspec import Raw
+
 from app.model.records import ExecutionRecord, StoredEvent
 from app.model.webhooks import WebhookDelivery
-from app.storage.log_rows import LogEntry, LogRow, log_entry, log_row, row_entries
+from app.storage.log_rows import LogEntry, LogRow, log_row, row_entries
 from app.storage.sql_rows import (
     SNAPSHOT_COLUMN,
     RecordRow,
@@ -78,7 +80,7 @@ class SqlStaging(ABC):
             if log is None:
                 log = self._events[execution_id] = {}
             for event in events:
-                log[event.seq] = log_entry(event)
+                log[event.seq] = LogEntry(event.seq, event.type, Raw(event.payload))
         self._staged()
 
     def unstage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:

@@ -8,12 +8,13 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+import msgspec
 import psycopg
 import pytest
 
 from app.model.records import ExecutionQuery, ExecutionRecord, StoredEvent
 from app.model.status import ExecutionStatus
-from app.storage.log_rows import log_entry, log_row, read_log
+from app.storage.log_rows import LogEntry, log_row, read_log
 from app.storage.postgres import PostgresStore
 from app.storage.postgres_schema import MIGRATIONS
 from app.storage.sqlite import SqliteStore
@@ -28,6 +29,10 @@ OLD_LOG = [
     StoredEvent(3, "nodeExecuteAfter", b'{"data":[1,2.5,null,true]}'),
 ]
 NEXT = [StoredEvent(4, "executionFinished", b'{"type":"executionFinished"}')]
+
+
+def log_entry(event: StoredEvent) -> LogEntry:
+    return LogEntry(event.seq, event.type, msgspec.Raw(event.payload))
 
 
 def row(execution_id: str, *events: StoredEvent) -> bytes:
