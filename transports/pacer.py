@@ -15,11 +15,12 @@ written at the next loop iteration, never held back, and so is one whose queue i
 
 Bursts: a run followed by many connections publishes far faster than they can be sent and
 read (62 messages in ~10 ms, to 1,000 sockets). When the messages published since the last
-pass, times the connections waiting for the next one, reach :data:`BURST`, the publisher
-waits (:meth:`Pacer.published`, the in-process bus's ``pace``) for a pass that runs at once:
-the run's messages then go out in bursts that the clients take in stride, a few writes per
-connection per run, instead of all at once after it ends. A slow client never holds a pass
-(its rest waits in its own task), so it never holds the run either.
+pass, times the connections waiting for the next one, reach :data:`BURST` (and are at
+least :data:`BURST_MESSAGES`), the publisher waits (:meth:`Pacer.published`, the
+in-process bus's ``pace``) for a pass that runs at once: the run's messages then go out in
+bursts that the clients take in stride, a few writes per connection per run, instead of
+all at once after it ends. A slow client never holds a pass (its rest waits in its own
+task), so it never holds the run either.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ from typing import Final, Protocol
 #: The shortest pause after a pass that wrote several connections (the latency it may add).
 MIN_TURN_S: Final = 0.002
 #: How many deliveries (messages published since the last pass, times connections waiting for
-#: the next) a publisher may leave unwritten before it waits for the pass.
+#: the next) a publisher may leave unwritten before it waits for the pass...
 BURST: Final = 8192
+#: ...and how many messages at least: however many connections wait, a pass writes a few
+#: messages to each (a write costs the same for one message or ten).
+BURST_MESSAGES: Final = 8
 
 
 class Writer(Protocol):
@@ -69,13 +73,15 @@ class Pacer:
 
     def published(self) -> asyncio.Future[None] | None:
         """A message was published: None, or, once the messages published since the last
-        pass would reach :data:`BURST` deliveries, a future done when the next pass (made
-        to run at once) has written them, for the publisher to wait on. So a run followed
-        by many connections does not outrun what they are sent: its messages go out in
-        bursts the clients take in stride, not all at once after it ends."""
+        pass would reach :data:`BURST` deliveries (and :data:`BURST_MESSAGES`), a future
+        done when the next pass (made to run at once) has written them, for the publisher to
+        wait on. So a run followed by many connections does not outrun what they are sent:
+        its messages go out in bursts the clients take in stride, not all at once after it
+        ends."""
         self._published += 1
         if self._passed is None:
-            if self._published * len(self._ready) < BURST:
+            published = self._published
+            if published < BURST_MESSAGES or published * len(self._ready) < BURST:
                 return None
             self._passed = asyncio.get_running_loop().create_future()
             if self._handle is not None and not self._soon:
@@ -92,14 +98,16 @@ class Pacer:
         self._handle = None
         self._published = 0
         ready, self._ready = self._ready, {}
+        passed, self._passed = self._passed, None
         loop = asyncio.get_running_loop()
         started = loop.time()
         wrote = 0
-        for writer in ready:
-            wrote += writer.flush()
+        try:
+            for writer in ready:
+                wrote += writer.flush()
+        finally:  # a publisher never waits for a pass that failed
+            if passed is not None:
+                passed.set_result(None)
         if wrote > 1:
             ended = loop.time()
             self._not_before = ended + max(MIN_TURN_S, ended - started)
-        passed, self._passed = self._passed, None
-        if passed is not None:
-            passed.set_result(None)

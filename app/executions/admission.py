@@ -35,8 +35,8 @@ from app.settings import Settings
 from app.storage.base import ExecutionStore
 
 Strategy = Literal["enqueue", "reject", "interrupt", "rollback"]
-#: End a run ``canceled`` and wait until that is published; delete it when told to.
-Replace = Callable[[str, bool], Awaitable[None]]
+#: End runs ``canceled`` and wait until that is published; delete them when told to.
+Replace = Callable[[list[str], bool], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +152,8 @@ class Admission:
         older = await self._older(record)
         if older and strategy == "reject":
             raise ConcurrencyConflict.taken(record.concurrency_key or "", older[0])
-        for execution_id in older:
-            await self._replace(execution_id, strategy == "rollback")
+        if older:
+            await self._replace(older, strategy == "rollback")
 
     async def _older(self, record: ExecutionRecord) -> list[str]:
         """The unfinished runs of ``record``'s key: those stored (by any instance), then

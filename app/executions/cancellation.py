@@ -100,15 +100,19 @@ class Cancellation:
                     canceled += 1
         return canceled
 
-    async def replace(self, execution_id: str, delete: bool) -> None:
-        """End an older run of a concurrency key ``canceled`` (SPEC §10 ``interrupt``), and
-        wait until that is published; with ``delete`` (``rollback``) it is then deleted."""
-        with contextlib.suppress(IllegalTransition, NotFound):  # it ended meanwhile
-            await self.cancel(execution_id)
-        await self._manager.wait_ended(execution_id)
-        await self._wait_stored_end(execution_id)
+    async def replace(self, execution_ids: list[str], delete: bool) -> None:
+        """End the older runs of a concurrency key ``canceled`` (SPEC §10 ``interrupt``) and
+        wait until that is published; with ``delete`` (``rollback``) they
+        are then deleted. Every one is canceled before any is waited for, newest first: a
+        queued run cannot start in the slot an older one leaves."""
+        for execution_id in reversed(execution_ids):
+            with contextlib.suppress(IllegalTransition, NotFound):  # it ended meanwhile
+                await self.cancel(execution_id)
+        for execution_id in execution_ids:
+            await self._manager.wait_ended(execution_id)
+            await self._wait_stored_end(execution_id)
         if delete:
-            await forget(self._store, self._checkpointer, [execution_id])
+            await forget(self._store, self._checkpointer, execution_ids)
 
     async def _wait_stored_end(self, execution_id: str) -> None:
         """Return once the run is stored finished (or is gone): ended by another process."""

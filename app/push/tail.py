@@ -21,7 +21,9 @@ The tail keeps only what an open segment still needs: a closed segment holds its
 slice, and the resume buffers hold the events themselves. An execution stream's items are
 the same for every stream (their ids are the ``seq``): the tail makes each one once, with
 its SSE event, when the first stream takes it, and every stream's segment is a slice of
-them.
+them. Segments that close at the same message with the same start and the same first id
+(streams, and pushRefs whose ids agree) take one :class:`~app.push.wire.Shared` list, which
+transports lay out once for all of them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """The pacer's passes: one loop callback writes every ready connection; a pass that wrote
 several connections holds the next one back as long as it took (so the engine that
-publishes gets the loop meanwhile), and nothing else does."""
+publishes gets the loop meanwhile), and nothing else does.
+
+Holding back is checked against a timer, by order, not by measuring time: a pass held back
+comes after a timer set for a shorter delay, one that is not comes before it."""
 
 from __future__ import annotations
 
@@ -9,40 +12,50 @@ import time
 
 import pytest
 
-from transports.pacer import BURST, MIN_TURN_S, Pacer
+from transports.pacer import BURST, BURST_MESSAGES, MIN_TURN_S, Pacer
 
 
-class Log(list[tuple[str, float]]):
-    """Which writer a pass flushed, and when."""
+class Log(list[str]):
+    """Which writer a pass flushed, in order, and the timers that went off between."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.flushed = asyncio.Event()
+        self.changed = asyncio.Event()
 
-    def append(self, item: tuple[str, float]) -> None:
-        super().append(item)
-        self.flushed.set()
+    def append(self, name: str) -> None:
+        super().append(name)
+        self.changed.set()
+
+    def timer(self, delay_s: float) -> None:
+        """Log ``"timer"`` ``delay_s`` from now."""
+        asyncio.get_running_loop().call_later(delay_s, self.append, "timer")
+
+    async def settle(self, count: int) -> None:
+        async with asyncio.timeout(2):
+            while len(self) < count:
+                self.changed.clear()
+                await self.changed.wait()
 
 
 class Writer:
-    """A connection's pump as a pass sees it: records when it was flushed."""
+    """A connection's pump as a pass sees it: logs its flushes; ``busy_s``: each keeps the
+    loop busy that long, as a write does."""
 
     def __init__(self, log: Log, name: str, busy_s: float = 0.0) -> None:
         self.log, self.name, self.busy_s = log, name, busy_s
 
     def flush(self) -> bool:
-        self.log.append((self.name, asyncio.get_running_loop().time()))
+        self.log.append(self.name)
         until = time.monotonic() + self.busy_s
-        while time.monotonic() < until:  # a write that keeps the loop busy
+        while time.monotonic() < until:
             pass
         return True
 
 
-async def _settle(log: Log, count: int) -> None:
-    async with asyncio.timeout(2):
-        while len(log) < count:
-            log.flushed.clear()
-            await log.flushed.wait()
+def busy_pass(pacer: Pacer, log: Log, seconds: float) -> None:
+    """Ask for a pass over two connections that takes ``seconds``."""
+    pacer.ready(Writer(log, "a", busy_s=seconds / 2))
+    pacer.ready(Writer(log, "b", busy_s=seconds / 2))
 
 
 @pytest.mark.timeout(5)
@@ -52,46 +65,43 @@ async def test_one_pass_writes_every_ready_connection_in_the_order_they_became_r
     for writer in writers:
         pacer.ready(writer)
     pacer.ready(writers[0])  # ready again before the pass: written once
-    await _settle(log, 3)
-    assert [name for name, _ in log] == ["c", "a", "b"]
+    await log.settle(3)
+    assert log == ["c", "a", "b"]
 
 
 @pytest.mark.timeout(5)
 async def test_a_pass_over_several_connections_holds_the_next_back_as_long_as_it_took() -> None:
     pacer, log = Pacer(), Log()
-    pacer.ready(Writer(log, "a", busy_s=0.03))
-    pacer.ready(Writer(log, "b", busy_s=0.03))
-    await _settle(log, 2)
-    ended = asyncio.get_running_loop().time()
+    busy_pass(pacer, log, 0.1)
+    await log.settle(2)
+    log.timer(0.05)  # the next pass may not start before 0.1 s from now
     pacer.ready(Writer(log, "c"))
-    await _settle(log, 3)
-    assert log[2][1] - ended >= 0.055
+    await log.settle(4)
+    assert log[2:] == ["timer", "c"]
 
 
 @pytest.mark.timeout(5)
 async def test_a_lone_connection_is_never_held_back() -> None:
     pacer, log = Pacer(), Log()
-    lone = Writer(log, "a", busy_s=0.03)
+    lone = Writer(log, "lone", busy_s=0.1)
     pacer.ready(lone)
-    await _settle(log, 1)
-    ended = asyncio.get_running_loop().time()
+    await log.settle(1)
+    log.timer(0.05)
     pacer.ready(lone)
-    await _settle(log, 2)
-    assert log[1][1] - ended < 0.02
+    await log.settle(3)
+    assert log[1:] == ["lone", "timer"]
 
 
 @pytest.mark.timeout(5)
 async def test_an_urgent_connection_is_written_at_once_while_passes_are_paced() -> None:
     pacer, log = Pacer(), Log()
-    pacer.ready(Writer(log, "a", busy_s=0.05))
-    pacer.ready(Writer(log, "b", busy_s=0.05))
-    await _settle(log, 2)
-    ended = asyncio.get_running_loop().time()
+    busy_pass(pacer, log, 0.1)
+    await log.settle(2)
+    log.timer(0.05)
     pacer.ready(Writer(log, "later"))
     pacer.ready(Writer(log, "pressing"), urgent=True)
-    await _settle(log, 4)
-    assert [name for name, _ in log[2:]] == ["later", "pressing"]
-    assert log[3][1] - ended < 0.03  # not the ~0.1 s the pass would have waited
+    await log.settle(5)
+    assert log[2:] == ["later", "pressing", "timer"]
 
 
 @pytest.mark.timeout(5)
@@ -101,9 +111,9 @@ async def test_a_connection_that_left_is_not_written() -> None:
     pacer.ready(gone)
     pacer.ready(stays)
     pacer.leave(gone)
-    await _settle(log, 1)
-    await asyncio.sleep(MIN_TURN_S * 2)
-    assert [name for name, _ in log] == ["stays"]
+    log.timer(MIN_TURN_S * 2)
+    await log.settle(2)
+    assert log == ["stays", "timer"]
 
 
 @pytest.mark.timeout(5)
@@ -115,19 +125,28 @@ async def test_a_publisher_goes_on_while_its_messages_wait_for_few_connections()
 
 
 @pytest.mark.timeout(5)
+async def test_a_pass_over_very_many_connections_writes_several_messages_to_each() -> None:
+    pacer, log = Pacer(), Log()
+    for i in range(2 * BURST):
+        pacer.ready(Writer(log, f"follower {i}"))
+    waits = [pacer.published() for _ in range(BURST_MESSAGES)]
+    assert set(waits[:-1]) == {None} and waits[-1] is not None
+    await asyncio.wait_for(waits[-1], 2)
+    assert len(log) == 2 * BURST
+
+
+@pytest.mark.timeout(5)
 async def test_a_publisher_waits_for_a_pass_at_once_when_a_burst_is_due() -> None:
     pacer, log = Pacer(), Log()
-    pacer.ready(Writer(log, "a", busy_s=0.05))
-    pacer.ready(Writer(log, "b", busy_s=0.05))
-    await _settle(log, 2)  # passes are paced for about 0.1 s now
-    ended = asyncio.get_running_loop().time()
-    followers = BURST // 4
+    busy_pass(pacer, log, 0.1)
+    await log.settle(2)  # passes are held back for 0.1 s now
+    log.timer(0.05)
+    followers = BURST // BURST_MESSAGES
     for i in range(followers):
         pacer.ready(Writer(log, f"follower {i}"))
-    waits = [pacer.published() for _ in range(4)]
-    assert waits[:3] == [None, None, None] and waits[3] is not None
-    assert pacer.published() is waits[3]  # one pass for every publisher that waits
-    await asyncio.wait_for(waits[3], 2)
-    assert len(log) == 2 + followers
-    assert log[-1][1] - ended < 0.05  # not held back by the pacing
+    waits = [pacer.published() for _ in range(BURST_MESSAGES)]
+    assert set(waits[:-1]) == {None} and waits[-1] is not None
+    assert pacer.published() is waits[-1]  # one pass for every publisher that waits
+    await asyncio.wait_for(waits[-1], 2)
+    assert len(log) == 2 + followers and "timer" not in log  # the pass was not held back
     assert pacer.published() is None  # counted again from the pass on
