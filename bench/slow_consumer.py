@@ -17,7 +17,9 @@ Method (also in bench/README.md):
   buffer 4 KiB). With the defaults a stalled subscriber is sent about 22 MB, more
   than the 8 MiB outbound bound plus the kernel's buffers, so the server should cut it off
   (WebSocket close 4008); after the round the stalled clients read what was left for them
-  and report whether the server closed them, and the close code if a close frame came.
+  and report whether the server closed them, and the close code if a close frame came
+  (after ``CLOSE_GRACE_S`` + 1 s: the server aborts a cut-off client that does not take
+  its close frame within that grace).
 - Rounds alternate without/with, after a warm-up pair; each number is the median of the
   rounds.
 """
@@ -40,6 +42,7 @@ from bench.e2e_clients import ws_upgrade
 from bench.engine import chain
 from bench.harness import note, percentile, report, summary, table
 from bench.push import CTX, GATE, Api, Clients, server
+from transports.ws_protocol import CLOSE_GRACE_S
 
 NODES = 60
 MESSAGES = 1 + 3 * NODES + 1
@@ -185,6 +188,8 @@ class Bench:
             times, _ = clients.collect("healthy", args.timeout)
             stamps = sorted(t for execution_id in runs for t in api.stamps(execution_id))
             grown = psutil.Process(self.pid).memory_info().rss - rss
+            if slow:  # a cut-off stalled client is closed at most CLOSE_GRACE_S after its cut
+                time.sleep(CLOSE_GRACE_S + 1)
             drained = stalled.call("drain", 10.0) if slow else []
         finally:
             clients.call("close", "healthy")
