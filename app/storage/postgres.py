@@ -38,6 +38,7 @@ from app.model.records import (
     StoredEvent,
 )
 from app.model.status import ExecutionStatus
+from app.storage.log_rows import read_log
 from app.storage.postgres_batch import upsert
 from app.storage.postgres_control import (
     claim_limited,
@@ -215,13 +216,12 @@ class PostgresStore(SqlStaging, PostgresOutbox):
         self, execution_id: str, after: int = 0, limit: int | None = None
     ) -> builtins.list[StoredEvent]:
         rows = await self._fetch(
-            "SELECT seq, type, payload FROM execution_events WHERE execution_id=%s AND seq>%s "
-            "ORDER BY seq LIMIT %s",
+            "SELECT entries FROM execution_log WHERE execution_id=%s AND last_seq>%s "
+            "ORDER BY position",
             execution_id,
             after,
-            limit,
         )
-        return [StoredEvent(seq, type_, bytes(payload)) for seq, type_, payload in rows]
+        return read_log((row[0] for row in rows), after, limit)
 
     async def new_run_ids(self, created_before: int) -> builtins.list[str]:
         sql = "SELECT id FROM executions WHERE status='new' AND created_at<%s ORDER BY created_at"

@@ -17,10 +17,11 @@ SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[
                      %s::bytea[], %s::bytea[], %s::text[], %s::text[])
 ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body,
     workflow = coalesce(excluded.workflow, executions.workflow)"""
-_UPSERT_EVENTS = """
-INSERT INTO execution_events (execution_id, seq, type, payload)
-SELECT * FROM unnest(%s::text[], %s::integer[], %s::text[], %s::bytea[])
-ON CONFLICT (execution_id, seq) DO UPDATE SET type = excluded.type, payload = excluded.payload"""
+#: A batch written again (its commit's outcome was lost with the connection) adds its log
+#: rows twice: readers take either copy of an entry (app.storage.log_rows).
+_INSERT_LOGS = """
+INSERT INTO execution_log (execution_id, last_seq, entries)
+SELECT * FROM unnest(%s::text[], %s::integer[], %s::bytea[])"""
 
 
 async def upsert(conn: psycopg.AsyncConnection[Any], batch: Staged) -> None:
@@ -30,7 +31,7 @@ async def upsert(conn: psycopg.AsyncConnection[Any], batch: Staged) -> None:
     # Binary parameters: payloads go as they are, not hex-encoded.
     for sql, rows in (
         (_UPSERT_RECORDS, batch.records),
-        (_UPSERT_EVENTS, batch.events),
+        (_INSERT_LOGS, batch.logs),
         (INSERT_WEBHOOKS, batch.webhooks),
     ):
         if rows:

@@ -74,7 +74,7 @@ _OLDEST_FINISHED = (
 _DELETE_RUNS = """
 WITH gone AS (
     DELETE FROM executions WHERE id = ANY(%s) AND status = ANY(%s) RETURNING id),
-events AS (DELETE FROM execution_events WHERE execution_id IN (SELECT id FROM gone)),
+events AS (DELETE FROM execution_log WHERE execution_id IN (SELECT id FROM gone)),
 keys AS (DELETE FROM idempotency_keys WHERE execution_id IN (SELECT id FROM gone)),
 hooks AS (DELETE FROM webhook_deliveries WHERE execution_id IN (SELECT id FROM gone))
 SELECT count(*) FROM gone"""

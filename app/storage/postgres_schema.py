@@ -16,7 +16,12 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from app.storage.sql_rows import RETRY_OF_INDEX, UNFINISHED_INDEXES, UNFINISHED_SQL
+from app.storage.sql_rows import (
+    RETRY_OF_INDEX,
+    UNFINISHED_BY_KEY_INDEX,
+    UNFINISHED_BY_WORKFLOW_INDEX,
+    UNFINISHED_SQL,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +65,21 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE executions ADD COLUMN concurrency_key text;
     UPDATE executions SET concurrency_key = convert_from(body, 'UTF8')::jsonb ->> 'concurrency_key'
     WHERE {UNFINISHED_SQL};
-    CREATE INDEX {UNFINISHED_INDEXES[0]};
-    CREATE INDEX {UNFINISHED_INDEXES[1]};
+    CREATE INDEX {UNFINISHED_BY_WORKFLOW_INDEX};
+    CREATE INDEX {UNFINISHED_BY_KEY_INDEX};
+    """,
+    # 7: the event log as a row per run per group commit (app.storage.log_rows), read in
+    # the order of ``position``; each entry of the old log becomes a row of its own.
+    """
+    CREATE TABLE execution_log (
+        execution_id text NOT NULL, last_seq integer NOT NULL, entries bytea NOT NULL,
+        position bigserial NOT NULL);
+    CREATE INDEX execution_log_by_run ON execution_log (execution_id, last_seq);
+    INSERT INTO execution_log (execution_id, last_seq, entries)
+    SELECT execution_id, seq, convert_to('[[' || seq || ',' || to_json(type)::text || ',', 'UTF8')
+        || payload || convert_to(']]', 'UTF8')
+    FROM execution_events ORDER BY execution_id, seq;
+    DROP TABLE execution_events;
     """,
 )
 #: ``pg_advisory_lock`` key held while the schema (ours, the checkpointer's) is migrated.

@@ -42,6 +42,7 @@ from app.model.records import (
     StoredEvent,
 )
 from app.storage.health import StoreHealth, refusing, transient, unavailable
+from app.storage.log_rows import read_log
 from app.storage.sql_rows import KeyRow, json_object, key_row, record_from_row
 from app.storage.sqlite_batch import write_batch
 from app.storage.sqlite_control import admit_new, delete_finished, find_key, key_runs, prunable
@@ -95,7 +96,10 @@ class SqliteStore(SqlStaging, SqliteOutbox):
     # ---- group commit ----------------------------------------------------------------
 
     def _staged(self) -> None:
-        self._schedule_flush(asyncio.get_running_loop().time() + FLUSH_DELAY_S)
+        # A flush scheduled already is due within FLUSH_DELAY_S (no commit lingers longer):
+        # a running execution stages at each of its events.
+        if self._flush_handle is None:
+            self._schedule_flush(asyncio.get_running_loop().time() + FLUSH_DELAY_S)
 
     def _schedule_flush(self, due: float) -> None:
         if self._retrying:
@@ -121,7 +125,7 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         loop = asyncio.get_running_loop()
         if self._committed is None:
             self._committed = loop.create_future()
-        self._schedule_flush(loop.time() + linger_s)
+        self._schedule_flush(loop.time() + min(linger_s, FLUSH_DELAY_S))
         await asyncio.shield(self._committed)
 
     async def save(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
@@ -138,8 +142,7 @@ class SqliteStore(SqlStaging, SqliteOutbox):
                 return  # written by a retry in the meantime
             if previous is not None:
                 self._records[record.id] = previous
-            for event in events:
-                self._events.pop((record.id, event.seq), None)
+            self.unstage_events(record.id, events)
             raise
 
     async def wait_writable(self) -> None:
@@ -229,13 +232,11 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         self, execution_id: str, after: int = 0, limit: int | None = None
     ) -> builtins.list[StoredEvent]:
         rows = self._query_all(
-            "SELECT seq, type, payload FROM events WHERE execution_id=? AND seq>? "
-            "ORDER BY seq LIMIT ?",
+            "SELECT entries FROM event_log WHERE execution_id=? AND last_seq>? ORDER BY rowid",
             execution_id,
             after,
-            -1 if limit is None else limit,
         )
-        return [StoredEvent(seq, type_, bytes(payload)) for seq, type_, payload in rows]
+        return read_log((row[0] for row in rows), after, limit)
 
     async def prunable(
         self, *, created_before: int, keep: int | None, limit: int
@@ -285,7 +286,7 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         self._flush()
         if self._retrying and self._flush_handle is not None:
             self._flush_handle.cancel()
-            self.health.abandoned(len(self._records) + len(self._events))
+            self.health.abandoned(self.staged_count)
         await self._wal.close()
         if self._db is not None:
             self._db.close()

@@ -22,10 +22,14 @@ def write_batch(db: sqlite3.Connection, batch: Staged, keys: list[KeyRow]) -> No
     """Write (insert or replace) the rows in one transaction; nothing of it if it raises."""
     db.execute("BEGIN")
     try:
-        db.executemany(_UPSERT, batch.records)
-        db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?)", batch.events)
-        db.executemany(INSERT_WEBHOOK, batch.webhooks)
-        db.executemany(_UPSERT_KEY, keys)
+        for sql, rows in (
+            (_UPSERT, batch.records),
+            ("INSERT INTO event_log VALUES (?,?,?)", batch.logs),
+            (INSERT_WEBHOOK, batch.webhooks),
+            (_UPSERT_KEY, keys),
+        ):
+            if rows:  # most commits have no webhook or key rows
+                db.executemany(sql, rows)
         db.execute("COMMIT")  # in WAL mode the pages are written here: it can fail too
     except BaseException:
         if db.in_transaction:  # SQLITE_FULL, among others, has rolled it back already

@@ -15,7 +15,14 @@ import msgspec
 from app.errors import ConcurrencyConflict
 from app.model.limits import KeyScope, key_scope
 from app.model.records import ExecutionRecord, IdempotencyKey
-from app.storage.sql_rows import FINISHED, KEY_COLUMNS, key_from_row, key_runs_sql, prune_count
+from app.storage.sql_rows import (
+    FINISHED,
+    KEY_COLUMNS,
+    UNFINISHED_TERMS,
+    key_from_row,
+    key_runs_sql,
+    prune_count,
+)
 
 _SELECT_KEY = (
     f"SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE owner=? AND key=? AND created_at>=?"
@@ -26,7 +33,7 @@ _FINISHED_IN = f"status IN ({','.join('?' * len(FINISHED))})"
 _DELETE_RUNS = f"""DELETE FROM executions WHERE id IN (SELECT value FROM json_each(?))
     AND {_FINISHED_IN} RETURNING id"""
 _DELETE_LOGS = (
-    "DELETE FROM events WHERE execution_id IN (SELECT value FROM json_each(?))",
+    "DELETE FROM event_log WHERE execution_id IN (SELECT value FROM json_each(?))",
     "DELETE FROM idempotency_keys WHERE execution_id IN (SELECT value FROM json_each(?))",
     "DELETE FROM webhooks WHERE execution_id IN (SELECT value FROM json_each(?))",
 )
@@ -43,7 +50,7 @@ def find_key(
 def key_runs(db: sqlite3.Connection, key: KeyScope) -> list[str]:
     """:meth:`~app.storage.base.ExecutionStore.key_runs`."""
     owner, name = key
-    return [row[0] for row in db.execute(key_runs_sql("?"), (name, owner))]
+    return [row[0] for row in db.execute(key_runs_sql("?", UNFINISHED_TERMS), (name, owner))]
 
 
 def admit_new(

@@ -7,7 +7,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from app.storage.sql_rows import RETRY_OF_INDEX, UNFINISHED_INDEXES, UNFINISHED_SQL
+from app.storage.sql_rows import RETRY_OF_INDEX, UNFINISHED_SQL, UNFINISHED_TERMS
 from app.storage.sqlite_pages import add_counts
 
 log = logging.getLogger(__name__)
@@ -21,10 +21,12 @@ CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions (workflow_id, cr
 CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, created_at);
 -- The list of every run, newest first, reads 50 rows, not the whole history (bench/history.py).
 CREATE INDEX IF NOT EXISTS executions_by_time ON executions (created_at, id);
--- A rowid table: its rows (whole push messages, often over 1 KB) are too big for WITHOUT ROWID.
-CREATE TABLE IF NOT EXISTS events (
-    execution_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, payload BLOB NOT NULL,
-    PRIMARY KEY (execution_id, seq));
+-- The runs' event logs, a row per run per group commit (app.storage.log_rows). Rows are
+-- read in rowid order, which is the order they were written: a new rowid is above every
+-- rowid in the table.
+CREATE TABLE IF NOT EXISTS event_log (
+    execution_id TEXT NOT NULL, last_seq INTEGER NOT NULL, entries BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS event_log_by_run ON event_log (execution_id, last_seq);
 -- The webhook outbox (SPEC §11): written in the transaction of the status it reports.
 CREATE TABLE IF NOT EXISTS webhooks (
     id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, status TEXT NOT NULL, due INTEGER,
@@ -54,8 +56,28 @@ def open_database(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA wal_autocheckpoint=0")  # see app.storage.wal
     db.executescript(SCHEMA)
     _add_columns(db)
+    _move_events(db)
     add_counts(db)
     return db
+
+
+#: The log of older versions (table ``events``, a row per entry) moved into ``event_log``:
+#: each entry becomes a row of its own, its message byte for byte.
+_MOVE_EVENTS = """
+INSERT INTO event_log (execution_id, last_seq, entries)
+    SELECT execution_id, seq, CAST(
+        '[[' || seq || ',' || json_quote(type) || ',' || CAST(payload AS TEXT) || ']]' AS BLOB)
+    FROM events ORDER BY execution_id, seq;
+DROP TABLE events;
+"""
+
+
+def _move_events(db: sqlite3.Connection) -> None:
+    """Move the log of a file made by an older version into ``event_log``, once."""
+    old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'")
+    if old.fetchone() is not None:
+        log.info("moving the event log to a row per run and commit: a one-time copy")
+        db.executescript(f"BEGIN; {_MOVE_EVENTS} COMMIT;")
 
 
 def _reclaim_space(db: sqlite3.Connection) -> None:
@@ -70,9 +92,24 @@ def _reclaim_space(db: sqlite3.Connection) -> None:
         db.execute("VACUUM")
 
 
+#: The index of a concurrency key's unfinished runs (SPEC §10), oldest first; the query of
+#: ``app.storage.sqlite_control.key_runs`` repeats its predicate, term for term.
+KEY_INDEX = (
+    "executions_key_unfinished ON executions (concurrency_key, created_at, id) "
+    f"WHERE concurrency_key IS NOT NULL AND {UNFINISHED_TERMS}"
+)
+
+
 def _add_columns(db: sqlite3.Connection) -> None:
     """Give a file made by an older version the columns (and indexes) it lacks: ``retry_of``
-    and ``concurrency_key`` (copied from the bodies of its unfinished runs)."""
+    and ``concurrency_key`` (copied from the bodies of its unfinished runs); and drop the
+    indexes of unfinished runs that older versions made with ``status IN`` three constants
+    (:data:`~app.storage.sql_rows.UNFINISHED_TERMS`).
+
+    The index of each workflow's unfinished runs is gone for good: one process uses the
+    file and holds each workflow's running count in memory (PostgreSQL's claims use it),
+    yet every write that moved a run's status maintained it, at a third of the write's CPU
+    instructions (the temporary b-tree of its ``IN``)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(executions)")}
     if "retry_of" not in columns:
         db.execute("ALTER TABLE executions ADD COLUMN retry_of TEXT")
@@ -82,5 +119,7 @@ def _add_columns(db: sqlite3.Connection) -> None:
             "UPDATE executions SET concurrency_key = "
             f"json_extract(CAST(body AS TEXT), '$.concurrency_key') WHERE {UNFINISHED_SQL}"
         )
-    for index in (RETRY_OF_INDEX, *UNFINISHED_INDEXES):
+    db.execute("DROP INDEX IF EXISTS executions_unfinished")
+    db.execute("DROP INDEX IF EXISTS executions_unfinished_by_key")
+    for index in (RETRY_OF_INDEX, KEY_INDEX):
         db.execute(f"CREATE INDEX IF NOT EXISTS {index}")

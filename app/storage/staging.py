@@ -4,9 +4,10 @@
 
 A staged record or log entry waits here, keyed by run (and ``seq``), so staging one again
 before it is written replaces the earlier version, until the store's writer takes every
-staged row as one batch (:meth:`SqlStaging.take_staged`) and commits it in one transaction.
-Webhook outbox rows staged with them (SPEC §11) go in the same batch, hence the same
-transaction as the status they report.
+staged row as one batch (:meth:`SqlStaging.take_staged`) and commits it in one transaction:
+a run's entries then become one log row (:mod:`app.storage.log_rows`). Webhook outbox rows
+staged with them (SPEC §11) go in the same batch, hence the same transaction as the status
+they report.
 
 A record staged with ``stage`` is encoded at once (a copy of it as it was then); one staged
 with ``stage_live`` is encoded when the batch is taken, so a running execution staged at
@@ -20,11 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from msgspec import Raw
+
 from app.model.records import ExecutionRecord, StoredEvent
 from app.model.webhooks import WebhookDelivery
+from app.storage.log_rows import LogEntry, LogRow, log_row, row_entries
 from app.storage.sql_rows import (
     SNAPSHOT_COLUMN,
-    EventRow,
     RecordRow,
     WebhookRow,
     record_row,
@@ -36,7 +39,7 @@ class Staged(NamedTuple):
     """One batch of staged rows, written in one transaction."""
 
     records: list[RecordRow]
-    events: list[EventRow]
+    logs: list[LogRow]
     webhooks: list[WebhookRow]
 
 
@@ -51,7 +54,8 @@ class _Live:
 class SqlStaging(ABC):
     def __init__(self) -> None:
         self._records: dict[str, RecordRow | _Live] = {}
-        self._events: dict[tuple[str, int], EventRow] = {}
+        #: The log entries staged, by run and ``seq``.
+        self._events: dict[str, dict[int, LogEntry]] = {}
         self._webhooks: list[WebhookRow] = []
 
     def stage(self, record: ExecutionRecord, events: Sequence[StoredEvent] = ()) -> None:
@@ -71,9 +75,27 @@ class SqlStaging(ABC):
         return staged.carried if isinstance(staged, _Live) else staged[SNAPSHOT_COLUMN]
 
     def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
-        for e in events:
-            self._events[execution_id, e.seq] = (execution_id, e.seq, e.type, e.payload)
+        if events:
+            log = self._events.get(execution_id)
+            if log is None:
+                log = self._events[execution_id] = {}
+            for event in events:
+                log[event.seq] = LogEntry(event.seq, event.type, Raw(event.payload))
         self._staged()
+
+    def unstage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
+        """Take back staged ``events`` of ``execution_id`` (a refused write's)."""
+        log = self._events.get(execution_id, {})
+        for event in events:
+            log.pop(event.seq, None)
+        if not log:
+            self._events.pop(execution_id, None)
+
+    @property
+    def staged_count(self) -> int:
+        """How many records, log entries and webhook rows are staged."""
+        entries = sum(len(log) for log in self._events.values())
+        return len(self._records) + entries + len(self._webhooks)
 
     def stage_webhooks(self, deliveries: Sequence[WebhookDelivery]) -> None:
         self._webhooks.extend(webhook_row(d) for d in deliveries)
@@ -96,12 +118,13 @@ class SqlStaging(ABC):
 
     def take_staged(self) -> Staged:
         """Every staged row, in staging order, now no longer staged (live records encoded
-        as they are now)."""
+        as they are now, each run's entries as one log row)."""
         records = [
             record_row(row.record, row.carried) if isinstance(row, _Live) else row
             for row in self._records.values()
         ]
-        batch = Staged(records, list(self._events.values()), self._webhooks)
+        logs = [log_row(execution_id, log) for execution_id, log in self._events.items()]
+        batch = Staged(records, logs, self._webhooks)
         self._records, self._events, self._webhooks = {}, {}, []
         return batch
 
@@ -110,5 +133,7 @@ class SqlStaging(ABC):
         else is staged)."""
         restaged: dict[str, RecordRow | _Live] = {row[0]: row for row in batch.records}
         self._records = restaged | self._records
-        self._events = {row[:2]: row for row in batch.events} | self._events
+        for execution_id, _, entries in batch.logs:  # the entries staged since replace them
+            log = {entry.seq: entry for entry in row_entries(entries)}
+            self._events[execution_id] = log | self._events.get(execution_id, {})
         self._webhooks = batch.webhooks + self._webhooks

@@ -16,6 +16,12 @@ from app.errors import ConcurrencyConflict
 from app.model.records import ExecutionRecord, IdempotencyKey, StoredEvent
 from app.model.status import ExecutionStatus
 from app.storage.memory import MemoryStore
+from app.storage.sql_rows import (
+    UNFINISHED_BY_KEY_INDEX,
+    UNFINISHED_BY_WORKFLOW_INDEX,
+    UNFINISHED_TERMS,
+    key_runs_sql,
+)
 from app.storage.sqlite import SqliteStore
 from app.storage.sqlite_schema import SCHEMA
 from support.scaleout import postgres_store
@@ -170,10 +176,35 @@ async def test_a_sqlite_file_from_before_keys_gains_the_keys_of_its_unfinished_r
     async with SqliteStore(path) as store:
         await store.save(queued)
     with contextlib.closing(sqlite3.connect(path)) as db:
-        db.execute("DROP INDEX executions_unfinished_by_key")
+        db.execute("DROP INDEX executions_key_unfinished")
         db.execute("ALTER TABLE executions DROP COLUMN concurrency_key")
     async with SqliteStore(path) as store:
         assert await store.key_runs(("", "k")) == [queued.id]
+
+
+async def test_a_sqlite_file_from_before_trades_its_indexes_of_unfinished_runs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite"
+    queued = record(concurrency_key="k")
+    async with SqliteStore(path) as store:
+        await store.save(queued)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("DROP INDEX executions_key_unfinished")
+        db.executescript(  # as older versions made them (PostgreSQL's, still)
+            f"CREATE INDEX {UNFINISHED_BY_WORKFLOW_INDEX}; CREATE INDEX {UNFINISHED_BY_KEY_INDEX};"
+        )
+    async with SqliteStore(path) as store:
+        queued.status = ExecutionStatus.RUNNING
+        await store.save(queued)
+        assert await store.key_runs(("", "k")) == [queued.id]
+        plan = store.db.execute(
+            f"EXPLAIN QUERY PLAN {key_runs_sql('?', UNFINISHED_TERMS)}", ("k", "")
+        )
+        assert "USING INDEX executions_key_unfinished" in plan.fetchall()[0][3]
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert {"executions_unfinished", "executions_unfinished_by_key"}.isdisjoint(indexes)
 
 
 # ---- retention ---------------------------------------------------------------------------

@@ -349,6 +349,54 @@ async def test_a_sqlite_file_from_before_counts_counts_its_runs(tmp_path: Path) 
         assert (await store.list(ExecutionQuery(status=S.ERROR))).total == 1
 
 
+#: How older versions counted (a row added by a select and an update).
+_OLD_ADD = """INSERT INTO execution_counts SELECT NEW.workflow_id, NEW.status, NEW.owner, 0
+    WHERE NOT EXISTS (SELECT 1 FROM execution_counts WHERE workflow_id = NEW.workflow_id
+        AND status = NEW.status AND owner IS NEW.owner);
+    UPDATE execution_counts SET n = n + 1
+    WHERE workflow_id = NEW.workflow_id AND status = NEW.status AND owner IS NEW.owner;"""
+_OLD_COUNTERS = f"""
+DROP INDEX execution_counts_key; DROP TRIGGER executions_counted;
+DROP TRIGGER executions_recounted;
+CREATE INDEX execution_counts_by_workflow ON execution_counts (workflow_id, status);
+CREATE TRIGGER executions_counted AFTER INSERT ON executions BEGIN {_OLD_ADD} END;
+CREATE TRIGGER executions_recounted AFTER UPDATE OF status ON executions
+WHEN OLD.status IS NOT NEW.status BEGIN
+    UPDATE execution_counts SET n = n - 1
+    WHERE workflow_id = OLD.workflow_id AND status = OLD.status AND owner IS OLD.owner;
+    {_OLD_ADD}
+END;"""
+
+
+async def test_a_sqlite_file_with_older_counters_counts_on_with_this_versions(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite"
+    rows = [record(owner=None), record(owner=""), record(owner="o1"), record(status=S.ERROR)]
+    async with SqliteStore(path) as store:
+        for row in rows[:3]:
+            await store.save(row)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(_OLD_COUNTERS)
+    async with SqliteStore(path) as store:
+        await store.save(rows[3])
+        rows[0].status = S.SUCCESS
+        await store.save(rows[0])
+        await store.delete([rows[0].id])
+
+        async def total(**filters: Any) -> int:
+            return (await store.list(ExecutionQuery(**filters))).total
+
+        assert await total() == 3
+        assert await total(status=S.NEW) == 2
+        assert await total(status=S.NEW, owner="") == 1
+        assert await total(status=S.ERROR) == 1
+        assert await total(status=S.SUCCESS) == 0
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert "execution_counts_key" in names and "execution_counts_by_workflow" not in names
+
+
 async def test_a_page_without_snapshots_leaves_the_workflow_out(store: Store) -> None:
     row = record(workflow={"id": "wf", "nodes": []})
     await store.save(row)
@@ -400,6 +448,15 @@ async def test_read_events_returns_the_log_after_n_in_order(store: Store) -> Non
     assert await store.read_events(row.id, 2, limit=2) == events(3, 4)
     assert await store.read_events(row.id, 5) == []
     assert await store.read_events("missing") == []
+
+
+async def test_read_events_starts_inside_what_one_commit_logged(store: Store) -> None:
+    row = record()
+    await store.save(row, events(1, 2, 3))
+    await store.save(row, events(4, 5))
+
+    assert await store.read_events(row.id, 2) == events(3, 4, 5)
+    assert await store.read_events(row.id, 1, limit=3) == events(2, 3, 4)
 
 
 async def test_a_restaged_seq_replaces_its_log_entry(store: Store) -> None:
