@@ -1,5 +1,6 @@
 """The engine bench's two sides counted in CPU instructions per run (valgrind's callgrind),
-a measure the machine's load does not move.
+a measure the machine's load moves far less than time (on the graphpush side it still
+moves a little: fewer runs share a group commit when the process waits for a core).
 
     python -m bench.engine_instructions [--runs 100] [--sizes 3 20] [--slowdown 50]
 
