@@ -16,6 +16,9 @@ Method (also in bench/README.md):
   Delivered messages/s = messages received / (last arrival - first publish).
 - The ceiling is a plain ``websockets`` server that broadcasts the same 62 pre-encoded frames
   back to back (no engine, no routing, no resume buffer) to the same clients.
+- Per round, each side also reports its server's CPU time and write system calls per client
+  (``/proc/<pid>/io``) and the client processes' CPU time, which the load moves far less
+  than the clock (:class:`Meter`).
 - Memory: RSS growth of a fresh server process when ``count`` idle connections open on
   ``/agents/push`` (WebSocket, or SSE with ``Accept: text/event-stream``), divided by
   ``count``, after a warm-up and a ``gc.collect()`` on both sides of the measurement.
