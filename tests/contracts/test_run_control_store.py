@@ -168,16 +168,19 @@ async def test_a_run_stored_alone_is_refused_while_its_key_is_taken(store: Any) 
     assert await store.save_keyed(record(concurrency_key="j"), None, alone=True) is None
 
 
-async def test_a_sqlite_file_from_before_keys_gains_the_keys_of_its_unfinished_runs(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "old.sqlite"
-    queued = record(concurrency_key="k")
+async def _older_file(path: Path, queued: ExecutionRecord, script: str) -> None:
+    """A SQLite file holding ``queued``, made older by ``script`` (after its key index goes)."""
     async with SqliteStore(path) as store:
         await store.save(queued)
     with contextlib.closing(sqlite3.connect(path)) as db:
-        db.execute("DROP INDEX executions_key_unfinished")
-        db.execute("ALTER TABLE executions DROP COLUMN concurrency_key")
+        db.executescript(f"DROP INDEX executions_key_unfinished; {script}")
+
+
+async def test_a_sqlite_file_from_before_keys_gains_the_keys_of_its_unfinished_runs(
+    tmp_path: Path,
+) -> None:
+    path, queued = tmp_path / "old.sqlite", record(concurrency_key="k")
+    await _older_file(path, queued, "ALTER TABLE executions DROP COLUMN concurrency_key;")
     async with SqliteStore(path) as store:
         assert await store.key_runs(("", "k")) == [queued.id]
 
@@ -185,15 +188,9 @@ async def test_a_sqlite_file_from_before_keys_gains_the_keys_of_its_unfinished_r
 async def test_a_sqlite_file_from_before_trades_its_indexes_of_unfinished_runs(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "old.sqlite"
-    queued = record(concurrency_key="k")
-    async with SqliteStore(path) as store:
-        await store.save(queued)
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        db.execute("DROP INDEX executions_key_unfinished")
-        db.executescript(  # as older versions made them (PostgreSQL's, still)
-            f"CREATE INDEX {UNFINISHED_BY_WORKFLOW_INDEX}; CREATE INDEX {UNFINISHED_BY_KEY_INDEX};"
-        )
+    path, queued = tmp_path / "old.sqlite", record(concurrency_key="k")
+    older = (UNFINISHED_BY_WORKFLOW_INDEX, UNFINISHED_BY_KEY_INDEX)  # PostgreSQL's, still
+    await _older_file(path, queued, "".join(f"CREATE INDEX {index};" for index in older))
     async with SqliteStore(path) as store:
         queued.status = ExecutionStatus.RUNNING
         await store.save(queued)
