@@ -61,15 +61,7 @@ class Pacer:
         """Write ``writer`` at the next pass; ``urgent``: at the next loop iteration even
         while passes are paced."""
         self._ready[writer] = None
-        if self._handle is not None and (self._soon or not urgent):
-            return
-        loop = asyncio.get_running_loop()
-        if self._handle is not None:
-            self._handle.cancel()
-        if urgent or loop.time() >= self._not_before:
-            self._handle, self._soon = loop.call_soon(self._pass), True
-        else:
-            self._handle, self._soon = loop.call_at(self._not_before, self._pass), False
+        self._schedule(at_once=urgent)
 
     def published(self) -> asyncio.Future[None] | None:
         """A message was published: None, or, once the messages published since the last
@@ -84,12 +76,20 @@ class Pacer:
             if published < BURST_MESSAGES or published * len(self._ready) < BURST:
                 return None
             self._passed = asyncio.get_running_loop().create_future()
-            if self._handle is not None and not self._soon:
-                self._handle.cancel()
-                self._handle = None
-            if self._handle is None:
-                self._handle, self._soon = asyncio.get_running_loop().call_soon(self._pass), True
+            self._schedule(at_once=True)
         return self._passed
+
+    def _schedule(self, *, at_once: bool) -> None:
+        """Have a pass run: when the pacing allows, or at the next loop iteration."""
+        if self._handle is not None and (self._soon or not at_once):
+            return
+        loop = asyncio.get_running_loop()
+        if self._handle is not None:
+            self._handle.cancel()
+        if at_once or loop.time() >= self._not_before:
+            self._handle, self._soon = loop.call_soon(self._pass), True
+        else:
+            self._handle, self._soon = loop.call_at(self._not_before, self._pass), False
 
     def leave(self, writer: Writer) -> None:
         self._ready.pop(writer, None)

@@ -69,14 +69,16 @@ def frame_header(payload_length: int, binary: bool) -> bytes:
     return _LONG.pack(first, 127, payload_length)
 
 
+def frame_pieces(out: Outgoing) -> tuple[bytes, Piece, bytes]:
+    """``out``'s frame without per-message deflate, as header, shared payload (a view) and
+    the ``meta.id`` tail."""
+    body, tail = ws_spliced(out)
+    return frame_header(len(body) + len(tail), out.binary), body, tail
+
+
 def frames(outs: Sequence[Outgoing]) -> bytes:
-    """The frames of ``outs`` back to back (``meta.id`` spliced in), as written without
-    per-message deflate."""
-    pieces: list[Piece] = []
-    for out in outs:
-        body, tail = ws_spliced(out)
-        pieces += (frame_header(len(body) + len(tail), out.binary), body, tail)
-    return b"".join(pieces)
+    """The frames of ``outs`` back to back, as written without per-message deflate."""
+    return b"".join([piece for out in outs for piece in frame_pieces(out)])
 
 
 class _Inbox(asyncio.Queue[ASGIReceiveEvent]):
@@ -228,8 +230,7 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
             else:
                 self.conn.send_text(ws_frame(out))
             return self.conn.data_to_send()
-        body, tail = ws_spliced(out)
-        return frame_header(len(body) + len(tail), out.binary), body, tail
+        return frame_pieces(out)
 
     def _write(self, pieces: list[Piece]) -> None:
         if pieces:
