@@ -178,17 +178,35 @@ def test_run_of_a_branch_marks_the_branch_not_taken_as_skipped(
 
 
 @contextlib.contextmanager
+def sigint_not_ignored() -> Iterator[None]:
+    """Children started meanwhile get Ctrl-C (SIGINT) as a foreground command of a terminal
+    does, even when this process ignores it: a shell without job control starts a background
+    job (``scripts/check &``) with SIGINT ignored, its children inherit that, and Python
+    then keeps ignoring SIGINT instead of raising ``KeyboardInterrupt``. A handler, unlike
+    ``SIG_IGN``, is not inherited: the child starts with SIGINT's default."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
 def follow_in_subprocess(url: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], Lines]]:
     """``python -m app run ... --follow`` with stdin not a terminal; its output line by line."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "run", *args, "--follow", "--url", url],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        encoding="utf-8",
-    )
+    with sigint_not_ignored():
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "run", *args, "--follow", "--url", url],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+        )
     assert process.stdout is not None
     stdout = process.stdout
     lines: Lines = queue.Queue()
