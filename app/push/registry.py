@@ -126,11 +126,14 @@ class Registry:
     def _started_from(self, push_ref: str, event: PushEvent, now: float) -> None:
         """``event`` of a run started from ``push_ref``, which has not subscribed to it."""
         session = self.sessions.get(push_ref) or self._session(push_ref, now)
+        key = (event.execution_id, push_ref)
+        if session.tails is not None and key in session.tails:
+            return  # its tail takes it, and keeps it for resume once the connection closes
         conn = session.connection
         if conn is None or not conn.open or not visible(event, session.owner, session.scope):
             session.offer(event, now)
-        elif session.tails is None or (event.execution_id, push_ref) not in session.tails:
-            session.join(self._tails, (event.execution_id, push_ref), 0)
+        else:
+            session.join(self._tails, key, 0)
 
     def deliver(self, push_ref: str, event: PushEvent, now: float) -> None:
         """Queue ``event`` on the session of ``push_ref``, on its own."""

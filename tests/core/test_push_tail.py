@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from test_push_core import Client, event, settings
 
 from app.bus.base import PushEvent
@@ -200,3 +201,28 @@ def test_a_reader_far_from_its_bound_is_cut_exactly_when_it_passes_it() -> None:
     assert slow.conn.open and slow.conn.queued_bytes == (cut_at - 1) * size <= limit
     registry.route(PushEvent("e1", cut_at, "nodeExecuteBefore", body), now=0)
     assert slow.conn.aborted and slow.conn.close_code == CloseCode.SLOW_CONSUMER
+
+
+@pytest.mark.parametrize("follows", ["subscribed", "started from it"])
+def test_messages_routed_while_a_connection_closes_keep_one_id_each_for_its_resume(
+    follows: str,
+) -> None:
+    registry = Registry(settings())
+    push_ref = None if follows == "subscribed" else "p1"
+    if push_ref is None:
+        leaving = subscribed(registry, "p1")
+        registry.replayed(leaving.conn, "e1", [], now=0)
+    else:
+        leaving = Client("p1")
+        registry.register(leaving.conn, None, now=0)
+    registry.route(event(1, push_ref=push_ref), now=0)
+    assert leaving.frames() == [frame(1, 1)]
+    leaving.conn.close(CloseCode.GOING_AWAY, "server shutting down")  # not deregistered yet
+    for seq in (2, 3):
+        registry.route(event(seq, push_ref=push_ref), now=0)
+    assert leaving.conn.data_to_send() == []
+    registry.deregister(leaving.conn, now=0)
+    back = Client("p1")
+    registry.register(back.conn, 1, now=0)
+    registry.route(event(4, push_ref=push_ref), now=0)
+    assert back.frames() == [frame(2, 2), frame(3, 3), frame(4, 4)]
