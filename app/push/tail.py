@@ -67,11 +67,14 @@ class Lane:
         self.floor = floor
         self.active = True
 
-    def commit(self, events: list[PushEvent], nbytes: int) -> int | None:
-        """Give ``events`` their ids; the first one, or None when the ids are the ``seq``."""
+    def commit(self, start: int, nbytes: int) -> int | None:
+        """Give the tail's messages from the absolute index ``start`` on (``nbytes`` counted
+        bytes) their ids: the first one, or None when the ids are the ``seq``."""
         if self.ids is None:
             return None
-        return self.ids.extend(events, self.tail.now, nbytes)
+        tail = self.tail
+        events = tail.events[start - tail.base :]
+        return self.ids.extend(events, tail.now, nbytes - OVERHEAD_BYTES * len(events))
 
 
 class Segment:
@@ -106,12 +109,11 @@ class Segment:
         tail.opened.discard(self)
         if lane.active:
             tail.idle.append(lane)
-        if lane.ids is None:
+        first_id = lane.commit(self.start, nbytes)
+        if first_id is None:
             self.items = tail.streamed(self.start)
-            return nbytes
-        events = tail.events[self.start - tail.base :]
-        first_id = lane.ids.extend(events, tail.now, nbytes - OVERHEAD_BYTES * len(events))
-        self.items = tail.numbered(self.start, first_id)
+        else:
+            self.items = tail.numbered(self.start, first_id)
         return nbytes
 
     def outgoing(self) -> list[Outgoing]:
@@ -246,7 +248,7 @@ class Tail:
         if not lane.conn.follow(Segment(lane, index, start_bytes)):
             # a connection on its way out: the pushRef still keeps the message for resume
             self.idle.append(lane)
-            lane.commit([event], len(event.payload))
+            lane.commit(index, self.total - start_bytes)
 
     def _check(self) -> None:
         total = self.total
