@@ -6,9 +6,11 @@ stored, exactly as with :class:`~app.storage.sqlite.SqliteStore`.
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import itertools
 from collections.abc import Sequence
+from operator import attrgetter
 from types import TracebackType
 from typing import Self
 
@@ -64,10 +66,15 @@ class MemoryStore:
 
     def stage_events(self, execution_id: str, events: Sequence[StoredEvent]) -> None:
         log = self._events.setdefault(execution_id, [])
-        for event in events:  # a re-staged seq replaces its entry, as SQLite's primary key does
-            if log and log[-1].seq >= event.seq:
-                log[:] = [e for e in log if e.seq != event.seq]
-            log.append(event)
+        for event in events:  # a re-staged seq replaces its entry, as in the SQL stores
+            if not log or log[-1].seq < event.seq:
+                log.append(event)
+                continue
+            at = bisect.bisect_left(log, event.seq, key=attrgetter("seq"))
+            if log[at].seq == event.seq:
+                log[at] = event
+            else:
+                log.insert(at, event)
 
     def stage_webhooks(self, deliveries: Sequence[WebhookDelivery]) -> None:
         for delivery in deliveries:

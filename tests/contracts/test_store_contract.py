@@ -459,6 +459,20 @@ async def test_read_events_starts_inside_what_one_commit_logged(store: Store) ->
     assert await store.read_events(row.id, 1, limit=3) == events(2, 3, 4)
 
 
+async def test_a_limited_read_spans_commits_and_takes_an_entry_logged_again(
+    store: Store,
+) -> None:
+    row = record()
+    for seqs in ((1, 2), (3, 4), (5, 6), (7, 8)):
+        await store.save(row, events(*seqs))
+    await store.save(row, events(3, prefix="again"))
+
+    again = events(3, prefix="again")
+    assert await store.read_events(row.id, 1, limit=4) == [*events(2), *again, *events(4, 5)]
+    assert await store.read_events(row.id, 0, limit=2) == events(1, 2)
+    assert await store.read_events(row.id, 4, limit=3) == events(5, 6, 7)
+
+
 async def test_a_restaged_seq_replaces_its_log_entry(store: Store) -> None:
     row = record()
     await store.save(row, events(1, 2, 3))
