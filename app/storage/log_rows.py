@@ -10,6 +10,10 @@ A run's messages thus take a row per commit the run spans instead of a row each 
 run logs 11), and each row costs the database a b-tree insert, an index entry and the
 binding of its parameters. An entry staged again after its row was written (a ``seq``
 logged anew) is written in a later row, and readers take the entry of the row written last.
+
+A row's entries are in ``seq`` order, so its first ``seq`` is its least: a read of at most
+``limit`` entries decodes no row whose entries all come after the ones it holds
+(:func:`read_log`), which is every row after the page but one that logs an entry anew.
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ _decode: Final = msgspec.json.Decoder(list[LogEntry]).decode
 
 
 def log_row(execution_id: str, entries: dict[int, LogEntry]) -> LogRow:
-    """The row of a run's entries (by ``seq``, in staging order) written by one commit."""
-    return execution_id, max(entries), _encode(list(entries.values()))
+    """The row of a run's entries (by ``seq``) written by one commit."""
+    seqs = sorted(entries)
+    return execution_id, seqs[-1], _encode([entries[seq] for seq in seqs])
 
 
 def row_entries(entries: bytes) -> list[LogEntry]:
@@ -47,14 +52,30 @@ def row_entries(entries: bytes) -> list[LogEntry]:
     return _decode(entries)
 
 
+def first_seq(entries: bytes) -> int:
+    """The ``seq`` of a row's first entry, read without decoding the row: every row starts
+    ``[[seq,`` (written compact, by :func:`log_row` or by the schema's migrations)."""
+    return int(entries[2 : entries.index(b",", 2)])
+
+
 def read_log(rows: Iterable[bytes], after: int, limit: int | None) -> list[StoredEvent]:
     """The entries with ``seq > after`` of a run's rows (each row's ``entries``, in the
-    order they were written), in ``seq`` order, at most ``limit`` of them."""
+    order they were written), in ``seq`` order, at most ``limit`` of them.
+
+    With a ``limit``, once the entries held fill it, a row whose first ``seq`` comes after
+    all of them is passed over undecoded: it cannot change the page."""
     latest: dict[int, LogEntry] = {}
+    last: int | None = None  # the greatest seq of a full page held
     for entries in rows:
+        if last is not None and first_seq(entries) > last:
+            continue
         for entry in _decode(entries):
-            latest[entry.seq] = entry  # a row written later holds the entry logged last
-    seqs = sorted(seq for seq in latest if seq > after)
-    if limit is not None:
-        seqs = seqs[:limit]
+            if entry.seq > after:
+                latest[entry.seq] = entry  # a row written later holds the entry logged last
+        if limit is not None and 0 < limit <= len(latest):
+            seqs = sorted(latest)
+            last = seqs[limit - 1]
+            for seq in seqs[limit:]:
+                del latest[seq]
+    seqs = sorted(latest)[:limit]
     return [StoredEvent(seq, latest[seq].type, bytes(latest[seq].payload)) for seq in seqs]

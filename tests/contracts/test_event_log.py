@@ -14,7 +14,7 @@ import pytest
 
 from app.model.records import ExecutionQuery, ExecutionRecord, StoredEvent
 from app.model.status import ExecutionStatus
-from app.storage.log_rows import LogEntry, log_row, read_log
+from app.storage.log_rows import LogEntry, log_row, read_log, row_entries
 from app.storage.postgres import PostgresStore
 from app.storage.postgres_schema import MIGRATIONS
 from app.storage.sqlite import SqliteStore
@@ -66,10 +66,29 @@ def test_a_row_written_twice_reads_as_once() -> None:
     assert read_log([twice, twice], 0, None) == [event(1, "a"), event(2, "b")]
 
 
-def test_a_row_holds_its_greatest_seq() -> None:
+def test_a_limited_read_decodes_no_row_after_its_page() -> None:
+    rows = [row("r", event(1, "a"), event(2, "b")), row("r", event(3, "c"), event(4, "d"))]
+    undecodable = b"[[5,not JSON"
+
+    assert read_log([*rows, undecodable], 1, 2) == [event(2, "b"), event(3, "c")]
+    assert read_log([*rows, undecodable, undecodable], 0, 4) == read_log(rows, 0, None)
+
+
+def test_a_limited_read_takes_an_entry_logged_again_after_its_page() -> None:
+    rows = [row("r", event(1, "a"), event(2, "b")), row("r", event(3, "c"), event(4, "d"))]
+    again = row("r", event(2, "again"), event(5, "e"))
+
+    assert read_log([*rows, again], 0, 2) == [event(1, "a"), event(2, "again")]
+    assert read_log([*rows, again], 1, 3) == [event(2, "again"), event(3, "c"), event(4, "d")]
+
+
+def test_a_row_holds_its_entries_in_seq_order_and_its_greatest_seq() -> None:
     entries = {e.seq: log_entry(e) for e in (event(5, "e"), event(3, "c"))}
 
-    assert log_row("r", entries)[:2] == ("r", 5)
+    execution_id, last_seq, written = log_row("r", entries)
+
+    assert (execution_id, last_seq) == ("r", 5)
+    assert [entry.seq for entry in row_entries(written)] == [3, 5]
 
 
 # ---- upgrades ----------------------------------------------------------------------------
