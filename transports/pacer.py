@@ -6,12 +6,15 @@ connection's, with no task switch per connection or per write (a connection's ta
 wakes when its socket is full, to wait for it to drain, or when the connection ends).
 
 Pacing: under fan-out the writes, not the messages, are what costs (a system call each). A
-pass that wrote more than one connection is followed by a pause at least as long as it
-took (and :data:`MIN_TURN_S`), in which the engine that publishes runs: the next pass then
+pass that wrote more than one connection is followed by a pause as long as it took (at
+least :data:`MIN_TURN_S`), in which the engine that publishes runs: the next pass then
 sends everything that piled up meanwhile in one write per connection, and writing takes at
-most about half of the loop's time. A lone connection (a canvas watching its run) is
-written at the next loop iteration, never held back, and so is one whose queue is
-:attr:`~app.push.connection.Connection.pressing`.
+most about half of the loop's time. The pause is capped at :data:`WRITE_S` per connection
+the pass wrote: what a pass costs beyond its writes is bytes (large messages, a busy
+machine that took the core away), which a longer pause does not save; it would only let
+the backlog, and so the next pass and the next pause, grow. A lone connection (a canvas
+watching its run) is written at the next loop iteration, never held back, and so is one
+whose queue is :attr:`~app.push.connection.Connection.pressing`.
 
 Bursts: a run followed by many connections publishes far faster than they can be sent and
 read (62 messages in ~10 ms, to 1,000 sockets). When the messages published since the last
@@ -30,6 +33,9 @@ from typing import Final, Protocol
 
 #: The shortest pause after a pass that wrote several connections (the latency it may add).
 MIN_TURN_S: Final = 0.002
+#: The longest pause per connection a pass wrote: about what one write's system call costs
+#: (a loopback ``send`` measured 10-17 µs).
+WRITE_S: Final = 20e-6
 #: How many deliveries (messages published since the last pass, times connections waiting for
 #: the next) a publisher may leave unwritten before it waits for the pass...
 BURST: Final = 8192
@@ -110,4 +116,4 @@ class Pacer:
                 passed.set_result(None)
         if wrote > 1:
             ended = loop.time()
-            self._not_before = ended + max(MIN_TURN_S, ended - started)
+            self._not_before = ended + max(MIN_TURN_S, min(ended - started, wrote * WRITE_S))
