@@ -23,13 +23,18 @@ least :data:`BURST_MESSAGES`), the publisher waits (:meth:`Pacer.published`, the
 in-process bus's ``pace``) for a pass that runs at once: the run's messages then go out in
 bursts that the clients take in stride, a few writes per connection per run, instead of
 all at once after it ends. A slow client never holds a pass (its rest waits in its own
-task), so it never holds the run either.
+task), so it never holds the run either. A run that stops publishing (its
+``executionFinished``, or ``executionWaiting`` at a wait node) has a pass run at once:
+nothing more is coming that its last messages could share the writes with.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Final, Protocol
+
+from app.bus.base import PushEvent
+from app.messages import TERMINAL
 
 #: The shortest pause after a pass that wrote several connections (the latency it may add).
 MIN_TURN_S: Final = 0.002
@@ -42,6 +47,8 @@ BURST: Final = 8192
 #: ...and how many messages at least: however many connections wait, a pass writes a few
 #: messages to each (a write costs the same for one message or ten).
 BURST_MESSAGES: Final = 8
+#: The messages after which a run publishes nothing more for now.
+LAST: Final = frozenset({TERMINAL, "executionWaiting"})
 
 
 class Writer(Protocol):
@@ -69,15 +76,18 @@ class Pacer:
         self._ready[writer] = None
         self._schedule(at_once=urgent)
 
-    def published(self) -> asyncio.Future[None] | None:
-        """A message was published: None, or, once the messages published since the last
+    def published(self, event: PushEvent) -> asyncio.Future[None] | None:
+        """``event`` was published: None, or, once the messages published since the last
         pass would reach :data:`BURST` deliveries (and :data:`BURST_MESSAGES`), a future
         done when the next pass (made to run at once) has written them, for the publisher to
         wait on. So a run followed by many connections does not outrun what they are sent:
         its messages go out in bursts the clients take in stride, not all at once after it
-        ends."""
+        ends. After a run's :data:`LAST` message the next pass runs at once."""
         self._published += 1
         if self._passed is None:
+            if event.type in LAST:
+                self._schedule(at_once=True)
+                return None
             published = self._published
             if published < BURST_MESSAGES or published * len(self._ready) < BURST:
                 return None

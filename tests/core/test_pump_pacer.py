@@ -13,7 +13,10 @@ import time
 
 import pytest
 
+from app.bus.base import PushEvent
 from transports.pacer import BURST, BURST_MESSAGES, MIN_TURN_S, WRITE_S, Pacer
+
+STEP = PushEvent("e1", 2, "nodeExecuteBefore", b"{}")
 
 
 class Log(list[str]):
@@ -138,7 +141,7 @@ async def test_a_publisher_goes_on_while_its_messages_wait_for_few_connections()
     pacer, log = Pacer(), Log()
     for name in "ab":
         pacer.ready(Writer(log, name))
-    assert all(pacer.published() is None for _ in range(BURST // 2 - 1))
+    assert all(pacer.published(STEP) is None for _ in range(BURST // 2 - 1))
 
 
 @pytest.mark.timeout(5)
@@ -146,7 +149,7 @@ async def test_a_pass_over_very_many_connections_writes_several_messages_to_each
     pacer, log = Pacer(), Log()
     for i in range(2 * BURST):
         pacer.ready(Writer(log, f"follower {i}"))
-    waits = [pacer.published() for _ in range(BURST_MESSAGES)]
+    waits = [pacer.published(STEP) for _ in range(BURST_MESSAGES)]
     assert set(waits[:-1]) == {None} and waits[-1] is not None
     await asyncio.wait_for(waits[-1], 2)
     assert len(log) == 2 * BURST
@@ -161,9 +164,23 @@ async def test_a_publisher_waits_for_a_pass_at_once_when_a_burst_is_due() -> Non
     followers = BURST // BURST_MESSAGES
     for i in range(followers):
         pacer.ready(Writer(log, f"follower {i}"))
-    waits = [pacer.published() for _ in range(BURST_MESSAGES)]
+    waits = [pacer.published(STEP) for _ in range(BURST_MESSAGES)]
     assert set(waits[:-1]) == {None} and waits[-1] is not None
-    assert pacer.published() is waits[-1]  # one pass for every publisher that waits
+    assert pacer.published(STEP) is waits[-1]  # one pass for every publisher that waits
     await asyncio.wait_for(waits[-1], 2)
     assert len(log) == count + followers and "timer" not in log  # not held back
-    assert pacer.published() is None  # counted again from the pass on
+    assert pacer.published(STEP) is None  # counted again from the pass on
+
+
+@pytest.mark.parametrize("last", ["executionFinished", "executionWaiting"])
+@pytest.mark.timeout(5)
+async def test_a_run_that_stops_publishing_has_its_rest_written_at_once(last: str) -> None:
+    pacer, log = Pacer(), Log()
+    count = busy_pass(pacer, log, 0.1)
+    await log.settle(count)  # passes are held back for 0.1 s now
+    log.timer(0.05)
+    pacer.ready(Writer(log, "follower"))
+    assert pacer.published(STEP) is None
+    assert pacer.published(PushEvent("e1", 3, last, b"{}")) is None  # nothing to wait for
+    await log.settle(count + 2)
+    assert log[count:] == ["follower", "timer"]
