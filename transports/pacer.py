@@ -38,9 +38,10 @@ from app.messages import TERMINAL
 
 #: The shortest pause after a pass that wrote several connections (the latency it may add).
 MIN_TURN_S: Final = 0.002
-#: The longest pause per connection a pass wrote: about what one write's system call costs
-#: (a loopback ``send`` measured 10-17 µs).
-WRITE_S: Final = 20e-6
+#: The longest pause per connection a pass wrote: about what a pass spends on a connection
+#: besides its bytes (the ``send`` system call, 10-17 µs on loopback here, and the Python
+#: around it).
+WRITE_S: Final = 40e-6
 #: How many deliveries (messages published since the last pass, times connections waiting for
 #: the next) a publisher may leave unwritten before it waits for the pass...
 BURST: Final = 8192
