@@ -6,12 +6,15 @@ connection's, with no task switch per connection or per write (a connection's ta
 wakes when its socket is full, to wait for it to drain, or when the connection ends).
 
 Pacing: under fan-out the writes, not the messages, are what costs (a system call each). A
-pass that wrote more than one connection is followed by a pause at least as long as it
-took (and :data:`MIN_TURN_S`), in which the engine that publishes runs: the next pass then
+pass that wrote more than one connection is followed by a pause as long as it took (at
+least :data:`MIN_TURN_S`), in which the engine that publishes runs: the next pass then
 sends everything that piled up meanwhile in one write per connection, and writing takes at
-most about half of the loop's time. A lone connection (a canvas watching its run) is
-written at the next loop iteration, never held back, and so is one whose queue is
-:attr:`~app.push.connection.Connection.pressing`.
+most about half of the loop's time. The pause is capped at :data:`WRITE_S` per connection
+the pass wrote: what a pass costs beyond its writes is bytes (large messages, a busy
+machine that took the core away), which a longer pause does not save; it would only let
+the backlog, and so the next pass and the next pause, grow. A lone connection (a canvas
+watching its run) is written at the next loop iteration, never held back, and so is one
+whose queue is :attr:`~app.push.connection.Connection.pressing`.
 
 Bursts: a run followed by many connections publishes far faster than they can be sent and
 read (62 messages in ~10 ms, to 1,000 sockets). When the messages published since the last
@@ -20,7 +23,9 @@ least :data:`BURST_MESSAGES`), the publisher waits (:meth:`Pacer.published`, the
 in-process bus's ``pace``) for a pass that runs at once: the run's messages then go out in
 bursts that the clients take in stride, a few writes per connection per run, instead of
 all at once after it ends. A slow client never holds a pass (its rest waits in its own
-task), so it never holds the run either.
+task), so it never holds the run either. A run that stops publishing (its
+``executionFinished``, or ``executionWaiting`` at a wait node) has a pass run at once:
+nothing more is coming that its last messages could share the writes with.
 """
 
 from __future__ import annotations
@@ -28,14 +33,22 @@ from __future__ import annotations
 import asyncio
 from typing import Final, Protocol
 
+from app.bus.base import PushEvent
+from app.messages import TERMINAL
+
 #: The shortest pause after a pass that wrote several connections (the latency it may add).
 MIN_TURN_S: Final = 0.002
+#: The longest pause per connection a pass wrote: about what one write's system call costs
+#: (a loopback ``send`` measured 10-17 µs).
+WRITE_S: Final = 20e-6
 #: How many deliveries (messages published since the last pass, times connections waiting for
 #: the next) a publisher may leave unwritten before it waits for the pass...
 BURST: Final = 8192
 #: ...and how many messages at least: however many connections wait, a pass writes a few
 #: messages to each (a write costs the same for one message or ten).
 BURST_MESSAGES: Final = 8
+#: The messages after which a run publishes nothing more for now.
+LAST: Final = frozenset({TERMINAL, "executionWaiting"})
 
 
 class Writer(Protocol):
@@ -63,15 +76,18 @@ class Pacer:
         self._ready[writer] = None
         self._schedule(at_once=urgent)
 
-    def published(self) -> asyncio.Future[None] | None:
-        """A message was published: None, or, once the messages published since the last
+    def published(self, event: PushEvent) -> asyncio.Future[None] | None:
+        """``event`` was published: None, or, once the messages published since the last
         pass would reach :data:`BURST` deliveries (and :data:`BURST_MESSAGES`), a future
         done when the next pass (made to run at once) has written them, for the publisher to
         wait on. So a run followed by many connections does not outrun what they are sent:
         its messages go out in bursts the clients take in stride, not all at once after it
-        ends."""
+        ends. After a run's :data:`LAST` message the next pass runs at once."""
         self._published += 1
         if self._passed is None:
+            if event.type in LAST:
+                self._schedule(at_once=True)
+                return None
             published = self._published
             if published < BURST_MESSAGES or published * len(self._ready) < BURST:
                 return None
@@ -110,4 +126,4 @@ class Pacer:
                 passed.set_result(None)
         if wrote > 1:
             ended = loop.time()
-            self._not_before = ended + max(MIN_TURN_S, ended - started)
+            self._not_before = ended + max(MIN_TURN_S, min(ended - started, wrote * WRITE_S))

@@ -92,17 +92,17 @@ class LocalEventBus:
 
     def __init__(self) -> None:
         self._subscribers = Subscribers()
-        #: Called after each delivery of :meth:`publish`: what the publisher waits for, if
-        #: anything (the app's writers, when a run has more followers than they can write
-        #: at once).
-        self.pace: Callable[[], Awaitable[None] | None] = lambda: None
+        #: Called with each event after :meth:`publish` delivered it: what the publisher
+        #: waits for, if anything (the app's writers, when a run has more followers than
+        #: they can write at once).
+        self.pace: Callable[[PushEvent], Awaitable[None] | None] = lambda event: None
 
     def subscribe(self, subscriber: Subscriber, *, on_gap: Gap | None = None) -> Callable[[], None]:
         return self._subscribers.subscribe(subscriber)  # nothing is ever missed in process
 
     async def publish(self, event: PushEvent) -> None:
         self._subscribers.deliver(event)
-        if (wait := self.pace()) is not None:
+        if (wait := self.pace(event)) is not None:
             await wait
 
     def publish_nowait(self, event: PushEvent) -> None:

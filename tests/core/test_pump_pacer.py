@@ -1,6 +1,7 @@
 """The pacer's passes: one loop callback writes every ready connection; a pass that wrote
-several connections holds the next one back as long as it took (so the engine that
-publishes gets the loop meanwhile), and nothing else does.
+several connections holds the next one back as long as it took, up to a write's cost per
+connection written (so the engine that publishes gets the loop meanwhile), and nothing
+else does.
 
 Holding back is checked against a timer, by order, not by measuring time: a pass held back
 comes after a timer set for a shorter delay, one that is not comes before it."""
@@ -12,7 +13,10 @@ import time
 
 import pytest
 
-from transports.pacer import BURST, BURST_MESSAGES, MIN_TURN_S, Pacer
+from app.bus.base import PushEvent
+from transports.pacer import BURST, BURST_MESSAGES, MIN_TURN_S, WRITE_S, Pacer
+
+STEP = PushEvent("e1", 2, "nodeExecuteBefore", b"{}")
 
 
 class Log(list[str]):
@@ -52,10 +56,13 @@ class Writer:
         return True
 
 
-def busy_pass(pacer: Pacer, log: Log, seconds: float) -> None:
-    """Ask for a pass over two connections that takes ``seconds``."""
-    pacer.ready(Writer(log, "a", busy_s=seconds / 2))
-    pacer.ready(Writer(log, "b", busy_s=seconds / 2))
+def busy_pass(pacer: Pacer, log: Log, seconds: float, writers: int | None = None) -> int:
+    """Ask for a pass that takes ``seconds`` over ``writers`` connections (by default as many
+    as it takes for its writes alone to cost ``seconds``); returns how many."""
+    count = writers or round(seconds / WRITE_S)
+    for i in range(count):
+        pacer.ready(Writer(log, f"w{i}", busy_s=seconds / count))
+    return count
 
 
 @pytest.mark.timeout(5)
@@ -72,12 +79,25 @@ async def test_one_pass_writes_every_ready_connection_in_the_order_they_became_r
 @pytest.mark.timeout(5)
 async def test_a_pass_over_several_connections_holds_the_next_back_as_long_as_it_took() -> None:
     pacer, log = Pacer(), Log()
-    busy_pass(pacer, log, 0.1)
-    await log.settle(2)
+    count = busy_pass(pacer, log, 0.1)
+    await log.settle(count)
     log.timer(0.05)  # the next pass may not start before 0.1 s from now
     pacer.ready(Writer(log, "c"))
+    await log.settle(count + 2)
+    assert log[count:] == ["timer", "c"]
+
+
+@pytest.mark.timeout(5)
+async def test_a_long_pass_over_few_connections_holds_the_next_back_for_its_writes_only() -> None:
+    """Large messages (or a core taken away) made the pass long: waiting as long again would
+    only make the next pass longer."""
+    pacer, log = Pacer(), Log()
+    busy_pass(pacer, log, 0.1, writers=2)
+    await log.settle(2)
+    log.timer(0.05)
+    pacer.ready(Writer(log, "c"))
     await log.settle(4)
-    assert log[2:] == ["timer", "c"]
+    assert log[2:] == ["c", "timer"]
 
 
 @pytest.mark.timeout(5)
@@ -95,13 +115,13 @@ async def test_a_lone_connection_is_never_held_back() -> None:
 @pytest.mark.timeout(5)
 async def test_an_urgent_connection_is_written_at_once_while_passes_are_paced() -> None:
     pacer, log = Pacer(), Log()
-    busy_pass(pacer, log, 0.1)
-    await log.settle(2)
+    count = busy_pass(pacer, log, 0.1)
+    await log.settle(count)
     log.timer(0.05)
     pacer.ready(Writer(log, "later"))
     pacer.ready(Writer(log, "pressing"), urgent=True)
-    await log.settle(5)
-    assert log[2:] == ["later", "pressing", "timer"]
+    await log.settle(count + 3)
+    assert log[count:] == ["later", "pressing", "timer"]
 
 
 @pytest.mark.timeout(5)
@@ -121,7 +141,7 @@ async def test_a_publisher_goes_on_while_its_messages_wait_for_few_connections()
     pacer, log = Pacer(), Log()
     for name in "ab":
         pacer.ready(Writer(log, name))
-    assert all(pacer.published() is None for _ in range(BURST // 2 - 1))
+    assert all(pacer.published(STEP) is None for _ in range(BURST // 2 - 1))
 
 
 @pytest.mark.timeout(5)
@@ -129,7 +149,7 @@ async def test_a_pass_over_very_many_connections_writes_several_messages_to_each
     pacer, log = Pacer(), Log()
     for i in range(2 * BURST):
         pacer.ready(Writer(log, f"follower {i}"))
-    waits = [pacer.published() for _ in range(BURST_MESSAGES)]
+    waits = [pacer.published(STEP) for _ in range(BURST_MESSAGES)]
     assert set(waits[:-1]) == {None} and waits[-1] is not None
     await asyncio.wait_for(waits[-1], 2)
     assert len(log) == 2 * BURST
@@ -138,15 +158,29 @@ async def test_a_pass_over_very_many_connections_writes_several_messages_to_each
 @pytest.mark.timeout(5)
 async def test_a_publisher_waits_for_a_pass_at_once_when_a_burst_is_due() -> None:
     pacer, log = Pacer(), Log()
-    busy_pass(pacer, log, 0.1)
-    await log.settle(2)  # passes are held back for 0.1 s now
+    count = busy_pass(pacer, log, 0.1)
+    await log.settle(count)  # passes are held back for 0.1 s now
     log.timer(0.05)
     followers = BURST // BURST_MESSAGES
     for i in range(followers):
         pacer.ready(Writer(log, f"follower {i}"))
-    waits = [pacer.published() for _ in range(BURST_MESSAGES)]
+    waits = [pacer.published(STEP) for _ in range(BURST_MESSAGES)]
     assert set(waits[:-1]) == {None} and waits[-1] is not None
-    assert pacer.published() is waits[-1]  # one pass for every publisher that waits
+    assert pacer.published(STEP) is waits[-1]  # one pass for every publisher that waits
     await asyncio.wait_for(waits[-1], 2)
-    assert len(log) == 2 + followers and "timer" not in log  # the pass was not held back
-    assert pacer.published() is None  # counted again from the pass on
+    assert len(log) == count + followers and "timer" not in log  # not held back
+    assert pacer.published(STEP) is None  # counted again from the pass on
+
+
+@pytest.mark.parametrize("last", ["executionFinished", "executionWaiting"])
+@pytest.mark.timeout(5)
+async def test_a_run_that_stops_publishing_has_its_rest_written_at_once(last: str) -> None:
+    pacer, log = Pacer(), Log()
+    count = busy_pass(pacer, log, 0.1)
+    await log.settle(count)  # passes are held back for 0.1 s now
+    log.timer(0.05)
+    pacer.ready(Writer(log, "follower"))
+    assert pacer.published(STEP) is None
+    assert pacer.published(PushEvent("e1", 3, last, b"{}")) is None  # nothing to wait for
+    await log.settle(count + 2)
+    assert log[count:] == ["follower", "timer"]
