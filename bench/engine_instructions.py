@@ -4,15 +4,18 @@ moves a little: fewer runs share a group commit when the process waits for a cor
 
     python -m bench.engine_instructions [--runs 100] [--sizes 3 20] [--slowdown 50]
 
-For each workflow size it runs itself twice under ``valgrind --tool=callgrind``: once for
-plain ``ainvoke`` on the graph graphpush compiles, once for runs queued through
-``ExecutionService`` on SQLite (``bench.engine``'s sides). Only the measured runs execute
-inside ``functools.reduce``, the function callgrind collects in (``--toggle-collect``), so
-imports, setup and the warm-up runs are not counted. Valgrind runs the process about 50
-times slower, which would shrink the store's group commits (their delays are wall time):
-``--slowdown`` scales those delays so as many runs share a commit as at full speed.
-Instructions leave out the kernel's time (SQLite's write system calls), which CPU time
-(``bench.engine``) includes.
+For each workflow size it runs itself under ``valgrind --tool=callgrind`` three times: once
+for plain ``ainvoke`` on the graph graphpush compiles, once for runs queued through
+``ExecutionService`` on SQLite (``bench.engine``'s sides), and once for the setup alone
+(imports, the store, the warm-up runs, the shutdown). Callgrind collects from the start in
+every thread, so a side's count includes the work its runs leave to other threads (the
+SQLite WAL checkpoints of :mod:`app.storage.wal`, and the last of them at shutdown); the
+setup's count is subtracted. Hash randomization is off in the children so that the setup
+costs the same in each. Valgrind runs the process about 50 times slower, which would shrink
+the store's group commits (their delays are wall time): ``--slowdown`` scales those delays
+so as many runs share a commit as at full speed. Instructions leave out the kernel's time
+(SQLite's write and checkpoint system calls, the event loop's ``epoll_wait``), which CPU
+time (``bench.engine``) includes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import os
 import subprocess
 import sys
@@ -29,14 +31,17 @@ from pathlib import Path
 
 from app.executions import workers
 from app.storage import sqlite
-from bench.engine import Round, engine, plain_graph, plain_langgraph
+from bench.engine import engine, plain_graph, plain_langgraph
 from bench.harness import note, report, table
 
 SIDES = ("plain", "graphpush")
+#: The child that only sets up (``--runs 0``): what each side's count has beyond its runs.
+SETUP = "setup"
 
 
 def measured(side: str, size: int, runs: int) -> None:
-    """Warm ``side`` up, then run ``runs`` runs inside ``functools.reduce``."""
+    """Set up both sides, warm them up, then run ``runs`` runs of ``side`` (none for
+    :data:`SETUP`)."""
     loop = asyncio.new_event_loop()
     stack = contextlib.AsyncExitStack()
     try:
@@ -44,30 +49,28 @@ def measured(side: str, size: int, runs: int) -> None:
         workflow = loop.run_until_complete(ours.workflow(size))
         graph = plain_graph(workflow)
         loop.run_until_complete(plain_langgraph(graph, 5))
-
-        def work() -> Round:
-            if side == "plain":
-                return loop.run_until_complete(plain_langgraph(graph, runs))
-            return loop.run_until_complete(ours.runs(workflow["id"], runs))
-
-        functools.reduce(lambda _, __: work(), [0, 0])
+        if side == "plain":
+            loop.run_until_complete(plain_langgraph(graph, runs))
+        elif side == "graphpush":
+            loop.run_until_complete(ours.runs(workflow["id"], runs))
     finally:
         loop.run_until_complete(stack.aclose())
         loop.close()
 
 
-def count(side: str, size: int, runs: int, slowdown: float) -> float:
-    """Instructions per run of ``side`` (a child process under callgrind)."""
+def instructions(side: str, size: int, runs: int, slowdown: float) -> int:
+    """The instructions of a child process (every thread, from start to exit) that sets
+    up, then runs ``runs`` runs of ``side``, under callgrind."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "callgrind.out"
-        command = ["valgrind", "--tool=callgrind", "--collect-atstart=no"]
-        command += ["--toggle-collect=functools_reduce", f"--callgrind-out-file={out}"]
+        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
         command += [sys.executable, "-m", "bench.engine_instructions", "--child", side]
         command += ["--runs", str(runs), "--sizes", str(size), "--slowdown", str(slowdown)]
-        subprocess.run(command, check=True, capture_output=True)
+        environ = {**os.environ, "PYTHONHASHSEED": "0"}
+        subprocess.run(command, check=True, capture_output=True, env=environ)
         for line in out.read_text().splitlines():
             if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1]) / runs
+                return int(line.split()[1])
     raise RuntimeError("callgrind wrote no totals")
 
 
@@ -80,7 +83,10 @@ def main(args: argparse.Namespace) -> None:
     rows = []
     for size in args.sizes:
         runs = args.runs if size == 3 else max(args.runs // 5, 10)
-        plain, ours = (count(side, size, runs, args.slowdown) for side in SIDES)
+        setup = instructions(SETUP, size, 0, args.slowdown)
+        plain, ours = (
+            (instructions(side, size, runs, args.slowdown) - setup) / runs for side in SIDES
+        )
         found = {"plain_per_run": plain, "graphpush_per_run": ours, "ratio": plain / ours}
         report("engine_instructions", f"{size}-node", runs=runs, load=os.getloadavg(), **found)
         rows.append(
@@ -94,7 +100,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 20])
     parser.add_argument("--slowdown", type=float, default=50.0)
-    parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=(*SIDES, SETUP), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 

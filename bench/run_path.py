@@ -11,8 +11,9 @@ What ``bench.e2e`` measures around it (uvicorn's parsing, the push writes, the c
 left out: this is the share of a run that the HTTP handler and the engine spend, on uvloop
 as ``graphpush serve`` runs them.
 ``--instructions`` runs itself under ``valgrind --tool=callgrind``, counting only the
-measured runs (inside ``functools.reduce``, as ``bench.engine_instructions`` does), with
-the store's group-commit delays scaled by ``--slowdown``.
+measured runs on the main thread (inside ``functools.reduce``), with the store's
+group-commit delays scaled by ``--slowdown``: the SQLite WAL checkpoints, on a thread of
+their own, are left out (``bench.engine_instructions`` counts every thread).
 """
 
 from __future__ import annotations

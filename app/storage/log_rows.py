@@ -26,7 +26,7 @@ import msgspec
 from app.model.records import StoredEvent
 
 #: A log row: ``(execution_id, last_seq, entries)``.
-LogRow = tuple[str, int, bytes]
+LogRow = tuple[str, int, bytearray]
 
 
 class LogEntry(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -37,17 +37,20 @@ class LogEntry(msgspec.Struct, array_like=True, frozen=True, gc=False):
     payload: msgspec.Raw
 
 
-_encode: Final = msgspec.json.Encoder().encode
+_encode_into: Final = msgspec.json.Encoder().encode_into
 _decode: Final = msgspec.json.Decoder(list[LogEntry]).decode
 
 
 def log_row(execution_id: str, entries: dict[int, LogEntry]) -> LogRow:
-    """The row of a run's entries (by ``seq``) written by one commit."""
+    """The row of a run's entries (by ``seq``) written by one commit, in ``seq`` order;
+    ``entries`` as a ``bytearray`` (see :mod:`app.storage.sql_rows`)."""
     seqs = sorted(entries)
-    return execution_id, seqs[-1], _encode([entries[seq] for seq in seqs])
+    column = bytearray()
+    _encode_into([entries[seq] for seq in seqs], column)
+    return execution_id, seqs[-1], column
 
 
-def row_entries(entries: bytes) -> list[LogEntry]:
+def row_entries(entries: bytes | bytearray) -> list[LogEntry]:
     """The entries of a row, as it holds them."""
     return _decode(entries)
 

@@ -5,6 +5,10 @@ retry_of, concurrency_key)``: ``body`` is the record without its workflow snapsh
 ``workflow`` the snapshot, written with the run's first row only (later writes pass
 ``None`` and keep the stored one); the other columns are copies of record fields that
 queries filter on.
+
+Encoded columns are ``bytearray``: both drivers store one as the ``bytes`` it holds, and
+Python 3.11's ``sqlite3`` binds it directly, where it passes each ``bytes`` through its
+adapter protocol (two ``AttributeError`` raised and cleared per parameter).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from app.model.records import ExecutionQuery, ExecutionRecord, IdempotencyKey
 from app.model.status import ExecutionStatus
 from app.model.webhooks import WebhookDelivery, decode_delivery
 
-RecordRow = tuple[str, str, str, int, str | None, bytes, bytes | None, str | None, str | None]
+RecordRow = tuple[
+    str, str, str, int, str | None, bytearray, bytearray | None, str | None, str | None
+]
 #: Where a :data:`RecordRow` holds the run's workflow snapshot.
 SNAPSHOT_COLUMN: Final = 6
 
@@ -65,17 +71,24 @@ _record_decoder = msgspec.json.Decoder(ExecutionRecord)
 json_object = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def record_row(record: ExecutionRecord, carried: bytes | None = None) -> RecordRow:
+def encoded(value: Any) -> bytearray:
+    """``value`` in JSON (the push messages' encoder), as a column's bytes."""
+    column = bytearray()
+    encoder.encode_into(value, column)
+    return column
+
+
+def record_row(record: ExecutionRecord, carried: bytearray | None = None) -> RecordRow:
     """The row to write for ``record``; ``carried`` is the workflow snapshot of its row
     still waiting to be written (a first write must not lose it to a later one)."""
-    workflow = encoder.encode(record.workflow) if record.last_seq == 0 else carried
+    workflow = encoded(record.workflow) if record.last_seq == 0 else carried
     return (
         record.id,
         record.workflow_id,
         record.status.value,
         record.created_at,
         record.owner,
-        encoder.encode(msgspec.structs.replace(record, workflow={})),
+        encoded(msgspec.structs.replace(record, workflow={})),
         workflow,
         record.retry_of,
         record.concurrency_key,

@@ -48,7 +48,7 @@ class _Live:
     """A record staged live, and the workflow snapshot of the row it replaced (if any)."""
 
     record: ExecutionRecord
-    carried: bytes | None
+    carried: bytearray | None
 
 
 class SqlStaging(ABC):
@@ -66,7 +66,7 @@ class SqlStaging(ABC):
         self._records[record.id] = _Live(record, self._carried(record.id))
         self.stage_events(record.id, events)
 
-    def _carried(self, execution_id: str) -> bytes | None:
+    def _carried(self, execution_id: str) -> bytearray | None:
         """The workflow snapshot of the record row staged for ``execution_id``, if any: a
         first write must not lose it to a later one."""
         staged = self._records.get(execution_id)
