@@ -12,9 +12,12 @@ sends everything that piled up meanwhile in one write per connection, and writin
 most about half of the loop's time. The pause is capped at :data:`WRITE_S` per connection
 the pass wrote: what a pass costs beyond its writes is bytes (large messages, a busy
 machine that took the core away), which a longer pause does not save; it would only let
-the backlog, and so the next pass and the next pause, grow. A lone connection (a canvas
-watching its run) is written at the next loop iteration, never held back, and so is one
-whose queue is :attr:`~app.push.connection.Connection.pressing`.
+the backlog, and so the next pass and the next pause, grow. With a publisher that reports
+its messages (:meth:`Pacer.published`, the in-process bus), a pass that wrote none of them
+(replies to commands, a subscriber's backlog) is followed by no pause: no run is
+publishing that it would give the loop to. A lone connection (a canvas watching its run)
+is written at the next loop iteration, never held back, and so is one whose queue is
+:attr:`~app.push.connection.Connection.pressing`.
 
 Bursts: a run followed by many connections publishes far faster than they can be sent and
 read (62 messages in ~10 ms, to 1,000 sockets). When the messages published since the last
@@ -69,6 +72,7 @@ class Pacer:
         self._soon = False  # the pass asked for runs at the next loop iteration
         self._not_before = 0.0  # the loop time before which a paced pass does not start
         self._published = 0  # messages published since the last pass
+        self._publisher = False  # does a publisher report its messages?
         self._passed: asyncio.Future[None] | None = None  # done when the next pass has run
 
     def ready(self, writer: Writer, *, urgent: bool = False) -> None:
@@ -85,6 +89,7 @@ class Pacer:
         its messages go out in bursts the clients take in stride, not all at once after it
         ends. After a run's :data:`LAST` message the next pass runs at once."""
         self._published += 1
+        self._publisher = True
         if self._passed is None:
             if event.type in LAST:
                 self._schedule(at_once=True)
@@ -113,7 +118,7 @@ class Pacer:
 
     def _pass(self) -> None:
         self._handle = None
-        self._published = 0
+        published, self._published = self._published, 0
         ready, self._ready = self._ready, {}
         passed, self._passed = self._passed, None
         loop = asyncio.get_running_loop()
@@ -125,6 +130,6 @@ class Pacer:
         finally:  # a publisher never waits for a pass that failed
             if passed is not None:
                 passed.set_result(None)
-        if wrote > 1:
+        if wrote > 1 and (published or not self._publisher):
             ended = loop.time()
             self._not_before = ended + max(MIN_TURN_S, min(ended - started, wrote * WRITE_S))

@@ -88,6 +88,34 @@ async def test_a_pass_over_several_connections_holds_the_next_back_as_long_as_it
 
 
 @pytest.mark.timeout(5)
+async def test_a_pass_that_wrote_what_a_run_published_holds_the_next_back() -> None:
+    pacer, log = Pacer(), Log()
+    assert pacer.published(STEP) is None  # the in-process bus reports what runs publish
+    count = busy_pass(pacer, log, 0.1)
+    await log.settle(count)
+    log.timer(0.05)
+    pacer.ready(Writer(log, "c"))
+    await log.settle(count + 2)
+    assert log[count:] == ["timer", "c"]
+
+
+@pytest.mark.timeout(5)
+async def test_a_pass_that_wrote_nothing_a_run_published_holds_nothing_back() -> None:
+    """Replies to commands, a subscriber's backlog: no run is publishing that a pause would
+    give the loop to."""
+    pacer, log = Pacer(), Log()
+    assert pacer.published(STEP) is None
+    pacer.ready(Writer(log, "lone"))  # a pass that takes the published message
+    await log.settle(1)
+    count = busy_pass(pacer, log, 0.1)
+    await log.settle(1 + count)
+    log.timer(0.05)
+    pacer.ready(Writer(log, "c"))
+    await log.settle(1 + count + 2)
+    assert log[1 + count :] == ["c", "timer"]
+
+
+@pytest.mark.timeout(5)
 async def test_a_long_pass_over_few_connections_holds_the_next_back_for_its_writes_only() -> None:
     """Large messages (or a core taken away) made the pass long: waiting as long again would
     only make the next pass longer."""
