@@ -14,13 +14,13 @@ run's rows about as much again). A process that dies loses at most the staged no
 of that window, never a status a client was told about (SPEC §4 rule 6).
 
 A write that fails for want of space stays staged and is retried (:mod:`app.storage.health`);
-the WAL checkpoint runs on a thread of its own (:mod:`app.storage.wal`). Now and then it holds
-the store's writes for a few milliseconds (``hold_writes``): a flush that comes due meanwhile
-waits for ``release_writes``, which commits it at once, and reads and the writes made
-outside the group commit wait for the release too; only ``close`` writes during a hold. The
-schema is in
-:mod:`app.storage.sqlite_schema`, the run control (idempotency keys, retention) in
-:mod:`app.storage.sqlite_control`.
+the WAL checkpoint runs on a thread of its own (:mod:`app.storage.wal`). Under sustained load
+it holds the store's writes for one short checkpoint now and then (``hold_writes``), so that
+SQLite can start the WAL over: a flush that comes due meanwhile waits for ``release_writes``,
+which commits it at once; reads and the writes made outside the group commit wait for the
+release too (a read still sees every write staged before it). Only ``close`` writes during a
+hold. The schema is in :mod:`app.storage.sqlite_schema`, the run control (idempotency keys,
+retention) in :mod:`app.storage.sqlite_control`.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from app.background import Background
 from app.storage.health import StoreHealth
@@ -48,6 +48,13 @@ WAL_RESTART_BYTES = 16 * 1024 * 1024
 HOLD_MAX_S = 0.1
 #: What a WAL frame adds to its page: its header (sqlite.org/fileformat.html, 4.1).
 _FRAME_HEADER = 24
+
+
+class Checkpointed(NamedTuple):
+    """What a checkpoint found: the frames in the WAL, and how many of them are copied."""
+
+    frames: int
+    copied: int
 
 
 class Writer(Protocol):
@@ -81,50 +88,57 @@ class WalCheckpointer:
         self._pending = True
 
     async def _loop(self) -> None:
+        restart_at = WAL_RESTART_BYTES
         while True:
             await asyncio.sleep(CHECKPOINT_INTERVAL_S)
             if self._pending:
                 self._pending = False
-                if await self._run("PASSIVE") > WAL_RESTART_BYTES:
-                    await self._run_held()
+                done = await self._run("PASSIVE")
+                in_use = 0 if done is None else done.frames * self._frame_bytes
+                if in_use > restart_at:
+                    # Doubled after a hold that could not end in a restart (a disk too slow
+                    # for HOLD_MAX_S, or failing), so such a disk is not held at each tick.
+                    restarts = await self._run_held()
+                    restart_at = WAL_RESTART_BYTES if restarts else 2 * in_use
 
-    async def _run(self, mode: str) -> int:
+    async def _run(self, mode: str) -> Checkpointed | None:
         return await self._outcome(self._submit(mode))
 
-    async def _run_held(self) -> None:
+    async def _run_held(self) -> bool:
         """A ``PASSIVE`` checkpoint with the writer's writes held, for :data:`HOLD_MAX_S` at
-        most: the writer's next commit then starts the WAL over."""
+        most; whether it copied every frame within the hold: then the writer's next commit
+        starts the WAL over."""
         self._writer.hold_writes()
         checkpoint = self._submit("PASSIVE")
         try:
-            await asyncio.wait([checkpoint], timeout=HOLD_MAX_S)
+            done, _ = await asyncio.wait([checkpoint], timeout=HOLD_MAX_S)
         finally:
             self._writer.release_writes()
-            await self._outcome(checkpoint)
+            held = await self._outcome(checkpoint)
+        return bool(done) and held is not None and held.copied == held.frames
 
-    def _submit(self, mode: str) -> asyncio.Future[int]:
+    def _submit(self, mode: str) -> asyncio.Future[Checkpointed]:
         return asyncio.get_running_loop().run_in_executor(self._thread, self._checkpoint, mode)
 
-    async def _outcome(self, checkpoint: asyncio.Future[int]) -> int:
-        """The bytes of WAL frames in use after ``checkpoint``; 0 if it failed."""
+    async def _outcome(self, checkpoint: asyncio.Future[Checkpointed]) -> Checkpointed | None:
+        """What ``checkpoint`` found; ``None`` if it failed."""
         try:
-            frames = await checkpoint
+            done = await checkpoint
         except Exception as exc:  # kept alive whatever failed: the next tick tries again
             self._pending = True
             self._health.checkpoint_failed(exc)
-            return 0
+            return None
         self._health.checkpointed()
-        return frames * self._frame_bytes
+        return done
 
-    def _checkpoint(self, mode: str) -> int:
-        """On the checkpoint thread: copy the WAL into the database file; how many frames
-        the WAL holds (copied or not)."""
+    def _checkpoint(self, mode: str) -> Checkpointed:
+        """On the checkpoint thread: copy the WAL into the database file."""
         if self._db is None:
             self._db = sqlite3.connect(self._path, isolation_level=None)
             page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
             self._frame_bytes = page_size + _FRAME_HEADER
-        _, frames, _ = self._db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
-        return int(frames)
+        _, frames, copied = self._db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        return Checkpointed(frames, copied)
 
     async def close(self) -> None:
         if self._ticking:  # started (its loop never ends by itself): stop it, empty the WAL

@@ -21,7 +21,7 @@ import pytest
 from app.model.records import ExecutionRecord
 from app.storage import wal
 from app.storage.sqlite import SqliteStore
-from app.storage.wal import WalCheckpointer
+from app.storage.wal import Checkpointed, WalCheckpointer
 from support.wait import eventually
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,7 +52,7 @@ class Checkpoints:
         self.count = 0
         checkpoint = WalCheckpointer._checkpoint
 
-        def counted(checkpointer: WalCheckpointer, mode: str) -> int:
+        def counted(checkpointer: WalCheckpointer, mode: str) -> Checkpointed:
             self.count += 1
             return checkpoint(checkpointer, mode)
 
@@ -86,16 +86,16 @@ class Holds:
 
         checkpoint = WalCheckpointer._checkpoint
 
-        def held_checkpoint(checkpointer: WalCheckpointer, mode: str) -> int:
+        def held_checkpoint(checkpointer: WalCheckpointer, mode: str) -> Checkpointed:
             if self._holding.is_set():
                 self.waiting.set()
                 self.gate.wait(timeout=30)
                 self.waiting.clear()
                 if self.error is not None:
                     raise self.error
-                frames = checkpoint(checkpointer, mode)
+                done = checkpoint(checkpointer, mode)
                 self.done += 1
-                return frames
+                return done
             return checkpoint(checkpointer, mode)
 
         monkeypatch.setattr(store, "hold_writes", hold_writes)
