@@ -58,6 +58,11 @@ class Checkpoints:
 
         monkeypatch.setattr(WalCheckpointer, "_checkpoint", counted)
 
+    async def next(self) -> None:
+        """Wait for the next checkpoint to run."""
+        after = self.count
+        await eventually(lambda: self.count, until=lambda n: n > after, what="a checkpoint")
+
 
 class Holds:
     """The checkpoints the store runs during a hold of its writes: each waits at
@@ -67,6 +72,8 @@ class Holds:
         self.count = 0
         #: Checkpoints run to their end during a hold.
         self.done = 0
+        #: The frames in the WAL as the last checkpoint outside a hold found them.
+        self.found = 0
         self.gate = threading.Event()
         self.gate.set()
         #: A checkpoint is waiting at the closed gate.
@@ -96,7 +103,9 @@ class Holds:
                 done = checkpoint(checkpointer, mode)
                 self.done += 1
                 return done
-            return checkpoint(checkpointer, mode)
+            done = checkpoint(checkpointer, mode)
+            self.found = done.frames
+            return done
 
         monkeypatch.setattr(store, "hold_writes", hold_writes)
         monkeypatch.setattr(store, "release_writes", release_writes)
@@ -212,6 +221,36 @@ async def test_a_checkpoint_that_hangs_holds_the_writes_for_hold_max_s_at_most(
     assert holds.waiting.is_set()  # still hanging
     holds.gate.set()
     await stream.stop()
+
+
+async def test_after_a_hold_cut_short_the_next_waits_for_twice_as_much_wal(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wal, "HOLD_MAX_S", 0.05)
+    checkpoints = Checkpoints(monkeypatch)
+    holds = Holds(store, monkeypatch)
+    holds.gate.clear()
+    for n in range(2000):  # one commit, many times the limit
+        store.stage(_record(n))
+    await store.commit()
+    await eventually(holds.waiting.is_set, what="a checkpoint during a hold")
+    first = holds.found  # the WAL of that hold
+    assert first > 4 * LIMIT // FRAME
+    await store.save(_record(-1))  # after the hold, cut short
+    ran = checkpoints.count
+    holds.gate.set()
+    await eventually(lambda: checkpoints.count, until=lambda n: n >= ran + 2)  # and save's
+
+    # The next commit starts the WAL over and goes past the limit, not past twice the WAL of
+    # that hold: no hold.
+    for n in range(1000):
+        store.stage(_record(10_000 + n))
+    await store.commit()
+    await checkpoints.next()
+    assert LIMIT // FRAME < holds.found < 2 * first
+    await store.save(_record(-2))
+    await checkpoints.next()  # run after the decision on the one before
+    assert holds.count == 1
 
 
 async def test_closing_during_a_hold_writes_everything_staged(
