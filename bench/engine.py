@@ -117,6 +117,8 @@ class Engine:
     workflows: WorkflowService
     #: The execution id of every ``executionFinished`` published.
     finished: asyncio.Queue[str]
+    #: The SQLite file of the store.
+    path: Path
 
     async def workflow(self, size: int) -> dict[str, Any]:
         """A stored ``chain(size)`` workflow, compiled and warmed up by 5 runs."""
@@ -133,7 +135,8 @@ async def engine() -> AsyncIterator[Engine]:
     """An :class:`Engine` on a fresh SQLite file, shut down at the end."""
     with tempfile.TemporaryDirectory() as folder:
         settings = load_settings({"data_dir": folder, "queue_bound": 1_000_000}, environ={})
-        store = SqliteStore(Path(folder) / "bench.sqlite")
+        path = Path(folder) / "bench.sqlite"
+        store = SqliteStore(path)
         async with store:
             bus = LocalEventBus()
             finished: asyncio.Queue[str] = asyncio.Queue()
@@ -159,7 +162,7 @@ async def engine() -> AsyncIterator[Engine]:
             )
             await service.start()
             try:
-                yield Engine(service, workflows, finished)
+                yield Engine(service, workflows, finished, path)
             finally:
                 await service.shutdown()
 

@@ -14,9 +14,13 @@ run's rows about as much again). A process that dies loses at most the staged no
 of that window, never a status a client was told about (SPEC §4 rule 6).
 
 A write that fails for want of space stays staged and is retried (:mod:`app.storage.health`);
-the WAL checkpoint runs on a thread of its own (:mod:`app.storage.wal`). The schema is in
-:mod:`app.storage.sqlite_schema`, the run control (idempotency keys, retention) in
-:mod:`app.storage.sqlite_control`.
+the WAL checkpoint runs on a thread of its own (:mod:`app.storage.wal`). Under sustained load
+it holds the store's writes for one short checkpoint now and then (``hold_writes``), so that
+SQLite can start the WAL over: a flush that comes due meanwhile waits for ``release_writes``,
+which commits it at once; reads and the writes made outside the group commit wait for the
+release too (a read still sees every write staged before it). Only ``close`` writes during a
+hold. The schema is in :mod:`app.storage.sqlite_schema`, the run control (idempotency keys,
+retention) in :mod:`app.storage.sqlite_control`.
 """
 
 from __future__ import annotations
@@ -72,7 +76,10 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         self._committed: asyncio.Future[None] | None = None
         #: A write failed; the flush scheduled is its retry (nothing may bring it forward).
         self._retrying = False
-        self._wal = WalCheckpointer(self._path, self.health)
+        #: Set unless a WAL checkpoint holds the writes (``hold_writes``).
+        self._released = asyncio.Event()
+        self._released.set()
+        self._wal = WalCheckpointer(self._path, self.health, self)
 
     async def __aenter__(self) -> Self:
         self._db = open_database(self._path)
@@ -108,8 +115,35 @@ class SqliteStore(SqlStaging, SqliteOutbox):
             if self._flush_due <= due:
                 return
             self._flush_handle.cancel()
+        self._arm(due)
+
+    def _arm(self, due: float) -> None:
         self._flush_due = due
-        self._flush_handle = asyncio.get_running_loop().call_at(due, self._flush)
+        self._flush_handle = asyncio.get_running_loop().call_at(due, self._flush_unless_held)
+
+    def _flush_unless_held(self) -> None:
+        """A scheduled flush; one that comes due during a hold is left to the release."""
+        if self._released.is_set():
+            self._flush()
+
+    def hold_writes(self) -> None:
+        """Write nothing (reads and writes wait, staged rows stay staged) until
+        :meth:`release_writes`: see :mod:`app.storage.wal`."""
+        self._released.clear()
+
+    def release_writes(self) -> None:
+        """End a hold: a flush that came due during it (a commit's, or a retry's) runs now."""
+        self._released.set()
+        now = asyncio.get_running_loop().time()
+        if self._flush_handle is not None and self._flush_due <= now:
+            self._flush_handle.cancel()
+            self._arm(now)
+
+    async def _connection(self) -> sqlite3.Connection:
+        """The connection, once no WAL checkpoint holds the writes."""
+        while not self._released.is_set():
+            await self._released.wait()
+        return self.db
 
     async def commit(self, linger_s: float = 0.0) -> None:
         """Return once everything staged so far is written, retrying failed writes."""
@@ -185,17 +219,18 @@ class SqliteStore(SqlStaging, SqliteOutbox):
 
     # ---- executions ------------------------------------------------------------------
 
-    def _reading(self) -> sqlite3.Connection:
+    async def _reading(self) -> sqlite3.Connection:
         """The connection, once everything staged is written (unless a retry is due)."""
+        db = await self._connection()
         if not self._retrying:
             self._flush()
-        return self.db
+        return db
 
-    def _query_one(self, sql: str, *args: Any) -> Any:
-        return self._reading().execute(sql, args).fetchone()
+    async def _query_one(self, sql: str, *args: Any) -> Any:
+        return (await self._reading()).execute(sql, args).fetchone()
 
-    def _query_all(self, sql: str, *args: Any) -> builtins.list[Any]:
-        return self._reading().execute(sql, args).fetchall()
+    async def _query_all(self, sql: str, *args: Any) -> builtins.list[Any]:
+        return (await self._reading()).execute(sql, args).fetchall()
 
     async def save_keyed(
         self,
@@ -207,7 +242,7 @@ class SqliteStore(SqlStaging, SqliteOutbox):
     ) -> IdempotencyKey | None:
         # The look-ups flush what is staged, and nothing runs between them and the staging
         # below (no await): this process is the file's one writer, so a race is decided here.
-        first = admit_new(self._reading(), record, key, live_since=live_since, alone=alone)
+        first = admit_new(await self._reading(), record, key, live_since=live_since, alone=alone)
         if first is None:
             if key is not None:
                 self._keys.append(key_row(key))
@@ -216,22 +251,24 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         return first
 
     async def key_runs(self, key: KeyScope) -> builtins.list[str]:
-        return key_runs(self._reading(), key)
+        return key_runs(await self._reading(), key)
 
     async def get_key(self, owner: str, key: str, *, live_since: int) -> IdempotencyKey | None:
-        return find_key(self._reading(), owner, key, live_since=live_since)
+        return find_key(await self._reading(), owner, key, live_since=live_since)
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
-        row = self._query_one("SELECT body, workflow FROM executions WHERE id=?", execution_id)
+        row = await self._query_one(
+            "SELECT body, workflow FROM executions WHERE id=?", execution_id
+        )
         return None if row is None else record_from_row(*row)
 
     async def list(self, query: ExecutionQuery) -> ExecutionPage:
-        return list_page(self._reading(), query)
+        return list_page(await self._reading(), query)
 
     async def read_events(
         self, execution_id: str, after: int = 0, limit: int | None = None
     ) -> builtins.list[StoredEvent]:
-        rows = self._query_all(
+        rows = await self._query_all(
             "SELECT entries FROM event_log WHERE execution_id=? AND last_seq>? ORDER BY rowid",
             execution_id,
             after,
@@ -241,24 +278,28 @@ class SqliteStore(SqlStaging, SqliteOutbox):
     async def prunable(
         self, *, created_before: int, keep: int | None, limit: int
     ) -> builtins.list[str]:
-        return prunable(self._reading(), created_before=created_before, keep=keep, limit=limit)
+        return prunable(
+            await self._reading(), created_before=created_before, keep=keep, limit=limit
+        )
 
     async def delete(self, execution_ids: Sequence[str]) -> int:
+        db = await self._connection()
         self._flush()  # a staged write of these runs must not bring them back
-        count = delete_finished(self.db, execution_ids)
+        count = delete_finished(db, execution_ids)
         self._wal.written()
         return count
 
     # ---- workflows -------------------------------------------------------------------
 
-    def _execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+    async def _execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
         """A write of its own (workflows); one that fails for now is refused (503)."""
+        db = await self._connection()
         with refusing():
-            return self.db.execute(sql, args)
+            return db.execute(sql, args)
 
     async def create_workflow(self, workflow_id: str, body: JsonObject) -> None:
         try:
-            self._execute(
+            await self._execute(
                 "INSERT INTO workflows VALUES (?,?,strftime('%s','now'))",
                 workflow_id,
                 msgspec.json.encode(body),
@@ -267,25 +308,26 @@ class SqliteStore(SqlStaging, SqliteOutbox):
             raise Conflict(f"workflow {workflow_id!r} already exists") from None
 
     async def put_workflow(self, workflow_id: str, body: JsonObject) -> None:
-        self._execute(
+        await self._execute(
             "UPDATE workflows SET body=? WHERE id=?", msgspec.json.encode(body), workflow_id
         )
 
     async def get_workflow(self, workflow_id: str) -> JsonObject | None:
-        row = self._query_one("SELECT body FROM workflows WHERE id=?", workflow_id)
+        row = await self._query_one("SELECT body FROM workflows WHERE id=?", workflow_id)
         return None if row is None else json_object(row[0])
 
     async def list_workflows(self) -> builtins.list[JsonObject]:
-        rows = self._query_all("SELECT body FROM workflows ORDER BY created_at, rowid")
+        rows = await self._query_all("SELECT body FROM workflows ORDER BY created_at, rowid")
         return [json_object(r[0]) for r in rows]
 
     async def delete_workflow(self, workflow_id: str) -> bool:
-        return self._execute("DELETE FROM workflows WHERE id=?", workflow_id).rowcount > 0
+        return (await self._execute("DELETE FROM workflows WHERE id=?", workflow_id)).rowcount > 0
 
     async def close(self) -> None:
-        self._flush()
+        self._flush()  # held or not: a checkpoint's hold never blocks a write
         if self._retrying and self._flush_handle is not None:
             self._flush_handle.cancel()
+            self._flush_handle = None
             self.health.abandoned(self.staged_count)
         await self._wal.close()
         if self._db is not None:

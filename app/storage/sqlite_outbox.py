@@ -20,18 +20,17 @@ class SqliteOutbox:
     """The :class:`~app.storage.base.WebhookStore` half of
     :class:`~app.storage.sqlite.SqliteStore`, on its connection and reads."""
 
-    @property
-    def db(self) -> sqlite3.Connection:
-        raise NotImplementedError
-
     def _flush(self) -> None:
         raise NotImplementedError
 
-    def _query_all(self, sql: str, *args: Any) -> builtins.list[Any]:
+    async def _connection(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    async def _query_all(self, sql: str, *args: Any) -> builtins.list[Any]:
         raise NotImplementedError
 
     async def list_webhooks(self, execution_id: str) -> builtins.list[WebhookDelivery]:
-        rows = self._query_all(
+        rows = await self._query_all(
             "SELECT body FROM webhooks WHERE execution_id=? ORDER BY rowid", execution_id
         )
         return [webhook_from_body(r[0]) for r in rows]
@@ -41,23 +40,25 @@ class SqliteOutbox:
     ) -> builtins.list[WebhookDelivery]:
         # Committed rows only, so no flush: a claim must not cut the runs' group commit short
         # (rows are announced once committed, and staged ones are not due to anyone yet).
-        rows = self.db.execute(
+        db = await self._connection()
+        rows = db.execute(
             "SELECT id, body FROM webhooks WHERE status='pending' AND due<=? AND claimed_until<=? "
             "ORDER BY due LIMIT ?",
             (now, now, limit),
         ).fetchall()
-        self.db.executemany(
+        db.executemany(
             "UPDATE webhooks SET claimed_until=? WHERE id=?", [(now + lease_ms, r[0]) for r in rows]
         )
         return [webhook_from_body(r[1]) for r in rows]
 
     async def save_webhook(self, delivery: WebhookDelivery) -> None:
         id_, _, status, due, body = webhook_row(delivery)
-        self.db.execute(
+        (await self._connection()).execute(
             "UPDATE webhooks SET status=?, due=?, body=?, claimed_until=0 WHERE id=?",
             (status, due, body, id_),
         )
 
     async def release_webhook_claims(self) -> None:
+        db = await self._connection()
         self._flush()
-        self.db.execute("UPDATE webhooks SET claimed_until=0 WHERE claimed_until>0")
+        db.execute("UPDATE webhooks SET claimed_until=0 WHERE claimed_until>0")

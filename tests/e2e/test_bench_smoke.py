@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
         ("bench.retry", {"3-node chain, from n2", "20-node chain, from n19"}),
         ("bench.webhooks", {"no webhook", "webhook delivered"}),
         ("bench.feed", {"followers-x0", "followers-x10"}),
+        ("bench.wal", {"runs-100", "runs-200"}),
         pytest.param(
             "bench.scaleout",
             {f"runs/s {c}" for c in ("embedded", "1 worker process", "2 worker processes")}
