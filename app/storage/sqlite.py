@@ -20,7 +20,8 @@ SQLite can start the WAL over: a flush that comes due meanwhile waits for ``rele
 which commits it at once; reads and the writes made outside the group commit wait for the
 release too (a read still sees every write staged before it). Only ``close`` writes during a
 hold. The schema is in :mod:`app.storage.sqlite_schema`, the run control (idempotency keys,
-retention) in :mod:`app.storage.sqlite_control`.
+retention) in :mod:`app.storage.sqlite_control`, the workflows in
+:mod:`app.storage.sqlite_workflows`.
 """
 
 from __future__ import annotations
@@ -33,26 +34,24 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import msgspec
-
-from app.errors import BackendUnavailable, Conflict
+from app.errors import BackendUnavailable
 from app.model.limits import KeyScope
 from app.model.records import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionRecord,
     IdempotencyKey,
-    JsonObject,
     StoredEvent,
 )
-from app.storage.health import StoreHealth, refusing, transient, unavailable
+from app.storage.health import StoreHealth, transient, unavailable
 from app.storage.log_rows import read_log
-from app.storage.sql_rows import KeyRow, json_object, key_row, record_from_row
+from app.storage.sql_rows import KeyRow, key_row, record_from_row
 from app.storage.sqlite_batch import write_batch
 from app.storage.sqlite_control import admit_new, delete_finished, find_key, key_runs, prunable
 from app.storage.sqlite_outbox import SqliteOutbox
 from app.storage.sqlite_pages import list_page
 from app.storage.sqlite_schema import open_database
+from app.storage.sqlite_workflows import SqliteWorkflows
 from app.storage.staging import SqlStaging, Staged
 from app.storage.wal import WalCheckpointer
 
@@ -60,7 +59,7 @@ from app.storage.wal import WalCheckpointer
 FLUSH_DELAY_S = 0.005
 
 
-class SqliteStore(SqlStaging, SqliteOutbox):
+class SqliteStore(SqlStaging, SqliteOutbox, SqliteWorkflows):
     """:class:`~app.storage.base.ExecutionStore` and :class:`~app.storage.base.WorkflowStore`
     on SQLite; ``async with`` opens (creating the file and schema) and closes it."""
 
@@ -288,40 +287,6 @@ class SqliteStore(SqlStaging, SqliteOutbox):
         count = delete_finished(db, execution_ids)
         self._wal.written()
         return count
-
-    # ---- workflows -------------------------------------------------------------------
-
-    async def _execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        """A write of its own (workflows); one that fails for now is refused (503)."""
-        db = await self._connection()
-        with refusing():
-            return db.execute(sql, args)
-
-    async def create_workflow(self, workflow_id: str, body: JsonObject) -> None:
-        try:
-            await self._execute(
-                "INSERT INTO workflows VALUES (?,?,strftime('%s','now'))",
-                workflow_id,
-                msgspec.json.encode(body),
-            )
-        except sqlite3.IntegrityError:
-            raise Conflict(f"workflow {workflow_id!r} already exists") from None
-
-    async def put_workflow(self, workflow_id: str, body: JsonObject) -> None:
-        await self._execute(
-            "UPDATE workflows SET body=? WHERE id=?", msgspec.json.encode(body), workflow_id
-        )
-
-    async def get_workflow(self, workflow_id: str) -> JsonObject | None:
-        row = await self._query_one("SELECT body FROM workflows WHERE id=?", workflow_id)
-        return None if row is None else json_object(row[0])
-
-    async def list_workflows(self) -> builtins.list[JsonObject]:
-        rows = await self._query_all("SELECT body FROM workflows ORDER BY created_at, rowid")
-        return [json_object(r[0]) for r in rows]
-
-    async def delete_workflow(self, workflow_id: str) -> bool:
-        return (await self._execute("DELETE FROM workflows WHERE id=?", workflow_id)).rowcount > 0
 
     async def close(self) -> None:
         self._flush()  # held or not: a checkpoint's hold never blocks a write
