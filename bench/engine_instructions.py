@@ -24,15 +24,11 @@ import argparse
 import asyncio
 import contextlib
 import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 from app.executions import workers
 from app.storage import sqlite
 from bench.engine import engine, plain_graph, plain_langgraph
-from bench.harness import note, report, table
+from bench.harness import callgrind, note, report, table
 
 SIDES = ("plain", "graphpush")
 #: The child that only sets up (``--runs 0``): what each side's count has beyond its runs.
@@ -61,17 +57,8 @@ def measured(side: str, size: int, runs: int) -> None:
 def instructions(side: str, size: int, runs: int, slowdown: float) -> int:
     """The instructions of a child process (every thread, from start to exit) that sets
     up, then runs ``runs`` runs of ``side``, under callgrind."""
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "callgrind.out"
-        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-        command += [sys.executable, "-m", "bench.engine_instructions", "--child", side]
-        command += ["--runs", str(runs), "--sizes", str(size), "--slowdown", str(slowdown)]
-        environ = {**os.environ, "PYTHONHASHSEED": "0"}
-        subprocess.run(command, check=True, capture_output=True, env=environ)
-        for line in out.read_text().splitlines():
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
-    raise RuntimeError("callgrind wrote no totals")
+    args = ["--child", side, "--runs", str(runs), "--sizes", str(size)]
+    return callgrind("bench.engine_instructions", [*args, "--slowdown", str(slowdown)])
 
 
 def main(args: argparse.Namespace) -> None:

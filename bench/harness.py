@@ -8,10 +8,13 @@ import os
 import platform
 import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 
@@ -88,3 +91,18 @@ def wait_until(ready: Callable[[], bool], *, within: float, what: str, every: fl
         if time.monotonic() > deadline:
             raise RuntimeError(what)
         time.sleep(every)
+
+
+def callgrind(module: str, args: list[str], *, valgrind: tuple[str, ...] = ()) -> int:
+    """The instructions valgrind's callgrind counts in ``python -m module *args`` (a child
+    process, hash randomization off), with the extra ``valgrind`` options (what to collect)."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "callgrind.out"
+        command = ["valgrind", "--tool=callgrind", *valgrind, f"--callgrind-out-file={out}"]
+        command += [sys.executable, "-m", module, *args]
+        environ = {**os.environ, "PYTHONHASHSEED": "0"}
+        subprocess.run(command, check=True, capture_output=True, env=environ)
+        for line in out.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError("callgrind wrote no totals")

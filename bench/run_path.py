@@ -23,12 +23,9 @@ import asyncio
 import contextlib
 import functools
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -42,7 +39,7 @@ from app.runtime import Runtime
 from app.settings import load_settings
 from app.storage import sqlite
 from bench.engine import chain
-from bench.harness import note, report, summary, table
+from bench.harness import callgrind, note, report, summary, table
 
 
 class Driver:
@@ -157,17 +154,9 @@ def measured(runs: int, clients: int) -> None:
 
 def instructions(runs: int, clients: int, slowdown: float) -> float:
     """Instructions per run (a child process under callgrind)."""
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "callgrind.out"
-        command = ["valgrind", "--tool=callgrind", "--collect-atstart=no"]
-        command += ["--toggle-collect=functools_reduce", f"--callgrind-out-file={out}"]
-        command += [sys.executable, "-m", "bench.run_path", "--child", "--runs", str(runs)]
-        command += ["--clients", str(clients), "--slowdown", str(slowdown)]
-        subprocess.run(command, check=True, capture_output=True)
-        for line in out.read_text().splitlines():
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1]) / (runs // clients * clients)
-    raise RuntimeError("callgrind wrote no totals")
+    args = ["--child", "--runs", str(runs), "--clients", str(clients), "--slowdown", str(slowdown)]
+    window = ("--collect-atstart=no", "--toggle-collect=functools_reduce")
+    return callgrind("bench.run_path", args, valgrind=window) / (runs // clients * clients)
 
 
 async def cpu(args: argparse.Namespace) -> list[list[str]]:
