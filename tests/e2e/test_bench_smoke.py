@@ -37,6 +37,10 @@ ROOT = Path(__file__).resolve().parents[2]
         ("bench.webhooks", {"no webhook", "webhook delivered"}),
         ("bench.feed", {"followers-x0", "followers-x10"}),
         ("bench.wal", {"runs-100", "runs-200"}),
+        (
+            "bench.commit_thread",
+            {f"writer thread, switch interval {ms} ms" for ms in ("5", "0.2")} | {"main thread"},
+        ),
         pytest.param(
             "bench.scaleout",
             {f"runs/s {c}" for c in ("embedded", "1 worker process", "2 worker processes")}
