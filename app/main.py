@@ -18,7 +18,7 @@ from app.http.errors import EXCEPTION_HANDLERS
 from app.http.reference import reference_routes
 from app.http.runs_feed import RunsList
 from app.http.web import web_routes
-from app.metrics import LoopLag
+from app.metrics import LoopLag, PushPasses
 from app.push.hub import PushHub
 from app.runtime import Runtime
 from app.server_secrets import with_secrets
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
             lag = await stack.enter_async_context(LoopLag())
             pruner = Pruner(store=store, checkpointer=backends.checkpointer, settings=settings)
             await stack.enter_async_context(pruner)
+            passes = PushPasses()
             app.state.runtime = Runtime(
                 settings,
                 store,
@@ -73,8 +74,10 @@ def create_app(settings: Settings | None = None, setup: Setup | None = None) -> 
                 backends.health,
                 lag,
                 pruner,
+                passes,
             )
-            app.state.push = push = PushState(settings, hub, service, Pumps(settings))
+            pumps = Pumps(settings, passes.passed)
+            app.state.push = push = PushState(settings, hub, service, pumps)
             if isinstance(bus, LocalEventBus):  # the engine shares the loop with the writers
                 bus.pace = push.pumps.pacer.published
             await service.start()

@@ -59,3 +59,44 @@ class LoopLag:
         stall of its interval), in seconds."""
         worst, self.max_s = self.max_s, self.last_s
         return {"event_loop_lag_seconds": self.last_s, "event_loop_lag_max_seconds": worst}
+
+
+class PushPasses:
+    """The push passes (``transports.pacer``), for ``/metrics``: how long one pass over the
+    connections with something to write takes. Every connection of a pass is written in
+    it, one after the other, so a pass's length is how late its last connection gets a
+    message: the floor of a fan-out's latency, which grows with the connections
+    (bench/README.md, fan-out). :meth:`passed` is the pacer's ``observe``."""
+
+    __slots__ = ("_count", "_seconds", "_writes", "last_s", "max_s")
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._seconds = 0.0
+        self._writes = 0
+        #: The last pass's length, and the longest since the last :meth:`gauges`.
+        self.last_s = 0.0
+        self.max_s = 0.0
+
+    def passed(self, seconds: float, writes: int) -> None:
+        """A pass that wrote ``writes`` connections took ``seconds``."""
+        self._count += 1
+        self._seconds += seconds
+        self._writes += writes
+        self.last_s = seconds
+        self.max_s = max(self.max_s, seconds)
+
+    def gauges(self) -> dict[str, float]:
+        """The last pass's length and the longest since the previous call (each scrape sees
+        the worst pass of its interval), in seconds."""
+        worst, self.max_s = self.max_s, self.last_s
+        return {"push_pass_seconds": self.last_s, "push_pass_max_seconds": worst}
+
+    def counters(self) -> dict[str, float]:
+        """Passes that wrote, their seconds and the connections they wrote, since start:
+        ``rate(seconds) / rate(passes)`` is the mean pass."""
+        return {
+            "push_passes_total": self._count,
+            "push_pass_seconds_total": self._seconds,
+            "push_pass_writes_total": self._writes,
+        }

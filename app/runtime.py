@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, cast
 from starlette.requests import HTTPConnection
 
 from app.bus.base import EventBus
-from app.metrics import LoopLag
+from app.metrics import LoopLag, PushPasses
 from app.settings import Settings
 from app.storage.base import ExecutionStore
 from app.storage.health import StoreHealth
@@ -35,6 +35,8 @@ class Runtime:
     health: StoreHealth = field(default_factory=StoreHealth)
     loop_lag: LoopLag | None = None
     pruner: Pruner | None = None
+    #: The push passes' lengths (``/metrics``).
+    push_passes: PushPasses | None = None
 
 
 def runtime(conn: HTTPConnection) -> Runtime:

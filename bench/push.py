@@ -167,6 +167,17 @@ class Api:
     def gc(self) -> None:
         self.http.post("/__bench/gc").raise_for_status()
 
+    def passes(self) -> tuple[float, float, float]:
+        """The push passes so far, their seconds, and the longest since the last call
+        (``/metrics``)."""
+        text = self.http.get("/metrics").text
+        series = dict(line.split(" ") for line in text.splitlines() if not line.startswith("#"))
+        passes, seconds, longest = (
+            float(series[f"graphpush_push_{name}"])
+            for name in ("passes_total", "pass_seconds_total", "pass_max_seconds")
+        )
+        return passes, seconds, longest
+
 
 class _Event(msgspec.Struct):
     seq: int
@@ -287,9 +298,17 @@ class Bench:
         subscribe(target)
         self.clients.call("expect", "graphpush", MESSAGES)
         self.meter.start()
+        passes, seconds, _ = self.api.passes()
         self.api.cancel(gate)
         times, finished = self.clients.collect("graphpush", self.args.timeout)
         cost = self.meter.per_client(len(times))
+        passes_after, seconds_after, longest = self.api.passes()
+        count = passes_after - passes
+        cost |= {
+            "passes": count,
+            "pass_mean_ms": 1000 * (seconds_after - seconds) / max(count, 1),
+            "pass_max_ms": 1000 * longest,
+        }
         return measure(self.api.stamps(target), times, finished) | cost
 
     def _paired(self, ours: Round, count: int) -> dict[str, Any]:
@@ -356,7 +375,7 @@ def main(args: argparse.Namespace) -> None:
         for kind in ("ws", "sse") if args.idle else ():
             per = idle_memory(kind, args.idle, clients)
             report("push", f"idle-{kind}", connections=args.idle, bytes_per_connection=per)
-            rows.append([f"idle {kind} x{args.idle}", f"{per / 1024:.1f} KiB/conn", *[""] * 6])
+            rows.append([f"idle {kind} x{args.idle}", f"{per / 1024:.1f} KiB/conn", *[""] * 7])
     finally:
         clients.close()
     header = [
@@ -367,6 +386,7 @@ def main(args: argparse.Namespace) -> None:
         "server CPU ms: graphpush / raw",
         "clients' CPU ms: graphpush / raw",
         "writes per client: graphpush / raw",
+        "graphpush passes (mean / longest ms)",
         "rounds",
     ]
     note(table(rows, header))
@@ -385,6 +405,8 @@ def _case(transport: str, count: int, result: dict[str, Any]) -> list[str]:
         f"{ours['server_cpu_ms']['median']:.0f} / {raw['server_cpu_ms']['median']:.0f}",
         f"{ours['client_cpu_ms']['median']:.0f} / {raw['client_cpu_ms']['median']:.0f}",
         f"{ours['writes_per_client']['median']:.1f} / {raw['writes_per_client']['median']:.1f}",
+        f"{ours['passes']['median']:.0f} ({ours['pass_mean_ms']['median']:.1f}"
+        f" / {ours['pass_max_ms']['median']:.1f})",
         str(result["ratio"]["rounds"]),
     ]
 

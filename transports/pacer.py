@@ -34,6 +34,8 @@ nothing more is coming that its last messages could share the writes with.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Final, Protocol
 
 from app.bus.base import PushEvent
@@ -66,7 +68,10 @@ class Pacer:
     """The passes of one app's writers: :meth:`ready` asks for one, :meth:`leave` forgets a
     writer that is done."""
 
-    def __init__(self) -> None:
+    def __init__(self, observe: Callable[[float, int], None] | None = None) -> None:
+        """``observe(seconds, writes)``: told the length of every pass that wrote, and how
+        many connections it wrote (``/metrics``)."""
+        self._observe = observe
         self._ready: dict[Writer, None] = {}  # in the order they became ready
         self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self._soon = False  # the pass asked for runs at the next loop iteration
@@ -122,7 +127,7 @@ class Pacer:
         ready, self._ready = self._ready, {}
         passed, self._passed = self._passed, None
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        started, clock = loop.time(), time.perf_counter()
         wrote = 0
         try:
             for writer in ready:
@@ -130,6 +135,8 @@ class Pacer:
         finally:  # a publisher never waits for a pass that failed
             if passed is not None:
                 passed.set_result(None)
+        if wrote and self._observe is not None:
+            self._observe(time.perf_counter() - clock, wrote)
         if wrote > 1 and (published or not self._publisher):
             ended = loop.time()
             self._not_before = ended + max(MIN_TURN_S, min(ended - started, wrote * WRITE_S))

@@ -80,8 +80,11 @@ class Pumps:
     open responses before it runs the lifespan's shutdown, and a stream never ends on its
     own)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.pacer = Pacer()
+    def __init__(
+        self, settings: Settings, observe: Callable[[float, int], None] | None = None
+    ) -> None:
+        """``observe``: the :class:`~transports.pacer.Pacer`'s, told each pass's length."""
+        self.pacer = Pacer(observe)
         self.write_timeout_s = write_timeout_s(settings)
         self.stopping = False
         self._running: set[Connection] = set()

@@ -58,8 +58,10 @@ async def metrics(call: Call) -> str:
     rt = runtime(call.request)
     lag = prometheus(rt.loop_lag.gauges()) if rt.loop_lag else ""
     pruned = prometheus({}, rt.pruner.counters()) if rt.pruner else ""
+    passes = rt.push_passes
+    passed = prometheus(passes.gauges(), passes.counters()) if passes else ""
     texts = (rt.service.metrics_text(), rt.hub.metrics_text(), rt.health.metrics_text())
-    return "".join(texts) + lag + pruned
+    return "".join(texts) + lag + pruned + passed
 
 
 OPERATIONS: Final[tuple[Operation, ...]] = (healthz, readyz, metrics)

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from app.bus.base import PushEvent
+from app.metrics import PushPasses
 from transports.pacer import BURST, BURST_MESSAGES, MIN_TURN_S, WRITE_S, Pacer
 
 STEP = PushEvent("e1", 2, "nodeExecuteBefore", b"{}")
@@ -45,15 +46,15 @@ class Writer:
     """A connection's pump as a pass sees it: logs its flushes; ``busy_s``: each keeps the
     loop busy that long, as a write does."""
 
-    def __init__(self, log: Log, name: str, busy_s: float = 0.0) -> None:
-        self.log, self.name, self.busy_s = log, name, busy_s
+    def __init__(self, log: Log, name: str, busy_s: float = 0.0, *, writes: bool = True) -> None:
+        self.log, self.name, self.busy_s, self.writes = log, name, busy_s, writes
 
     def flush(self) -> bool:
         self.log.append(self.name)
         until = time.monotonic() + self.busy_s
         while time.monotonic() < until:
             pass
-        return True
+        return self.writes
 
 
 def busy_pass(pacer: Pacer, log: Log, seconds: float, writers: int | None = None) -> int:
@@ -212,3 +213,30 @@ async def test_a_run_that_stops_publishing_has_its_rest_written_at_once(last: st
     assert pacer.published(PushEvent("e1", 3, last, b"{}")) is None  # nothing to wait for
     await log.settle(count + 2)
     assert log[count:] == ["follower", "timer"]
+
+
+@pytest.mark.timeout(5)
+async def test_each_pass_that_wrote_reports_its_length_and_its_connections() -> None:
+    passes: list[tuple[float, int]] = []
+    pacer, log = Pacer(lambda seconds, writes: passes.append((seconds, writes))), Log()
+    pacer.ready(Writer(log, "a", busy_s=0.02))
+    pacer.ready(Writer(log, "idle", writes=False))  # nothing queued: not counted as written
+    pacer.ready(Writer(log, "b"))
+    await log.settle(3)
+    pacer.ready(Writer(log, "idle", writes=False))  # a pass that wrote nothing: not reported
+    await log.settle(4)
+    pacer.ready(Writer(log, "c"))
+    await log.settle(5)
+    assert [writes for _, writes in passes] == [2, 1]
+    assert passes[0][0] >= 0.02 > passes[1][0]
+
+
+def test_the_push_pass_metrics_count_every_pass_and_keep_the_longest_per_scrape() -> None:
+    passes = PushPasses()
+    for seconds, writes in ((0.004, 10), (0.030, 1000), (0.002, 3)):
+        passes.passed(seconds, writes)
+    assert passes.counters() == pytest.approx(
+        {"push_passes_total": 3, "push_pass_seconds_total": 0.036, "push_pass_writes_total": 1013}
+    )
+    assert passes.gauges() == {"push_pass_seconds": 0.002, "push_pass_max_seconds": 0.030}
+    assert passes.gauges()["push_pass_max_seconds"] == 0.002  # the worst is per scrape

@@ -192,6 +192,37 @@ async def test_real_app_pushes_a_run_over_websocket_and_streams_it_over_sse(tmp_
     assert [e["type"] for e in events[1:]] == types
 
 
+async def test_metrics_count_the_push_passes_that_wrote_a_run_to_its_client(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings({"data_dir": tmp_path, "load_examples": False}, environ={})
+    async with (
+        serving(create_app(settings), settings) as host,
+        httpx.AsyncClient(base_url=f"http://{host}", timeout=10) as client,
+    ):
+        created = await client.post("/agents/workflows", json=E2E_FLOW)
+        async with connect(f"ws://{host}/agents/push?pushRef=passes") as ws:
+            before_run = _series((await client.get("/metrics")).text)
+            run = await client.post(
+                f"/agents/workflows/{created.json()['id']}/run", json={"push_ref": "passes"}
+            )
+            assert run.status_code == 202, run.text
+            pushed = await ws_until_finished(ws)
+        after_run = _series((await client.get("/metrics")).text)
+    passes = after_run["graphpush_push_passes_total"] - before_run["graphpush_push_passes_total"]
+    writes = after_run["graphpush_push_pass_writes_total"]
+    assert 1 <= passes <= len(pushed)  # one pass per write at most; messages may share one
+    assert writes - before_run["graphpush_push_pass_writes_total"] == passes  # one client
+    assert after_run["graphpush_push_pass_seconds_total"] > 0
+    assert after_run["graphpush_push_pass_max_seconds"] > 0
+
+
+def _series(text: str) -> dict[str, float]:
+    """The samples of a Prometheus text, by series name."""
+    samples = (line.split(" ") for line in text.splitlines() if not line.startswith("#"))
+    return {name: float(value) for name, value in samples}
+
+
 def test_open_streams_end_cleanly_when_the_server_starts_to_stop(tmp_path: Path) -> None:
     """uvicorn waits for open responses before the lifespan's shutdown: the streams must end
     themselves (a complete chunked body) rather than be cancelled by the graceful timeout."""
