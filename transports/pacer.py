@@ -126,8 +126,8 @@ class Pacer:
         published, self._published = self._published, 0
         ready, self._ready = self._ready, {}
         passed, self._passed = self._passed, None
-        loop = asyncio.get_running_loop()
-        started, clock = loop.time(), time.perf_counter()
+        # Timed by the clock, not loop.time(): uvloop's counts whole milliseconds.
+        started = time.perf_counter()
         wrote = 0
         try:
             for writer in ready:
@@ -135,8 +135,11 @@ class Pacer:
         finally:  # a publisher never waits for a pass that failed
             if passed is not None:
                 passed.set_result(None)
-        if wrote and self._observe is not None:
-            self._observe(time.perf_counter() - clock, wrote)
+        if not wrote:
+            return
+        took = time.perf_counter() - started
+        if self._observe is not None:
+            self._observe(took, wrote)
         if wrote > 1 and (published or not self._publisher):
-            ended = loop.time()
-            self._not_before = ended + max(MIN_TURN_S, min(ended - started, wrote * WRITE_S))
+            pause = max(MIN_TURN_S, min(took, wrote * WRITE_S))
+            self._not_before = asyncio.get_running_loop().time() + pause
