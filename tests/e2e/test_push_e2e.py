@@ -208,7 +208,7 @@ async def test_metrics_count_the_push_passes_that_wrote_a_run_to_its_client(
             )
             assert run.status_code == 202, run.text
             pushed = await ws_until_finished(ws)
-        after_run = _series((await client.get("/metrics")).text)
+            after_run = _series((await client.get("/metrics")).text)
     passes = after_run["graphpush_push_passes_total"] - before_run["graphpush_push_passes_total"]
     writes = after_run["graphpush_push_pass_writes_total"]
     assert 1 <= passes <= len(pushed)  # one pass per write at most; messages may share one
