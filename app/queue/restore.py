@@ -10,6 +10,11 @@ store holds as ``new`` and queues again each one the set does not know:
   and queuing it: every ``claim_idle_s`` one process (a short Redis lock) sweeps the runs
   older than ``claim_idle_s``.
 
+A run is marked queued and its entry appended in one step (a script): a connection lost in
+the middle of a sweep leaves a run either queued or not marked, so a later sweep queues it
+(marked but not appended, no sweep would ever queue it again). A sweep made for a lost
+group that fails is made again, whole, at the process's next heartbeat.
+
 A run queued twice is harmless: the worker that takes the second entry finds it no longer
 ``new`` (the claim is a compare-and-set in the store) and skips it.
 """
@@ -30,6 +35,15 @@ from app.model.status import ExecutionStatus
 
 log = logging.getLogger(__name__)
 GROUP = "workers"
+#: Queue a run again unless it is marked queued: mark it and append its entry at once.
+#: KEYS: the queued set, the stream; ARGV: the run's id, its encoded record. 1 if queued.
+_REQUEUE = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+    redis.call('XADD', KEYS[2], '*', 'record', ARGV[2])
+    return 1
+end
+return 0
+"""
 
 
 class QueuedRuns(Protocol):
@@ -51,6 +65,9 @@ class Restorer:
         self.queued = f"{prefix}:queued"
         self._lock = f"{prefix}:sweep"
         self._every_ms = int(every_s * 1000)
+        self._requeue = redis.register_script(_REQUEUE)
+        #: A sweep for a lost group failed: the next :meth:`sweep_if_due` makes it again.
+        self._owed = False
 
     async def create_group(self) -> None:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
@@ -60,13 +77,18 @@ class Restorer:
         """The group is gone (Redis restarted empty): make it again and queue every ``new``
         run again."""
         log.warning("the Redis queue was lost; queuing again the runs stored as new")
+        self._owed = True
         await self.create_group()
         await self.sweep(grace_ms=0)
+        self._owed = False
 
     async def sweep_if_due(self) -> None:
-        """Sweep runs older than ``every_s``, unless another process did in the last
-        ``every_s``."""
-        if await self._redis.set(self._lock, "1", nx=True, px=self._every_ms):
+        """Make a failed sweep for a lost group again; else sweep runs older than
+        ``every_s``, unless another process did in the last ``every_s``."""
+        if self._owed:
+            await self.sweep(grace_ms=0)
+            self._owed = False
+        elif await self._redis.set(self._lock, "1", nx=True, px=self._every_ms):
             await self.sweep(grace_ms=self._every_ms)
 
     async def sweep(self, grace_ms: int) -> None:
@@ -77,13 +99,13 @@ class Restorer:
         known = await self._redis.smismember(self.queued, ids)
         requeued = 0
         for execution_id, queued in zip(ids, known, strict=True):
-            # SADD answers 1 to one process only: two sweeping at once queue a run once.
-            if not queued and await self._redis.sadd(self.queued, execution_id):
-                record = await self._store.get(execution_id)
-                if record is None or record.status is not ExecutionStatus.NEW:
-                    await self._redis.srem(self.queued, execution_id)  # taken meanwhile
-                    continue
-                await self._redis.xadd(self.stream, {"record": encoder.encode(record)})
-                requeued += 1
+            if queued:
+                continue
+            record = await self._store.get(execution_id)
+            if record is None or record.status is not ExecutionStatus.NEW:
+                continue  # taken or ended meanwhile
+            # The mark answers 1 to one process only: two sweeping at once queue a run once.
+            args: list[str | bytes] = [execution_id, encoder.encode(record)]
+            requeued += int(await self._requeue(keys=[self.queued, self.stream], args=args))
         if requeued:
             log.warning("queued again %d runs stored as new that Redis had lost", requeued)

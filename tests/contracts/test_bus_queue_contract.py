@@ -10,25 +10,32 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 from app.bus.base import EventBus, LocalEventBus, PushEvent
 from app.bus.pubsub import PubSub
 from app.bus.redis import RedisBus
+from app.clock import now_ms
 from app.model.records import ExecutionRecord
 from app.model.status import ExecutionStatus
 from app.push.hub import PushHub
 from app.push.size import fit
 from app.queue.base import ExecutionQueue, LocalQueue
 from app.queue.redis import RedisQueue
+from app.queue.restore import Restorer
 from app.settings import Settings
 from app.storage.memory import MemoryStore
 from app.storage.postgres import PostgresStore
 from support.push import FakeService
 from support.scaleout import REDIS_URL, fresh_prefix, fresh_schema
+from support.tcp_proxy import TcpProxy, tcp_proxy
 from support.wait import eventually
 
 pytestmark = pytest.mark.timeout(30)
@@ -377,3 +384,79 @@ async def test_the_depth_is_shared_by_every_process(
         await api.put(run)
     assert api.qsize() == 3
     await eventually(lambda: other.qsize() == 3, within=3)
+
+
+# ---- queuing again what Redis lost (app/queue/restore.py) ----------------------------------
+
+
+class CutWhileReading:
+    """A sweep's store whose first read of a run takes the sweep's Redis connection away, as
+    a Redis restart in the middle of a sweep does."""
+
+    def __init__(self, store: PostgresStore, proxy: TcpProxy) -> None:
+        self._store, self._proxy, self._cut = store, proxy, False
+
+    async def new_run_ids(self, created_before: int) -> list[str]:
+        return await self._store.new_run_ids(created_before)
+
+    async def get(self, execution_id: str) -> ExecutionRecord | None:
+        if not self._cut:
+            self._cut = True
+            self._proxy.cut()
+        return await self._store.get(execution_id)
+
+
+@pytest.fixture
+async def cut_off() -> AsyncIterator[tuple[TcpProxy, Redis]]:
+    """A Redis client through a proxy that the test can cut and restore."""
+    fresh_prefix()  # skips (fails on CI) when Redis does not answer
+    url = urlsplit(REDIS_URL)
+    with tcp_proxy((url.hostname or "127.0.0.1", url.port or 6379)) as proxy:
+        db = int(url.path.lstrip("/") or 0)  # no retries: a cut fails the call at once
+        client = Redis(host="127.0.0.1", port=proxy.port, db=db, retry=Retry(NoBackoff(), 0))
+        yield proxy, client
+        await client.aclose()
+
+
+async def queued_runs(redis: Redis, restorer: Restorer) -> list[str]:
+    """The ids of the runs in the stream's entries, in order."""
+    entries = await redis.xrange(restorer.stream)
+    return [msgspec.json.decode(fields[b"record"])["id"] for _, fields in entries]
+
+
+async def test_a_run_whose_requeue_lost_its_connection_is_queued_by_the_next_sweep(
+    redis: Redis, store: PostgresStore, cut_off: tuple[TcpProxy, Redis]
+) -> None:
+    """Marked queued and appended in one step: a sweep cut off in the middle leaves the run
+    unmarked, not marked without an entry, which no sweep would ever queue again."""
+    proxy, through_proxy = cut_off
+    prefix = fresh_prefix()
+    run = record()
+    await store.save(run)  # stored while Redis was unreachable: new, in no queue
+    cut = Restorer(through_proxy, store=CutWhileReading(store, proxy), prefix=prefix, every_s=1)
+    await cut.create_group()
+    with pytest.raises((RedisError, OSError)):
+        await cut.sweep(grace_ms=0)
+    proxy.restore()
+    other = Restorer(redis, store=store, prefix=prefix, every_s=1)
+    await other.sweep(grace_ms=0)
+    assert await queued_runs(redis, other) == [run.id]
+    await other.sweep(grace_ms=0)  # queued: not again
+    assert await queued_runs(redis, other) == [run.id]
+
+
+async def test_a_failed_sweep_for_a_lost_group_is_made_again_at_the_next_heartbeat(
+    redis: Redis, store: PostgresStore, cut_off: tuple[TcpProxy, Redis]
+) -> None:
+    proxy, through_proxy = cut_off
+    prefix = fresh_prefix()
+    run = msgspec.structs.replace(record(), created_at=now_ms())  # newer than a periodic
+    await store.save(run)  # sweep's grace: only the owed one takes it
+    restorer = Restorer(
+        through_proxy, store=CutWhileReading(store, proxy), prefix=prefix, every_s=60
+    )
+    with pytest.raises((RedisError, OSError)):
+        await restorer.recreate()
+    proxy.restore()
+    await restorer.sweep_if_due()
+    assert await queued_runs(redis, restorer) == [run.id]
