@@ -11,9 +11,9 @@ store holds as ``new`` and queues again each one the set does not know:
   older than ``claim_idle_s``.
 
 A run is marked queued and its entry appended in one step (a script): a connection lost in
-the middle of a sweep leaves a run either queued or not marked, so a later sweep queues it
-(marked but not appended, no sweep would ever queue it again). A sweep made for a lost
-group that fails is made again, whole, at the process's next heartbeat.
+the middle of a sweep leaves each run either queued or unmarked, and a later sweep queues
+an unmarked one (a run marked but never appended would never be queued again). A sweep
+made for a lost group that fails is made again, whole, at the process's next heartbeat.
 
 A run queued twice is harmless: the worker that takes the second entry finds it no longer
 ``new`` (the claim is a compare-and-set in the store) and skips it.
