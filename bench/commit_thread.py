@@ -120,7 +120,8 @@ def main(args: argparse.Namespace) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         alone = summary([on_main(commits, folder) for _ in range(args.rounds)])
-        report("commit_thread", "main thread", commits=len(commits), us_per_commit=alone)
+        load = os.getloadavg()
+        report("commit_thread", "main thread", commits=len(commits), load=load, us_per_commit=alone)
         rows.append(["on the main thread", f"{alone['median']:.0f}", f"{alone['median']:.0f}"])
         for interval in (0.005, 0.0002):
             found = [beside_busy_thread(commits, folder, interval) for _ in range(args.rounds)]

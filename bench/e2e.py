@@ -199,7 +199,7 @@ def goals(results: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
         lines.append(f"- >= 600 runs/s, 8 clients, WebSocket: {value:,.0f} ({_met(value >= 600)})")
         found.update(ceilings(eight))
         lines.append(
-            f"  at the CPU this round spent per run, the server's one event loop allows"
+            f"  at the rounds' median CPU per run, the server's one event loop allows"
             f" {found['server_core_runs_per_s']:,.0f} runs/s and this machine's"
             f" {os.cpu_count()} cores, shared with the clients,"
             f" {found['machine_runs_per_s']:,.0f}"
@@ -222,8 +222,9 @@ def goals(results: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
 
 
 def ceilings(result: dict[str, Any]) -> dict[str, float]:
-    """The runs/s the CPU per run of ``result`` allows: one core for the server (its event
-    loop is one thread), and every core for the server and the clients together."""
+    """The runs/s the median CPU per run of ``result``'s rounds allows: one core for the
+    server (its event loop is one thread), and every core for the server and the clients
+    together."""
     server = result["server_cpu_ms_per_run"]["median"]
     client = result["client_cpu_ms_per_run"]["median"]
     return {
